@@ -1,0 +1,73 @@
+"""What every RabbitMQ provider offers the harness: where to connect, and who owns the broker."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from harness.management import ManagementAPI
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a running broker answers."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    vhost: str = "/"
+    management_url: str | None = None
+
+    def amqp_url(self, vhost: str | None = None) -> str:
+        vhost = self.vhost if vhost is None else vhost
+        credentials = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+        return f"amqp://{credentials}@{self.host}:{self.port}/{quote(vhost, safe='')}"
+
+    def redacted(self, vhost: str | None = None) -> str:
+        return self.amqp_url(vhost).replace(f":{quote(self.password, safe='')}@", ":***@")
+
+
+class BrokerNotOwned(Exception):
+    """A fault call (stop, restart) on a broker the harness does not own."""
+
+
+class Broker(ABC):
+    """A RabbitMQ broker for one test session.
+
+    ``start`` and ``close`` bracket the session. ``management`` is None when the broker has no
+    management API the harness can use; then scenarios share the vhost of the URL (see harness.vhost).
+    """
+
+    kind: str
+    owned: bool = True
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """End the session's use of the broker (stop it, if the harness started it). Idempotent."""
+
+    @property
+    @abstractmethod
+    def endpoint(self) -> Endpoint: ...
+
+    @property
+    def management(self) -> ManagementAPI | None:
+        url = self.endpoint.management_url
+        if url is None:
+            return None
+        return ManagementAPI(url, self.endpoint.user, self.endpoint.password)
+
+    def describe(self) -> str:
+        mode = "management API" if self.endpoint.management_url else "AMQP only"
+        return f"{self.kind} broker at {self.endpoint.host}:{self.endpoint.port} ({mode})"
+
+    # Fault calls: providers that own their broker override these.
+    def stop_broker(self) -> None:
+        raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to stop")
+
+    def start_broker(self) -> None:
+        raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to start")

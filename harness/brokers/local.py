@@ -1,0 +1,208 @@
+"""The ``local`` provider: a private RabbitMQ node, started from the ``rabbitmq-server`` on PATH.
+
+The node lives in its own temporary directory with its own config, cookie (HOME), node name and
+free ports, so it never collides with a system broker, and the whole directory goes at the end.
+mirakuru starts it in its own session and waits until both the AMQP listener and the management
+API answer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import requests
+from mirakuru import TCPExecutor
+from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
+
+from harness.brokers.base import Broker, Endpoint
+from harness.errors import HarnessError
+from harness.ports import free_ports, require_free
+
+INSTALL_HINT = (
+    "install it (Debian/Ubuntu: apt-get install -y rabbitmq-server), name one with --rabbitmq-server PATH, "
+    "or use another broker (--broker url --broker-url amqp://...)"
+)
+# Debian's /usr/sbin/rabbitmq-server is a wrapper that su's to the rabbitmq user and writes its logs
+# to /var/log/rabbitmq; the real script sits here and runs as whoever calls it.
+DEBIAN_REAL_SBIN = Path("/usr/lib/rabbitmq/bin")
+
+
+def find_server(given: str | None) -> Path:
+    """The rabbitmq-server script to run (the one named, else the one on PATH)."""
+    if given:
+        path = Path(given)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise HarnessError(f"--rabbitmq-server {given} is not an executable file; {INSTALL_HINT}")
+    else:
+        found = shutil.which("rabbitmq-server") or shutil.which("rabbitmq-server", path="/usr/sbin:/usr/local/sbin")
+        if found is None:
+            raise HarnessError(f"rabbitmq-server was not found on PATH; {INSTALL_HINT}")
+        path = Path(found)
+    real = DEBIAN_REAL_SBIN / "rabbitmq-server"
+    if real.exists() and "su rabbitmq" in path.read_text(errors="replace"):
+        return real
+    return path
+
+
+class RabbitMQNode(TCPExecutor):
+    """Ready when the AMQP port accepts connections and the management API answers."""
+
+    def __init__(self, *args, management_url: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.management_url = management_url
+
+    def after_start_check(self) -> bool:
+        if not super().after_start_check():
+            return False
+        try:
+            response = requests.get(f"{self.management_url}/api/overview", auth=("guest", "guest"), timeout=1)
+        except requests.RequestException:
+            return False
+        return response.status_code == 200
+
+
+class LocalBroker(Broker):
+    kind = "local"
+
+    def __init__(
+        self,
+        server: str | None = None,
+        port: int | None = None,
+        boot_timeout: float = 90.0,
+        extra_erl_args: str = "",
+        work_root: str | None = None,
+    ) -> None:
+        self.server = find_server(server)
+        self.ctl = self.server.with_name("rabbitmqctl")
+        if port is not None:
+            require_free(port, "the local RabbitMQ node", "--rabbitmq-port")
+        ports = free_ports(3)
+        self.port = port if port is not None else ports[0]
+        self.management_port, self.dist_port = ports[1], ports[2]
+        self.nodename = f"harness-{uuid.uuid4().hex[:8]}@localhost"
+        self.boot_timeout = boot_timeout
+        self.extra_erl_args = extra_erl_args
+        self.dir = Path(tempfile.mkdtemp(prefix="harness-rabbitmq-", dir=work_root))
+        self._executor: RabbitMQNode | None = None
+        self._write_config()
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(
+            "127.0.0.1", self.port, "guest", "guest", "/", f"http://127.0.0.1:{self.management_port}"
+        )
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "stdout.log"
+
+    def _write_config(self) -> None:
+        for sub in ("mnesia", "log"):
+            (self.dir / sub).mkdir()
+        # The plugins file must exist before start, or the node crashes updating it.
+        (self.dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        # An empty env file keeps the system's /etc/rabbitmq/rabbitmq-env.conf (node name, ports) out.
+        (self.dir / "rabbitmq-env.conf").write_text("")
+        (self.dir / "rabbitmq.conf").write_text(
+            "\n".join(
+                [
+                    f"listeners.tcp.default = 127.0.0.1:{self.port}",
+                    "management.tcp.ip = 127.0.0.1",
+                    f"management.tcp.port = {self.management_port}",
+                    # Queue counters in the management API refresh every 5 s by default; scenarios
+                    # read unacknowledged counts from it, so sample faster.
+                    "collect_statistics_interval = 500",
+                    "log.file.level = info",
+                    "",
+                ]
+            )
+        )
+
+    def _environment(self) -> dict[str, str]:
+        d = self.dir
+        return {
+            "HOME": str(d),  # the Erlang cookie goes here, shared with rabbitmqctl
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(d / "log"),
+            "RABBITMQ_PID_FILE": str(d / "node.pid"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
+            "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": self.extra_erl_args,
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def start(self) -> None:
+        self.start_broker()
+
+    def start_broker(self) -> None:
+        """Start the node (again): same directory, data and ports."""
+        log = self.log_path.open("ab")
+        self._executor = RabbitMQNode(
+            [str(self.server)],
+            host="127.0.0.1",
+            port=self.port,
+            management_url=self.endpoint.management_url,
+            timeout=self.boot_timeout,
+            sleep=0.05,
+            envvars=self._environment(),
+            cwd=str(self.dir),
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            self._executor.start()
+        except ProcessExitedWithError as exc:
+            self._executor = None
+            raise HarnessError(self._boot_failure(exc.exit_code)) from None
+        except TimeoutExpired:
+            self._executor = None
+            raise HarnessError(
+                f"the local RabbitMQ node did not answer on port {self.port} within {self.boot_timeout:.0f}s; "
+                f"last log line: {self._log_tail(1) or '(none)'}"
+            ) from None
+        finally:
+            log.close()
+
+    def _log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
+
+    def _boot_failure(self, code: int) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        listener = re.search(r"could_not_start_listener,\"([^\"]+)\",(\d+)", text)
+        if listener and "eaddrinuse" in text:
+            return (
+                f"the local RabbitMQ node could not listen on {listener[1]}:{listener[2]}: the port is already "
+                "in use; free it or let the harness pick a port (leave --rabbitmq-port out)"
+            )
+        return (
+            f"rabbitmq-server ({self.server}) exited during boot with code {code}; "
+            f"its log ends: {self._log_tail(3) or '(empty)'}"
+        )
+
+    def stop_broker(self) -> None:
+        """Stop the node, keeping its data directory (for broker-restart scenarios)."""
+        if self._executor is not None:
+            # RabbitMQ shuts down cleanly on SIGTERM; mirakuru SIGKILLs the group if it hangs.
+            self._executor.stop(expected_returncode=0)
+            self._executor = None
+
+    def close(self) -> None:
+        try:
+            if self._executor is not None:
+                # The data is about to be deleted, so skip the graceful stop (about 6 s) and kill.
+                self._executor.kill()
+                self._executor = None
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)

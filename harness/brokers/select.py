@@ -1,0 +1,75 @@
+"""Which broker provider a run uses: ``--broker {auto,local,url,docker}`` (env ``HARNESS_BROKER``)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.brokers.base import Broker
+from harness.errors import HarnessError
+
+KINDS = ("auto", "local", "url", "docker")
+
+
+@dataclass(frozen=True)
+class BrokerOptions:
+    kind: str = "auto"
+    url: str | None = None
+    management_url: str | None = None
+    rabbitmq_server: str | None = None
+    rabbitmq_port: int | None = None
+    boot_timeout: float = 90.0
+    work_root: str | None = None
+
+
+def rabbitmq_server_found(options: BrokerOptions) -> bool:
+    return bool(options.rabbitmq_server or shutil.which("rabbitmq-server") or shutil.which(
+        "rabbitmq-server", path="/usr/sbin:/usr/local/sbin"
+    ))
+
+
+def docker_answers(options: BrokerOptions) -> bool:
+    # The docker provider is not built yet; auto must not pick it.
+    return False
+
+
+def choose_kind(
+    options: BrokerOptions,
+    server_found: Callable[[BrokerOptions], bool] = rabbitmq_server_found,
+    docker_ok: Callable[[BrokerOptions], bool] = docker_answers,
+) -> str:
+    """The provider ``auto`` resolves to: a given URL, else Docker, else a local node."""
+    if options.kind not in KINDS:
+        raise HarnessError(f"--broker {options.kind!r} is not one of {', '.join(KINDS)}")
+    if options.kind == "url" and not options.url:
+        raise HarnessError("--broker url needs --broker-url amqp://user:password@host:port/vhost (or HARNESS_BROKER_URL)")
+    if options.kind != "auto":
+        return options.kind
+    if options.url:
+        return "url"
+    if docker_ok(options):
+        return "docker"
+    if server_found(options):
+        return "local"
+    raise HarnessError(
+        "no RabbitMQ is available: install rabbitmq-server (apt-get install -y rabbitmq-server) for a private "
+        "local node, or point the harness at a running broker with --broker-url amqp://user:password@host:5672/"
+    )
+
+
+def make_broker(options: BrokerOptions) -> Broker:
+    kind = choose_kind(options)
+    if kind == "local":
+        from harness.brokers.local import LocalBroker
+
+        return LocalBroker(
+            options.rabbitmq_server, options.rabbitmq_port, options.boot_timeout, work_root=options.work_root
+        )
+    if kind == "url":
+        from harness.brokers.url import UrlBroker
+
+        return UrlBroker(options.url or "", options.management_url)
+    raise HarnessError(
+        "--broker docker is not available in this version of the harness; use --broker local or --broker url"
+    )

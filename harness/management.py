@@ -1,0 +1,84 @@
+"""A small client for the RabbitMQ management HTTP API (only the calls the harness needs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import requests
+
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    ready: int
+    unacked: int
+    consumers: int
+
+
+class ManagementAPI:
+    def __init__(self, base_url: str, user: str, password: str, timeout: float = 3.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._session.auth = (user, password)
+        self._user = user
+
+    def _url(self, *parts: str) -> str:
+        return "/".join([self.base_url, "api", *(quote(p, safe="") for p in parts)])
+
+    def _call(self, method: str, *parts: str, json: object | None = None) -> requests.Response:
+        url = self._url(*parts)
+        try:
+            response = self._session.request(method, url, json=json, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise HarnessError(
+                f"the RabbitMQ management API at {self.base_url} does not answer ({type(exc).__name__}); "
+                "check the broker is running and the management plugin is enabled"
+            ) from None
+        if response.status_code == 401:
+            raise HarnessError(
+                f"the RabbitMQ management API at {self.base_url} rejected user {self._user!r} (401); "
+                "give the credentials of an administrator in the broker URL"
+            )
+        return response
+
+    def alive(self) -> bool:
+        try:
+            return self._session.get(self._url("overview"), timeout=self.timeout).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def overview(self) -> dict:
+        response = self._call("GET", "overview")
+        response.raise_for_status()
+        return response.json()
+
+    def create_vhost(self, vhost: str) -> None:
+        self._call("PUT", "vhosts", vhost).raise_for_status()
+        permissions = {"configure": ".*", "write": ".*", "read": ".*"}
+        self._call("PUT", "permissions", vhost, self._user, json=permissions).raise_for_status()
+
+    def delete_vhost(self, vhost: str) -> None:
+        response = self._call("DELETE", "vhosts", vhost)
+        if response.status_code not in (204, 404):
+            response.raise_for_status()
+
+    def vhosts(self) -> list[str]:
+        response = self._call("GET", "vhosts")
+        response.raise_for_status()
+        return [v["name"] for v in response.json()]
+
+    def queue_stats(self, vhost: str, queue: str) -> QueueStats | None:
+        """Counts as the management plugin last sampled them (it lags by its statistics interval)."""
+        response = self._call("GET", "queues", vhost, queue)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        data = response.json()
+        return QueueStats(
+            ready=int(data.get("messages_ready", 0)),
+            unacked=int(data.get("messages_unacknowledged", 0)),
+            consumers=int(data.get("consumers", 0)),
+        )

@@ -1,0 +1,216 @@
+"""The pytest plugin (registered through the ``pytest11`` entry point).
+
+Fixtures, each overridable by redefining it in a conftest or test module:
+
+- ``broker_options`` / ``broker`` (session): the RabbitMQ provider, started once per run;
+- ``app_queues``: the queues a scenario's verdict and purges look at;
+- ``vhost``: the scenario's own vhost on that broker (``harness.vhost.ScenarioVhost``);
+- ``ledger``: Celery events of the scenario, listening before anything is sent;
+- ``stack_spec`` / ``stack``: the app under test (web + workers) under supervisord, ready;
+- ``web``: the HTTP client that clicks the app's button.
+
+A problem the user must fix (no rabbitmq-server, a bad URL, a worker that cannot import) ends the
+run with one sentence (``HarnessError``) instead of a traceback; every process and temporary
+directory the harness made is removed on the way out, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.brokers.base import Broker
+from harness.brokers.select import KINDS, BrokerOptions, choose_kind, make_broker
+from harness.errors import HarnessError
+from harness.ledger import Ledger
+from harness.stack import AppStack, StackSpec
+from harness.vhost import ScenarioVhost
+from harness.web import WebClient
+
+EXIT_HARNESS_ERROR = 4  # pytest's "usage error": the run could not be set up as asked
+
+
+class HarnessWarning(UserWarning):
+    """Something the harness cannot do with this broker, said once per run."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "Celery failure harness")
+    group.addoption(
+        "--broker",
+        choices=KINDS,
+        default=os.environ.get("HARNESS_BROKER", "auto"),
+        help="RabbitMQ provider: local (a private rabbitmq-server node), url (an existing broker), "
+        "docker, or auto (env HARNESS_BROKER; default auto)",
+    )
+    group.addoption(
+        "--broker-url",
+        default=os.environ.get("HARNESS_BROKER_URL"),
+        help="AMQP URL of an existing broker for --broker url (env HARNESS_BROKER_URL)",
+    )
+    group.addoption(
+        "--management-url",
+        default=os.environ.get("HARNESS_MANAGEMENT_URL"),
+        help="management API of the --broker-url broker (default: http://<host>:15672 if it answers)",
+    )
+    group.addoption(
+        "--rabbitmq-server",
+        default=os.environ.get("HARNESS_RABBITMQ_SERVER"),
+        help="rabbitmq-server script for --broker local (default: the one on PATH)",
+    )
+    group.addoption(
+        "--rabbitmq-port", type=int, default=None, help="AMQP port of the local node (default: a free one)"
+    )
+
+
+def _broker_options(config: pytest.Config, work_root: str | None = None) -> BrokerOptions:
+    return BrokerOptions(
+        kind=config.getoption("broker"),
+        url=config.getoption("broker_url"),
+        management_url=config.getoption("management_url"),
+        rabbitmq_server=config.getoption("rabbitmq_server"),
+        rabbitmq_port=config.getoption("rabbitmq_port"),
+        work_root=work_root,
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    options = _broker_options(config)
+    try:
+        kind = choose_kind(options)
+    except HarnessError as exc:
+        return f"harness: no broker ({exc})"
+    picked = f" (auto picked {kind})" if options.kind == "auto" else ""
+    return f"harness: broker {kind}{picked}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "scenarios" in Path(str(item.path)).parts:
+            item.add_marker(pytest.mark.scenario)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    # A failed scenario's report carries what a reader needs: each program's stderr and every
+    # task's event history.
+    app = getattr(item, "funcargs", {}).get("stack")
+    if report.when == "call" and report.failed and isinstance(app, AppStack):
+        try:
+            for name, text in app.logs().items():
+                report.sections.append((f"{name} stderr (tail)", text))
+            report.sections.append(("task ledger", app.verdict().explain() or "no tasks"))
+        except Exception as exc:  # the stack may be what broke; the failure itself matters more
+            report.sections.append(("harness", f"could not collect logs: {exc!r}"))
+    return report
+
+
+def _fail_run(error: HarnessError) -> None:
+    pytest.exit(f"harness: {error}", returncode=EXIT_HARNESS_ERROR)
+
+
+@pytest.fixture(scope="session")
+def harness_workdir() -> Iterator[Path]:
+    """One temporary directory for the run (broker node, supervisord configs, logs); removed after."""
+    path = Path(tempfile.mkdtemp(prefix="harness-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def broker_options(pytestconfig: pytest.Config, harness_workdir: Path) -> BrokerOptions:
+    return _broker_options(pytestconfig, str(harness_workdir))
+
+
+@pytest.fixture(scope="session")
+def broker(broker_options: BrokerOptions) -> Iterator[Broker]:
+    """The session's RabbitMQ, started once; stopped (if the harness owns it) at the end."""
+    try:
+        instance = make_broker(broker_options)
+    except HarnessError as error:
+        _fail_run(error)
+    try:
+        instance.start()
+    except HarnessError as error:
+        instance.close()
+        _fail_run(error)
+    problem = getattr(instance, "management_problem", None)
+    if problem:
+        warnings.warn(HarnessWarning(problem), stacklevel=1)
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+@pytest.fixture
+def app_queues() -> tuple[str, ...]:
+    """The application's queues: purged when vhosts are shared, peeked for the verdict."""
+    return ("hello_queue",)
+
+
+@pytest.fixture
+def vhost(broker: Broker, request: pytest.FixtureRequest, app_queues: tuple[str, ...]) -> Iterator[ScenarioVhost]:
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
+    try:
+        scenario_vhost = ScenarioVhost.open(broker, label, app_queues)
+    except HarnessError as error:
+        _fail_run(error)
+    try:
+        yield scenario_vhost
+    finally:
+        scenario_vhost.close()
+
+
+@pytest.fixture
+def ledger(vhost: ScenarioVhost) -> Iterator[Ledger]:
+    try:
+        task_ledger = Ledger(vhost.amqp_url).start()
+    except HarnessError as error:
+        _fail_run(error)
+    try:
+        yield task_ledger
+    finally:
+        task_ledger.close()
+
+
+@pytest.fixture
+def stack_spec() -> StackSpec:
+    """What the scenario runs: redefine this fixture to change workers, env or the web app."""
+    return StackSpec()
+
+
+@pytest.fixture
+def stack(
+    stack_spec: StackSpec,
+    vhost: ScenarioVhost,
+    ledger: Ledger,
+    harness_workdir: Path,
+) -> Iterator[AppStack]:
+    workdir = Path(tempfile.mkdtemp(prefix="sc-", dir=harness_workdir))
+    app = AppStack(stack_spec, vhost, ledger, workdir)
+    try:
+        try:
+            app.start()
+        except HarnessError as error:
+            _fail_run(error)
+        yield app
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def web(stack: AppStack) -> WebClient:
+    if stack.web is None:
+        pytest.skip("this scenario's stack_spec runs no web app")
+    return stack.web

@@ -1,0 +1,172 @@
+"""The application under test, running: its web app and Celery workers as supervisord programs.
+
+``StackSpec`` says what to run (override the ``stack_spec`` fixture to change it); ``AppStack``
+starts it in a scenario's vhost, waits until each program is really ready (the web app answers
+HTTP, a worker has announced itself with ``worker-online``), and gives scenarios the operator's
+controls: stop, start, restart and signal a program, as ``supervisorctl`` would.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import app_under_test
+from harness.errors import HarnessError
+from harness.ledger import Ledger
+from harness.ports import free_ports
+from harness.supervisor import STOPPED_STATES, Program, Supervisor
+from harness.vhost import ScenarioVhost
+from harness.verdict import Verdict
+from harness.waiting import eventually
+from harness.web import WebClient
+
+PROJECT_ROOT = Path(app_under_test.__file__).resolve().parent.parent
+
+# Short work so scenarios stay fast; a scenario that needs long tasks overrides it.
+DEFAULT_ENV = {"HELLO_WORK_SECONDS": "0.05", "INLINE_WORK_SECONDS": "2.0"}
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """A Celery worker program: ``celery -A <app> worker -Q <queues> -E``."""
+
+    name: str = "worker_hello"
+    app: str = "app_under_test.tasks"
+    queues: tuple[str, ...] = ("hello_queue",)
+    concurrency: int = 1
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.name}@harness"
+
+    def program(self, env: dict[str, str]) -> Program:
+        command = [
+            sys.executable, "-m", "celery", "-A", self.app, "worker",
+            "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-n", self.hostname,
+            "-E", "--without-gossip", "--without-mingle", "--loglevel", "INFO", *self.extra_args,
+        ]  # fmt: skip
+        return Program(self.name, command, {**env, **self.env}, str(PROJECT_ROOT))
+
+
+@dataclass(frozen=True)
+class WebSpec:
+    """The Flask app under gunicorn with one synchronous worker, as in the classic demo."""
+
+    name: str = "web"
+    app: str = "app_under_test.web:app"
+    env: dict[str, str] = field(default_factory=dict)
+
+    def program(self, port: int, env: dict[str, str]) -> Program:
+        command = [
+            sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
+            "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "3", "--access-logfile", "-", self.app,
+        ]  # fmt: skip
+        return Program(self.name, command, {**env, **self.env}, str(PROJECT_ROOT))
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    web: WebSpec | None = field(default_factory=WebSpec)
+    workers: tuple[WorkerSpec, ...] = (WorkerSpec(),)
+    env: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ENV))
+    ready_timeout: float = 10.0
+
+
+class AppStack:
+    def __init__(self, spec: StackSpec, vhost: ScenarioVhost, ledger: Ledger, workdir: Path) -> None:
+        self.spec = spec
+        self.vhost = vhost
+        self.ledger = ledger
+        self.workdir = workdir
+        env = {**spec.env, "CELERY_BROKER_URL": vhost.amqp_url, "PYTHONUNBUFFERED": "1"}
+        programs = [w.program(env) for w in spec.workers]
+        self.web: WebClient | None = None
+        if spec.web is not None:
+            port = free_ports(1)[0]
+            programs.append(spec.web.program(port, env))
+            self.web = WebClient(f"http://127.0.0.1:{port}", ledger)
+        self.workers = {w.name: w for w in spec.workers}
+        self.supervisor = Supervisor(workdir, programs)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> AppStack:
+        since = time.time()
+        self.supervisor.start()  # every program autostarts
+        self.wait_ready(self.supervisor.programs, since)
+        return self
+
+    def close(self) -> None:
+        self.supervisor.close()
+
+    def wait_ready(self, names: Iterable[str], since: float) -> None:
+        """Wait until each program is ready; fail at once, with its stderr, if one exits."""
+        pending = set(names)
+
+        def still_pending() -> set[str]:
+            for name in sorted(pending):
+                if self._ready(name, since):
+                    pending.discard(name)
+            return pending
+
+        eventually(
+            still_pending,
+            until=lambda left: not left,
+            timeout=self.spec.ready_timeout,
+            what=f"{', '.join(sorted(pending))} to be ready (web answering /healthz, workers online)",
+        )
+
+    def _ready(self, name: str, since: float) -> bool:
+        info = self.supervisor.info(name)
+        if info["statename"] in STOPPED_STATES:
+            tail = " | ".join(self.supervisor.stderr_tail(name).splitlines()[-3:])
+            raise HarnessError(
+                f"{name} exited while starting (exit status {info['exitstatus']}); fix its command or module - "
+                f"its stderr ends: {tail or '(empty)'}"
+            )
+        if name in self.workers:
+            return self.ledger.worker_online_since(self.workers[name].hostname, since)
+        return self.web is not None and self.web.healthy()
+
+    # -- the operator's controls -------------------------------------------------------------
+    def stop(self, name: str) -> None:
+        """``supervisorctl stop NAME``: its stop signal (TERM: a warm shutdown), to the whole group."""
+        self.supervisor.stop_program(name)
+
+    def start_program(self, name: str) -> None:
+        """``supervisorctl start NAME``, returning once the program is ready."""
+        since = time.time()
+        self.supervisor.start_program(name)
+        self.wait_ready([name], since)
+
+    def restart(self, name: str) -> None:
+        self.stop(name)
+        self.start_program(name)
+
+    def signal(self, name: str, signal: str) -> None:
+        """Send TERM, QUIT, KILL... to the program's main process, as ``kill -SIG <pid>`` would."""
+        self.supervisor.signal_program(name, signal)
+
+    def state(self, name: str) -> str:
+        return self.supervisor.state(name)
+
+    # -- observation -------------------------------------------------------------------------
+    def verdict(self, queues: Iterable[str] | None = None) -> Verdict:
+        """The fate of every task sent so far, with the queues peeked for tasks still waiting."""
+        queued: list[str] = []
+        unacked: int | None = 0
+        for queue in queues if queues is not None else self.vhost.queues:
+            depth = self.vhost.depth(queue)
+            if depth.ready:
+                queued.extend(self.vhost.peek_task_ids(queue))
+            unacked = None if unacked is None or depth.unacked is None else unacked + depth.unacked
+        return self.ledger.verdict(queued, unacked)
+
+    def logs(self) -> dict[str, str]:
+        """Each program's stderr tail, for a failed scenario's report."""
+        return {name: self.supervisor.stderr_tail(name, 3000) for name in self.supervisor.programs}

@@ -1,0 +1,182 @@
+"""The app's processes under supervisord: config generation and XML-RPC control.
+
+The harness writes a supervisord config per scenario (programs, logs and the control socket all
+in the scenario's own directory), starts supervisord with mirakuru (ready when its unix socket
+accepts connections) and drives the programs through supervisor's own XML-RPC client, as
+``supervisorctl`` does.
+"""
+
+from __future__ import annotations
+
+import configparser
+import shlex
+import sys
+import xmlrpc.client
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mirakuru import UnixSocketExecutor
+from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
+from supervisor.xmlrpc import SupervisorTransport
+
+from harness.errors import HarnessError
+
+SIGNALS = ("TERM", "INT", "QUIT", "KILL", "HUP", "USR1", "USR2")
+STOPPED_STATES = ("STOPPED", "EXITED", "FATAL", "BACKOFF")
+
+
+@dataclass
+class Program:
+    """One supervisord program. Defaults suit fault scenarios: nothing restarts by itself."""
+
+    name: str
+    command: list[str]
+    environment: dict[str, str] = field(default_factory=dict)
+    directory: str | None = None
+    autostart: bool = True
+    stopsignal: str = "TERM"
+    stopwaitsecs: int = 10
+
+
+def _escape(value: str) -> str:
+    # supervisord expands %(name)s in values: a literal % must be doubled.
+    return value.replace("%", "%%")
+
+
+def render_config(programs: list[Program], workdir: Path, socket: Path) -> str:
+    config = configparser.RawConfigParser()
+    config.optionxform = str  # keep option names as written
+    config["unix_http_server"] = {"file": str(socket), "chmod": "0700"}
+    config["supervisord"] = {
+        "nodaemon": "true",
+        "logfile": str(workdir / "supervisord.log"),
+        "pidfile": str(workdir / "supervisord.pid"),
+        "childlogdir": str(workdir),
+        "loglevel": "info",
+        "identifier": f"harness-{workdir.name}",
+    }
+    config["rpcinterface:supervisor"] = {
+        "supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"
+    }
+    config["supervisorctl"] = {"serverurl": f"unix://{socket}"}
+    for program in programs:
+        section = {
+            "command": _escape(shlex.join(program.command)),
+            "autostart": str(program.autostart).lower(),
+            # A fault scenario decides when a program comes back; supervisord must not.
+            "autorestart": "false",
+            "startsecs": "0",
+            "startretries": "0",
+            "stopsignal": program.stopsignal,
+            "stopwaitsecs": str(program.stopwaitsecs),
+            # A Celery worker has pool children and gunicorn its workers: signal the whole group.
+            "stopasgroup": "true",
+            "killasgroup": "true",
+            "stdout_logfile": str(workdir / f"{program.name}.out.log"),
+            "stderr_logfile": str(workdir / f"{program.name}.err.log"),
+        }
+        if program.directory:
+            section["directory"] = program.directory
+        if program.environment:
+            section["environment"] = ",".join(
+                f'{key}="{_escape(value).replace(chr(34), chr(92) + chr(34))}"'
+                for key, value in program.environment.items()
+            )
+        config[f"program:{program.name}"] = section
+    lines = []
+    for name in config.sections():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {value}" for key, value in config[name].items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+class Supervisor:
+    """A supervisord for one scenario, and its XML-RPC control."""
+
+    def __init__(self, workdir: Path, programs: list[Program], start_timeout: float = 10.0) -> None:
+        self.workdir = workdir
+        self.programs = {p.name: p for p in programs}
+        # A unix socket path is limited to about 100 bytes: keep it short and inside workdir.
+        self.socket = workdir / "sv.sock"
+        self.config_path = workdir / "supervisord.conf"
+        self.start_timeout = start_timeout
+        self._executor: UnixSocketExecutor | None = None
+
+    def start(self) -> Supervisor:
+        self.config_path.write_text(render_config(list(self.programs.values()), self.workdir, self.socket))
+        output = (self.workdir / "supervisord.stdout.log").open("ab")
+        self._executor = UnixSocketExecutor(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config_path)],
+            socket_name=str(self.socket),
+            timeout=self.start_timeout,
+            sleep=0.02,
+            stdout=output,
+            stderr=output,
+        )
+        try:
+            self._executor.start()
+        except (ProcessExitedWithError, TimeoutExpired) as exc:
+            self._executor = None
+            tail = (self.workdir / "supervisord.stdout.log").read_text(errors="replace").strip()[-400:]
+            raise HarnessError(
+                f"supervisord did not start ({type(exc).__name__}); its output ends: {tail or '(empty)'}"
+            ) from None
+        finally:
+            output.close()
+        return self
+
+    @property
+    def rpc(self):
+        # A fresh proxy per call: a proxy whose first request failed stays broken.
+        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    # -- programs ----------------------------------------------------------------------------
+    def info(self, name: str) -> dict:
+        return self.rpc.getProcessInfo(name)
+
+    def state(self, name: str) -> str:
+        return self.info(name)["statename"]
+
+    def start_program(self, name: str) -> None:
+        try:
+            self.rpc.startProcess(name, True)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_STARTED" not in fault.faultString:
+                raise HarnessError(
+                    f"supervisord could not start {name} ({fault.faultString}); its stderr ends: "
+                    f"{self.stderr_tail(name) or '(empty)'}"
+                ) from None
+
+    def stop_program(self, name: str) -> None:
+        try:
+            self.rpc.stopProcess(name, True)
+        except xmlrpc.client.Fault as fault:
+            if "NOT_RUNNING" not in fault.faultString:
+                raise
+
+    def signal_program(self, name: str, signal: str) -> None:
+        """Send a signal to the program's main process (not its group), as ``kill`` would."""
+        if signal not in SIGNALS:
+            raise ValueError(f"signal {signal!r} is not one of {SIGNALS}")
+        self.rpc.signalProcess(name, signal)
+
+    def stderr_tail(self, name: str, length: int = 1500) -> str:
+        try:
+            text, _, _ = self.rpc.tailProcessStderrLog(name, 0, length)
+        except (OSError, xmlrpc.client.Error):
+            path = self.workdir / f"{name}.err.log"
+            text = path.read_text(errors="replace")[-length:] if path.exists() else ""
+        return text.strip()
+
+    # -- supervisord -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop every program (each with its stop signal, as a group) and supervisord itself."""
+        if self._executor is None:
+            return
+        try:
+            self._executor.stop(expected_returncode=0)
+        except Exception:
+            self._executor.kill()
+        self._executor = None

@@ -1,0 +1,231 @@
+"""The fate of every task a scenario sent, in the manner of Jepsen's total-queue checker.
+
+Each task id gets exactly one fate, so the counts always add up to every id seen:
+
+- succeeded: ran to an end once and returned;
+- failed: ran to an end once and raised (or was refused by the worker): its work will not be done
+  unless something retries it;
+- duplicated: started more often than its retries explain, or succeeded more than once;
+- lost: sent, never ran to an end, not in any queue, and no message is left unacknowledged;
+- queued: not run yet, its message is ready in a queue;
+- unsettled: not run to an end and not ready in a queue, but the broker still holds unacknowledged
+  messages (or cannot say): it may be in flight, so it is not called lost;
+- unexpected: ran, but the scenario never sent it;
+- recovered: the send reported an error, yet the task ran;
+- unsent: the send reported an error and the task never ran (the producer knew: not a silent loss).
+
+This module is pure logic over the ledger's histories; it talks to nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+FATES = (
+    "succeeded",
+    "failed",
+    "duplicated",
+    "lost",
+    "queued",
+    "unsettled",
+    "unexpected",
+    "recovered",
+    "unsent",
+)
+
+TERMINAL = ("task-succeeded", "task-failed", "task-rejected", "task-revoked")
+RAN = ("task-started", "task-succeeded", "task-failed")
+_EXCEPTION_TYPE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*\(")
+
+
+def exception_type(text: str | None) -> str | None:
+    """``"TypeError('x')"`` -> ``"TypeError"``; Celery events carry the repr of the exception."""
+    if not text:
+        return None
+    match = _EXCEPTION_TYPE.match(text)
+    return match[1] if match else text.split(":", 1)[0].strip() or None
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    type: str
+    task_id: str
+    hostname: str
+    timestamp: float
+    received_at: float
+    fields: Mapping = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def exception(self) -> str | None:
+        return self.fields.get("exception")
+
+    @property
+    def requeue(self) -> bool:
+        return bool(self.fields.get("requeue"))
+
+
+@dataclass
+class TaskHistory:
+    task_id: str
+    events: list[TaskEvent] = field(default_factory=list)
+
+    def count(self, event_type: str) -> int:
+        return sum(1 for e in self.events if e.type == event_type)
+
+    @property
+    def name(self) -> str | None:
+        for event in self.events:
+            if "name" in event.fields:
+                return event.fields["name"]
+        return None
+
+    @property
+    def ran(self) -> bool:
+        return any(e.type in RAN for e in self.events)
+
+    @property
+    def terminal(self) -> TaskEvent | None:
+        """The last event that ends the task (a rejection that requeues does not)."""
+        for event in reversed(self.events):
+            if event.type in TERMINAL and not (event.type == "task-rejected" and event.requeue):
+                return event
+        return None
+
+    @property
+    def exception_type(self) -> str | None:
+        terminal = self.terminal
+        if terminal is None:
+            return None
+        if terminal.type == "task-rejected":
+            return "Rejected"
+        if terminal.type == "task-revoked":
+            return "Revoked"
+        return exception_type(terminal.exception)
+
+    @property
+    def workers(self) -> list[str]:
+        """Hostnames of the workers that ran it, in order."""
+        return [e.hostname for e in self.events if e.type == "task-started"]
+
+    @property
+    def finished_by(self) -> str | None:
+        terminal = self.terminal
+        return terminal.hostname if terminal else None
+
+    def describe(self, origin: float | None = None) -> str:
+        origin = self.events[0].timestamp if origin is None and self.events else (origin or 0.0)
+        parts = []
+        for e in self.events:
+            detail = f" {exception_type(e.exception)}" if e.exception else ""
+            parts.append(f"+{e.timestamp - origin:.3f}s {e.type} @{e.hostname}{detail}")
+        return "; ".join(parts) or "no events"
+
+
+@dataclass(frozen=True)
+class Send:
+    """What the scenario itself sent: the task id, and whether the send reported success."""
+
+    task_id: str
+    ok: bool
+    at: float
+    error: str | None = None
+
+
+def fate_of(send: Send | None, history: TaskHistory | None, queued: bool, unacked: int | None) -> str:
+    history = history or TaskHistory("")
+    if send is None:
+        return "unexpected"
+    if not send.ok:
+        return "recovered" if history.ran else "unsent"
+    started, retried = history.count("task-started"), history.count("task-retried")
+    if started > 1 + retried or history.count("task-succeeded") > 1:
+        return "duplicated"
+    terminal = history.terminal
+    if terminal is not None:
+        return "succeeded" if terminal.type == "task-succeeded" else "failed"
+    if queued:
+        return "queued"
+    if unacked is None or unacked > 0:
+        return "unsettled"
+    return "lost"
+
+
+@dataclass
+class Verdict:
+    fates: dict[str, list[str]]
+    histories: Mapping[str, TaskHistory]
+    sends: Mapping[str, Send]
+    unacked: int | None = None
+
+    def ids(self, fate: str) -> list[str]:
+        return list(self.fates.get(fate, []))
+
+    def counts(self) -> dict[str, int]:
+        return {fate: len(self.fates.get(fate, [])) for fate in FATES}
+
+    def count(self, fate: str) -> int:
+        return len(self.fates.get(fate, []))
+
+    def total(self) -> int:
+        return sum(self.counts().values())
+
+    def by_worker(self, fate: str) -> Counter[str]:
+        """How many tasks of this fate each worker finished (hostname from the terminal event)."""
+        return Counter(self.histories[i].finished_by or "?" for i in self.ids(fate) if i in self.histories)
+
+    def exception_types(self, fate: str = "failed") -> Counter[str]:
+        return Counter(
+            (self.histories[i].exception_type if i in self.histories else None) or "?" for i in self.ids(fate)
+        )
+
+    def summary(self) -> str:
+        shown = ", ".join(f"{fate}={n}" for fate, n in self.counts().items() if n)
+        return f"{self.total()} tasks: {shown or 'none'}"
+
+    def explain(self, fates: Iterable[str] | None = None, limit: int = 10) -> str:
+        lines = []
+        for fate in fates if fates is not None else FATES:
+            ids = self.ids(fate)
+            for task_id in ids[:limit]:
+                history = self.histories.get(task_id)
+                lines.append(f"  {fate:<10} {task_id}: {history.describe() if history else 'no events'}")
+            if len(ids) > limit:
+                lines.append(f"  {fate:<10} ... and {len(ids) - limit} more")
+        return "\n".join(lines)
+
+    def assert_counts(self, **expected: int) -> None:
+        """Assert the count of each fate; a fate not named is expected to be 0."""
+        unknown = set(expected) - set(FATES)
+        if unknown:
+            raise TypeError(f"unknown fates {sorted(unknown)}; known: {', '.join(FATES)}")
+        actual = self.counts()
+        wanted = {fate: expected.get(fate, 0) for fate in FATES}
+        if actual == wanted:
+            return
+        wrong = [fate for fate in FATES if actual[fate] != wanted[fate]]
+        table = ", ".join(f"{fate}: expected {wanted[fate]}, got {actual[fate]}" for fate in wrong)
+        # Show the histories of every id in a fate that has too many, and of the expected fates
+        # that came up short (ids there tell what did happen instead).
+        raise AssertionError(f"task fates differ ({table})\n{self.explain([f for f in wrong if actual[f]])}")
+
+
+def judge(
+    sends: Mapping[str, Send],
+    histories: Mapping[str, TaskHistory],
+    queued: Iterable[str] = (),
+    unacked: int | None = 0,
+) -> Verdict:
+    """Give every id the scenario sent, and every id that ran, exactly one fate."""
+    queued = set(queued)
+    fates: dict[str, list[str]] = {fate: [] for fate in FATES}
+    for task_id in [*sends, *(i for i in histories if i not in sends)]:
+        history = histories.get(task_id)
+        send = sends.get(task_id)
+        if send is None and not (history and history.ran):
+            # Only a task-sent event from some other producer: nothing ran, nothing to judge.
+            continue
+        fates[fate_of(send, history, task_id in queued, unacked)].append(task_id)
+    return Verdict(fates, histories, sends, unacked)

@@ -1,0 +1,125 @@
+"""A scenario's own corner of the broker: a fresh virtual host, and the queue facts read from it.
+
+With a management API each scenario gets a new vhost (created before, deleted after), so no
+scenario sees another's messages. Without one (a ``url`` broker that only speaks AMQP), scenarios
+share the URL's vhost and the harness purges the application's queues before and after each.
+
+Ready counts come from a passive ``queue.declare`` over AMQP: exact at the moment of the call.
+Unacknowledged counts exist only in the management API, which samples them periodically.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from amqp.exceptions import NotFound
+from kombu import Connection
+
+from harness.brokers.base import Broker
+
+
+@dataclass(frozen=True)
+class Depth:
+    """Messages in a queue. ``unacked`` is None where no management API can tell."""
+
+    ready: int
+    unacked: int | None
+    consumers: int
+    exists: bool = True
+
+    @property
+    def total(self) -> int:
+        return self.ready + (self.unacked or 0)
+
+
+class ScenarioVhost:
+    def __init__(self, broker: Broker, name: str, queues: tuple[str, ...], isolated: bool) -> None:
+        self.broker = broker
+        self.name = name
+        self.queues = queues
+        self.isolated = isolated
+        self.amqp_url = broker.endpoint.amqp_url(name)
+        self._management = broker.management
+        self._connection: Connection | None = None
+
+    @classmethod
+    def open(cls, broker: Broker, label: str, queues: tuple[str, ...]) -> ScenarioVhost:
+        management = broker.management
+        if management is not None:
+            name = f"harness-{label[:40]}-{uuid.uuid4().hex[:6]}"
+            management.create_vhost(name)
+            return cls(broker, name, queues, isolated=True)
+        vhost = cls(broker, broker.endpoint.vhost, queues, isolated=False)
+        vhost.purge()
+        return vhost
+
+    def _channel(self):
+        if self._connection is None:
+            self._connection = Connection(self.amqp_url, connect_timeout=5)
+        return self._connection.default_channel
+
+    def _reset_channel(self) -> None:
+        if self._connection is not None:
+            self._connection.release()
+            self._connection = None
+
+    def depth(self, queue: str) -> Depth:
+        try:
+            _, ready, consumers = self._channel().queue_declare(queue=queue, passive=True)
+        except NotFound:
+            # A failed passive declare closes the channel; start afresh next time.
+            self._reset_channel()
+            return Depth(0, 0 if self._management else None, 0, exists=False)
+        unacked = None
+        if self._management is not None:
+            stats = self._management.queue_stats(self.name, queue)
+            unacked = stats.unacked if stats else 0
+        return Depth(ready, unacked, consumers)
+
+    def ready(self, queue: str) -> int:
+        return self.depth(queue).ready
+
+    def peek_task_ids(self, queue: str, limit: int = 10_000) -> list[str]:
+        """Task ids of the ready messages in ``queue``, left in place.
+
+        The messages are fetched unacknowledged on a private channel that is then closed, which
+        returns them to the queue (marked redelivered). Meant for the end of a scenario.
+        """
+        ids: list[str] = []
+        with Connection(self.amqp_url, connect_timeout=5) as connection:
+            channel = connection.channel()
+            try:
+                for _ in range(limit):
+                    message = channel.basic_get(queue=queue, no_ack=False)
+                    if message is None:
+                        break
+                    headers = message.headers or {}
+                    task_id = headers.get("id")
+                    if task_id is None:  # Celery message protocol 1 keeps the id in the body
+                        body = message.decode() if hasattr(message, "decode") else {}
+                        task_id = body.get("id") if isinstance(body, dict) else None
+                    ids.append(str(task_id))
+            except NotFound:
+                pass
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # an already closed channel has requeued its messages anyway
+                    pass
+        return ids
+
+    def purge(self) -> None:
+        for queue in self.queues:
+            try:
+                self._channel().queue_purge(queue=queue)
+            except NotFound:
+                self._reset_channel()
+
+    def close(self) -> None:
+        self._reset_channel()
+        if self.isolated and self._management is not None:
+            self._management.delete_vhost(self.name)
+        else:
+            self.purge()
+            self._reset_channel()

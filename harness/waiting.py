@@ -1,0 +1,114 @@
+"""Waiting for conditions: ``eventually`` something holds, something ``never`` happens.
+
+Both sit on tenacity and poll at a short fixed interval (50 ms by default): every observation is
+cheap (an in-process ledger, a passive queue declare), and a short interval keeps scenarios fast
+without the 1-second granularity that makes waits slow and coarse.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tenacity import RetryError, Retrying, retry_if_exception, retry_if_result, stop_after_delay, wait_fixed
+
+from harness.errors import HarnessError
+
+T = TypeVar("T")
+
+DEFAULT_INTERVAL = 0.05
+
+
+class WaitTimeout(AssertionError):
+    """A condition did not hold within its bound."""
+
+
+@dataclass
+class _Last:
+    value: Any = None
+    error: BaseException | None = None
+    calls: int = 0
+
+
+def _observe(probe: Callable[[], T], last: _Last) -> Callable[[], T]:
+    def call() -> T:
+        last.calls += 1
+        try:
+            value = probe()
+        except Exception as exc:
+            last.error = exc
+            raise
+        last.value, last.error = value, None
+        return value
+
+    return call
+
+
+def _retryable(exc: BaseException) -> bool:
+    # A HarnessError (a worker crashed while we waited for it, say) will not go away by waiting.
+    return not isinstance(exc, HarnessError)
+
+
+def eventually(
+    probe: Callable[[], T],
+    *,
+    until: Callable[[T], bool] = bool,
+    timeout: float,
+    what: str,
+    interval: float = DEFAULT_INTERVAL,
+) -> T:
+    """Call ``probe`` until ``until(value)`` holds, and return that value.
+
+    Raises WaitTimeout naming ``what`` was awaited, for how long, and the last value (or error) seen.
+    Exceptions from the probe are retried, except HarnessError, which propagates at once.
+    """
+    last = _Last()
+    started = time.monotonic()
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(interval),
+        retry=retry_if_result(lambda value: not until(value)) | retry_if_exception(_retryable),
+        reraise=False,
+    )
+    try:
+        return retrying(_observe(probe, last))
+    except RetryError:
+        elapsed = time.monotonic() - started
+        seen = f"error {last.error!r}" if last.error is not None else repr(last.value)
+        raise WaitTimeout(
+            f"gave up waiting for {what} after {elapsed:.1f}s ({last.calls} checks); last seen: {seen}"
+        ) from None
+
+
+def never(
+    probe: Callable[[], T],
+    *,
+    until: Callable[[T], bool] = bool,
+    for_: float,
+    what: str,
+    interval: float = DEFAULT_INTERVAL,
+) -> int:
+    """Watch ``probe`` for ``for_`` seconds and fail as soon as ``until(value)`` holds.
+
+    ``what`` describes the thing that must not happen. Returns how many observations were made,
+    so a caller can report how closely it watched.
+    """
+    last = _Last()
+    started = time.monotonic()
+    retrying = Retrying(
+        stop=stop_after_delay(for_),
+        wait=wait_fixed(interval),
+        retry=retry_if_result(lambda value: not until(value)),
+        reraise=True,
+    )
+    try:
+        value = retrying(_observe(probe, last))
+    except RetryError:
+        return last.calls
+    elapsed = time.monotonic() - started
+    raise AssertionError(
+        f"{what}: it happened after {elapsed:.2f}s of a {for_:.1f}s watch "
+        f"(observation {last.calls}); value seen: {value!r}"
+    )

@@ -1,0 +1,63 @@
+"""The user's side of the web app: clicking its button over real HTTP, each click timed.
+
+Every click's task id (the app answers with it) is recorded in the ledger as sent by the scenario,
+with whether the app said it was queued, so the verdict covers exactly what users asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import requests
+
+from harness.ledger import Ledger
+
+
+@dataclass(frozen=True)
+class Click:
+    status: int
+    seconds: float
+    task_id: str | None
+    queued: bool
+    error: str | None = None
+
+
+class WebClient:
+    def __init__(self, base_url: str, ledger: Ledger | None = None, timeout: float = 15.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.ledger = ledger
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def healthy(self) -> bool:
+        try:
+            return self._session.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def page(self) -> requests.Response:
+        return self._session.get(f"{self.base_url}/", timeout=self.timeout)
+
+    def click(self, name: str = "world") -> Click:
+        """Press "Say hello (Celery)": POST /hello, which offloads the work."""
+        started = time.monotonic()
+        try:
+            response = self._session.post(f"{self.base_url}/hello", json={"name": name}, timeout=self.timeout)
+        except requests.RequestException as exc:
+            return Click(0, time.monotonic() - started, None, False, type(exc).__name__)
+        seconds = time.monotonic() - started
+        body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        click = Click(response.status_code, seconds, body.get("task_id"), bool(body.get("queued")), body.get("error"))
+        if self.ledger is not None and click.task_id:
+            self.ledger.record_send(click.task_id, ok=click.queued, error=click.error)
+        return click
+
+    def clicks(self, count: int, name: str = "world") -> list[Click]:
+        return [self.click(f"{name}-{i}") for i in range(count)]
+
+    def click_inline(self) -> tuple[int, float]:
+        """Press "Say hello (inline)": the slow work runs inside the request."""
+        started = time.monotonic()
+        response = self._session.post(f"{self.base_url}/hello/inline", timeout=self.timeout)
+        return response.status_code, time.monotonic() - started
