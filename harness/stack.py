@@ -102,6 +102,9 @@ class AppStack:
         return self
 
     def close(self) -> None:
+        """Kill the programs (their state is thrown away with the vhost), then stop supervisord."""
+        if self.supervisor.running:
+            self.supervisor.kill_programs()
         self.supervisor.close()
 
     def wait_ready(self, names: Iterable[str], since: float) -> None:

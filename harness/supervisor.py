@@ -9,7 +9,9 @@ accepts connections) and drives the programs through supervisor's own XML-RPC cl
 from __future__ import annotations
 
 import configparser
+import os
 import shlex
+import signal
 import sys
 import xmlrpc.client
 from dataclasses import dataclass, field
@@ -127,6 +129,10 @@ class Supervisor:
         return self
 
     @property
+    def running(self) -> bool:
+        return self._executor is not None and self._executor.running()
+
+    @property
     def rpc(self):
         # A fresh proxy per call: a proxy whose first request failed stays broken.
         transport = SupervisorTransport(None, None, f"unix://{self.socket}")
@@ -171,6 +177,23 @@ class Supervisor:
         return text.strip()
 
     # -- supervisord -------------------------------------------------------------------------
+    def kill_programs(self) -> None:
+        """SIGKILL every running program's process group at once.
+
+        supervisord stops programs one group after another, each with its graceful stop, which
+        costs seconds; at the end of a scenario nothing is worth a graceful stop.
+        """
+        try:
+            infos = self.rpc.getAllProcessInfo()
+        except (OSError, xmlrpc.client.Error):
+            return
+        for info in infos:
+            if info.get("pid"):
+                try:
+                    os.killpg(info["pid"], signal.SIGKILL)  # supervisord gives each program its own group
+                except ProcessLookupError:
+                    pass
+
     def close(self) -> None:
         """Stop every program (each with its stop signal, as a group) and supervisord itself."""
         if self._executor is None:

@@ -46,6 +46,9 @@ class UrlBroker(Broker):
     def endpoint(self) -> Endpoint:
         return self._endpoint
 
+    def close(self) -> None:
+        """Nothing to stop: the broker is not the harness's."""
+
     def start(self) -> None:
         self._check_amqp()
         self._endpoint = self._with_management()
