@@ -109,9 +109,7 @@ class Ledger:
                     TaskEvent(kind, task_id, event.get("hostname", "?"), timestamp, received_at, event)
                 )
             elif kind.startswith("worker-"):
-                self._workers.append(
-                    WorkerEvent(kind, event.get("hostname", "?"), timestamp, received_at, event)
-                )
+                self._workers.append(WorkerEvent(kind, event.get("hostname", "?"), timestamp, received_at, event))
 
     def record_send(self, task_id: str, ok: bool = True, error: str | None = None) -> Send:
         send = Send(task_id, ok, time.time(), error)

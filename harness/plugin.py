@@ -65,9 +65,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("HARNESS_RABBITMQ_SERVER"),
         help="rabbitmq-server script for --broker local (default: the one on PATH)",
     )
-    group.addoption(
-        "--rabbitmq-port", type=int, default=None, help="AMQP port of the local node (default: a free one)"
-    )
+    group.addoption("--rabbitmq-port", type=int, default=None, help="AMQP port of the local node (default: a free one)")
 
 
 def _broker_options(config: pytest.Config, work_root: str | None = None) -> BrokerOptions:

@@ -19,8 +19,8 @@ from harness.errors import HarnessError
 from harness.ledger import Ledger
 from harness.ports import free_ports
 from harness.supervisor import STOPPED_STATES, Program, Supervisor
-from harness.vhost import ScenarioVhost
 from harness.verdict import Verdict
+from harness.vhost import ScenarioVhost
 from harness.waiting import eventually
 from harness.web import WebClient
 

@@ -17,6 +17,7 @@ from amqp.exceptions import NotFound
 from kombu import Connection
 
 from harness.brokers.base import Broker
+from harness.waiting import eventually, never
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,20 @@ class ScenarioVhost:
 
     def ready(self, queue: str) -> int:
         return self.depth(queue).ready
+
+    def wait_for_ready(self, queue: str, count: int, timeout: float) -> None:
+        """Wait until exactly ``count`` messages are ready in ``queue``."""
+        eventually(
+            lambda: self.ready(queue), until=lambda n: n == count, timeout=timeout,
+            what=f"{count} ready messages in {queue}",
+        )  # fmt: skip
+
+    def assert_ready_holds(self, queue: str, count: int, for_: float, why: str) -> int:
+        """Watch ``queue`` for ``for_`` seconds: its ready count must stay ``count``. Returns the observations."""
+        return never(
+            lambda: self.ready(queue), until=lambda n: n != count, for_=for_,
+            what=f"{queue} left {count} ready messages although {why}",
+        )  # fmt: skip
 
     def peek_task_ids(self, queue: str, limit: int = 10_000) -> list[str]:
         """Task ids of the ready messages in ``queue``, left in place.

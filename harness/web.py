@@ -61,3 +61,11 @@ class WebClient:
         started = time.monotonic()
         response = self._session.post(f"{self.base_url}/hello/inline", timeout=self.timeout)
         return response.status_code, time.monotonic() - started
+
+
+def assert_all_queued(clicks: list[Click], within: float) -> None:
+    """Every click was answered 202 (queued), each within ``within`` seconds."""
+    refused = [c for c in clicks if not (c.status == 202 and c.queued)]
+    assert not refused, f"{len(refused)} of {len(clicks)} clicks were not queued: {refused[:5]}"
+    slowest = max(c.seconds for c in clicks)
+    assert slowest < within, f"the slowest click took {slowest:.2f}s; offloaded work must answer within {within}s"

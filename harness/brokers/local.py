@@ -93,9 +93,7 @@ class LocalBroker(Broker):
 
     @property
     def endpoint(self) -> Endpoint:
-        return Endpoint(
-            "127.0.0.1", self.port, "guest", "guest", "/", f"http://127.0.0.1:{self.management_port}"
-        )
+        return Endpoint("127.0.0.1", self.port, "guest", "guest", "/", f"http://127.0.0.1:{self.management_port}")
 
     @property
     def log_path(self) -> Path:

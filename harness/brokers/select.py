@@ -24,9 +24,11 @@ class BrokerOptions:
 
 
 def rabbitmq_server_found(options: BrokerOptions) -> bool:
-    return bool(options.rabbitmq_server or shutil.which("rabbitmq-server") or shutil.which(
-        "rabbitmq-server", path="/usr/sbin:/usr/local/sbin"
-    ))
+    return bool(
+        options.rabbitmq_server
+        or shutil.which("rabbitmq-server")
+        or shutil.which("rabbitmq-server", path="/usr/sbin:/usr/local/sbin")
+    )
 
 
 def docker_answers(options: BrokerOptions) -> bool:
@@ -43,7 +45,9 @@ def choose_kind(
     if options.kind not in KINDS:
         raise HarnessError(f"--broker {options.kind!r} is not one of {', '.join(KINDS)}")
     if options.kind == "url" and not options.url:
-        raise HarnessError("--broker url needs --broker-url amqp://user:password@host:port/vhost (or HARNESS_BROKER_URL)")
+        raise HarnessError(
+            "--broker url needs --broker-url amqp://user:password@host:port/vhost (or HARNESS_BROKER_URL)"
+        )
     if options.kind != "auto":
         return options.kind
     if options.url:

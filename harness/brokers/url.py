@@ -18,18 +18,16 @@ DEFAULT_MANAGEMENT_PORT = 15672
 def parse_amqp_url(url: str) -> Endpoint:
     parts = urlsplit(url)
     if parts.scheme not in ("amqp", "pyamqp") or not parts.hostname:
-        raise HarnessError(
-            f"--broker-url {url!r} is not an AMQP URL; write it as amqp://user:password@host:5672/vhost"
-        )
+        raise HarnessError(f"--broker-url {url!r} is not an AMQP URL; write it as amqp://user:password@host:5672/vhost")
     try:
         port = parts.port or 5672
     except ValueError:
-        raise HarnessError(f"--broker-url {url!r} has an invalid port; write amqp://user:password@host:5672/vhost") from None
+        raise HarnessError(
+            f"--broker-url {url!r} has an invalid port; write amqp://user:password@host:5672/vhost"
+        ) from None
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     vhost = unquote(path) if path else "/"
-    return Endpoint(
-        parts.hostname, port, unquote(parts.username or "guest"), unquote(parts.password or "guest"), vhost
-    )
+    return Endpoint(parts.hostname, port, unquote(parts.username or "guest"), unquote(parts.password or "guest"), vhost)
 
 
 class UrlBroker(Broker):
@@ -70,7 +68,7 @@ class UrlBroker(Broker):
                 f"nothing accepts AMQP connections at {e.host}:{e.port} (connection refused); start the broker "
                 "there or fix --broker-url"
             ) from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise HarnessError(
                 f"the broker at {e.host}:{e.port} did not answer within {self.connect_timeout:.0f}s; "
                 "check the host and port in --broker-url"
