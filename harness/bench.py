@@ -20,6 +20,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from harness.brokers.base import Broker
 from harness.brokers.local import LocalBroker
 from harness.brokers.url import UrlBroker
 from harness.ledger import Ledger
-from harness.stack import AppStack, StackSpec
+from harness.stack import PROJECT_ROOT, AppStack, StackSpec
 from harness.vhost import ScenarioVhost
 
 
@@ -110,6 +111,8 @@ def empty_scenario(broker: Broker, work_root: Path) -> float:
 
 
 def outage_scenario(broker: Broker, work_root: Path) -> float:
+    if str(PROJECT_ROOT) not in sys.path:  # scenarios/ is a folder of the checkout, not a package
+        sys.path.insert(0, str(PROJECT_ROOT))
     from scenarios.test_worker_outage import (
         test_worker_outage_tasks_wait_in_the_queue_and_all_run_once_after_restart as outage,
     )
