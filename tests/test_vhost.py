@@ -1,0 +1,60 @@
+"""ScenarioVhost against the session's real broker: depth, peeking, isolation, clean-up."""
+
+import uuid
+
+import pytest
+from kombu import Connection, Exchange, Queue
+
+from harness.vhost import ScenarioVhost
+
+
+def publish(amqp_url: str, queue: str, count: int) -> list[str]:
+    """Publish ``count`` Celery-shaped messages (task id in the ``id`` header) to a durable queue."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    with Connection(amqp_url) as connection:
+        producer = connection.Producer()
+        target = Queue(queue, Exchange(queue), routing_key=queue, durable=True)
+        for task_id in ids:
+            producer.publish(
+                {"n": 1}, exchange=target.exchange, routing_key=queue, declare=[target], headers={"id": task_id}
+            )
+    return ids
+
+
+def test_ready_depth_is_exact_and_peeking_leaves_messages_in_place(vhost):
+    ids = publish(vhost.amqp_url, "hello_queue", 3)
+
+    depth = vhost.depth("hello_queue")
+    assert (depth.ready, depth.consumers, depth.exists) == (3, 0, True)
+    assert vhost.peek_task_ids("hello_queue") == ids
+    assert vhost.ready("hello_queue") == 3, "peeking must return the messages to the queue"
+
+
+def test_a_queue_that_does_not_exist_has_depth_zero(vhost):
+    depth = vhost.depth("no_such_queue")
+    assert (depth.ready, depth.exists) == (0, False)
+    assert vhost.ready("no_such_queue") == 0  # and the channel still works after the failed declare
+
+
+def test_each_scenario_has_its_own_vhost_and_it_is_deleted_after(broker, vhost):
+    if broker.management is None:
+        pytest.skip("this broker has no management API: scenarios share the URL's vhost")
+    publish(vhost.amqp_url, "hello_queue", 2)
+    other = ScenarioVhost.open(broker, "other", ("hello_queue",))
+    try:
+        assert other.name != vhost.name
+        assert other.ready("hello_queue") == 0, "a fresh vhost must not see another scenario's messages"
+    finally:
+        other.close()
+    assert other.name not in broker.management.vhosts()
+
+
+def test_shared_vhost_is_purged_when_opened(broker, vhost):
+    if broker.management is not None:
+        pytest.skip("with a management API each scenario has a fresh vhost; nothing is shared to purge")
+    publish(vhost.amqp_url, "hello_queue", 2)
+    again = ScenarioVhost.open(broker, "again", ("hello_queue",))
+    try:
+        assert again.ready("hello_queue") == 0
+    finally:
+        again.close()
