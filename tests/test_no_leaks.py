@@ -1,0 +1,280 @@
+"""No leaks: a passing, a failing and a Ctrl-C'd run leave no process and no temporary directory.
+
+Each case runs ``python -m pytest`` in a real subprocess (not pytester's in-process runner: an
+in-process run would share this process's atexit hooks, signal handling and children, which is
+exactly what must be proven to clean up on its own) on a tiny scenario written into ``tmp_path``,
+against a private RabbitMQ node (``--broker local``), so broker-node leaks are covered too.
+
+The subprocess gets ``TMPDIR`` pointing at a fresh directory of its own. Every temporary directory
+the harness makes lands in it, and every process the run starts inherits it in its environment
+(and the broker node also names it in its command line), so "a process of that run" is simply one
+whose command line, working directory or environment mentions that directory. Processes whose
+mirakuru tag (``mirakuru_uuid=<pytest pid>:...``) points at the run's pytest count too, in case
+some program scrubbed its environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.waiting import WaitTimeout, eventually
+
+# pytest.ExitCode values, spelled out so each test says what it expects the run to end with.
+EXIT_PASSED = pytest.ExitCode.OK  # 0
+EXIT_FAILED = pytest.ExitCode.TESTS_FAILED  # 1
+EXIT_INTERRUPTED = pytest.ExitCode.INTERRUPTED  # 2
+
+RUN_TIMEOUT_S = 120.0  # broker boot (~10 s) + stack + one click; generous for a loaded CI machine
+STACK_UP_TIMEOUT_S = 90.0  # until the interrupted scenario says its stack is up
+INTERRUPT_EXIT_TIMEOUT_S = 60.0  # teardown after Ctrl-C: kill programs, supervisord, broker node
+REAP_GRACE_S = 5.0  # killed processes may take a moment to be reaped
+
+# What the leaked process would be, for the assertion message (first match wins).
+KINDS = (("beam.smp", "broker node"), ("supervisord", "supervisord"), ("celery", "celery worker"),
+         ("gunicorn", "web (gunicorn)"), ("epmd", "epmd"), ("pytest", "pytest"))  # fmt: skip
+
+# The scenarios. Each stands for a kind of ending, not for a behaviour of the app.
+PASSING = """
+    def test_one_click_settles(stack, web, ledger):
+        click = web.click()
+        assert click.status == 202 and click.queued, click
+        ledger.wait_settled(timeout=20)
+        stack.verdict().assert_counts(succeeded=1)
+"""
+
+FAILING = """
+    def test_one_click_settles_then_fails(stack, web, ledger):
+        click = web.click()
+        assert click.status == 202 and click.queued, click
+        ledger.wait_settled(timeout=20)
+        stack.verdict().assert_counts(succeeded=1)
+        assert False, "deliberate failure: the run must still clean up"
+"""
+
+INTERRUPTED = """
+    from pathlib import Path
+
+    from harness.waiting import eventually
+
+    def test_blocks_until_interrupted(stack, web):
+        assert web.healthy()
+        Path({marker!r}).write_text("stack up")
+        # Only here to be interrupted: the test sends SIGINT while this waits.
+        eventually(lambda: False, timeout=60, what="a Ctrl-C that never came")
+"""
+
+
+@dataclass
+class Run:
+    """One ``python -m pytest`` subprocess on one scenario file, with its private TMPDIR."""
+
+    root: Path  # the scenario, its output and its marker file
+    private_tmp: Path  # the inner run's TMPDIR, and nothing else
+    process: subprocess.Popen | None = None
+    killed: list[str] = field(default_factory=list)
+
+    @property
+    def project(self) -> Path:
+        return self.root / "project"
+
+    @property
+    def output_path(self) -> Path:
+        return self.root / "pytest-output.txt"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / "stack-is-up"
+
+    def output(self, tail: int = 6000) -> str:
+        try:
+            return self.output_path.read_text(errors="replace")[-tail:]
+        except OSError:
+            return "(no output)"
+
+    def start(self, scenario: str) -> subprocess.Popen:
+        self.project.mkdir()
+        # An ini file of its own pins the inner run's rootdir here, so no config above tmp_path
+        # (or this project's pyproject.toml) leaks into it.
+        (self.project / "pytest.ini").write_text("[pytest]\n")
+        scenario_file = self.project / "test_scenario.py"
+        scenario_file.write_text(textwrap.dedent(scenario).lstrip())
+        env = {**os.environ, "TMPDIR": str(self.private_tmp), "PYTHONDONTWRITEBYTECODE": "1"}
+        env.pop("PYTEST_ADDOPTS", None)
+        command = [
+            sys.executable, "-m", "pytest", str(scenario_file), "--broker", "local",
+            "-p", "no:cacheprovider", "-q", "-rA",
+        ]  # fmt: skip
+        with self.output_path.open("wb") as output:  # a file, not a pipe: nobody drains a pipe here
+            # Its own session: nothing sent to this test's terminal reaches it, and the only
+            # SIGINT it gets is the one the test sends to its pid.
+            self.process = subprocess.Popen(
+                command, cwd=self.project, env=env, stdin=subprocess.DEVNULL,
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        return self.process
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the inner pytest did not end within {timeout:.0f}s; its output:\n{self.output()}")
+
+    # -- survivors ---------------------------------------------------------------------------
+    def _mentions(self, text: str) -> bool:
+        # The directory itself or a path inside it (not a sibling whose name merely starts alike).
+        tmp = str(self.private_tmp)
+        return text == tmp or f"{tmp}/" in text
+
+    def _belongs(self, proc: psutil.Process) -> bool:
+        if any(self._mentions(arg) for arg in proc.cmdline()):
+            return True
+        try:
+            if self._mentions(proc.cwd()):
+                return True
+        except (psutil.AccessDenied, FileNotFoundError):
+            pass
+        try:
+            environ = proc.environ()
+        except psutil.AccessDenied:
+            return False  # not ours to judge: the run's processes are this user's, so readable
+        if any(self._mentions(value) for value in environ.values()):
+            return True
+        pytest_pid = self.process.pid if self.process is not None else None
+        return pytest_pid is not None and environ.get("mirakuru_uuid", "").startswith(f"{pytest_pid}:")
+
+    def survivors(self) -> list[psutil.Process]:
+        """Live processes of this run, other than the test itself."""
+        found = []
+        for proc in psutil.process_iter():
+            if proc.pid == os.getpid():
+                continue
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue  # already dead, only waiting for a parent to reap it
+                if self._belongs(proc):
+                    found.append(proc)
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+        return found
+
+    def leftover_dirs(self) -> list[str]:
+        return sorted(p.name for p in self.private_tmp.glob("harness-*"))
+
+    def kill_survivors(self) -> None:
+        """Teardown of this test: never let a leak found here outlive it (by pid, SIGKILL)."""
+        for proc in self.survivors():
+            try:
+                self.killed.append(describe(proc))
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+def describe(proc: psutil.Process) -> str:
+    try:
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error as exc:
+        cmdline = f"({type(exc).__name__})"
+    kind = next((k for needle, k in KINDS if needle in cmdline), "other")
+    return f"pid {proc.pid} [{kind}]: {cmdline[:300]}"
+
+
+def assert_nothing_left(run: Run) -> None:
+    """No process of the run alive and no harness-* directory in its TMPDIR, after a short grace."""
+    try:
+        eventually(
+            lambda: (run.survivors(), run.leftover_dirs()),
+            until=lambda left: not left[0] and not left[1],
+            timeout=REAP_GRACE_S,
+            what="the run's processes and harness-* directories to be gone",
+        )
+    except WaitTimeout:
+        processes, dirs = run.survivors(), run.leftover_dirs()
+        lines = [describe(p) for p in processes] or ["(none)"]
+        everything = sorted(str(p.relative_to(run.private_tmp)) for p in run.private_tmp.rglob("*"))
+        pytest.fail(
+            f"the run left {len(processes)} process(es) and {len(dirs)} harness directory(ies) "
+            f"after {REAP_GRACE_S:.0f}s:\n  "
+            + "\n  ".join(lines)
+            + f"\nharness-* in TMPDIR: {dirs}\nTMPDIR holds: {everything[:40]}"
+            + f"\n--- inner pytest output (tail) ---\n{run.output(3000)}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Run]:
+    # Short on purpose: supervisord's control socket ends up at
+    # $TMPDIR/harness-XXXXXXXX/sc-XXXXXXXX/sv.sock, and AF_UNIX paths stop at 107 bytes; under
+    # tmp_path (/tmp/pytest-of-<user>/pytest-N/<test name>/...) supervisord cannot even start.
+    private_tmp = Path(tempfile.mkdtemp(prefix="noleak-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    the_run = Run(tmp_path, private_tmp)
+    yield the_run
+    # Whatever the test concluded, stop the inner run and anything it left (by pid), so a
+    # failing leak test does not itself leave a broker node behind for the rest of the suite.
+    process = the_run.process
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=INTERRUPT_EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    the_run.kill_survivors()
+    shutil.rmtree(private_tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "expected", "summary"),
+    [(PASSING, EXIT_PASSED, "1 passed"), (FAILING, EXIT_FAILED, "1 failed")],
+    ids=["passing", "failing"],
+)
+def test_a_finished_run_leaves_no_process_and_no_temporary_directory(
+    run: Run, scenario: str, expected: pytest.ExitCode, summary: str
+) -> None:
+    run.start(scenario)
+    code = run.wait(RUN_TIMEOUT_S)
+
+    # The exit code proves the run did what this case claims (and did not, say, fail to boot).
+    assert code == expected, f"inner pytest exited {code}, expected {expected!r}; output:\n{run.output()}"
+    assert summary in run.output(), f"no {summary!r} in the inner output:\n{run.output()}"
+    assert_nothing_left(run)
+
+
+def test_a_run_interrupted_with_ctrl_c_leaves_no_process_and_no_temporary_directory(run: Run) -> None:
+    process = run.start(INTERRUPTED.format(marker=str(run.marker)))
+
+    # Interrupt only once the whole stack (broker node, supervisord, worker, web) is up; stop
+    # waiting early if the run ended on its own, which the assertion below then reports.
+    eventually(
+        lambda: run.marker.exists() or process.poll() is not None,
+        timeout=STACK_UP_TIMEOUT_S,
+        what="the interrupted scenario's stack to be up (its marker file)",
+        interval=0.1,
+    )
+    assert run.marker.exists(), f"the scenario ended before its stack was up; output:\n{run.output()}"
+    # The detector must see each kind of process while it runs, or "no survivors" proves nothing.
+    alive = [describe(p) for p in run.survivors()]
+    for kind in ("broker node", "supervisord", "celery worker", "web (gunicorn)"):
+        assert any(f"[{kind}]" in line for line in alive), f"no {kind} seen before Ctrl-C among: {alive}"
+
+    os.kill(process.pid, signal.SIGINT)  # Ctrl-C, to pytest's pid only
+    code = run.wait(INTERRUPT_EXIT_TIMEOUT_S)
+
+    assert code == EXIT_INTERRUPTED, (
+        f"inner pytest exited {code} after SIGINT, expected {EXIT_INTERRUPTED!r}; output:\n{run.output()}"
+    )
+    assert_nothing_left(run)

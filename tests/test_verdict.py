@@ -1,0 +1,284 @@
+"""harness.verdict: one fate per task id, and the assertions built on it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from harness.verdict import FATES, Send, TaskEvent, TaskHistory, Verdict, exception_type, fate_of, judge
+
+
+def event(type_: str, task_id: str = "t", host: str = "w1", at: float = 0.0, **fields: object) -> TaskEvent:
+    return TaskEvent(type_, task_id, host, at, at, fields)
+
+
+def history(task_id: str, *events: str | TaskEvent, host: str = "w1") -> TaskHistory:
+    """A history from event types (one second apart, on ``host``) or ready-made events."""
+    built = [
+        e if isinstance(e, TaskEvent) else event(e, task_id, host, at=float(n))
+        for n, e in enumerate(events)
+    ]
+    return TaskHistory(task_id, built)
+
+
+def sent(task_id: str, ok: bool = True) -> Send:
+    return Send(task_id, ok, at=0.0, error=None if ok else "ConnectionError('refused')")
+
+
+def fate(*events: str | TaskEvent, ok: bool = True, queued: bool = False, unacked: int | None = 0) -> str:
+    return fate_of(sent("t", ok), history("t", *events), queued, unacked)
+
+
+# -- every fate ------------------------------------------------------------------------------
+
+
+def test_succeeded() -> None:
+    assert fate("task-received", "task-started", "task-succeeded") == "succeeded"
+
+
+def test_failed_on_an_exception() -> None:
+    failed = event("task-failed", at=1.0, exception="ValueError('bad input')")
+    assert fate("task-started", failed) == "failed"
+
+
+@pytest.mark.parametrize("refusal", ["task-revoked", "task-rejected"])
+def test_failed_when_the_worker_refuses_it(refusal: str) -> None:
+    assert fate("task-received", refusal) == "failed"
+
+
+def test_duplicated_when_started_twice_without_a_retry() -> None:
+    assert fate("task-started", "task-started", "task-succeeded") == "duplicated"
+
+
+def test_duplicated_when_it_succeeded_twice() -> None:
+    assert fate("task-started", "task-succeeded", "task-succeeded") == "duplicated"
+
+
+def test_retries_explain_extra_starts() -> None:
+    events = ("task-started", "task-retried", "task-started", "task-retried", "task-started", "task-succeeded")
+    assert fate(*events) == "succeeded"
+
+
+def test_a_start_beyond_the_retries_is_a_duplicate() -> None:
+    events = ("task-started", "task-retried", "task-started", "task-started", "task-succeeded")
+    assert fate(*events) == "duplicated"
+
+
+def test_lost_when_started_but_gone_and_nothing_unacked() -> None:
+    assert fate("task-received", "task-started", unacked=0) == "lost"
+
+
+def test_lost_when_it_never_ran_and_is_in_no_queue() -> None:
+    assert fate_of(sent("t"), None, queued=False, unacked=0) == "lost"
+
+
+def test_queued_when_its_message_is_ready() -> None:
+    assert fate_of(sent("t"), None, queued=True, unacked=0) == "queued"
+
+
+def test_queued_wins_over_an_unknown_unacked_count() -> None:
+    assert fate_of(sent("t"), None, queued=True, unacked=None) == "queued"
+
+
+@pytest.mark.parametrize("unacked", [None, 1, 5])
+def test_unsettled_when_the_broker_may_still_hold_it(unacked: int | None) -> None:
+    assert fate("task-started", unacked=unacked) == "unsettled"
+
+
+def test_unexpected_when_it_ran_but_was_never_sent() -> None:
+    assert fate_of(None, history("x", "task-started", "task-succeeded"), False, 0) == "unexpected"
+
+
+def test_recovered_when_the_send_errored_yet_it_ran() -> None:
+    assert fate("task-started", "task-succeeded", ok=False) == "recovered"
+
+
+def test_unsent_when_the_send_errored_and_it_never_ran() -> None:
+    assert fate_of(sent("t", ok=False), None, queued=False, unacked=0) == "unsent"
+    assert fate("task-sent", ok=False) == "unsent"
+
+
+# -- rejections that requeue -----------------------------------------------------------------
+
+
+def test_a_requeueing_rejection_is_not_terminal() -> None:
+    rejected = event("task-rejected", at=1.0, requeue=True)
+    h = history("t", "task-started", rejected)
+    assert h.terminal is None
+    assert h.exception_type is None
+    assert fate_of(sent("t"), h, queued=True, unacked=0) == "queued"
+    assert fate_of(sent("t"), h, queued=False, unacked=1) == "unsettled"
+
+
+def test_a_rejection_for_good_is_terminal_and_named_rejected() -> None:
+    rejected = event("task-rejected", host="w2", at=1.0, requeue=False)
+    h = history("t", "task-received", rejected)
+    assert h.terminal == rejected
+    assert h.exception_type == "Rejected"
+    assert h.finished_by == "w2"
+
+
+def test_the_terminal_event_is_the_last_one_that_ends_the_task() -> None:
+    h = history(
+        "t",
+        event("task-failed", at=1.0, exception="KeyError('k')"),
+        event("task-rejected", at=2.0, requeue=True),
+        event("task-revoked", host="w3", at=3.0),
+    )
+    assert h.terminal is not None and h.terminal.type == "task-revoked"
+    assert h.exception_type == "Revoked"
+
+
+# -- exception types -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("TypeError('x')", "TypeError"),
+        ("  KeyError('k')", "KeyError"),
+        ("celery.exceptions.TimeLimitExceeded(60.0,)", "celery.exceptions.TimeLimitExceeded"),
+        ("WorkerLostError: Worker exited prematurely: signal 9 (SIGKILL)", "WorkerLostError"),
+        ("something odd", "something odd"),
+        (": no name", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_exception_type(text: str | None, expected: str | None) -> None:
+    assert exception_type(text) == expected
+
+
+def test_history_exception_type_comes_from_the_terminal_event() -> None:
+    h = history("t", "task-started", event("task-failed", at=1.0, exception="ZeroDivisionError('x')"))
+    assert h.exception_type == "ZeroDivisionError"
+
+
+# -- a whole verdict -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def verdict() -> Verdict:
+    """One task of every fate, plus a task-sent event from some other producer."""
+    histories = {
+        "ok": history("ok", "task-started", "task-succeeded", host="w1"),
+        "bad": history("bad", "task-started", event("task-failed", "bad", "w2", 1.0, exception="OSError(5)")),
+        "dup": history("dup", "task-started", "task-started", "task-succeeded", host="w2"),
+        "gone": history("gone", "task-received", "task-started", host="w1"),
+        "stray": history("stray", "task-started", "task-succeeded", host="w3"),
+        "back": history("back", "task-started", "task-succeeded", host="w1"),
+        "foreign": history("foreign", "task-sent"),
+    }
+    sends = {i: sent(i) for i in ("ok", "bad", "dup", "gone", "waiting", "limbo")}
+    sends |= {i: sent(i, ok=False) for i in ("back", "never")}
+    # "limbo" would be unsettled only with unacked messages; here the broker has none, so it is lost.
+    return judge(sends, histories, queued=["waiting"], unacked=0)
+
+
+def test_judge_gives_each_id_one_fate(verdict: Verdict) -> None:
+    assert {fate: verdict.ids(fate) for fate in FATES if verdict.ids(fate)} == {
+        "succeeded": ["ok"],
+        "failed": ["bad"],
+        "duplicated": ["dup"],
+        "lost": ["gone", "limbo"],
+        "queued": ["waiting"],
+        "unexpected": ["stray"],
+        "recovered": ["back"],
+        "unsent": ["never"],
+    }
+
+
+def test_a_sent_event_from_another_producer_is_not_judged(verdict: Verdict) -> None:
+    assert all("foreign" not in verdict.ids(fate) for fate in FATES)
+
+
+def test_counts_sum_to_the_ids_judged(verdict: Verdict) -> None:
+    counts = verdict.counts()
+    assert list(counts) == list(FATES)
+    assert sum(counts.values()) == verdict.total() == 9  # 8 sent + 1 unexpected; "foreign" is not judged
+    assert verdict.summary().startswith("9 tasks: succeeded=1, failed=1, duplicated=1, lost=2")
+
+
+def test_unknown_unacked_count_makes_the_missing_unsettled() -> None:
+    v = judge({"a": sent("a"), "b": sent("b")}, {"a": history("a", "task-started")}, unacked=None)
+    assert v.ids("unsettled") == ["a", "b"]
+    assert v.total() == 2
+
+
+def test_an_empty_verdict() -> None:
+    v = judge({}, {})
+    assert v.total() == 0
+    assert v.summary() == "0 tasks: none"
+    v.assert_counts()
+
+
+def test_by_worker_counts_who_finished_each_task() -> None:
+    histories = {
+        "a": history("a", "task-started", "task-succeeded", host="w1"),
+        "b": history("b", "task-started", "task-succeeded", host="w2"),
+        # started on w1, which died; w2 took the redelivered message and finished it
+        "c": history("c", event("task-started", "c", "w1"), event("task-retried", "c", "w1", 1.0),
+                     event("task-started", "c", "w2", 2.0), event("task-succeeded", "c", "w2", 3.0)),
+    }
+    v = judge({i: sent(i) for i in histories}, histories)
+    assert v.by_worker("succeeded") == Counter({"w2": 2, "w1": 1})
+    assert histories["c"].workers == ["w1", "w2"]
+
+
+def test_by_worker_marks_unfinished_tasks_with_a_question_mark() -> None:
+    v = judge({"a": sent("a")}, {"a": history("a", "task-started")}, unacked=0)
+    assert v.by_worker("lost") == Counter({"?": 1})
+
+
+def test_exception_types_of_the_failed(verdict: Verdict) -> None:
+    assert verdict.exception_types() == Counter({"OSError": 1})
+
+
+def test_assert_counts_passes_when_every_count_matches(verdict: Verdict) -> None:
+    verdict.assert_counts(
+        succeeded=1, failed=1, duplicated=1, lost=2, queued=1, unexpected=1, recovered=1, unsent=1
+    )
+
+
+def test_assert_counts_treats_an_unnamed_fate_as_zero(verdict: Verdict) -> None:
+    with pytest.raises(AssertionError, match="unsent: expected 0, got 1"):
+        verdict.assert_counts(
+            succeeded=1, failed=1, duplicated=1, lost=2, queued=1, unexpected=1, recovered=1
+        )
+
+
+def test_assert_counts_message_lists_the_ids_and_their_histories() -> None:
+    histories = {
+        "a1": history("a1", "task-started", "task-succeeded"),
+        "a2": history("a2", "task-received", "task-started", host="w9"),
+    }
+    v = judge({i: sent(i) for i in histories}, histories, unacked=0)
+    with pytest.raises(AssertionError) as info:
+        v.assert_counts(succeeded=2)
+    message = str(info.value)
+    assert "succeeded: expected 2, got 1" in message
+    assert "lost: expected 0, got 1" in message
+    assert "a1: +0.000s task-started @w1; +1.000s task-succeeded @w1" in message
+    assert "a2: +0.000s task-received @w9; +1.000s task-started @w9" in message
+
+
+def test_assert_counts_message_names_the_exception() -> None:
+    failed = event("task-failed", "f", "w1", 0.25, exception="TimeoutError('slow')")
+    v = judge({"f": sent("f")}, {"f": history("f", "task-started", failed)})
+    with pytest.raises(AssertionError, match=r"f: \+0\.000s task-started @w1; \+0\.250s task-failed @w1 TimeoutError"):
+        v.assert_counts(succeeded=1)
+
+
+def test_assert_counts_rejects_an_unknown_fate(verdict: Verdict) -> None:
+    with pytest.raises(TypeError, match="unknown fates \\['finished'\\]"):
+        verdict.assert_counts(finished=1)
+
+
+def test_explain_caps_each_fate() -> None:
+    sends = {f"t{n}": sent(f"t{n}") for n in range(4)}
+    v = judge(sends, {}, unacked=0)
+    lines = v.explain(limit=2).splitlines()
+    assert len(lines) == 3
+    assert lines[0].split() == ["lost", "t0:", "no", "events"]
+    assert lines[2].split() == ["lost", "...", "and", "2", "more"]
