@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
+
+from celery import Celery
 
 HELLO_QUEUE = "hello_queue"
 
@@ -28,5 +31,18 @@ def celery_config() -> dict:
         # observer can account for every task from events alone.
         "task_send_sent_event": True,
         "worker_send_task_events": True,
-        "task_routes": {"say_hello": {"queue": HELLO_QUEUE}},
+        # Routing is configuration, by task name: the renamed task is routed like the old one.
+        "task_routes": {"say_hello": {"queue": HELLO_QUEUE}, "send_greeting": {"queue": HELLO_QUEUE}},
     }
+
+
+def worker_app() -> Celery:
+    """The worker side's Celery app (each version of the tasks module makes its own, as a deploy would)."""
+    app = Celery("app_under_test")
+    app.conf.update(celery_config())
+    return app
+
+
+def do_the_work() -> None:
+    """The slow part of every version of say_hello."""
+    time.sleep(seconds("HELLO_WORK_SECONDS", 2.0))

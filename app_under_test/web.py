@@ -6,13 +6,14 @@ request does the slow work inline, the whole site waits, which is the point of o
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
 from celery import Celery
 from flask import Flask, jsonify, render_template, request
 
-from app_under_test import settings
+from app_under_test import producers, settings
 
 app = Flask(__name__)
 
@@ -20,6 +21,8 @@ app = Flask(__name__)
 # deployed separately from its workers does.
 celery = Celery("web")
 celery.conf.update(settings.celery_config())
+# Which version of the producer code this deploy runs (see producers.py).
+make_call = producers.producer(os.environ.get("HELLO_PRODUCER", "v1"))
 
 
 @app.get("/")
@@ -47,7 +50,8 @@ def hello():
     # The id is chosen before publishing so that a failed publish can still be reported by id.
     task_id = str(uuid.uuid4())
     try:
-        celery.send_task("say_hello", args=[name], task_id=task_id)
+        call = make_call(name)
+        celery.send_task(call.task, args=call.args, kwargs=call.kwargs, task_id=task_id)
     except Exception as exc:  # the broker is down or refused us: tell the user, don't hang
         app.logger.error("could not queue say_hello %s: %r", task_id, exc)
         return jsonify(task_id=task_id, queued=False, error=type(exc).__name__), 503

@@ -19,7 +19,7 @@ from celery.events.receiver import EventReceiver
 
 from harness.errors import HarnessError
 from harness.verdict import Send, TaskEvent, TaskHistory, Verdict, judge
-from harness.waiting import eventually
+from harness.waiting import eventually, never
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,12 @@ class Ledger:
         histories = self.histories()
         return sum(1 for i in ids if i in histories and histories[i].terminal is not None)
 
+    def wait_started(self, task_id: str, timeout: float = 10.0) -> None:
+        eventually(
+            lambda: self.history(task_id).count("task-started"), timeout=timeout,
+            what=f"task {task_id} to start on a worker",
+        )  # fmt: skip
+
     def wait_settled(self, ids: Iterable[str] | None = None, timeout: float = 30.0) -> None:
         ids = list(self.sent_ids if ids is None else ids)
         eventually(
@@ -162,6 +168,19 @@ class Ledger:
             timeout=timeout,
             what=f"all {len(ids)} tasks to end (succeeded or failed), counted from Celery events",
         )
+
+    def event_count(self, ids: Iterable[str]) -> int:
+        histories = self.histories()
+        return sum(len(histories[i].events) for i in ids if i in histories)
+
+    def assert_quiet(self, ids: Iterable[str], for_: float, why: str) -> None:
+        """Watch for ``for_`` seconds: no new event for any of ``ids`` (nothing redelivers or reruns them)."""
+        ids = list(ids)
+        baseline = self.event_count(ids)
+        never(
+            lambda: self.event_count(ids), until=lambda n: n != baseline, for_=for_,
+            what=f"a new event arrived for one of {len(ids)} tasks although {why}",
+        )  # fmt: skip
 
     def verdict(self, queued: Iterable[str] = (), unacked: int | None = 0) -> Verdict:
         with self._lock:

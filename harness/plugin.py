@@ -183,9 +183,11 @@ def ledger(vhost: ScenarioVhost) -> Iterator[Ledger]:
 
 
 @pytest.fixture
-def stack_spec() -> StackSpec:
-    """What the scenario runs: redefine this fixture to change workers, env or the web app."""
-    return StackSpec()
+def stack_spec(request: pytest.FixtureRequest) -> StackSpec:
+    """What the scenario runs: the default app, or a StackSpec given by indirect parametrization
+    (``@pytest.mark.parametrize("stack_spec", [StackSpec(...)], indirect=True)``); redefine this
+    fixture to change it for a whole module."""
+    return getattr(request, "param", StackSpec())
 
 
 @pytest.fixture

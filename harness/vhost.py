@@ -88,6 +88,19 @@ class ScenarioVhost:
             what=f"{count} ready messages in {queue}",
         )  # fmt: skip
 
+    def wait_for_empty(self, queue: str, timeout: float) -> Depth:
+        """Wait until ``queue`` holds nothing: no ready message, none unacknowledged (where that is known)."""
+        return eventually(
+            lambda: self.depth(queue), until=lambda d: d.ready == 0 and not d.unacked, timeout=timeout,
+            what=f"{queue} to hold no ready and no unacknowledged message",
+        )  # fmt: skip
+
+    def wait_for_consumers(self, queue: str, count: int, timeout: float = 10) -> None:
+        eventually(
+            lambda: self.depth(queue).consumers, until=lambda n: n == count, timeout=timeout,
+            what=f"{count} consumers on {queue}",
+        )  # fmt: skip
+
     def assert_ready_holds(self, queue: str, count: int, for_: float, why: str) -> int:
         """Watch ``queue`` for ``for_`` seconds: its ready count must stay ``count``. Returns the observations."""
         return never(
