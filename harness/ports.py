@@ -7,10 +7,11 @@ import port_for
 from harness.errors import HarnessError
 
 
-def free_ports(count: int) -> list[int]:
+def free_ports(count: int, exclude: list[int] | tuple[int, ...] = ()) -> list[int]:
+    """``count`` distinct free ports, none of them in ``exclude`` (ports already promised elsewhere)."""
     chosen: list[int] = []
     while len(chosen) < count:
-        chosen.append(port_for.select_random(exclude_ports=chosen))
+        chosen.append(port_for.select_random(exclude_ports=[*exclude, *chosen]))
     return chosen
 
 

@@ -45,6 +45,15 @@ def _escape(value: str) -> str:
     return value.replace("%", "%%")
 
 
+def _env_pair(key: str, value: str) -> str:
+    # supervisord splits environment= with a non-POSIX shlex: no escapes, so a value is quoted with
+    # whichever quote it does not contain.
+    quote = "'" if '"' in value else '"'
+    if quote in value:
+        raise HarnessError(f"environment variable {key} holds both kinds of quote, which supervisord cannot pass on")
+    return f"{key}={quote}{_escape(value)}{quote}"
+
+
 def render_config(programs: list[Program], workdir: Path, socket: Path) -> str:
     config = configparser.RawConfigParser()
     config.optionxform = str  # keep option names as written
@@ -80,10 +89,7 @@ def render_config(programs: list[Program], workdir: Path, socket: Path) -> str:
         if program.directory:
             section["directory"] = program.directory
         if program.environment:
-            section["environment"] = ",".join(
-                f'{key}="{_escape(value).replace(chr(34), chr(92) + chr(34))}"'
-                for key, value in program.environment.items()
-            )
+            section["environment"] = ",".join(_env_pair(k, v) for k, v in program.environment.items())
         config[f"program:{program.name}"] = section
     lines = []
     for name in config.sections():

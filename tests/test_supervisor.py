@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from supervisor.options import ProcessConfig, ServerOptions
 
+from harness.errors import HarnessError
 from harness.supervisor import Program, render_config
 
 
@@ -100,14 +101,13 @@ def test_environment_values_with_commas_spaces_and_percents(tmp_path: Path) -> N
     assert process.environment == environment
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="harness/supervisor.py:84 escapes a double quote as \\\", but supervisord's environment parser "
-    "(shlex in non-POSIX mode) has no escapes, so it rejects the config",
-)
 def test_environment_value_with_a_double_quote_and_a_comma(tmp_path: Path) -> None:
     environment = {"MESSAGE": 'say "hi", then leave', "PLAIN": "x"}
     process = as_supervisord_reads_it(Program("w", ["true"], environment=environment), tmp_path)
     assert process.environment == environment
 
+
+def test_a_value_with_both_kinds_of_quote_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    program = Program("w", ["true"], environment={"BAD": 'it\'s "quoted"'})
+    with pytest.raises(HarnessError, match="BAD holds both kinds of quote"):
+        render_config([program], tmp_path, tmp_path / "sv.sock")

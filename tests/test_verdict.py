@@ -15,10 +15,7 @@ def event(type_: str, task_id: str = "t", host: str = "w1", at: float = 0.0, **f
 
 def history(task_id: str, *events: str | TaskEvent, host: str = "w1") -> TaskHistory:
     """A history from event types (one second apart, on ``host``) or ready-made events."""
-    built = [
-        e if isinstance(e, TaskEvent) else event(e, task_id, host, at=float(n))
-        for n, e in enumerate(events)
-    ]
+    built = [e if isinstance(e, TaskEvent) else event(e, task_id, host, at=float(n)) for n, e in enumerate(events)]
     return TaskHistory(task_id, built)
 
 
@@ -218,8 +215,13 @@ def test_by_worker_counts_who_finished_each_task() -> None:
         "a": history("a", "task-started", "task-succeeded", host="w1"),
         "b": history("b", "task-started", "task-succeeded", host="w2"),
         # started on w1, which died; w2 took the redelivered message and finished it
-        "c": history("c", event("task-started", "c", "w1"), event("task-retried", "c", "w1", 1.0),
-                     event("task-started", "c", "w2", 2.0), event("task-succeeded", "c", "w2", 3.0)),
+        "c": history(
+            "c",
+            event("task-started", "c", "w1"),
+            event("task-retried", "c", "w1", 1.0),
+            event("task-started", "c", "w2", 2.0),
+            event("task-succeeded", "c", "w2", 3.0),
+        ),
     }
     v = judge({i: sent(i) for i in histories}, histories)
     assert v.by_worker("succeeded") == Counter({"w2": 2, "w1": 1})
@@ -236,16 +238,12 @@ def test_exception_types_of_the_failed(verdict: Verdict) -> None:
 
 
 def test_assert_counts_passes_when_every_count_matches(verdict: Verdict) -> None:
-    verdict.assert_counts(
-        succeeded=1, failed=1, duplicated=1, lost=2, queued=1, unexpected=1, recovered=1, unsent=1
-    )
+    verdict.assert_counts(succeeded=1, failed=1, duplicated=1, lost=2, queued=1, unexpected=1, recovered=1, unsent=1)
 
 
 def test_assert_counts_treats_an_unnamed_fate_as_zero(verdict: Verdict) -> None:
     with pytest.raises(AssertionError, match="unsent: expected 0, got 1"):
-        verdict.assert_counts(
-            succeeded=1, failed=1, duplicated=1, lost=2, queued=1, unexpected=1, recovered=1
-        )
+        verdict.assert_counts(succeeded=1, failed=1, duplicated=1, lost=2, queued=1, unexpected=1, recovered=1)
 
 
 def test_assert_counts_message_lists_the_ids_and_their_histories() -> None:

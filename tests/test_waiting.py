@@ -61,8 +61,7 @@ def test_eventually_times_out_naming_what_how_long_and_the_last_value() -> None:
 
     started = time.monotonic()
     with pytest.raises(WaitTimeout) as info:
-        eventually(probe, until=lambda v: v["depth"] == 0, timeout=WINDOW, what="the queue to drain",
-                   interval=INTERVAL)
+        eventually(probe, until=lambda v: v["depth"] == 0, timeout=WINDOW, what="the queue to drain", interval=INTERVAL)
     elapsed = time.monotonic() - started
     message = str(info.value)
     assert isinstance(info.value, AssertionError)  # pytest reports it as a plain failure
@@ -106,7 +105,7 @@ def test_a_harness_error_propagates_at_once() -> None:
     with pytest.raises(HarnessError, match="worker w1 exited"):
         eventually(probe, timeout=5, what="the worker", interval=INTERVAL)
     assert calls == 1
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 0.5  # far from the 5 s window
 
 
 # -- never -----------------------------------------------------------------------------------
@@ -136,7 +135,7 @@ def test_never_fails_as_soon_as_the_condition_holds() -> None:
     message = str(info.value)
     assert elapsed < 1
     assert message.startswith("a second delivery: it happened after ")
-    assert seconds_in(message, r"after (\d+\.\d\d)s") <= elapsed
+    assert seconds_in(message, r"after (\d+\.\d\d)s") <= elapsed + 0.005  # rounded to 0.01 s
     assert "of a 5.0s watch (observation 3); value seen: 3" in message
 
 
@@ -152,4 +151,4 @@ def test_never_lets_a_probe_error_through_without_waiting() -> None:
     started = time.monotonic()
     with pytest.raises(ConnectionError, match="refused"):
         never(probe, for_=5, what="a redelivery", interval=INTERVAL)
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 0.5  # far from the 5 s window

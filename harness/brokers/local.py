@@ -81,9 +81,10 @@ class LocalBroker(Broker):
         self.ctl = self.server.with_name("rabbitmqctl")
         if port is not None:
             require_free(port, "the local RabbitMQ node", "--rabbitmq-port")
-        ports = free_ports(3)
-        self.port = port if port is not None else ports[0]
-        self.management_port, self.dist_port = ports[1], ports[2]
+        if port is None:
+            port = free_ports(1)[0]
+        self.port = port
+        self.management_port, self.dist_port = free_ports(2, exclude=[port])
         self.nodename = f"harness-{uuid.uuid4().hex[:8]}@localhost"
         self.boot_timeout = boot_timeout
         self.extra_erl_args = extra_erl_args

@@ -62,4 +62,6 @@ def test_a_named_server_counts_as_found_without_looking_on_path(monkeypatch: pyt
     monkeypatch.setattr(select.shutil, "which", lambda *args, **kwargs: None)
     assert not select.rabbitmq_server_found(BrokerOptions())
     assert select.rabbitmq_server_found(BrokerOptions(rabbitmq_server="/opt/rabbitmq/sbin/rabbitmq-server"))
-    assert choose_kind(BrokerOptions()) == "local" if False else True  # placeholder removed below
+    assert choose_kind(BrokerOptions(rabbitmq_server="/opt/rabbitmq/sbin/rabbitmq-server")) == "local"
+    with pytest.raises(HarnessError, match="no RabbitMQ is available"):
+        choose_kind(BrokerOptions())
