@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from harness.brokers.base import Broker
+from harness.brokers.docker import DEFAULT_IMAGE, NETWORKS
 from harness.brokers.select import KINDS, BrokerOptions, choose_kind, make_broker
 from harness.errors import HarnessError
 from harness.ledger import Ledger
@@ -66,6 +67,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="rabbitmq-server script for --broker local (default: the one on PATH)",
     )
     group.addoption("--rabbitmq-port", type=int, default=None, help="AMQP port of the local node (default: a free one)")
+    group.addoption(
+        "--rabbitmq-image",
+        default=os.environ.get("HARNESS_RABBITMQ_IMAGE"),
+        help=f"image for --broker docker (env HARNESS_RABBITMQ_IMAGE; default {DEFAULT_IMAGE})",
+    )
+    group.addoption(
+        "--docker-network",
+        choices=NETWORKS,
+        default=os.environ.get("HARNESS_DOCKER_NETWORK", "bridge"),
+        help="bridge: published ports (default); host: the container shares the host's network, for machines "
+        "where containers may only use loopback (env HARNESS_DOCKER_NETWORK)",
+    )
+    group.addoption(
+        "--docker-ryuk",
+        action="store_true",
+        default=False,
+        help="let testcontainers' reaper (Ryuk) run too; off by default: the harness removes its own containers",
+    )
+    group.addoption(
+        "--broker-boot-timeout",
+        type=float,
+        default=float(os.environ.get("HARNESS_BROKER_BOOT_TIMEOUT", 90)),
+        help="seconds a local node or container may take to answer (default 90)",
+    )
 
 
 def _broker_options(config: pytest.Config, work_root: str | None = None) -> BrokerOptions:
@@ -76,6 +101,10 @@ def _broker_options(config: pytest.Config, work_root: str | None = None) -> Brok
         rabbitmq_server=config.getoption("rabbitmq_server"),
         rabbitmq_port=config.getoption("rabbitmq_port"),
         work_root=work_root,
+        image=config.getoption("rabbitmq_image"),
+        docker_network=config.getoption("docker_network"),
+        docker_ryuk=config.getoption("docker_ryuk"),
+        boot_timeout=config.getoption("broker_boot_timeout"),
     )
 
 

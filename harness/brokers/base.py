@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -65,9 +67,37 @@ class Broker(ABC):
         mode = "management API" if self.endpoint.management_url else "AMQP only"
         return f"{self.kind} broker at {self.endpoint.host}:{self.endpoint.port} ({mode})"
 
-    # Fault calls: providers that own their broker override these.
+    # Fault calls: providers that own their broker override these. A broker the harness does not
+    # own (``url``) refuses them, so a scenario skips instead of touching someone else's broker.
     def stop_broker(self) -> None:
+        """Stop the broker, keeping its data and its AMQP port for ``start_broker``."""
         raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to stop")
 
     def start_broker(self) -> None:
+        """Start the stopped broker again and wait until it answers."""
         raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to start")
+
+    def pause_broker(self) -> None:
+        """Freeze the broker: connections stay open but nothing answers (a network partition, as clients see it)."""
+        raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to pause")
+
+    def resume_broker(self) -> None:
+        raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to resume")
+
+    @contextmanager
+    def stopped(self) -> Iterator[None]:
+        """The broker is down inside the block and up again (same port, same data) after it."""
+        self.stop_broker()
+        try:
+            yield
+        finally:
+            self.start_broker()
+
+    @contextmanager
+    def unreachable(self) -> Iterator[None]:
+        """The broker answers nothing inside the block, and resumes after it."""
+        self.pause_broker()
+        try:
+            yield
+        finally:
+            self.resume_broker()

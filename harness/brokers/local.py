@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import tempfile
 import uuid
 from pathlib import Path
@@ -197,9 +198,19 @@ class LocalBroker(Broker):
             self._executor.stop(expected_returncode=0)
             self._executor = None
 
+    def pause_broker(self) -> None:
+        """SIGSTOP the node's process group: its sockets stay open, nothing answers."""
+        if self._executor is not None and self._executor.process is not None:
+            os.killpg(self._executor.process.pid, signal.SIGSTOP)
+
+    def resume_broker(self) -> None:
+        if self._executor is not None and self._executor.process is not None:
+            os.killpg(self._executor.process.pid, signal.SIGCONT)
+
     def close(self) -> None:
         try:
             if self._executor is not None:
+                self.resume_broker()  # a stopped process group would ignore nothing but SIGKILL; be tidy
                 # The data is about to be deleted, so skip the graceful stop (about 6 s) and kill.
                 self._executor.kill()
                 self._executor = None

@@ -21,6 +21,9 @@ class BrokerOptions:
     rabbitmq_port: int | None = None
     boot_timeout: float = 90.0
     work_root: str | None = None
+    image: str | None = None
+    docker_network: str = "bridge"
+    docker_ryuk: bool = False
 
 
 def rabbitmq_server_found(options: BrokerOptions) -> bool:
@@ -31,17 +34,30 @@ def rabbitmq_server_found(options: BrokerOptions) -> bool:
     )
 
 
-def docker_answers(options: BrokerOptions) -> bool:
-    # The docker provider is not built yet; auto must not pick it.
-    return False
+def docker_ready(options: BrokerOptions) -> bool:
+    """A Docker engine answers within 2 s and already has the image (so auto never waits on a pull)."""
+    from harness.brokers.docker import DEFAULT_IMAGE, docker_client
+
+    try:
+        client = docker_client(timeout=2.0)
+    except HarnessError:
+        return False
+    try:
+        client.images.get(options.image or DEFAULT_IMAGE)
+    except Exception:  # ImageNotFound, or an engine that stopped answering
+        return False
+    finally:
+        client.close()
+    return True
 
 
 def choose_kind(
     options: BrokerOptions,
     server_found: Callable[[BrokerOptions], bool] = rabbitmq_server_found,
-    docker_ok: Callable[[BrokerOptions], bool] = docker_answers,
+    docker_ok: Callable[[BrokerOptions], bool] = docker_ready,
 ) -> str:
-    """The provider ``auto`` resolves to: a given URL, else Docker, else a local node."""
+    """The provider ``auto`` resolves to: a given URL, else Docker (an engine answers and has the image),
+    else a local node, else an error naming the ways to get a broker."""
     if options.kind not in KINDS:
         raise HarnessError(f"--broker {options.kind!r} is not one of {', '.join(KINDS)}")
     if options.kind == "url" and not options.url:
@@ -57,8 +73,9 @@ def choose_kind(
     if server_found(options):
         return "local"
     raise HarnessError(
-        "no RabbitMQ is available: install rabbitmq-server (apt-get install -y rabbitmq-server) for a private "
-        "local node, or point the harness at a running broker with --broker-url amqp://user:password@host:5672/"
+        "no RabbitMQ is available: start Docker (and pull or build the image) for --broker docker, install "
+        "rabbitmq-server (apt-get install -y rabbitmq-server) for a private local node, or point the harness "
+        "at a running broker with --broker-url amqp://user:password@host:5672/"
     )
 
 
@@ -74,6 +91,6 @@ def make_broker(options: BrokerOptions) -> Broker:
         from harness.brokers.url import UrlBroker
 
         return UrlBroker(options.url or "", options.management_url)
-    raise HarnessError(
-        "--broker docker is not available in this version of the harness; use --broker local or --broker url"
-    )
+    from harness.brokers.docker import DockerBroker
+
+    return DockerBroker(options.image, options.docker_network, options.boot_timeout, options.docker_ryuk)

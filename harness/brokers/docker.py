@@ -1,0 +1,243 @@
+"""The ``docker`` provider: RabbitMQ in a container, through testcontainers-python.
+
+One container per test session, labelled so that a container left by a run that was killed can be
+recognised and removed by the next run. Two networking modes:
+
+- ``bridge`` (default, what laptops and hosted CI have): the container's AMQP and management ports
+  are published on free host ports chosen by the harness, so a restarted container keeps them;
+- ``host``: the container shares the host's network and the node is told which free ports to use
+  (for machines where containers may only use the host's loopback).
+
+Ryuk, testcontainers' reaper, is off unless ``--docker-ryuk`` is given: it needs its own image from a
+registry, and the harness removes its containers itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+import requests
+
+from harness.brokers.base import Broker, Endpoint
+from harness.errors import HarnessError
+from harness.ports import free_ports
+from harness.waiting import WaitTimeout, eventually
+
+DEFAULT_IMAGE = "rabbitmq:3.13.7-management"
+NETWORKS = ("bridge", "host")
+LABEL = "io.github.celery-failure-harness"
+LABEL_PID = f"{LABEL}.pid"
+LABEL_HOST = f"{LABEL}.host"
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    """What the container is created with: pure data, so both networking modes are unit-tested."""
+
+    image: str
+    network: str
+    amqp_port: int  # where clients connect: a published host port (bridge) or the node's port (host)
+    management_port: int
+    env: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)  # container port -> host port
+    kwargs: dict[str, object] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def container_settings(image: str, network: str, ports: list[int], nodename: str) -> ContainerSettings:
+    """The container's settings for ``network``, given three free host ports."""
+    if network not in NETWORKS:
+        raise HarnessError(f"--docker-network {network!r} is not one of {', '.join(NETWORKS)}")
+    amqp_port, management_port, dist_port = ports
+    labels = {LABEL: "true", LABEL_PID: str(os.getpid()), LABEL_HOST: socket.gethostname()}
+    env = {"RABBITMQ_NODENAME": nodename}
+    if network == "bridge":
+        return ContainerSettings(
+            image, network, amqp_port, management_port, env,
+            ports={"5672/tcp": amqp_port, "15672/tcp": management_port}, labels=labels,
+        )  # fmt: skip
+    env |= {
+        "RABBITMQ_NODE_PORT": str(amqp_port),
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_DIST_PORT": str(dist_port),
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
+            f'-rabbitmq_management listener [{{port,{management_port}}},{{ip,"127.0.0.1"}}] -rabbit loopback_users []'
+        ),
+    }
+    # docker-py refuses port bindings with host networking; "network" (not network_mode) also stops
+    # testcontainers from attaching the container to another network.
+    return ContainerSettings(image, network, amqp_port, management_port, env, {}, {"network": "host"}, labels)
+
+
+def _docker_problem(exc: Exception) -> str:
+    host = os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
+    return (
+        f"no Docker engine answers at {host} ({type(exc).__name__}); start Docker, fix DOCKER_HOST, "
+        "or use --broker local"
+    )
+
+
+def docker_client(timeout: float = 5.0):
+    """A docker-py client that has answered a ping, or HarnessError."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as exc:  # docker-py raises DockerException, requests' errors, or OSError here
+        raise HarnessError(_docker_problem(exc)) from None
+    return client
+
+
+def engine_answers(timeout: float = 2.0) -> bool:
+    try:
+        docker_client(timeout).close()
+    except HarnessError:
+        return False
+    return True
+
+
+def remove_leftovers(client) -> list[str]:
+    """Remove harness containers whose run is gone (its pid no longer lives on this host)."""
+    removed = []
+    host = socket.gethostname()
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=true"}):
+        labels = container.labels
+        if labels.get(LABEL_HOST) != host:
+            continue
+        try:
+            os.kill(int(labels.get(LABEL_PID, "0")), 0)
+            continue  # its run is still alive (another session in parallel)
+        except (ProcessLookupError, ValueError):
+            pass
+        except PermissionError:
+            continue
+        container.remove(force=True)
+        removed.append(container.short_id)
+    return removed
+
+
+class DockerBroker(Broker):
+    kind = "docker"
+
+    def __init__(
+        self,
+        image: str | None = None,
+        network: str = "bridge",
+        boot_timeout: float = 90.0,
+        ryuk: bool = False,
+    ) -> None:
+        self.image = image or DEFAULT_IMAGE
+        self.nodename = f"harness-{uuid.uuid4().hex[:8]}@localhost"
+        self.settings = container_settings(self.image, network, free_ports(3), self.nodename)
+        self.boot_timeout = boot_timeout
+        self.ryuk = ryuk
+        self._container = None
+
+    @property
+    def endpoint(self) -> Endpoint:
+        s = self.settings
+        return Endpoint("127.0.0.1", s.amqp_port, "guest", "guest", "/", f"http://127.0.0.1:{s.management_port}")
+
+    def describe(self) -> str:
+        return f"docker broker {self.image} ({self.settings.network} network) at 127.0.0.1:{self.settings.amqp_port}"
+
+    def start(self) -> None:
+        import docker.errors
+        from testcontainers.core.config import testcontainers_config
+        from testcontainers.core.container import DockerContainer
+
+        client = docker_client()
+        remove_leftovers(client)
+        client.close()
+        testcontainers_config.ryuk_disabled = not self.ryuk
+        s = self.settings
+        # DockerContainer, not testcontainers' RabbitMqContainer: its readiness probe is deprecated,
+        # polls once a second for up to 120 s and knows nothing of the management API.
+        container = DockerContainer(s.image, docker_client_kw={"timeout": 30})
+        for key, value in s.env.items():
+            container.with_env(key, value)
+        for inner, outer in s.ports.items():
+            container.with_bind_ports(inner, outer)
+        container.with_kwargs(labels=s.labels, **s.kwargs)
+        self._container = container
+        try:
+            container.start()
+        except docker.errors.ImageNotFound:
+            self.close()
+            raise HarnessError(self._image_problem("it is not present locally and could not be pulled")) from None
+        except docker.errors.APIError as exc:
+            self.close()
+            reason = exc.explanation or str(exc)
+            if "pull" in reason or "manifest" in reason or "not found" in reason:
+                raise HarnessError(self._image_problem(reason)) from None
+            raise HarnessError(f"Docker could not start the RabbitMQ container: {reason}") from None
+        except Exception as exc:
+            self.close()
+            raise HarnessError(_docker_problem(exc)) from None
+        self._wait_ready()
+
+    def _image_problem(self, reason: str) -> str:
+        return (
+            f"image {self.image} cannot be used ({reason}); pull or build it (scripts/build-rabbitmq-image on a "
+            "machine without a registry) or choose another with --rabbitmq-image"
+        )
+
+    def _wait_ready(self) -> None:
+        try:
+            eventually(self._ready, timeout=self.boot_timeout, interval=0.1, what="the RabbitMQ container to answer")
+        except WaitTimeout as timeout:
+            tail = self._log_tail()
+            self.close()
+            raise HarnessError(
+                f"the RabbitMQ container did not answer on AMQP port {self.settings.amqp_port} and the management API "
+                f"within {self.boot_timeout:.0f}s ({timeout}); its log ends: {tail or '(empty)'}"
+            ) from None
+
+    def _ready(self) -> bool:
+        wrapped = self._container.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status in ("exited", "dead"):
+            tail = self._log_tail()
+            self.close()
+            raise HarnessError(f"the RabbitMQ container exited during boot; its log ends: {tail or '(empty)'}")
+        try:
+            socket.create_connection(("127.0.0.1", self.settings.amqp_port), timeout=0.5).close()
+            url = f"{self.endpoint.management_url}/api/overview"
+            return requests.get(url, auth=("guest", "guest"), timeout=1).status_code == 200
+        except (OSError, requests.RequestException):
+            return False
+
+    def _log_tail(self, lines: int = 3) -> str:
+        try:
+            out = self._container.get_wrapped_container().logs(tail=lines).decode(errors="replace")
+        except Exception:  # the container may already be gone
+            return ""
+        return " | ".join(line.strip() for line in out.splitlines() if line.strip())
+
+    # -- faults ------------------------------------------------------------------------------
+    def stop_broker(self) -> None:
+        """Stop the container gracefully; it keeps its data and published ports for start_broker."""
+        self._container.get_wrapped_container().stop(timeout=15)
+
+    def start_broker(self) -> None:
+        self._container.get_wrapped_container().start()
+        self._wait_ready()
+
+    def pause_broker(self) -> None:
+        self._container.get_wrapped_container().pause()
+
+    def resume_broker(self) -> None:
+        self._container.get_wrapped_container().unpause()
+
+    def close(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.stop()  # testcontainers' stop is a forced remove
+            except Exception:  # never created, or already removed
+                pass
