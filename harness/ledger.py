@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from celery import Celery
@@ -46,6 +47,16 @@ class _Receiver(EventReceiver):
         # The broker went away (a broker-fault scenario): kombu reconnects; stay quiet meanwhile.
         pass
 
+    @contextmanager
+    def establish_connection(self):
+        # kombu's default reconnect backs off 2, 4, 6... s; after a broker restart the ledger must be
+        # listening again before the scenario goes on, so retry every few tenths of a second.
+        with self.create_connection() as connection:
+            connection.ensure_connection(
+                self.on_connection_error, max_retries=None, interval_start=0.1, interval_step=0.1, interval_max=0.3
+            )
+            yield connection
+
 
 class Ledger:
     def __init__(self, amqp_url: str) -> None:
@@ -57,6 +68,7 @@ class Ledger:
         self._workers: list[WorkerEvent] = []
         self._sends: dict[str, Send] = {}
         self._ready = threading.Event()
+        self._listening_since = 0.0  # when the event consumer was last (re)established
         self._receiver: _Receiver | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -66,7 +78,7 @@ class Ledger:
     def start(self, timeout: float = 10.0) -> Ledger:
         self._connection = self._app.connection_for_read()
         self._receiver = _Receiver(
-            self._connection, handlers={"*": self._on_event}, app=self._app, on_ready=self._ready.set
+            self._connection, handlers={"*": self._on_event}, app=self._app, on_ready=self._on_listening
         )
         self._thread = threading.Thread(target=self._run, name="harness-ledger", daemon=True)
         self._thread.start()
@@ -78,6 +90,17 @@ class Ledger:
                 "check the broker is reachable"
             )
         return self
+
+    def _on_listening(self) -> None:
+        self._listening_since = time.time()
+        self._ready.set()
+
+    def wait_listening_since(self, since: float, timeout: float = 30.0) -> None:
+        """Wait until the event consumer was (re)established after ``since`` (a broker restart, say)."""
+        eventually(
+            lambda: self._listening_since, until=lambda t: t >= since, timeout=timeout,
+            what="the ledger to listen to Celery events again",
+        )  # fmt: skip
 
     def _run(self) -> None:
         try:

@@ -181,6 +181,14 @@ def broker(broker_options: BrokerOptions) -> Iterator[Broker]:
 
 
 @pytest.fixture
+def owned_broker(broker: Broker) -> Broker:
+    """The broker, for scenarios that stop or freeze it; skipped on a broker the harness does not own."""
+    if not broker.owned:
+        pytest.skip(f"the {broker.kind} broker is not the harness's to stop or freeze (it did not start it)")
+    return broker
+
+
+@pytest.fixture
 def app_queues() -> tuple[str, ...]:
     """The application's queues: purged when vhosts are shared, peeked for the verdict."""
     return ("hello_queue",)

@@ -55,15 +55,23 @@ class ScenarioVhost:
         vhost.purge()
         return vhost
 
+    def _connect(self) -> Connection:
+        # One connection attempt per call: while the broker is down a reading must fail fast (and be
+        # retried by whoever waits), not block in kombu's endless reconnect loop.
+        return Connection(self.amqp_url, connect_timeout=3, transport_options={"max_retries": 1, "interval_start": 0})
+
     def _channel(self):
         if self._connection is None:
-            self._connection = Connection(self.amqp_url, connect_timeout=5)
+            self._connection = self._connect()
         return self._connection.default_channel
 
     def _reset_channel(self) -> None:
-        if self._connection is not None:
-            self._connection.release()
-            self._connection = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # releasing a connection whose socket is already dead
+                pass
 
     def depth(self, queue: str) -> Depth:
         try:
@@ -72,6 +80,10 @@ class ScenarioVhost:
             # A failed passive declare closes the channel; start afresh next time.
             self._reset_channel()
             return Depth(0, 0 if self._management else None, 0, exists=False)
+        except Exception:
+            # The broker restarted or went away: drop the dead connection; the caller may retry.
+            self._reset_channel()
+            raise
         unacked = None
         if self._management is not None:
             stats = self._management.queue_stats(self.name, queue)
@@ -115,7 +127,7 @@ class ScenarioVhost:
         returns them to the queue (marked redelivered). Meant for the end of a scenario.
         """
         ids: list[str] = []
-        with Connection(self.amqp_url, connect_timeout=5) as connection:
+        with self._connect() as connection:
             channel = connection.channel()
             try:
                 for _ in range(limit):

@@ -84,6 +84,11 @@ class Broker(ABC):
     def resume_broker(self) -> None:
         raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to resume")
 
+    def restart_broker(self) -> None:
+        """Stop the broker and start it again: same data, same AMQP port."""
+        self.stop_broker()
+        self.start_broker()
+
     @contextmanager
     def stopped(self) -> Iterator[None]:
         """The broker is down inside the block and up again (same port, same data) after it."""
