@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,10 +35,6 @@ from harness.vhost import ScenarioVhost
 from harness.web import WebClient
 
 EXIT_HARNESS_ERROR = 4  # pytest's "usage error": the run could not be set up as asked
-
-
-class HarnessWarning(UserWarning):
-    """Something the harness cannot do with this broker, said once per run."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -112,8 +107,8 @@ def pytest_report_header(config: pytest.Config) -> str:
     options = _broker_options(config)
     try:
         kind = choose_kind(options)
-    except HarnessError as exc:
-        return f"harness: no broker ({exc})"
+    except HarnessError:
+        return "harness: no broker available (a scenario that needs one will say why)"
     picked = f" (auto picked {kind})" if options.kind == "auto" else ""
     return f"harness: broker {kind}{picked}"
 
@@ -160,7 +155,7 @@ def broker_options(pytestconfig: pytest.Config, harness_workdir: Path) -> Broker
 
 
 @pytest.fixture(scope="session")
-def broker(broker_options: BrokerOptions) -> Iterator[Broker]:
+def broker(broker_options: BrokerOptions, request: pytest.FixtureRequest) -> Iterator[Broker]:
     """The session's RabbitMQ, started once; stopped (if the harness owns it) at the end."""
     try:
         instance = make_broker(broker_options)
@@ -172,8 +167,9 @@ def broker(broker_options: BrokerOptions) -> Iterator[Broker]:
         instance.close()
         _fail_run(error)
     problem = getattr(instance, "management_problem", None)
-    if problem:
-        warnings.warn(HarnessWarning(problem), stacklevel=1)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if problem and reporter is not None:
+        reporter.write_line(f"\nharness: {problem}", yellow=True)
     try:
         yield instance
     finally:

@@ -17,7 +17,9 @@ def free_ports(count: int, exclude: list[int] | tuple[int, ...] = ()) -> list[in
 
 def require_free(port: int, what: str, option: str) -> int:
     """Fail at once, with the fix, when a port the user asked for is already in use."""
-    if not port_for.is_available(port):
+    # port_for.is_available also refuses ports it deems unsuitable (IANA-assigned, ephemeral):
+    # here only "is something listening there" matters.
+    if port_for.port_is_used(port):
         raise HarnessError(
             f"port {port} for {what} is already in use on this machine; free it, choose another with "
             f"{option}, or leave {option} out so the harness picks a free port"

@@ -8,6 +8,7 @@ controls: stop, start, restart and signal a program, as ``supervisorctl`` would.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -21,10 +22,12 @@ from harness.ports import free_ports
 from harness.supervisor import STOPPED_STATES, Program, Supervisor
 from harness.verdict import Verdict
 from harness.vhost import ScenarioVhost
-from harness.waiting import eventually
+from harness.waiting import WaitTimeout, eventually
 from harness.web import WebClient
 
 PROJECT_ROOT = Path(app_under_test.__file__).resolve().parent.parent
+# "ModuleNotFoundError: No module named 'x'", "Error: Invalid value for '-A'...": the line that says why.
+_ERROR_LINE = re.compile(r"^(\w[\w.]*(Error|Exception)\b|Error:)")
 
 # Short work so scenarios stay fast; a scenario that needs long tasks overrides it.
 DEFAULT_ENV = {"HELLO_WORK_SECONDS": "0.05", "INLINE_WORK_SECONDS": "2.0"}
@@ -65,7 +68,8 @@ class WebSpec:
     def program(self, port: int, env: dict[str, str]) -> Program:
         command = [
             sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
-            "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "3", "--access-logfile", "-", self.app,
+            "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "3", "--access-logfile", "-",
+            "--no-control-socket", self.app,
         ]  # fmt: skip
         return Program(self.name, command, {**env, **self.env}, str(PROJECT_ROOT))
 
@@ -75,7 +79,7 @@ class StackSpec:
     web: WebSpec | None = field(default_factory=WebSpec)
     workers: tuple[WorkerSpec, ...] = (WorkerSpec(),)
     env: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ENV))
-    ready_timeout: float = 10.0
+    ready_timeout: float = 7.0  # a worker is online in about 1 s; leaves a bad-input run under 10 s
 
 
 class AppStack:
@@ -84,7 +88,9 @@ class AppStack:
         self.vhost = vhost
         self.ledger = ledger
         self.workdir = workdir
-        env = {**spec.env, "CELERY_BROKER_URL": vhost.amqp_url, "PYTHONUNBUFFERED": "1"}
+        # TMPDIR: billiard (Celery's pool) leaves pymp-* directories behind a killed worker; keep them in
+        # the scenario's directory, which goes at the end.
+        env = {**spec.env, "CELERY_BROKER_URL": vhost.amqp_url, "PYTHONUNBUFFERED": "1", "TMPDIR": str(workdir)}
         programs = [w.program(env) for w in spec.workers]
         self.web: WebClient | None = None
         if spec.web is not None:
@@ -117,20 +123,36 @@ class AppStack:
                     pending.discard(name)
             return pending
 
-        eventually(
-            still_pending,
-            until=lambda left: not left,
-            timeout=self.spec.ready_timeout,
-            what=f"{', '.join(sorted(pending))} to be ready (web answering /healthz, workers online)",
-        )
+        try:
+            eventually(
+                still_pending, until=lambda left: not left, timeout=self.spec.ready_timeout,
+                what="programs to be ready",
+            )  # fmt: skip
+        except WaitTimeout:
+            details = "; ".join(f"{name}: {self._not_ready_reason(name)}" for name in sorted(pending))
+            raise HarnessError(
+                f"{', '.join(sorted(pending))} did not become ready within {self.spec.ready_timeout:.0f}s ({details})"
+            ) from None
+
+    def _not_ready_reason(self, name: str) -> str:
+        what = "no worker-online event" if name in self.workers else "/healthz did not answer 200"
+        return f"running but {what}; its stderr ends: {self._stderr_gist(name) or '(empty)'}"
+
+    def _stderr_gist(self, name: str) -> str:
+        """The line that names the error (``SomethingError: ...``), else the last line of stderr."""
+        lines = [line.strip() for line in self.supervisor.stderr_tail(name, 4000).splitlines() if line.strip()]
+        starts = [i for i, line in enumerate(lines) if _ERROR_LINE.match(line)]
+        if not starts:
+            return lines[-1] if lines else ""
+        # Click-style errors put the reason on the lines after "Error:".
+        return " ".join(lines[starts[-1] : starts[-1] + 3])
 
     def _ready(self, name: str, since: float) -> bool:
         info = self.supervisor.info(name)
         if info["statename"] in STOPPED_STATES:
-            tail = " | ".join(self.supervisor.stderr_tail(name).splitlines()[-3:])
+            why = self._stderr_gist(name) or "(no stderr)"
             raise HarnessError(
-                f"{name} exited while starting (exit status {info['exitstatus']}); fix its command or module - "
-                f"its stderr ends: {tail or '(empty)'}"
+                f"{name} exited while starting (exit status {info['exitstatus']}): {why} - fix its command or module"
             )
         if name in self.workers:
             return self.ledger.worker_online_since(self.workers[name].hostname, since)

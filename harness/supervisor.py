@@ -11,8 +11,10 @@ from __future__ import annotations
 import configparser
 import os
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,8 +107,12 @@ class Supervisor:
     def __init__(self, workdir: Path, programs: list[Program], start_timeout: float = 10.0) -> None:
         self.workdir = workdir
         self.programs = {p.name: p for p in programs}
-        # A unix socket path is limited to about 100 bytes: keep it short and inside workdir.
+        # A unix socket path is limited to 107 bytes; under a long TMPDIR, fall back to a short directory.
+        self._socket_dir: Path | None = None
         self.socket = workdir / "sv.sock"
+        if len(str(self.socket)) > 100:
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="hsv-", dir="/tmp"))
+            self.socket = self._socket_dir / "sv.sock"
         self.config_path = workdir / "supervisord.conf"
         self.start_timeout = start_timeout
         self._executor: UnixSocketExecutor | None = None
@@ -126,9 +132,10 @@ class Supervisor:
             self._executor.start()
         except (ProcessExitedWithError, TimeoutExpired) as exc:
             self._executor = None
-            tail = (self.workdir / "supervisord.stdout.log").read_text(errors="replace").strip()[-400:]
+            lines = (self.workdir / "supervisord.stdout.log").read_text(errors="replace").splitlines()
+            errors = [line.strip() for line in lines if "Error" in line] or [line.strip() for line in lines[-1:]]
             raise HarnessError(
-                f"supervisord did not start ({type(exc).__name__}); its output ends: {tail or '(empty)'}"
+                f"supervisord did not start ({type(exc).__name__}): {' | '.join(errors) or '(no output)'}"
             ) from None
         finally:
             output.close()
@@ -202,10 +209,13 @@ class Supervisor:
 
     def close(self) -> None:
         """Stop every program (each with its stop signal, as a group) and supervisord itself."""
-        if self._executor is None:
-            return
         try:
-            self._executor.stop(expected_returncode=0)
-        except Exception:
-            self._executor.kill()
-        self._executor = None
+            if self._executor is not None:
+                try:
+                    self._executor.stop(expected_returncode=0)
+                except Exception:
+                    self._executor.kill()
+                self._executor = None
+        finally:
+            if self._socket_dir is not None:
+                shutil.rmtree(self._socket_dir, ignore_errors=True)

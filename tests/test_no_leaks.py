@@ -41,9 +41,19 @@ STACK_UP_TIMEOUT_S = 90.0  # until the interrupted scenario says its stack is up
 INTERRUPT_EXIT_TIMEOUT_S = 60.0  # teardown after Ctrl-C: kill programs, supervisord, broker node
 REAP_GRACE_S = 5.0  # killed processes may take a moment to be reaped
 
-# What the leaked process would be, for the assertion message (first match wins).
-KINDS = (("beam.smp", "broker node"), ("supervisord", "supervisord"), ("celery", "celery worker"),
-         ("gunicorn", "web (gunicorn)"), ("epmd", "epmd"), ("pytest", "pytest"))  # fmt: skip
+# What a leaked process would be, for the assertion message (first match wins).
+KINDS = (
+    ("beam.smp", "broker node"),
+    ("rabbitmq-server", "broker node's start script"),
+    ("erl_child_setup", "broker node helper"),
+    ("inet_gethost", "broker node helper"),
+    ("rabbit_disk_monitor", "broker node helper"),
+    ("epmd", "epmd"),
+    ("supervisord", "supervisord"),
+    ("celery", "celery worker"),
+    ("gunicorn", "web (gunicorn)"),
+    ("pytest", "pytest"),
+)
 
 # The scenarios. Each stands for a kind of ending, not for a behaviour of the app.
 PASSING = """
@@ -64,15 +74,15 @@ FAILING = """
 """
 
 INTERRUPTED = """
+    import time
     from pathlib import Path
-
-    from harness.waiting import eventually
 
     def test_blocks_until_interrupted(stack, web):
         assert web.healthy()
         Path({marker!r}).write_text("stack up")
-        # Only here to be interrupted: the test sends SIGINT while this waits.
-        eventually(lambda: False, timeout=60, what="a Ctrl-C that never came")
+        # Only here to be interrupted. A plain sleep, so the Ctrl-C always lands in it: one landing
+        # inside a harness.waiting probe can be swallowed (tenacity retries KeyboardInterrupt).
+        time.sleep(60)
 """
 
 
@@ -173,6 +183,9 @@ class Run:
     def leftover_dirs(self) -> list[str]:
         return sorted(p.name for p in self.private_tmp.glob("harness-*"))
 
+    def tmp_entries(self) -> list[str]:
+        return sorted(p.name for p in self.private_tmp.iterdir())
+
     def kill_survivors(self) -> None:
         """Teardown of this test: never let a leak found here outlive it (by pid, SIGKILL)."""
         for proc in self.survivors():
@@ -193,7 +206,7 @@ def describe(proc: psutil.Process) -> str:
 
 
 def assert_nothing_left(run: Run) -> None:
-    """No process of the run alive and no harness-* directory in its TMPDIR, after a short grace."""
+    """No process of the run alive and nothing left in its TMPDIR, after a short grace."""
     try:
         eventually(
             lambda: (run.survivors(), run.leftover_dirs()),
@@ -201,18 +214,27 @@ def assert_nothing_left(run: Run) -> None:
             timeout=REAP_GRACE_S,
             what="the run's processes and harness-* directories to be gone",
         )
+        left = None
     except WaitTimeout:
-        processes, dirs = run.survivors(), run.leftover_dirs()
+        left = (run.survivors(), run.leftover_dirs())
+    if left is not None:  # failing outside the except block keeps the report to the point
+        processes, dirs = left
         lines = [describe(p) for p in processes] or ["(none)"]
-        everything = sorted(str(p.relative_to(run.private_tmp)) for p in run.private_tmp.rglob("*"))
         pytest.fail(
             f"the run left {len(processes)} process(es) and {len(dirs)} harness directory(ies) "
             f"after {REAP_GRACE_S:.0f}s:\n  "
             + "\n  ".join(lines)
-            + f"\nharness-* in TMPDIR: {dirs}\nTMPDIR holds: {everything[:40]}"
+            + f"\nharness-* in TMPDIR: {dirs}\nTMPDIR holds: {run.tmp_entries()}"
             + f"\n--- inner pytest output (tail) ---\n{run.output(3000)}",
             pytrace=False,
         )
+    # Any other temporary directory left behind is one more the user's TMPDIR collects on every
+    # run: the run's TMPDIR is private, so whatever is in it came from the harness's processes.
+    others = run.tmp_entries()
+    assert not others, (
+        f"the run left these in its TMPDIR: {others} (pymp-* is the multiprocessing temp dir of a "
+        "Celery worker's pool, removed only when the worker exits normally)"
+    )
 
 
 @pytest.fixture

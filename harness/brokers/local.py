@@ -28,9 +28,15 @@ INSTALL_HINT = (
     "install it (Debian/Ubuntu: apt-get install -y rabbitmq-server), name one with --rabbitmq-server PATH, "
     "or use another broker (--broker url --broker-url amqp://...)"
 )
+# Debian installs rabbitmq-server in /usr/sbin, which a non-root PATH often lacks.
+SBIN_FALLBACK = "/usr/sbin:/usr/local/sbin"
 # Debian's /usr/sbin/rabbitmq-server is a wrapper that su's to the rabbitmq user and writes its logs
 # to /var/log/rabbitmq; the real script sits here and runs as whoever calls it.
 DEBIAN_REAL_SBIN = Path("/usr/lib/rabbitmq/bin")
+
+
+def which_server() -> str | None:
+    return shutil.which("rabbitmq-server") or shutil.which("rabbitmq-server", path=SBIN_FALLBACK)
 
 
 def find_server(given: str | None) -> Path:
@@ -40,7 +46,7 @@ def find_server(given: str | None) -> Path:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise HarnessError(f"--rabbitmq-server {given} is not an executable file; {INSTALL_HINT}")
     else:
-        found = shutil.which("rabbitmq-server") or shutil.which("rabbitmq-server", path="/usr/sbin:/usr/local/sbin")
+        found = which_server()
         if found is None:
             raise HarnessError(f"rabbitmq-server was not found on PATH; {INSTALL_HINT}")
         path = Path(found)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,11 +26,9 @@ class BrokerOptions:
 
 
 def rabbitmq_server_found(options: BrokerOptions) -> bool:
-    return bool(
-        options.rabbitmq_server
-        or shutil.which("rabbitmq-server")
-        or shutil.which("rabbitmq-server", path="/usr/sbin:/usr/local/sbin")
-    )
+    from harness.brokers.local import which_server
+
+    return bool(options.rabbitmq_server or which_server())
 
 
 def docker_ready(options: BrokerOptions) -> bool:

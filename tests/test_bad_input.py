@@ -1,0 +1,346 @@
+"""Bad input: one clear sentence, fast, nothing left behind.
+
+Each case runs pytest in a subprocess on a one-click scenario, with one thing wrong: no
+``rabbitmq-server``, a broker URL that refuses the connection or the credentials, a port already
+taken, a worker or web app that cannot start. The run must end within 10 s with exit code 4 and one
+``harness: ...`` line naming the problem and the fix (a crashed program's own stderr tail included),
+no traceback, and no process or temporary directory of the run left behind.
+
+The subprocess gets its own ``TMPDIR``: the harness's directories go there and every process the run
+starts inherits it, which is how leftovers of exactly this run are found.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.plugin import EXIT_HARNESS_ERROR
+from harness.ports import free_ports
+
+pytest_plugins = ["pytester"]
+
+BOUND_S = 10.0  # the requirement: bad input ends the run within 10 s
+HANG_GUARD_S = 60.0  # a run that hangs fails the test instead of blocking the suite
+SYSTEM_BROKER = ("127.0.0.1", 5672)
+SYSTEM_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
+REAP_GRACE_S = 2.0  # SIGKILLed processes may take a moment to disappear
+
+SCENARIO = """
+def test_click(web):
+    web.click()
+"""
+
+# pytest prints pytest.exit()'s reason between "!" rules: "!!! _pytest.outcomes.Exit: harness: ... !!!".
+HARNESS_LINE = re.compile(r"^!+ (?:\S*Exit: )?harness: (?P<sentence>.+?) !+$")
+
+# Makes rabbitmq-server unfindable in the subprocess: the harness also looks in /usr/sbin and
+# /usr/local/sbin explicitly, so a narrowed PATH alone cannot hide an installed one.
+WITHOUT_RABBITMQ_SERVER = """
+import os
+import shutil
+
+_which = shutil.which
+
+
+def _which_but_rabbitmq(cmd, mode=os.F_OK | os.X_OK, path=None):
+    if os.path.basename(cmd) == "rabbitmq-server":
+        return None
+    return _which(cmd, mode, path)
+
+
+shutil.which = _which_but_rabbitmq
+"""
+
+
+def stack_spec_conftest(spec: str) -> str:
+    """A conftest redefining ``stack_spec`` as ``spec`` (an expression over StackSpec, WebSpec, WorkerSpec)."""
+    return f"""
+import pytest
+
+from harness.stack import StackSpec, WebSpec, WorkerSpec
+
+
+@pytest.fixture
+def stack_spec():
+    return {spec}
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pytest subprocess run: how it ended, how long it took, what it printed."""
+
+    returncode: int
+    seconds: float
+    lines: list[str]
+    tmpdir: Path
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def harness_lines(self) -> list[str]:
+        return [line for line in self.lines if HARNESS_LINE.match(line)]
+
+    @property
+    def sentence(self) -> str:
+        match = HARNESS_LINE.match(self.harness_lines[0]) if self.harness_lines else None
+        return match["sentence"] if match else ""
+
+
+RunScenario = Callable[..., Run]
+
+
+@pytest.fixture
+def short_tmpdir() -> Iterator[Path]:
+    """A fresh TMPDIR with a short path (supervisord's socket path grows with it: see the last test)."""
+    path = Path(tempfile.mkdtemp(prefix="bad-input-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def run_scenario(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, short_tmpdir: Path) -> RunScenario:
+    """Run the one-click scenario in a pytest subprocess with ``args``; time it."""
+
+    def run(*args: str, conftest: str = "", env: dict[str, str] | None = None, tmpdir: Path = short_tmpdir) -> Run:
+        pytester.makepyfile(test_scenario=SCENARIO)
+        if conftest:
+            pytester.makeconftest(conftest)
+        for name in [name for name in os.environ if name.startswith("HARNESS_")]:
+            monkeypatch.delenv(name)  # only the command line configures the run
+        for name, value in {"TMPDIR": str(tmpdir), **(env or {})}.items():
+            monkeypatch.setenv(name, value)
+        started = time.monotonic()
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=HANG_GUARD_S)
+        seconds = time.monotonic() - started
+        print(f"run took {seconds:.2f}s")
+        return Run(int(result.ret), seconds, result.outlines + result.errlines, tmpdir)
+
+    return run
+
+
+class BrokenRun(Exception):
+    """The run broke in a way none of these tests expects; an xfail for a known harness bug must not hide it."""
+
+
+def reached_the_scenario(run: Run) -> Run:
+    """``run``, if pytest got as far as the scenario's fixtures (passed, failed, or ended by the harness)."""
+    if run.returncode not in (0, 1, EXIT_HARNESS_ERROR) or "INTERNALERROR" in run.output:
+        raise BrokenRun(f"the run ended with exit code {run.returncode}:\n{run.output}")
+    return run
+
+
+def processes_of(run: Run) -> list[str]:
+    """Processes of the run still alive after a short grace."""
+    deadline = time.monotonic() + REAP_GRACE_S
+    while (alive := live_processes_of(run)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
+def live_processes_of(run: Run) -> list[str]:
+    """Live processes started by the run: they inherited its TMPDIR (or name it on their command line)."""
+    marker = str(run.tmpdir)
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "environ", "status"]):
+        info = process.info
+        if info["pid"] == os.getpid() or info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        cmdline = " ".join(info["cmdline"] or ())
+        if marker in cmdline or marker in (info["environ"] or {}).get("TMPDIR", ""):
+            found.append(f"{info['pid']}: {cmdline}")
+    return found
+
+
+def tmp_leftovers(run: Run) -> list[str]:
+    return sorted(p.name for p in run.tmpdir.iterdir())
+
+
+def assert_ended_with_one_sentence(run: Run, *facts: str) -> None:
+    """Exit code 4 within the bound, one harness line holding every fact, no traceback, nothing left."""
+    assert run.returncode == EXIT_HARNESS_ERROR, f"exit code {run.returncode}, expected 4:\n{run.output}"
+    assert run.seconds < BOUND_S, f"the run took {run.seconds:.1f}s; bad input must end it within {BOUND_S:.0f}s"
+    assert len(run.harness_lines) == 1, f"expected one 'harness:' line, got {run.harness_lines}:\n{run.output}"
+    missing = [fact for fact in facts if fact not in run.sentence]
+    assert not missing, f"the sentence lacks {missing}: {run.sentence!r}"
+    assert "Traceback" not in run.output, f"a traceback reached the user:\n{run.output}"
+    assert_nothing_left_behind(run)
+
+
+def assert_nothing_left_behind(run: Run) -> None:
+    alive, files = processes_of(run), tmp_leftovers(run)
+    assert not alive, f"processes of the run are still alive: {alive}"
+    assert not files, f"the run left {files} in its TMPDIR {run.tmpdir}"
+
+
+def rabbitmq_server_installed() -> bool:
+    return bool(shutil.which("rabbitmq-server") or shutil.which("rabbitmq-server", path="/usr/sbin:/usr/local/sbin"))
+
+
+def system_broker_answers() -> bool:
+    try:
+        socket.create_connection(SYSTEM_BROKER, timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+needs_rabbitmq_server = pytest.mark.skipif(not rabbitmq_server_installed(), reason="rabbitmq-server is not installed")
+needs_system_broker = pytest.mark.skipif(
+    not system_broker_answers(), reason=f"no broker answers at {SYSTEM_BROKER_URL}"
+)
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound for a moment by the kernel's choice, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port the harness would consider free, held by a listener that never accepts (and never answers)."""
+    port = free_ports(1)[0]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        yield port
+
+
+# -- 1. no rabbitmq-server ------------------------------------------------------------------------
+
+
+def test_rabbitmq_server_option_naming_a_missing_file(run_scenario: RunScenario) -> None:
+    run = run_scenario("--broker", "local", "--rabbitmq-server", "/nonexistent/rabbitmq-server")
+    assert_ended_with_one_sentence(
+        run, "--rabbitmq-server /nonexistent/rabbitmq-server", "not an executable file", "apt-get install"
+    )
+
+
+def test_rabbitmq_server_option_naming_a_non_executable_file(
+    run_scenario: RunScenario, pytester: pytest.Pytester
+) -> None:
+    server = pytester.makefile("", **{"rabbitmq-server": "#!/bin/sh\nexit 0\n"})
+    server.chmod(0o644)
+    run = run_scenario("--broker", "local", "--rabbitmq-server", str(server))
+    assert_ended_with_one_sentence(run, str(server), "not an executable file", "--broker-url")
+
+
+@pytest.mark.parametrize(
+    ("kind", "facts"),
+    [
+        ("local", ("rabbitmq-server was not found", "apt-get install", "--rabbitmq-server PATH")),
+        ("auto", ("no RabbitMQ is available", "apt-get install", "--broker-url")),
+    ],
+)
+def test_rabbitmq_server_not_installed(run_scenario: RunScenario, kind: str, facts: tuple[str, ...]) -> None:
+    env = {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),  # no sbin
+        "DOCKER_HOST": "unix:///nonexistent/docker.sock",  # and no Docker engine for auto to pick
+    }
+    run = run_scenario("--broker", kind, conftest=WITHOUT_RABBITMQ_SERVER, env=env)
+    assert_ended_with_one_sentence(run, *facts)
+
+
+# -- 2. and 3. a broker URL that refuses the connection or the credentials -------------------------
+
+
+def test_broker_url_refusing_connections(run_scenario: RunScenario) -> None:
+    port = closed_port()
+    run = run_scenario("--broker", "url", "--broker-url", f"amqp://guest:guest@127.0.0.1:{port}//")
+    assert_ended_with_one_sentence(run, f"127.0.0.1:{port}", "connection refused", "--broker-url")
+
+
+def test_broker_url_where_nothing_speaks_amqp(run_scenario: RunScenario, taken_port: int) -> None:
+    run = run_scenario("--broker", "url", "--broker-url", f"amqp://guest:guest@127.0.0.1:{taken_port}//")
+    assert_ended_with_one_sentence(run, f"127.0.0.1:{taken_port}", "did not answer", "--broker-url")
+
+
+@needs_system_broker
+@pytest.mark.parametrize(
+    ("url", "facts"),
+    [
+        (
+            "amqp://guest:not-the-password-7f3a@127.0.0.1:5672//",
+            ("127.0.0.1:5672", "ACCESS_REFUSED", "'guest'", "password in --broker-url"),
+        ),
+        (
+            "amqp://guest:guest@127.0.0.1:5672/no-such-vhost-7f3a",
+            ("'no-such-vhost-7f3a'", "NOT_ALLOWED", "create the vhost"),
+        ),
+    ],
+    ids=["wrong-password", "unknown-vhost"],
+)
+def test_broker_url_rejecting_the_credentials(run_scenario: RunScenario, url: str, facts: tuple[str, ...]) -> None:
+    run = run_scenario("--broker", "url", "--broker-url", url)
+    assert_ended_with_one_sentence(run, *facts)
+    assert "not-the-password-7f3a" not in run.output, "the password was printed"
+
+
+# -- 4. a port already taken -----------------------------------------------------------------------
+
+
+@needs_rabbitmq_server
+def test_rabbitmq_port_already_taken(run_scenario: RunScenario, taken_port: int) -> None:
+    run = run_scenario("--broker", "local", "--rabbitmq-port", str(taken_port))
+    assert_ended_with_one_sentence(run, f"port {taken_port}", "already in use", "--rabbitmq-port")
+
+
+# -- 5. and 6. a worker or a web app that cannot start ---------------------------------------------
+
+
+@needs_system_broker
+def test_worker_whose_module_fails_to_import(run_scenario: RunScenario) -> None:
+    spec = 'StackSpec(workers=(WorkerSpec(app="app_under_test.does_not_exist"),))'
+    run = run_scenario("--broker", "url", "--broker-url", SYSTEM_BROKER_URL, conftest=stack_spec_conftest(spec))
+    # The worker's own stderr tail names the module it could not load.
+    assert_ended_with_one_sentence(run, "worker_hello", "exited while starting", "app_under_test.does_not_exist")
+
+
+WEB_APP_THAT_DOES_NOT_IMPORT = stack_spec_conftest('StackSpec(web=WebSpec(app="app_under_test.nope:app"))')
+
+
+@needs_system_broker
+def test_web_app_that_does_not_come_up(run_scenario: RunScenario) -> None:
+    run = run_scenario("--broker", "url", "--broker-url", SYSTEM_BROKER_URL, conftest=WEB_APP_THAT_DOES_NOT_IMPORT)
+    # The line of the web's stderr that names the error, not gunicorn's closing boilerplate.
+    assert_ended_with_one_sentence(run, "web exited while starting", "ModuleNotFoundError", "app_under_test.nope")
+
+
+NEVER_HEALTHY_WSGI_APP = """
+def app(environ, start_response):
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"starting"]
+"""
+
+
+@needs_system_broker
+def test_web_app_that_never_answers_healthz(run_scenario: RunScenario, pytester: pytest.Pytester) -> None:
+    # The subprocess's PYTHONPATH starts with the pytester directory, and supervisord's programs inherit it.
+    pytester.makepyfile(never_healthy=NEVER_HEALTHY_WSGI_APP)
+    conftest = stack_spec_conftest('StackSpec(web=WebSpec(app="never_healthy:app"))')
+    run = reached_the_scenario(run_scenario("--broker", "url", "--broker-url", SYSTEM_BROKER_URL, conftest=conftest))
+    assert_ended_with_one_sentence(run, "web", "did not become ready", "/healthz")
+
+
+@needs_system_broker
+def test_long_tmpdir_does_not_break_the_stack(run_scenario: RunScenario, pytester: pytest.Pytester) -> None:
+    long_tmpdir = pytester.mkdir("long-tmpdir-".ljust(max(12, 80 - len(str(pytester.path)) - 1), "x"))
+    run = reached_the_scenario(run_scenario("--broker", "url", "--broker-url", SYSTEM_BROKER_URL, tmpdir=long_tmpdir))
+    assert run.returncode == 0, run.output
+    assert_nothing_left_behind(run)
