@@ -9,6 +9,7 @@ so no event of the scenario can be missed. Scenarios also record what they thems
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -128,8 +129,12 @@ class Ledger:
             if kind.startswith("task-"):
                 task_id = event.get("uuid", "")
                 history = self._tasks.setdefault(task_id, TaskHistory(task_id))
-                history.events.append(
-                    TaskEvent(kind, task_id, event.get("hostname", "?"), timestamp, received_at, event)
+                # Events from the producer and from workers can arrive out of order: keep each
+                # history in the order the events happened.
+                bisect.insort(
+                    history.events,
+                    TaskEvent(kind, task_id, event.get("hostname", "?"), timestamp, received_at, event),
+                    key=lambda e: e.timestamp,
                 )
             elif kind.startswith("worker-"):
                 self._workers.append(WorkerEvent(kind, event.get("hostname", "?"), timestamp, received_at, event))
@@ -176,6 +181,26 @@ class Ledger:
         """How many of ``ids`` have ended (succeeded, failed, or were rejected for good)."""
         histories = self.histories()
         return sum(1 for i in ids if i in histories and histories[i].terminal is not None)
+
+    def wait_received(self, ids: Iterable[str], timeout: float = 10.0) -> None:
+        """Wait until a worker has received each of ``ids`` (running or prefetched)."""
+        ids = list(ids)
+        eventually(
+            lambda: self.count("task-received", ids), until=lambda n: n == len(ids), timeout=timeout,
+            what=f"a worker to receive all {len(ids)} tasks",
+        )  # fmt: skip
+
+    def wait_running(self, ids: Iterable[str], timeout: float = 10.0) -> str:
+        """Wait until one of ``ids`` has started and has not ended; return its id."""
+        ids = list(ids)
+
+        def running() -> list[str]:
+            histories = self.histories()
+            return [
+                i for i in ids if i in histories and histories[i].count("task-started") and not histories[i].terminal
+            ]
+
+        return eventually(running, timeout=timeout, what=f"one of {len(ids)} tasks to be running")[0]
 
     def wait_started(self, task_id: str, timeout: float = 10.0) -> None:
         eventually(

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 import app_under_test
 from harness.errors import HarnessError
 from harness.ledger import Ledger
@@ -176,6 +178,26 @@ class AppStack:
     def signal(self, name: str, signal: str) -> None:
         """Send TERM, QUIT, KILL... to the program's main process, as ``kill -SIG <pid>`` would."""
         self.supervisor.signal_program(name, signal)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the program's whole process group: the machine or container under it died."""
+        self.supervisor.kill_group(name)
+        self.wait_exited(name)
+
+    def kill_pool_process(self, name: str) -> int:
+        """SIGKILL one pool process of a worker (as the kernel's OOM killer would); returns its pid."""
+        pid = self.supervisor.info(name)["pid"]
+        children = psutil.Process(pid).children()
+        if not children:
+            raise HarnessError(f"{name} has no pool process to kill (is it running with -P prefork?)")
+        children[0].kill()
+        return children[0].pid
+
+    def wait_exited(self, name: str, timeout: float = 30.0) -> str:
+        return eventually(
+            lambda: self.state(name), until=lambda s: s in STOPPED_STATES, timeout=timeout,
+            what=f"{name} to exit",
+        )  # fmt: skip
 
     def state(self, name: str) -> str:
         return self.supervisor.state(name)

@@ -190,6 +190,15 @@ class Supervisor:
         return text.strip()
 
     # -- supervisord -------------------------------------------------------------------------
+    def kill_group(self, name: str) -> None:
+        """SIGKILL a program's whole process group (supervisord's own KILL reaches only the main pid)."""
+        pid = self.info(name).get("pid")
+        if pid:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def kill_programs(self) -> None:
         """SIGKILL every running program's process group at once.
 

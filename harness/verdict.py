@@ -49,6 +49,21 @@ def exception_type(text: str | None) -> str | None:
     return match[1] if match else text.split(":", 1)[0].strip() or None
 
 
+def traceback_exception_type(traceback: str | None) -> str | None:
+    """The type raised last in a formatted traceback, without its module: ``WorkerLostError``."""
+    for line in reversed((traceback or "").splitlines()):
+        if line and not line[0].isspace() and not line.startswith(("Traceback", "During handling")):
+            name = line.split(":", 1)[0].strip()
+            if re.fullmatch(r"[A-Za-z_][\w.]*", name):
+                return name.rsplit(".", 1)[-1]
+    return None
+
+
+# Celery reports an exception raised outside the task (a pool process lost) through billiard's
+# wrapper, whose repr names no type; the traceback that comes with it does.
+_WRAPPERS = {"ExceptionWithTraceback"}
+
+
 @dataclass(frozen=True)
 class TaskEvent:
     type: str
@@ -61,6 +76,13 @@ class TaskEvent:
     @property
     def exception(self) -> str | None:
         return self.fields.get("exception")
+
+    @property
+    def exception_type(self) -> str | None:
+        named = exception_type(self.exception)
+        if named is None or named in _WRAPPERS:
+            return traceback_exception_type(self.fields.get("traceback")) or named
+        return named
 
     @property
     def requeue(self) -> bool:
@@ -103,7 +125,7 @@ class TaskHistory:
             return "Rejected"
         if terminal.type == "task-revoked":
             return "Revoked"
-        return exception_type(terminal.exception)
+        return terminal.exception_type
 
     @property
     def workers(self) -> list[str]:
@@ -119,7 +141,7 @@ class TaskHistory:
         origin = self.events[0].timestamp if origin is None and self.events else (origin or 0.0)
         parts = []
         for e in self.events:
-            detail = f" {exception_type(e.exception)}" if e.exception else ""
+            detail = f" {e.exception_type}" if e.exception else ""
             parts.append(f"+{e.timestamp - origin:.3f}s {e.type} @{e.hostname}{detail}")
         return "; ".join(parts) or "no events"
 

@@ -88,6 +88,9 @@ class ScenarioVhost:
         if self._management is not None:
             stats = self._management.queue_stats(self.name, queue)
             unacked = stats.unacked if stats else 0
+        elif consumers == 0:
+            # Unacknowledged messages live on consumers' channels: with none, there are none.
+            unacked = 0
         return Depth(ready, unacked, consumers)
 
     def ready(self, queue: str) -> int:
