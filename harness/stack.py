@@ -179,6 +179,17 @@ class AppStack:
         """Send TERM, QUIT, KILL... to the program's main process, as ``kill -SIG <pid>`` would."""
         self.supervisor.signal_program(name, signal)
 
+    def wait_worker_reconnected(self, name: str, since: float, timeout: float = 60.0) -> None:
+        """Wait until a worker that lost the broker is consuming again (a heartbeat after ``since``).
+
+        Celery's own reconnect backs off (2, 4, 6... s), hence the generous default bound.
+        """
+        hostname = self.workers[name].hostname
+        eventually(
+            lambda: [e for e in self.ledger.worker_events(hostname) if e.received_at >= since],
+            timeout=timeout, what=f"{name} to reconnect to the broker (a worker event after the restart)",
+        )  # fmt: skip
+
     def kill(self, name: str) -> None:
         """SIGKILL the program's whole process group: the machine or container under it died."""
         self.supervisor.kill_group(name)

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from harness.stack import StackSpec, WebSpec
 from harness.web import assert_all_queued
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.broker_fault]
@@ -36,3 +37,30 @@ def test_broker_restart_keeps_a_persistent_backlog_and_every_task_runs_once(owne
 
     # Assert: every task ran exactly once.
     stack.verdict().assert_counts(succeeded=CLICKS)
+
+
+TRANSIENT = StackSpec(web=WebSpec(env={"CELERY_DELIVERY_MODE": "transient"}))
+QUIET_S = 2.0  # the worker is idle and connected: a surviving message would start within milliseconds
+
+
+@pytest.mark.parametrize("stack_spec", [TRANSIENT], indirect=True, ids=["transient-messages"])
+def test_broker_restart_drops_transient_messages(owned_broker, stack, web, vhost, ledger):
+    """The same restart, but the app publishes with ``task_default_delivery_mode = "transient"``
+    (a common speed-up).
+
+    What a user sees: every waiting task vanishes. Transient messages live in memory only, even in
+    a durable queue; the broker comes back with the queue and without them. The clicks all said
+    "queued"; nothing will ever run.
+    """
+    stack.stop("worker_hello")
+    assert_all_queued(web.clicks(CLICKS), within=1.0)
+    vhost.wait_for_ready("hello_queue", CLICKS, timeout=5)
+
+    restarted_at = time.time()
+    owned_broker.restart_broker()
+    ledger.wait_listening_since(restarted_at)
+
+    vhost.wait_for_ready("hello_queue", 0, timeout=10)
+    stack.start_program("worker_hello")
+    ledger.assert_quiet(ledger.sent_ids, for_=QUIET_S, why="a transient message does not survive a broker restart")
+    stack.verdict().assert_counts(lost=CLICKS)
