@@ -166,6 +166,9 @@ def broker(broker_options: BrokerOptions, request: pytest.FixtureRequest) -> Ite
     except HarnessError as error:
         instance.close()
         _fail_run(error)
+    except BaseException:  # Ctrl-C during the boot: stop what was started before the workdir goes
+        instance.close()
+        raise
     problem = getattr(instance, "management_problem", None)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if problem and reporter is not None:

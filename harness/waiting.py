@@ -47,8 +47,9 @@ def _observe(probe: Callable[[], T], last: _Last) -> Callable[[], T]:
 
 
 def _retryable(exc: BaseException) -> bool:
-    # A HarnessError (a worker crashed while we waited for it, say) will not go away by waiting.
-    return not isinstance(exc, HarnessError)
+    # A HarnessError (a worker crashed while we waited for it, say) will not go away by waiting, and
+    # Ctrl-C (KeyboardInterrupt, a BaseException that tenacity would catch too) must stop the run.
+    return isinstance(exc, Exception) and not isinstance(exc, HarnessError)
 
 
 def eventually(

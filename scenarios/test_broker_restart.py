@@ -5,6 +5,7 @@ import time
 import pytest
 
 from harness.stack import StackSpec, WebSpec
+from harness.waiting import eventually
 from harness.web import assert_all_queued
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.broker_fault]
@@ -64,3 +65,31 @@ def test_broker_restart_drops_transient_messages(owned_broker, stack, web, vhost
     stack.start_program("worker_hello")
     ledger.assert_quiet(ledger.sent_ids, for_=QUIET_S, why="a transient message does not survive a broker restart")
     stack.verdict().assert_counts(lost=CLICKS)
+
+
+IN_FLIGHT_ACKS_LATE = StackSpec(env={"HELLO_WORK_SECONDS": "3", "CELERY_ACKS_LATE": "1"})
+
+
+@pytest.mark.parametrize("stack_spec", [IN_FLIGHT_ACKS_LATE], indirect=True, ids=["acks-late"])
+def test_broker_restart_with_acks_late_runs_the_in_flight_task_twice(owned_broker, stack, web, ledger):
+    """The broker restarts while a worker runs a task, with ``task_acks_late`` on.
+
+    What a user sees: that task runs twice, and succeeds twice. The worker finishes its first run
+    while the broker is away (its success event waits in the worker's buffer), but the
+    acknowledgement has nowhere to go; the persistent message is still in the queue when the broker
+    is back, and the worker, reconnected by itself, runs it again.
+    """
+    task_id = web.click().task_id
+    ledger.wait_running([task_id])
+
+    went_down = time.time()
+    owned_broker.restart_broker()
+    ledger.wait_listening_since(went_down)
+    stack.wait_worker_reconnected("worker_hello", since=went_down)
+    eventually(
+        lambda: ledger.history(task_id), until=lambda h: h.count("task-succeeded") == 2,
+        timeout=30, what="the task to succeed twice: once before the restart, once after its redelivery",
+    )  # fmt: skip
+
+    stack.verdict().assert_counts(duplicated=1)
+    assert ledger.history(task_id).count("task-started") == 2

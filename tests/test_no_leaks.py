@@ -11,19 +11,22 @@ the harness makes lands in it, and every process the run starts inherits it in i
 whose command line, working directory or environment mentions that directory. Processes whose
 mirakuru tag (``mirakuru_uuid=<pytest pid>:...``) points at the run's pytest count too, in case
 some program scrubbed its environment.
+
+That TMPDIR sits under ``tmp_path``, so it is long, as under pytester or on macOS: supervisord's
+control socket then no longer fits in it and the harness puts it elsewhere. Each scenario reports
+where (its "facts" file), and the test checks that it is gone too.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -55,9 +58,20 @@ KINDS = (
     ("pytest", "pytest"),
 )
 
-# The scenarios. Each stands for a kind of ending, not for a behaviour of the app.
+# The scenarios, each standing for a kind of ending, not for a behaviour of the app. Each first
+# records its facts: what the run made outside its TMPDIR, and that the stack came up at all.
+PREAMBLE = """
+    import json
+    from pathlib import Path
+
+    def record(stack):
+        facts = dict(supervisor_socket=str(stack.supervisor.socket))
+        Path({facts_path!r}).write_text(json.dumps(facts))
+"""
+
 PASSING = """
     def test_one_click_settles(stack, web, ledger):
+        record(stack)
         click = web.click()
         assert click.status == 202 and click.queued, click
         ledger.wait_settled(timeout=20)
@@ -66,6 +80,7 @@ PASSING = """
 
 FAILING = """
     def test_one_click_settles_then_fails(stack, web, ledger):
+        record(stack)
         click = web.click()
         assert click.status == 202 and click.queued, click
         ledger.wait_settled(timeout=20)
@@ -75,11 +90,10 @@ FAILING = """
 
 INTERRUPTED = """
     import time
-    from pathlib import Path
 
     def test_blocks_until_interrupted(stack, web):
         assert web.healthy()
-        Path({marker!r}).write_text("stack up")
+        record(stack)  # also the signal that the stack is up
         # Only here to be interrupted. A plain sleep, so the Ctrl-C always lands in it: one landing
         # inside a harness.waiting probe can be swallowed (tenacity retries KeyboardInterrupt).
         time.sleep(60)
@@ -90,10 +104,12 @@ INTERRUPTED = """
 class Run:
     """One ``python -m pytest`` subprocess on one scenario file, with its private TMPDIR."""
 
-    root: Path  # the scenario, its output and its marker file
-    private_tmp: Path  # the inner run's TMPDIR, and nothing else
+    root: Path  # the scenario, its output and its facts; the private TMPDIR too
     process: subprocess.Popen | None = None
-    killed: list[str] = field(default_factory=list)
+
+    @property
+    def private_tmp(self) -> Path:
+        return self.root / "tmp"
 
     @property
     def project(self) -> Path:
@@ -104,8 +120,8 @@ class Run:
         return self.root / "pytest-output.txt"
 
     @property
-    def marker(self) -> Path:
-        return self.root / "stack-is-up"
+    def facts_path(self) -> Path:
+        return self.root / "facts.json"
 
     def output(self, tail: int = 6000) -> str:
         try:
@@ -113,13 +129,18 @@ class Run:
         except OSError:
             return "(no output)"
 
+    def facts(self) -> dict[str, str]:
+        return json.loads(self.facts_path.read_text())
+
     def start(self, scenario: str) -> subprocess.Popen:
         self.project.mkdir()
+        self.private_tmp.mkdir()
         # An ini file of its own pins the inner run's rootdir here, so no config above tmp_path
         # (or this project's pyproject.toml) leaks into it.
         (self.project / "pytest.ini").write_text("[pytest]\n")
         scenario_file = self.project / "test_scenario.py"
-        scenario_file.write_text(textwrap.dedent(scenario).lstrip())
+        preamble = textwrap.dedent(PREAMBLE).format(facts_path=str(self.facts_path))
+        scenario_file.write_text(preamble + "\n" + textwrap.dedent(scenario))
         env = {**os.environ, "TMPDIR": str(self.private_tmp), "PYTHONDONTWRITEBYTECODE": "1"}
         env.pop("PYTEST_ADDOPTS", None)
         command = [
@@ -186,11 +207,17 @@ class Run:
     def tmp_entries(self) -> list[str]:
         return sorted(p.name for p in self.private_tmp.iterdir())
 
+    def outside_paths(self) -> list[Path]:
+        """What the run made outside its TMPDIR: supervisord's socket, with its directory if that
+        is not the scenario's own (a short one the harness made for it)."""
+        socket = Path(self.facts()["supervisor_socket"])
+        inside = socket.is_relative_to(self.private_tmp)
+        return [socket] if inside else [socket, socket.parent]
+
     def kill_survivors(self) -> None:
         """Teardown of this test: never let a leak found here outlive it (by pid, SIGKILL)."""
         for proc in self.survivors():
             try:
-                self.killed.append(describe(proc))
                 proc.kill()
             except psutil.NoSuchProcess:
                 pass
@@ -235,15 +262,13 @@ def assert_nothing_left(run: Run) -> None:
         f"the run left these in its TMPDIR: {others} (pymp-* is the multiprocessing temp dir of a "
         "Celery worker's pool, removed only when the worker exits normally)"
     )
+    outside = [str(path) for path in run.outside_paths() if path.exists()]
+    assert not outside, f"the run left these outside its TMPDIR: {outside}"
 
 
 @pytest.fixture
 def run(tmp_path: Path) -> Iterator[Run]:
-    # Short on purpose: supervisord's control socket ends up at
-    # $TMPDIR/harness-XXXXXXXX/sc-XXXXXXXX/sv.sock, and AF_UNIX paths stop at 107 bytes; under
-    # tmp_path (/tmp/pytest-of-<user>/pytest-N/<test name>/...) supervisord cannot even start.
-    private_tmp = Path(tempfile.mkdtemp(prefix="noleak-", dir="/tmp" if os.path.isdir("/tmp") else None))
-    the_run = Run(tmp_path, private_tmp)
+    the_run = Run(tmp_path)
     yield the_run
     # Whatever the test concluded, stop the inner run and anything it left (by pid), so a
     # failing leak test does not itself leave a broker node behind for the rest of the suite.
@@ -256,7 +281,6 @@ def run(tmp_path: Path) -> Iterator[Run]:
             process.kill()
             process.wait()
     the_run.kill_survivors()
-    shutil.rmtree(private_tmp, ignore_errors=True)
 
 
 @pytest.mark.parametrize(
@@ -277,17 +301,17 @@ def test_a_finished_run_leaves_no_process_and_no_temporary_directory(
 
 
 def test_a_run_interrupted_with_ctrl_c_leaves_no_process_and_no_temporary_directory(run: Run) -> None:
-    process = run.start(INTERRUPTED.format(marker=str(run.marker)))
+    process = run.start(INTERRUPTED)
 
     # Interrupt only once the whole stack (broker node, supervisord, worker, web) is up; stop
     # waiting early if the run ended on its own, which the assertion below then reports.
     eventually(
-        lambda: run.marker.exists() or process.poll() is not None,
+        lambda: run.facts_path.exists() or process.poll() is not None,
         timeout=STACK_UP_TIMEOUT_S,
-        what="the interrupted scenario's stack to be up (its marker file)",
+        what="the interrupted scenario's stack to be up (its facts file)",
         interval=0.1,
     )
-    assert run.marker.exists(), f"the scenario ended before its stack was up; output:\n{run.output()}"
+    assert run.facts_path.exists(), f"the scenario ended before its stack was up; output:\n{run.output()}"
     # The detector must see each kind of process while it runs, or "no survivors" proves nothing.
     alive = [describe(p) for p in run.survivors()]
     for kind in ("broker node", "supervisord", "celery worker", "web (gunicorn)"):

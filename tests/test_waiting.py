@@ -152,3 +152,16 @@ def test_never_lets_a_probe_error_through_without_waiting() -> None:
     with pytest.raises(ConnectionError, match="refused"):
         never(probe, for_=5, what="a redelivery", interval=INTERVAL)
     assert time.monotonic() - started < 0.5  # far from the 5 s window
+
+
+def test_ctrl_c_in_a_probe_stops_eventually_at_once() -> None:
+    calls = 0
+
+    def probe() -> bool:
+        nonlocal calls
+        calls += 1
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        eventually(probe, timeout=5, what="never")
+    assert calls == 1
