@@ -65,10 +65,18 @@ class ManagementAPI:
         if response.status_code not in (204, 404):
             response.raise_for_status()
 
+    def put_policy(self, vhost: str, name: str, pattern: str, definition: dict) -> None:
+        body = {"pattern": pattern, "definition": definition, "apply-to": "queues", "priority": 0}
+        self._call("PUT", "policies", vhost, name, json=body).raise_for_status()
+
     def vhosts(self) -> list[str]:
         response = self._call("GET", "vhosts")
         response.raise_for_status()
         return [v["name"] for v in response.json()]
+
+    def queue_policy(self, vhost: str, queue: str) -> str | None:
+        response = self._call("GET", "queues", vhost, queue)
+        return response.json().get("policy") if response.status_code == 200 else None
 
     def queue_stats(self, vhost: str, queue: str) -> QueueStats | None:
         """Counts as the management plugin last sampled them (it lags by its statistics interval)."""

@@ -207,6 +207,14 @@ def vhost(broker: Broker, request: pytest.FixtureRequest, app_queues: tuple[str,
 
 
 @pytest.fixture
+def dead_letter_queue(vhost: ScenarioVhost) -> str:
+    """hello_queue's dead letters: where rejected messages go instead of vanishing (needs the management API)."""
+    if not vhost.isolated:
+        pytest.skip("dead-lettering needs the broker's management API, which this url broker does not offer")
+    return vhost.dead_letter("hello_queue")
+
+
+@pytest.fixture
 def ledger(vhost: ScenarioVhost) -> Iterator[Ledger]:
     try:
         task_ledger = Ledger(vhost.amqp_url).start()

@@ -10,6 +10,7 @@ Unacknowledged counts exist only in the management API, which samples them perio
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from amqp.exceptions import NotFound
 from kombu import Connection
 
 from harness.brokers.base import Broker
+from harness.errors import HarnessError
 from harness.waiting import eventually, never
 
 
@@ -151,6 +153,43 @@ class ScenarioVhost:
                 except Exception:  # an already closed channel has requeued its messages anyway
                     pass
         return ids
+
+    def publish_raw(
+        self, queue: str, body: bytes, content_type: str, headers: dict | None = None, persistent: bool = True
+    ) -> None:
+        """Put a message on ``queue`` exactly as given (a hand-made or malformed task message)."""
+        with self._connect() as connection:
+            channel = connection.channel()
+            properties = {"delivery_mode": 2 if persistent else 1}
+            message = channel.prepare_message(
+                body, content_type=content_type, content_encoding="utf-8", headers=headers or {},
+                properties=properties,
+            )  # fmt: skip
+            channel.basic_publish(message, exchange="", routing_key=queue)
+            channel.close()
+
+    def dead_letter(self, queue: str) -> str:
+        """Keep what the broker would drop from ``queue``: rejected (not requeued) messages go to a
+        dead-letter queue of the harness, whose name is returned; peek it with ``peek_task_ids``.
+
+        It is a broker policy, so the app's own queue declarations stay as they are. Needs the
+        management API (policies cannot be set over AMQP).
+        """
+        if self._management is None:
+            raise HarnessError("dead-lettering needs the broker's management API (to set a policy)")
+        exchange, dead = f"harness.dead.{queue}", f"harness.dead.{queue}"
+        channel = self._channel()
+        channel.exchange_declare(exchange=exchange, type="fanout", durable=True, auto_delete=False)
+        channel.queue_declare(queue=dead, durable=True, auto_delete=False)
+        channel.queue_bind(queue=dead, exchange=exchange, routing_key="")
+        policy = f"harness-dead-{queue}"
+        self._management.put_policy(self.name, policy, f"^{re.escape(queue)}$", {"dead-letter-exchange": exchange})
+        channel.queue_declare(queue=queue, durable=True, auto_delete=False)  # as Celery declares it
+        eventually(
+            lambda: self._management.queue_policy(self.name, queue), until=lambda p: p == policy, timeout=5,
+            what=f"the dead-letter policy to apply to {queue}",
+        )  # fmt: skip
+        return dead
 
     def purge(self) -> None:
         for queue in self.queues:
