@@ -166,6 +166,15 @@ class Ledger:
         chosen = histories.values() if ids is None else (histories.get(i) for i in ids)
         return sum(1 for h in chosen if h is not None and h.count(event_type) > 0)
 
+    def retry_waits(self, task_id: str) -> list[float]:
+        """Seconds from each ``task-retried`` to the next ``task-started`` of the same task."""
+        events = self.history(task_id).events
+        return [
+            next(s.timestamp for s in events[n:] if s.type == "task-started") - e.timestamp
+            for n, e in enumerate(events)
+            if e.type == "task-retried" and any(s.type == "task-started" for s in events[n:])
+        ]
+
     def worker_events(self, hostname: str | None = None, type: str | None = None) -> list[WorkerEvent]:
         with self._lock:
             return [

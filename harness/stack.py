@@ -8,6 +8,7 @@ controls: stop, start, restart and signal a program, as ``supervisorctl`` would.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 import time
@@ -81,6 +82,15 @@ class StackSpec:
     web: WebSpec | None = field(default_factory=WebSpec)
     workers: tuple[WorkerSpec, ...] = (WorkerSpec(),)
     env: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ENV))
+
+    def __post_init__(self) -> None:
+        # A scenario's env adds to the defaults rather than replacing them.
+        object.__setattr__(self, "env", {**DEFAULT_ENV, **self.env})
+
+    def with_worker_app(self, app: str) -> StackSpec:
+        """The same stack with every worker running another version of the tasks module."""
+        return dataclasses.replace(self, workers=tuple(dataclasses.replace(w, app=app) for w in self.workers))
+
     ready_timeout: float = 7.0  # a worker is online in about 1 s; leaves a bad-input run under 10 s
 
 
@@ -195,14 +205,17 @@ class AppStack:
         self.supervisor.kill_group(name)
         self.wait_exited(name)
 
+    def pool_pids(self, name: str) -> list[int]:
+        """The worker's pool processes (prefork children of its main process)."""
+        return sorted(child.pid for child in psutil.Process(self.supervisor.info(name)["pid"]).children())
+
     def kill_pool_process(self, name: str) -> int:
         """SIGKILL one pool process of a worker (as the kernel's OOM killer would); returns its pid."""
-        pid = self.supervisor.info(name)["pid"]
-        children = psutil.Process(pid).children()
-        if not children:
+        pids = self.pool_pids(name)
+        if not pids:
             raise HarnessError(f"{name} has no pool process to kill (is it running with -P prefork?)")
-        children[0].kill()
-        return children[0].pid
+        psutil.Process(pids[0]).kill()
+        return pids[0]
 
     def wait_exited(self, name: str, timeout: float = 30.0) -> str:
         return eventually(
