@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +84,27 @@ class Broker(ABC):
 
     def resume_broker(self) -> None:
         raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to resume")
+
+    def rabbitmqctl(self, *args: str) -> str:
+        """Run ``rabbitmqctl`` against this broker's node; returns its output."""
+        raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to reconfigure")
+
+    @contextmanager
+    def rabbit_settings(self, **settings: int) -> Iterator[None]:
+        """Change settings of the node's ``rabbit`` application for channels opened inside the block
+        (e.g. ``consumer_timeout``), and restore them after it. Takes a few seconds: rabbitmqctl's start-up."""
+        keys = ", ".join(settings)
+        sets = ", ".join(f"application:set_env(rabbit, {k}, {int(v)})" for k, v in settings.items())
+        before = self.rabbitmqctl("eval", f"Old = [application:get_env(rabbit, K) || K <- [{keys}]], {sets}, Old.")
+        old = re.findall(r"\{ok,(\d+)\}|undefined", before)
+        try:
+            yield
+        finally:
+            restore = [
+                f"application:set_env(rabbit, {k}, {v})" if v else f"application:unset_env(rabbit, {k})"
+                for k, v in zip(settings, old, strict=True)
+            ]
+            self.rabbitmqctl("eval", ", ".join(restore) + ".")
 
     def restart_broker(self) -> None:
         """Stop the broker and start it again: same data, same AMQP port."""

@@ -228,6 +228,17 @@ class DockerBroker(Broker):
         self._container.get_wrapped_container().start()
         self._wait_ready()
 
+    def rabbitmqctl(self, *args: str) -> str:
+        # Debian's packaged rabbitmqctl su's to the rabbitmq user; call the real one as the node's user.
+        script = 'ctl=/usr/lib/rabbitmq/bin/rabbitmqctl; [ -x "$ctl" ] || ctl=rabbitmqctl; exec "$ctl" "$@"'
+        code, output = self._container.get_wrapped_container().exec_run(
+            ["sh", "-c", script, "sh", *args], environment={"HOME": "/var/lib/rabbitmq"}
+        )
+        text = output.decode(errors="replace")
+        if code != 0:
+            raise HarnessError(f"rabbitmqctl {' '.join(args)} failed in the container: {text.strip()}")
+        return text
+
     def pause_broker(self) -> None:
         self._container.get_wrapped_container().pause()
 

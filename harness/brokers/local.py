@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -203,6 +204,15 @@ class LocalBroker(Broker):
             # RabbitMQ shuts down cleanly on SIGTERM; mirakuru SIGKILLs the group if it hangs.
             self._executor.stop(expected_returncode=0)
             self._executor = None
+
+    def rabbitmqctl(self, *args: str) -> str:
+        env = {**os.environ, **self._environment()}
+        done = subprocess.run(
+            [str(self.ctl), "-n", self.nodename, *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        if done.returncode != 0:
+            raise HarnessError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
+        return done.stdout
 
     def pause_broker(self) -> None:
         """SIGSTOP the node's process group: its sockets stay open, nothing answers."""

@@ -1,0 +1,43 @@
+"""A task that runs longer than the broker's consumer timeout, with late acknowledgement."""
+
+import pytest
+
+from harness.stack import StackSpec
+
+pytestmark = [pytest.mark.catalogue, pytest.mark.limits, pytest.mark.broker_fault]
+
+CONSUMER_TIMEOUT_MS = 2000
+LONG_ACKS_LATE = StackSpec(env={"HELLO_WORK_SECONDS": "6", "CELERY_ACKS_LATE": "1"})
+
+
+@pytest.fixture
+def short_consumer_timeout(owned_broker):
+    """The broker closes a channel whose delivery stays unacknowledged for 2 s (checked every 0.5 s),
+    instead of RabbitMQ's 30 minutes."""
+    with owned_broker.rabbit_settings(consumer_timeout=CONSUMER_TIMEOUT_MS, channel_tick_interval=500):
+        yield CONSUMER_TIMEOUT_MS / 1000
+
+
+@pytest.mark.parametrize("stack_spec", [LONG_ACKS_LATE], indirect=True, ids=["6s-task-acks-late"])
+def test_a_task_longer_than_the_consumer_timeout_crashes_the_worker_and_runs_again(
+    short_consumer_timeout, stack, web, vhost, ledger
+):
+    """A 6 s task, ``task_acks_late`` on, and a broker ``consumer_timeout`` of 2 s.
+
+    What a user sees: the worker dies. After 2 s without an acknowledgement the broker closes the
+    worker's channel (PRECONDITION_FAILED), which Celery treats as unrecoverable: the worker shuts
+    down, letting the running task finish first. The work was done, but the acknowledgement has
+    nowhere to go, so the message is back in the queue. Restart the worker (as an autorestarting
+    supervisor would) and the task runs again, and the worker dies again: a crash loop. A task must
+    finish well within the consumer timeout, or use early acknowledgement.
+    """
+    task_id = web.click().task_id
+    stack.wait_exited("worker_hello")
+    assert ledger.history(task_id).count("task-succeeded") == 1, "the first run finished its work"
+    vhost.wait_for_ready("hello_queue", 1, timeout=5)  # yet the message is back: never acknowledged
+
+    stack.start_program("worker_hello")  # what autorestart=true would do
+    stack.wait_exited("worker_hello")
+    assert ledger.history(task_id).count("task-started") == 2, "the task ran again, and the worker died again"
+    vhost.wait_for_ready("hello_queue", 1, timeout=5)
+    stack.verdict().assert_counts(duplicated=1)
