@@ -34,3 +34,21 @@ def test_a_task_name_the_worker_does_not_know_is_rejected_and_never_runs(stack, 
     ledger.assert_quiet(
         verdict.ids("failed"), for_=WATCH_S, why="a rejected message is not requeued: nothing redelivers it"
     )
+
+
+@pytest.mark.parametrize("stack_spec", [RENAMED], indirect=True, ids=["web-v3-renamed+worker-v1"])
+def test_with_a_dead_letter_exchange_the_renamed_tasks_are_kept_for_the_new_worker(
+    dead_letter_queue, stack, web, vhost, ledger
+):
+    """The same deploy, with a dead-letter exchange on hello_queue (a broker policy).
+
+    What a user sees: the worker still refuses every message, but the broker now keeps each one in
+    the dead-letter queue instead of dropping it: once workers that know ``send_greeting`` are
+    deployed, the messages can be moved back and the work done.
+    """
+    clicks = web.clicks(CLICKS)
+    ledger.wait_settled(timeout=10)
+
+    vhost.wait_for_ready(dead_letter_queue, CLICKS, timeout=5)
+    assert sorted(vhost.peek_task_ids(dead_letter_queue)) == sorted(c.task_id for c in clicks)
+    stack.verdict().assert_counts(failed=CLICKS)  # failed for Celery; kept by the broker
