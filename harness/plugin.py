@@ -30,7 +30,9 @@ from harness.brokers.docker import DEFAULT_IMAGE, NETWORKS
 from harness.brokers.select import KINDS, BrokerOptions, choose_kind, make_broker
 from harness.errors import HarnessError
 from harness.ledger import Ledger
+from harness.report import ReportPlugin
 from harness.stack import AppStack, StackSpec
+from harness.timeline import DepthSampler, Timeline
 from harness.vhost import ScenarioVhost
 from harness.web import WebClient
 
@@ -81,11 +83,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="let testcontainers' reaper (Ryuk) run too; off by default: the harness removes its own containers",
     )
     group.addoption(
+        "--report",
+        default=os.environ.get("HARNESS_REPORT", "harness-report"),
+        help="folder for the run report (index.html + data/*.json); default harness-report in the rootdir",
+    )
+    group.addoption("--no-report", action="store_true", default=False, help="write no run report")
+    group.addoption(
         "--broker-boot-timeout",
         type=float,
         default=float(os.environ.get("HARNESS_BROKER_BOOT_TIMEOUT", 90)),
         help="seconds a local node or container may take to answer (default 90)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    folder = config.getoption("report")
+    if folder and not config.getoption("no_report") and not hasattr(config, "workerinput"):
+        path = Path(folder)
+        if not path.is_absolute():
+            path = config.rootpath / path
+        config.pluginmanager.register(ReportPlugin(path), "harness-report")
 
 
 def _broker_options(config: pytest.Config, work_root: str | None = None) -> BrokerOptions:
@@ -227,6 +244,19 @@ def ledger(vhost: ScenarioVhost) -> Iterator[Ledger]:
 
 
 @pytest.fixture
+def timeline(broker: Broker, vhost: ScenarioVhost, app_queues: tuple[str, ...]) -> Iterator[Timeline]:
+    """The scenario's timeline: queue depths sampled every 100 ms, and every operator or fault action."""
+    scenario_timeline = Timeline()
+    sampler = DepthSampler(vhost, app_queues, scenario_timeline).start()
+    broker.on_fault = scenario_timeline.mark
+    try:
+        yield scenario_timeline
+    finally:
+        broker.on_fault = None
+        sampler.stop()
+
+
+@pytest.fixture
 def stack_spec(request: pytest.FixtureRequest) -> StackSpec:
     """What the scenario runs: the default app, or a StackSpec given by indirect parametrization
     (``@pytest.mark.parametrize("stack_spec", [StackSpec(...)], indirect=True)``); redefine this
@@ -239,10 +269,11 @@ def stack(
     stack_spec: StackSpec,
     vhost: ScenarioVhost,
     ledger: Ledger,
+    timeline: Timeline,
     harness_workdir: Path,
 ) -> Iterator[AppStack]:
     workdir = Path(tempfile.mkdtemp(prefix="sc-", dir=harness_workdir))
-    app = AppStack(stack_spec, vhost, ledger, workdir)
+    app = AppStack(stack_spec, vhost, ledger, workdir, timeline)
     try:
         try:
             app.start()

@@ -23,6 +23,7 @@ from harness.errors import HarnessError
 from harness.ledger import Ledger
 from harness.ports import free_ports
 from harness.supervisor import STOPPED_STATES, Program, Supervisor
+from harness.timeline import Timeline
 from harness.verdict import Verdict
 from harness.vhost import ScenarioVhost
 from harness.waiting import WaitTimeout, eventually
@@ -95,8 +96,11 @@ class StackSpec:
 
 
 class AppStack:
-    def __init__(self, spec: StackSpec, vhost: ScenarioVhost, ledger: Ledger, workdir: Path) -> None:
+    def __init__(
+        self, spec: StackSpec, vhost: ScenarioVhost, ledger: Ledger, workdir: Path, timeline: Timeline | None = None
+    ) -> None:
         self.spec = spec
+        self.timeline = timeline or Timeline()
         self.vhost = vhost
         self.ledger = ledger
         self.workdir = workdir
@@ -172,12 +176,14 @@ class AppStack:
 
     # -- the operator's controls -------------------------------------------------------------
     def stop(self, name: str) -> None:
-        """``supervisorctl stop NAME``: its stop signal (TERM: a warm shutdown), to the whole group."""
+        """``supervisorctl stop NAME``: its stop signal (TERM), to the whole process group."""
+        self.timeline.mark(f"{name} stopped")
         self.supervisor.stop_program(name)
 
     def start_program(self, name: str) -> None:
         """``supervisorctl start NAME``, returning once the program is ready."""
         since = time.time()
+        self.timeline.mark(f"{name} started")
         self.supervisor.start_program(name)
         self.wait_ready([name], since)
 
@@ -187,6 +193,7 @@ class AppStack:
 
     def signal(self, name: str, signal: str) -> None:
         """Send TERM, QUIT, KILL... to the program's main process, as ``kill -SIG <pid>`` would."""
+        self.timeline.mark(f"SIG{signal} to {name}")
         self.supervisor.signal_program(name, signal)
 
     def wait_worker_reconnected(self, name: str, since: float, timeout: float = 60.0) -> None:
@@ -202,6 +209,7 @@ class AppStack:
 
     def kill(self, name: str) -> None:
         """SIGKILL the program's whole process group: the machine or container under it died."""
+        self.timeline.mark(f"{name} killed")
         self.supervisor.kill_group(name)
         self.wait_exited(name)
 
@@ -214,6 +222,7 @@ class AppStack:
         pids = self.pool_pids(name)
         if not pids:
             raise HarnessError(f"{name} has no pool process to kill (is it running with -P prefork?)")
+        self.timeline.mark(f"{name} pool process killed")
         psutil.Process(pids[0]).kill()
         return pids[0]
 

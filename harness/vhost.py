@@ -57,6 +57,14 @@ class ScenarioVhost:
         vhost.purge()
         return vhost
 
+    def reader(self) -> ScenarioVhost:
+        """Another handle on the same vhost, with its own connection (for a thread of its own)."""
+        return ScenarioVhost(self.broker, self.name, self.queues, self.isolated)
+
+    def disconnect(self) -> None:
+        """Close this handle's connection; the vhost itself stays."""
+        self._reset_channel()
+
     def _connect(self) -> Connection:
         # One connection attempt per call: while the broker is down a reading must fail fast (and be
         # retried by whoever waits), not block in kombu's endless reconnect loop.
@@ -86,13 +94,14 @@ class ScenarioVhost:
             # The broker restarted or went away: drop the dead connection; the caller may retry.
             self._reset_channel()
             raise
-        unacked = None
-        if self._management is not None:
+        # Unacknowledged messages live on consumers' channels: with no consumer (a live AMQP count)
+        # there are none, whatever the management API's periodic statistics still say.
+        unacked: int | None = 0
+        if consumers and self._management is not None:
             stats = self._management.queue_stats(self.name, queue)
             unacked = stats.unacked if stats else 0
-        elif consumers == 0:
-            # Unacknowledged messages live on consumers' channels: with none, there are none.
-            unacked = 0
+        elif consumers:
+            unacked = None
         return Depth(ready, unacked, consumers)
 
     def ready(self, queue: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -68,21 +68,44 @@ class Broker(ABC):
         mode = "management API" if self.endpoint.management_url else "AMQP only"
         return f"{self.kind} broker at {self.endpoint.host}:{self.endpoint.port} ({mode})"
 
-    # Fault calls: providers that own their broker override these. A broker the harness does not
-    # own (``url``) refuses them, so a scenario skips instead of touching someone else's broker.
+    # Fault calls. Providers that own their broker implement _stop/_start_again/_pause/_resume; a
+    # broker the harness does not own (``url``) refuses them, so a scenario skips instead of touching
+    # someone else's broker. ``on_fault`` (set per scenario) marks each call on the scenario's timeline.
+    on_fault: Callable[[str], None] | None = None
+
+    def _announce(self, what: str) -> None:
+        if self.on_fault is not None:
+            self.on_fault(what)
+
     def stop_broker(self) -> None:
         """Stop the broker, keeping its data and its AMQP port for ``start_broker``."""
-        raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to stop")
+        self._announce("broker stopped")
+        self._stop()
 
     def start_broker(self) -> None:
         """Start the stopped broker again and wait until it answers."""
-        raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to start")
+        self._start_again()
+        self._announce("broker back")
 
     def pause_broker(self) -> None:
         """Freeze the broker: connections stay open but nothing answers (a network partition, as clients see it)."""
-        raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to pause")
+        self._announce("broker frozen")
+        self._pause()
 
     def resume_broker(self) -> None:
+        self._resume()
+        self._announce("broker resumed")
+
+    def _stop(self) -> None:
+        raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to stop")
+
+    def _start_again(self) -> None:
+        raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to start")
+
+    def _pause(self) -> None:
+        raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to freeze")
+
+    def _resume(self) -> None:
         raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to resume")
 
     def rabbitmqctl(self, *args: str) -> str:

@@ -220,11 +220,11 @@ class DockerBroker(Broker):
         return " | ".join(line.strip() for line in out.splitlines() if line.strip())
 
     # -- faults ------------------------------------------------------------------------------
-    def stop_broker(self) -> None:
+    def _stop(self) -> None:
         """Stop the container gracefully; it keeps its data and published ports for start_broker."""
         self._container.get_wrapped_container().stop(timeout=15)
 
-    def start_broker(self) -> None:
+    def _start_again(self) -> None:
         self._container.get_wrapped_container().start()
         self._wait_ready()
 
@@ -239,10 +239,10 @@ class DockerBroker(Broker):
             raise HarnessError(f"rabbitmqctl {' '.join(args)} failed in the container: {text.strip()}")
         return text
 
-    def pause_broker(self) -> None:
+    def _pause(self) -> None:
         self._container.get_wrapped_container().pause()
 
-    def resume_broker(self) -> None:
+    def _resume(self) -> None:
         self._container.get_wrapped_container().unpause()
 
     def close(self) -> None:

@@ -147,9 +147,12 @@ class LocalBroker(Broker):
         }
 
     def start(self) -> None:
-        self.start_broker()
+        self._boot()
 
-    def start_broker(self) -> None:
+    def _start_again(self) -> None:
+        self._boot()
+
+    def _boot(self) -> None:
         """Start the node (again): same directory, data and ports."""
         log = self.log_path.open("ab")
         self._executor = RabbitMQNode(
@@ -198,7 +201,7 @@ class LocalBroker(Broker):
             f"its log ends: {self._log_tail(3) or '(empty)'}"
         )
 
-    def stop_broker(self) -> None:
+    def _stop(self) -> None:
         """Stop the node, keeping its data directory (for broker-restart scenarios)."""
         if self._executor is not None:
             # RabbitMQ shuts down cleanly on SIGTERM; mirakuru SIGKILLs the group if it hangs.
@@ -214,19 +217,18 @@ class LocalBroker(Broker):
             raise HarnessError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
         return done.stdout
 
-    def pause_broker(self) -> None:
+    def _pause(self) -> None:
         """SIGSTOP the node's process group: its sockets stay open, nothing answers."""
         if self._executor is not None and self._executor.process is not None:
             os.killpg(self._executor.process.pid, signal.SIGSTOP)
 
-    def resume_broker(self) -> None:
+    def _resume(self) -> None:
         if self._executor is not None and self._executor.process is not None:
             os.killpg(self._executor.process.pid, signal.SIGCONT)
 
     def close(self) -> None:
         try:
             if self._executor is not None:
-                self.resume_broker()  # a stopped process group would ignore nothing but SIGKILL; be tidy
                 # The data is about to be deleted, so skip the graceful stop (about 6 s) and kill.
                 self._executor.kill()
                 self._executor = None

@@ -1,0 +1,140 @@
+"""harness.brokers.docker: the container's settings in both networking modes, and the removal of
+containers left by dead runs (no Docker engine needed: pure data and a fake client)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from dataclasses import dataclass, field
+
+import pytest
+
+from harness.brokers.docker import (
+    LABEL,
+    LABEL_HOST,
+    LABEL_PID,
+    ContainerSettings,
+    container_settings,
+    remove_leftovers,
+)
+from harness.errors import HarnessError
+
+IMAGE = "rabbitmq:3.13.7-management"
+AMQP_PORT, MANAGEMENT_PORT, DIST_PORT = 41001, 41002, 41003
+NODENAME = "harness-0123abcd@localhost"
+
+
+def settings(network: str) -> ContainerSettings:
+    return container_settings(IMAGE, network, [AMQP_PORT, MANAGEMENT_PORT, DIST_PORT], NODENAME)
+
+
+# -- container_settings ----------------------------------------------------------------------
+
+
+def test_bridge_publishes_amqp_and_management_on_the_given_host_ports() -> None:
+    bridge = settings("bridge")
+    assert bridge.ports == {"5672/tcp": AMQP_PORT, "15672/tcp": MANAGEMENT_PORT}
+    assert (bridge.amqp_port, bridge.management_port) == (AMQP_PORT, MANAGEMENT_PORT)
+    assert bridge.kwargs == {}, "bridge mode must leave the network to Docker's default"
+    # Inside its own network namespace the node keeps its default ports.
+    assert bridge.env == {"RABBITMQ_NODENAME": NODENAME}
+
+
+def test_host_network_tells_the_node_its_ports_and_publishes_none() -> None:
+    host = settings("host")
+    assert host.ports == {}, "docker-py refuses port bindings with host networking"
+    assert host.kwargs == {"network": "host"}
+    assert (host.amqp_port, host.management_port) == (AMQP_PORT, MANAGEMENT_PORT)
+    env = host.env
+    assert env["RABBITMQ_NODENAME"] == NODENAME
+    assert env["RABBITMQ_NODE_PORT"] == str(AMQP_PORT)
+    assert env["RABBITMQ_DIST_PORT"] == str(DIST_PORT)
+    erl_args = env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    assert f"-rabbitmq_management listener [{{port,{MANAGEMENT_PORT}}}" in erl_args
+    assert "-rabbit loopback_users []" in erl_args
+
+
+def test_host_network_listens_on_loopback_only() -> None:
+    env = settings("host").env
+    assert env["RABBITMQ_NODE_IP_ADDRESS"] == "127.0.0.1"
+    assert env["ERL_EPMD_ADDRESS"] == "127.0.0.1"
+    assert '{ip,"127.0.0.1"}' in env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+
+
+@pytest.mark.parametrize("network", ["bridge", "host"])
+def test_labels_name_the_harness_the_run_and_the_host(network: str) -> None:
+    s = settings(network)
+    assert s.image == IMAGE
+    assert s.network == network
+    assert s.labels == {LABEL: "true", LABEL_PID: str(os.getpid()), LABEL_HOST: socket.gethostname()}
+
+
+def test_an_unknown_network_errors() -> None:
+    with pytest.raises(HarnessError, match="--docker-network 'overlay' is not one of bridge, host"):
+        settings("overlay")
+
+
+# -- remove_leftovers ------------------------------------------------------------------------
+
+
+@dataclass
+class FakeContainer:
+    short_id: str
+    labels: dict[str, str]
+    removed: bool = False
+
+    def remove(self, force: bool = False) -> None:
+        assert force, "a leftover may still be running: it must be removed by force"
+        self.removed = True
+
+
+@dataclass
+class FakeContainers:
+    items: list[FakeContainer]
+    queries: list[tuple[bool, dict[str, str]]] = field(default_factory=list)
+
+    def list(self, all: bool = False, filters: dict[str, str] | None = None) -> list[FakeContainer]:
+        self.queries.append((all, filters or {}))
+        return self.items
+
+
+@dataclass
+class FakeClient:
+    """The part of docker-py's DockerClient that remove_leftovers uses."""
+
+    containers: FakeContainers
+
+
+def harness_container(short_id: str, pid: int | str, host: str) -> FakeContainer:
+    return FakeContainer(short_id, {LABEL: "true", LABEL_PID: str(pid), LABEL_HOST: host})
+
+
+@pytest.fixture(scope="module")
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_remove_leftovers_removes_only_containers_of_dead_runs_on_this_host(dead_pid: int) -> None:
+    here = socket.gethostname()
+    containers = [
+        harness_container("dead-run", dead_pid, here),
+        harness_container("live-run", os.getpid(), here),  # another session running in parallel
+        harness_container("other-host", dead_pid, "another-machine"),  # its pid means nothing here
+        harness_container("bad-pid", "not-a-pid", here),
+    ]
+    client = FakeClient(FakeContainers(containers))
+
+    assert remove_leftovers(client) == ["dead-run", "bad-pid"]
+    assert [c.short_id for c in containers if c.removed] == ["dead-run", "bad-pid"]
+    # Stopped containers count too, and only harness-labelled ones are looked at.
+    assert client.containers.queries == [(True, {"label": f"{LABEL}=true"})]
+
+
+def test_remove_leftovers_with_nothing_to_remove() -> None:
+    client = FakeClient(FakeContainers([harness_container("live-run", os.getpid(), socket.gethostname())]))
+    assert remove_leftovers(client) == []
+    assert not client.containers.items[0].removed

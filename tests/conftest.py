@@ -1,0 +1,93 @@
+"""Fixtures shared by the end-to-end tests of the ``docker`` provider (bad input, no leaks).
+
+Those tests run inner pytest sessions with ``--broker docker`` on an image that is already on the
+engine: no image registry is assumed reachable. They are skipped, saying why, when no engine answers
+or the image is missing. By default the image is the one ``scripts/build-rabbitmq-image`` builds and
+the container shares the host's network (what machines whose containers may only use loopback
+need); ``HARNESS_RABBITMQ_IMAGE`` and ``HARNESS_DOCKER_NETWORK`` choose others.
+
+Each harness container carries the pid of the pytest that made it (``LABEL_PID``), so a test finds the
+containers of exactly its own inner run, and removes only those, even while other runs use the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from docker import DockerClient
+from docker.errors import ImageNotFound
+
+from harness.brokers.docker import LABEL, LABEL_HOST, LABEL_PID, docker_client
+from harness.errors import HarnessError
+
+LOCAL_IMAGE = "harness-rabbitmq:3-management-local"
+
+
+@dataclass(frozen=True)
+class DockerSetup:
+    """An engine that answered, and the RabbitMQ image and network the docker cases run with."""
+
+    client: DockerClient
+    image: str
+    network: str
+
+    def args(self, image: str | None = None) -> tuple[str, ...]:
+        """The inner run's provider options, with ``image`` instead of the usual one if given."""
+        return ("--broker", "docker", "--rabbitmq-image", image or self.image, "--docker-network", self.network)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerClient]:
+    """A client of a Docker engine that answered; the test is skipped, saying why, if none does."""
+    try:
+        client = docker_client()
+    except HarnessError as error:
+        pytest.skip(f"the docker cases need a Docker engine: {error}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def docker_setup(docker_engine: DockerClient) -> DockerSetup:
+    """The engine, and the image already on it; the test is skipped, saying why, if the image is missing."""
+    image = os.environ.get("HARNESS_RABBITMQ_IMAGE") or LOCAL_IMAGE
+    try:
+        docker_engine.images.get(image)
+    except ImageNotFound:
+        pytest.skip(f"the docker cases need the image {image}: build it with scripts/build-rabbitmq-image {image}")
+    return DockerSetup(docker_engine, image, os.environ.get("HARNESS_DOCKER_NETWORK") or "host")
+
+
+@dataclass
+class RunContainers:
+    """Harness containers of inner runs, found by the pytest pid they are labelled with."""
+
+    client: DockerClient
+    pids: set[int] = field(default_factory=set)
+
+    def _list(self, pid: int) -> list:
+        labels = [f"{LABEL}=true", f"{LABEL_PID}={pid}", f"{LABEL_HOST}={socket.gethostname()}"]
+        return self.client.containers.list(all=True, filters={"label": labels})
+
+    def of(self, pid: int) -> list[str]:
+        """The containers the run whose pytest had ``pid`` left, described (id, image, status)."""
+        self.pids.add(pid)
+        return [f"{c.short_id} ({c.attrs['Config']['Image']}, {c.status})" for c in self._list(pid)]
+
+    def remove(self) -> None:
+        """Remove what the runs asked about left (and only that: other runs may be using the engine)."""
+        for pid in self.pids:
+            for container in self._list(pid):
+                container.remove(force=True)
+
+
+@pytest.fixture
+def run_containers(docker_engine: DockerClient) -> Iterator[RunContainers]:
+    """Looks up the containers of the test's inner runs; removes any of them left at teardown."""
+    containers = RunContainers(docker_engine)
+    yield containers
+    containers.remove()
