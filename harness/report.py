@@ -226,7 +226,8 @@ class ReportPlugin:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
         report = yield
         stack = getattr(item, "funcargs", {}).get("stack")
-        if report.when == "call" and isinstance(stack, AppStack):
+        is_scenario = item.get_closest_marker("scenario") is not None  # the harness's own tests stay out
+        if report.when == "call" and is_scenario and isinstance(stack, AppStack):
             try:
                 record = scenario_record(item, report, stack)
             except Exception as exc:  # a broken stack must not hide the scenario's own outcome

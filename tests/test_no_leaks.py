@@ -3,14 +3,17 @@
 Each case runs ``python -m pytest`` in a real subprocess (not pytester's in-process runner: an
 in-process run would share this process's atexit hooks, signal handling and children, which is
 exactly what must be proven to clean up on its own) on a tiny scenario written into ``tmp_path``,
-against a private RabbitMQ node (``--broker local``), so broker-node leaks are covered too.
+against a broker the harness owns, so broker leaks are covered too: a private RabbitMQ node
+(``--broker local``), and a container (``--broker docker``, skipped, saying why, where no engine
+answers or the image is missing; see tests/conftest.py).
 
 The subprocess gets ``TMPDIR`` pointing at a fresh directory of its own. Every temporary directory
 the harness makes lands in it, and every process the run starts inherits it in its environment
 (and the broker node also names it in its command line), so "a process of that run" is simply one
 whose command line, working directory or environment mentions that directory. Processes whose
 mirakuru tag (``mirakuru_uuid=<pytest pid>:...``) points at the run's pytest count too, in case
-some program scrubbed its environment.
+some program scrubbed its environment. A container of the run is one labelled with that pytest's
+pid (the harness labels its containers so); none may be left either.
 
 That TMPDIR sits under ``tmp_path``, so it is long, as under pytester or on macOS: supervisord's
 control socket then no longer fits in it and the harness puts it elsewhere. Each scenario reports
@@ -28,11 +31,15 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
 
 from harness.waiting import WaitTimeout, eventually
+
+if TYPE_CHECKING:
+    from conftest import DockerSetup, RunContainers  # tests/conftest.py: the docker cases' fixtures
 
 # pytest.ExitCode values, spelled out so each test says what it expects the run to end with.
 EXIT_PASSED = pytest.ExitCode.OK  # 0
@@ -100,11 +107,34 @@ INTERRUPTED = """
 """
 
 
+@dataclass(frozen=True)
+class Provider:
+    """The broker provider an inner run uses, and where to look for the containers it makes."""
+
+    args: tuple[str, ...]
+    containers: RunContainers | None = None  # docker only
+
+    @property
+    def processes(self) -> tuple[str, ...]:
+        """The kinds of process of a run that is up: a container's node lives in the container."""
+        programs = ("supervisord", "celery worker", "web (gunicorn)")
+        return programs if self.containers is not None else ("broker node", *programs)
+
+
+@pytest.fixture(params=["local", "docker"])
+def provider(request: pytest.FixtureRequest) -> Provider:
+    if request.param == "docker":
+        setup: DockerSetup = request.getfixturevalue("docker_setup")
+        return Provider(setup.args(), request.getfixturevalue("run_containers"))
+    return Provider(("--broker", "local"))
+
+
 @dataclass
 class Run:
     """One ``python -m pytest`` subprocess on one scenario file, with its private TMPDIR."""
 
     root: Path  # the scenario, its output and its facts; the private TMPDIR too
+    provider: Provider
     process: subprocess.Popen | None = None
 
     @property
@@ -144,7 +174,7 @@ class Run:
         env = {**os.environ, "TMPDIR": str(self.private_tmp), "PYTHONDONTWRITEBYTECODE": "1"}
         env.pop("PYTEST_ADDOPTS", None)
         command = [
-            sys.executable, "-m", "pytest", str(scenario_file), "--broker", "local",
+            sys.executable, "-m", "pytest", str(scenario_file), *self.provider.args,
             "-p", "no:cacheprovider", "-q", "-rA",
         ]  # fmt: skip
         with self.output_path.open("wb") as output:  # a file, not a pipe: nobody drains a pipe here
@@ -201,6 +231,11 @@ class Run:
                 continue
         return found
 
+    def containers(self) -> list[str]:
+        """Containers of this run (labelled with its pytest's pid), described."""
+        containers, process = self.provider.containers, self.process
+        return containers.of(process.pid) if containers is not None and process is not None else []
+
     def leftover_dirs(self) -> list[str]:
         return sorted(p.name for p in self.private_tmp.glob("harness-*"))
 
@@ -233,24 +268,25 @@ def describe(proc: psutil.Process) -> str:
 
 
 def assert_nothing_left(run: Run) -> None:
-    """No process of the run alive and nothing left in its TMPDIR, after a short grace."""
+    """No process or container of the run alive and nothing left in its TMPDIR, after a short grace."""
     try:
         eventually(
-            lambda: (run.survivors(), run.leftover_dirs()),
-            until=lambda left: not left[0] and not left[1],
+            lambda: (run.survivors(), run.leftover_dirs(), run.containers()),
+            until=lambda left: not any(left),
             timeout=REAP_GRACE_S,
-            what="the run's processes and harness-* directories to be gone",
+            what="the run's processes, harness-* directories and containers to be gone",
         )
         left = None
     except WaitTimeout:
-        left = (run.survivors(), run.leftover_dirs())
+        left = (run.survivors(), run.leftover_dirs(), run.containers())
     if left is not None:  # failing outside the except block keeps the report to the point
-        processes, dirs = left
+        processes, dirs, containers = left
         lines = [describe(p) for p in processes] or ["(none)"]
         pytest.fail(
-            f"the run left {len(processes)} process(es) and {len(dirs)} harness directory(ies) "
-            f"after {REAP_GRACE_S:.0f}s:\n  "
+            f"the run left {len(processes)} process(es), {len(dirs)} harness directory(ies) and "
+            f"{len(containers)} container(s) after {REAP_GRACE_S:.0f}s:\n  "
             + "\n  ".join(lines)
+            + f"\ncontainers: {containers}"
             + f"\nharness-* in TMPDIR: {dirs}\nTMPDIR holds: {run.tmp_entries()}"
             + f"\n--- inner pytest output (tail) ---\n{run.output(3000)}",
             pytrace=False,
@@ -267,11 +303,12 @@ def assert_nothing_left(run: Run) -> None:
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> Iterator[Run]:
-    the_run = Run(tmp_path)
+def run(tmp_path: Path, provider: Provider) -> Iterator[Run]:
+    the_run = Run(tmp_path, provider)
     yield the_run
     # Whatever the test concluded, stop the inner run and anything it left (by pid), so a
-    # failing leak test does not itself leave a broker node behind for the rest of the suite.
+    # failing leak test does not itself leave a broker node behind for the rest of the suite
+    # (its containers are removed by the run_containers fixture, torn down after this one).
     process = the_run.process
     if process is not None and process.poll() is None:
         process.send_signal(signal.SIGINT)
@@ -312,10 +349,13 @@ def test_a_run_interrupted_with_ctrl_c_leaves_no_process_and_no_temporary_direct
         interval=0.1,
     )
     assert run.facts_path.exists(), f"the scenario ended before its stack was up; output:\n{run.output()}"
-    # The detector must see each kind of process while it runs, or "no survivors" proves nothing.
+    # The detector must see each kind of process (and the container) while it runs, or "no
+    # survivors" proves nothing.
     alive = [describe(p) for p in run.survivors()]
-    for kind in ("broker node", "supervisord", "celery worker", "web (gunicorn)"):
+    for kind in run.provider.processes:
         assert any(f"[{kind}]" in line for line in alive), f"no {kind} seen before Ctrl-C among: {alive}"
+    if run.provider.containers is not None:
+        assert run.containers(), "no container of the run seen before Ctrl-C"
 
     os.kill(process.pid, signal.SIGINT)  # Ctrl-C, to pytest's pid only
     code = run.wait(INTERRUPT_EXIT_TIMEOUT_S)

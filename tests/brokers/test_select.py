@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.brokers import select
+from harness.brokers import local, select
 from harness.brokers.select import BrokerOptions, choose_kind
 from harness.errors import HarnessError
 
@@ -59,9 +59,10 @@ def test_an_unknown_kind_errors() -> None:
 
 
 def test_a_named_server_counts_as_found_without_looking_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(select.shutil, "which", lambda *args, **kwargs: None)
+    monkeypatch.setattr(local, "which_server", lambda: None)
     assert not select.rabbitmq_server_found(BrokerOptions())
     assert select.rabbitmq_server_found(BrokerOptions(rabbitmq_server="/opt/rabbitmq/sbin/rabbitmq-server"))
-    assert choose_kind(BrokerOptions(rabbitmq_server="/opt/rabbitmq/sbin/rabbitmq-server")) == "local"
+    named = BrokerOptions(rabbitmq_server="/opt/rabbitmq/sbin/rabbitmq-server")
+    assert choose_kind(named, docker_ok=missing) == "local"
     with pytest.raises(HarnessError, match="no RabbitMQ is available"):
-        choose_kind(BrokerOptions())
+        choose_kind(BrokerOptions(), docker_ok=missing)
