@@ -224,6 +224,7 @@ class Ledger:
             until=lambda n: n == len(ids),
             timeout=timeout,
             what=f"all {len(ids)} tasks to end (succeeded or failed), counted from Celery events",
+            progress=lambda n: f"{n}/{len(ids)} ended",
         )
 
     def event_count(self, ids: Iterable[str]) -> int:

@@ -34,6 +34,7 @@ from harness.report import ReportPlugin
 from harness.stack import AppStack, StackSpec
 from harness.timeline import DepthSampler, Timeline
 from harness.vhost import ScenarioVhost
+from harness.waiting import progress_shown, set_progress_sink
 from harness.web import WebClient
 
 EXIT_HARNESS_ERROR = 4  # pytest's "usage error": the run could not be set up as asked
@@ -89,6 +90,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--no-report", action="store_true", default=False, help="write no run report")
     group.addoption(
+        "--progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help='show long waits\' progress ("hello_queue to drain: 12 ready"); auto: on a terminal only',
+    )
+    group.addoption(
         "--broker-boot-timeout",
         type=float,
         default=float(os.environ.get("HARNESS_BROKER_BOOT_TIMEOUT", 90)),
@@ -96,7 +103,45 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _to_terminal(config: pytest.Config, write) -> None:
+    """Write to the terminal from inside a test, past pytest's output capture."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    if capture is None:
+        write(reporter)
+        return
+    with capture.global_and_fixture_disabled():
+        write(reporter)
+
+
+class TerminalProgress:
+    """Shows a long wait's progress on a line of its own, rewritten in place (terminals only)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.active = False
+
+    def __call__(self, text: str, final: bool) -> None:
+        _to_terminal(self.config, lambda reporter: self._show(reporter, text, final))
+
+    def _show(self, reporter, text: str, final: bool) -> None:
+        if not self.active:
+            reporter.ensure_newline()
+            self.active = True
+        reporter.rewrite(f"  harness: {text}", light=not final)
+        if final:
+            reporter.write("\n")
+            self.active = False
+
+
+@pytest.hookimpl(trylast=True)  # after the terminal reporter exists
 def pytest_configure(config: pytest.Config) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    wanted = config.getoption("progress")
+    if reporter is not None and (wanted == "on" or (wanted == "auto" and reporter.isatty)):
+        set_progress_sink(TerminalProgress(config))
     folder = config.getoption("report")
     if folder and not config.getoption("no_report") and not hasattr(config, "workerinput"):
         path = Path(folder)
@@ -118,6 +163,10 @@ def _broker_options(config: pytest.Config, work_root: str | None = None) -> Brok
         docker_ryuk=config.getoption("docker_ryuk"),
         boot_timeout=config.getoption("broker_boot_timeout"),
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    set_progress_sink(None)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -178,6 +227,9 @@ def broker(broker_options: BrokerOptions, request: pytest.FixtureRequest) -> Ite
         instance = make_broker(broker_options)
     except HarnessError as error:
         _fail_run(error)
+    if instance.owned and progress_shown():
+        starting = f"\nharness: starting the {instance.kind} broker"
+        _to_terminal(request.config, lambda reporter: reporter.write_line(starting))
     try:
         instance.start()
     except HarnessError as error:
@@ -187,9 +239,8 @@ def broker(broker_options: BrokerOptions, request: pytest.FixtureRequest) -> Ite
         instance.close()
         raise
     problem = getattr(instance, "management_problem", None)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if problem and reporter is not None:
-        reporter.write_line(f"\nharness: {problem}", yellow=True)
+    if problem:
+        _to_terminal(request.config, lambda reporter: reporter.write_line(f"\nharness: {problem}", yellow=True))
     try:
         yield instance
     finally:

@@ -142,7 +142,7 @@ class AppStack:
         try:
             eventually(
                 still_pending, until=lambda left: not left, timeout=self.spec.ready_timeout,
-                what="programs to be ready",
+                what="programs to be ready", progress=lambda left: f"waiting on {', '.join(sorted(left))}",
             )  # fmt: skip
         except WaitTimeout:
             details = "; ".join(f"{name}: {self._not_ready_reason(name)}" for name in sorted(pending))

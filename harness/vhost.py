@@ -111,7 +111,7 @@ class ScenarioVhost:
         """Wait until exactly ``count`` messages are ready in ``queue``."""
         eventually(
             lambda: self.ready(queue), until=lambda n: n == count, timeout=timeout,
-            what=f"{count} ready messages in {queue}",
+            what=f"{count} ready messages in {queue}", progress=lambda n: f"{n} ready",
         )  # fmt: skip
 
     def wait_for_empty(self, queue: str, timeout: float) -> Depth:

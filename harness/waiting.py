@@ -19,6 +19,21 @@ from harness.errors import HarnessError
 T = TypeVar("T")
 
 DEFAULT_INTERVAL = 0.05
+PROGRESS_AFTER_S = 1.0  # a wait shows its progress once it has lasted this long
+
+# Where long waits report progress (the pytest plugin points it at the terminal); called with the
+# text and whether the wait is over.
+ProgressSink = Callable[[str, bool], None]
+_progress_sink: ProgressSink | None = None
+
+
+def set_progress_sink(sink: ProgressSink | None) -> None:
+    global _progress_sink
+    _progress_sink = sink
+
+
+def progress_shown() -> bool:
+    return _progress_sink is not None
 
 
 class WaitTimeout(AssertionError):
@@ -32,7 +47,30 @@ class _Last:
     calls: int = 0
 
 
-def _observe(probe: Callable[[], T], last: _Last) -> Callable[[], T]:
+class _Progress:
+    """Reports ``what: <progress(value)>`` to the sink while a wait lasts, each change once."""
+
+    def __init__(self, what: str, describe: Callable[[Any], str] | None) -> None:
+        self.what, self.describe = what, describe
+        self.started = time.monotonic()
+        self.shown = ""
+
+    def update(self, value: Any) -> None:
+        if self.describe is None or _progress_sink is None:
+            return
+        if time.monotonic() - self.started < PROGRESS_AFTER_S:
+            return
+        text = f"{self.what}: {self.describe(value)}"
+        if text != self.shown:
+            _progress_sink(text, False)
+            self.shown = text
+
+    def finish(self, outcome: str) -> None:
+        if self.shown and _progress_sink is not None:
+            _progress_sink(f"{self.what}: {outcome} after {time.monotonic() - self.started:.1f}s", True)
+
+
+def _observe(probe: Callable[[], T], last: _Last, progress: _Progress | None = None) -> Callable[[], T]:
     def call() -> T:
         last.calls += 1
         try:
@@ -41,6 +79,8 @@ def _observe(probe: Callable[[], T], last: _Last) -> Callable[[], T]:
             last.error = exc
             raise
         last.value, last.error = value, None
+        if progress is not None:
+            progress.update(value)
         return value
 
     return call
@@ -59,13 +99,16 @@ def eventually(
     timeout: float,
     what: str,
     interval: float = DEFAULT_INTERVAL,
+    progress: Callable[[T], str] | None = None,
 ) -> T:
     """Call ``probe`` until ``until(value)`` holds, and return that value.
 
     Raises WaitTimeout naming ``what`` was awaited, for how long, and the last value (or error) seen.
     Exceptions from the probe are retried, except HarnessError, which propagates at once.
+    ``progress`` turns a value into a short status ("12/20 ended") shown while a long wait lasts.
     """
     last = _Last()
+    shown = _Progress(what, progress)
     started = time.monotonic()
     retrying = Retrying(
         stop=stop_after_delay(timeout),
@@ -74,13 +117,19 @@ def eventually(
         reraise=False,
     )
     try:
-        return retrying(_observe(probe, last))
+        value = retrying(_observe(probe, last, shown))
     except RetryError:
+        shown.finish("gave up")
         elapsed = time.monotonic() - started
         seen = f"error {last.error!r}" if last.error is not None else repr(last.value)
         raise WaitTimeout(
             f"gave up waiting for {what} after {elapsed:.1f}s ({last.calls} checks); last seen: {seen}"
         ) from None
+    except BaseException:
+        shown.finish("interrupted")
+        raise
+    shown.finish("done")
+    return value
 
 
 def never(

@@ -107,8 +107,9 @@ class UrlBroker(Broker):
                 "fix the URL or credentials, or leave --management-url out to work over AMQP alone"
             )
         self.management_problem = (
-            f"no management API answers at {url}: scenarios share vhost {e.vhost!r} (its queues are purged "
-            "before and after each scenario) and unacknowledged counts are unknown; enable the management "
-            "plugin or pass --management-url for a fresh vhost per scenario"
+            f"no management API answers at {url}: scenarios share vhost {e.vhost!r} (its queues are purged before "
+            "and after each scenario, so two runs must not use it at once) and unacknowledged counts are known "
+            "only for queues without consumers; enable the management plugin or pass --management-url for a "
+            "fresh vhost per scenario"
         )
         return e
