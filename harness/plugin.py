@@ -20,8 +20,10 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import pytest
 
@@ -36,6 +38,8 @@ from harness.timeline import DepthSampler, Timeline
 from harness.vhost import ScenarioVhost
 from harness.waiting import progress_shown, set_progress_sink
 from harness.web import WebClient
+
+T = TypeVar("T")
 
 EXIT_HARNESS_ERROR = 4  # pytest's "usage error": the run could not be set up as asked
 
@@ -201,8 +205,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-def _fail_run(error: HarnessError) -> None:
+def _fail_run(error: HarnessError) -> NoReturn:
     pytest.exit(f"harness: {error}", returncode=EXIT_HARNESS_ERROR)
+
+
+@contextmanager
+def _opened(open_: Callable[[], T]) -> Iterator[T]:
+    """Open a scenario resource, ending the run with its one sentence if it cannot be; close it after."""
+    try:
+        resource = open_()
+    except HarnessError as error:
+        _fail_run(error)
+    try:
+        yield resource
+    finally:
+        resource.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -264,14 +281,8 @@ def app_queues() -> tuple[str, ...]:
 @pytest.fixture
 def vhost(broker: Broker, request: pytest.FixtureRequest, app_queues: tuple[str, ...]) -> Iterator[ScenarioVhost]:
     label = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
-    try:
-        scenario_vhost = ScenarioVhost.open(broker, label, app_queues)
-    except HarnessError as error:
-        _fail_run(error)
-    try:
+    with _opened(lambda: ScenarioVhost.open(broker, label, app_queues)) as scenario_vhost:
         yield scenario_vhost
-    finally:
-        scenario_vhost.close()
 
 
 @pytest.fixture
@@ -284,14 +295,8 @@ def dead_letter_queue(vhost: ScenarioVhost) -> str:
 
 @pytest.fixture
 def ledger(vhost: ScenarioVhost) -> Iterator[Ledger]:
-    try:
-        task_ledger = Ledger(vhost.amqp_url).start()
-    except HarnessError as error:
-        _fail_run(error)
-    try:
+    with _opened(lambda: Ledger(vhost.amqp_url).start()) as task_ledger:
         yield task_ledger
-    finally:
-        task_ledger.close()
 
 
 @pytest.fixture
