@@ -65,10 +65,11 @@ def test_the_worker_outage_report_shows_the_backlog_and_opens_in_a_browser(
     stopped and falling to 0 after it starts, both marked; a real Chromium renders every plot."""
     if reason := browser.missing():
         pytest.skip(reason)
-    shutil.copy(ROOT / "scenarios" / "test_worker_outage.py", pytester.path)
+    (pytester.path / "scenarios").mkdir()  # the report covers what lives under scenarios/
+    shutil.copy(ROOT / "scenarios" / "test_worker_outage.py", pytester.path / "scenarios")
     folder = pytester.path / "report"
     result = pytester.runpytest_subprocess(
-        "test_worker_outage.py", f"--report={folder}", *outer_broker_args(pytestconfig), timeout=300
+        "scenarios/test_worker_outage.py", f"--report={folder}", *outer_broker_args(pytestconfig), timeout=300
     )
     result.assert_outcomes(passed=1)
 

@@ -107,12 +107,12 @@ def remove_leftovers(client) -> list[str]:
     host = socket.gethostname()
     for container in client.containers.list(all=True, filters={"label": f"{LABEL}=true"}):
         labels = container.labels
-        if labels.get(LABEL_HOST) != host:
-            continue
+        if labels.get(LABEL_HOST) != host or not labels.get(LABEL_PID, "").isdigit():
+            continue  # another machine's, or not made by this harness: not ours to judge
         try:
-            os.kill(int(labels.get(LABEL_PID, "0")), 0)
+            os.kill(int(labels[LABEL_PID]), 0)
             continue  # its run is still alive (another session in parallel)
-        except (ProcessLookupError, ValueError):
+        except ProcessLookupError:
             pass
         except PermissionError:
             continue
@@ -152,8 +152,11 @@ class DockerBroker(Broker):
         from testcontainers.core.container import DockerContainer
 
         client = docker_client()
-        remove_leftovers(client)
-        client.close()
+        try:
+            remove_leftovers(client)
+            self._ensure_image(client)
+        finally:
+            client.close()
         testcontainers_config.ryuk_disabled = not self.ryuk
         s = self.settings
         # DockerContainer, not testcontainers' RabbitMqContainer: its readiness probe is deprecated,
@@ -172,14 +175,26 @@ class DockerBroker(Broker):
             raise HarnessError(self._image_problem("it is not present locally and could not be pulled")) from None
         except docker.errors.APIError as exc:
             self.close()
-            reason = exc.explanation or str(exc)
-            if "pull" in reason or "manifest" in reason or "not found" in reason:
-                raise HarnessError(self._image_problem(reason)) from None
-            raise HarnessError(f"Docker could not start the RabbitMQ container: {reason}") from None
+            raise HarnessError(f"Docker could not start the RabbitMQ container: {exc.explanation or exc}") from None
         except Exception as exc:
             self.close()
             raise HarnessError(_docker_problem(exc)) from None
         self._wait_ready()
+
+    def _ensure_image(self, client) -> None:
+        """Pull the image if it is not here, so that a failed pull is named as such."""
+        import docker.errors
+
+        try:
+            client.images.get(self.image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        try:
+            client.images.pull(self.image)
+        except docker.errors.APIError as exc:
+            reason = " ".join(str(exc.explanation or exc).split())[:200]
+            raise HarnessError(self._image_problem(f"it is not here and the pull failed: {reason}")) from None
 
     def _image_problem(self, reason: str) -> str:
         return (
@@ -189,7 +204,10 @@ class DockerBroker(Broker):
 
     def _wait_ready(self) -> None:
         try:
-            eventually(self._ready, timeout=self.boot_timeout, interval=0.1, what="the RabbitMQ container to answer")
+            eventually(
+                self._ready, until=lambda seen: seen == "ready", timeout=self.boot_timeout, interval=0.1,
+                what="the RabbitMQ container to answer", progress=str,
+            )  # fmt: skip
         except WaitTimeout as timeout:
             tail = self._log_tail()
             self.close()
@@ -198,19 +216,25 @@ class DockerBroker(Broker):
                 f"within {self.boot_timeout:.0f}s ({timeout}); its log ends: {tail or '(empty)'}"
             ) from None
 
-    def _ready(self) -> bool:
+    def _ready(self) -> str:
+        """``"ready"``, or what is missing yet (shown by a timeout as what it last saw)."""
         wrapped = self._container.get_wrapped_container()
         wrapped.reload()
         if wrapped.status in ("exited", "dead"):
             tail = self._log_tail()
             self.close()
             raise HarnessError(f"the RabbitMQ container exited during boot; its log ends: {tail or '(empty)'}")
+        port = self.settings.amqp_port
         try:
-            socket.create_connection(("127.0.0.1", self.settings.amqp_port), timeout=0.5).close()
-            url = f"{self.endpoint.management_url}/api/overview"
-            return requests.get(url, auth=("guest", "guest"), timeout=1).status_code == 200
-        except (OSError, requests.RequestException):
-            return False
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except OSError as exc:
+            return f"container {wrapped.status}, AMQP port {port}: {exc.strerror or type(exc).__name__}"
+        url = f"{self.endpoint.management_url}/api/overview"
+        try:
+            status = requests.get(url, auth=("guest", "guest"), timeout=1).status_code
+        except requests.RequestException as exc:
+            return f"AMQP port {port} open, management API: {type(exc).__name__}"
+        return "ready" if status == 200 else f"AMQP port {port} open, management API: HTTP {status}"
 
     def _log_tail(self, lines: int = 3) -> str:
         try:
