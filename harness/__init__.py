@@ -2,7 +2,8 @@
 
 The modules, one job each:
 
-- ``harness.brokers``: RabbitMQ providers (a private local node, an existing URL) and their selection;
+- ``harness.brokers``: RabbitMQ providers (a private local node, a Docker container, an existing URL),
+  their selection, and the fault calls (stop, start, freeze, reconfigure);
 - ``harness.vhost``: a scenario's own virtual host, queue depth and peeking over AMQP;
 - ``harness.management``: the RabbitMQ management HTTP API client;
 - ``harness.supervisor``: supervisord config generation and XML-RPC process control;
@@ -10,8 +11,13 @@ The modules, one job each:
 - ``harness.web``: the HTTP client that clicks the app's button and times each click;
 - ``harness.ledger``: every task's history, from Celery's own events;
 - ``harness.verdict``: the fate of every task a scenario sent, and assertions on it;
-- ``harness.waiting``: ``eventually`` / ``never`` on tenacity;
+- ``harness.waiting``: ``eventually`` / ``never`` on tenacity, with progress for long waits;
+- ``harness.timeline``: a scenario's fault marks and queue-depth samples;
+- ``harness.messages``: hand-made task messages, for bad-message scenarios;
+- ``harness.browser``: headless Chromium through Playwright;
 - ``harness.plugin``: the pytest plugin (options and fixtures);
+- ``harness.report``: the run report (HTML, plots, JSON);
+- ``harness.docs``: ``python -m harness.docs``, the scenario catalogue from the docstrings;
 - ``harness.bench``: ``python -m harness.bench``, boot and scenario timings.
 """
 
