@@ -80,9 +80,12 @@ class WebSpec:
 
 @dataclass(frozen=True)
 class StackSpec:
+    """What a scenario runs: the web app (or None), its workers, and environment shared by all programs."""
+
     web: WebSpec | None = field(default_factory=WebSpec)
     workers: tuple[WorkerSpec, ...] = (WorkerSpec(),)
     env: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ENV))
+    ready_timeout: float = 7.0  # a worker is online in about 1 s; leaves a bad-input run under 10 s
 
     def __post_init__(self) -> None:
         # A scenario's env adds to the defaults rather than replacing them.
@@ -91,8 +94,6 @@ class StackSpec:
     def with_worker_app(self, app: str) -> StackSpec:
         """The same stack with every worker running another version of the tasks module."""
         return dataclasses.replace(self, workers=tuple(dataclasses.replace(w, app=app) for w in self.workers))
-
-    ready_timeout: float = 7.0  # a worker is online in about 1 s; leaves a bad-input run under 10 s
 
 
 class AppStack:
