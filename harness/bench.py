@@ -9,7 +9,8 @@ Figures (seconds):
 - broker_boot_s: the harness's provider (``--broker``) from nothing to ready;
 - worker_boot_s: ``supervisorctl start worker_hello`` to its ``worker-online`` event;
 - scenario_overhead_s: vhost + ledger + supervisord + web + worker up and down around an empty scenario;
-- outage_scenario_s: the worker-outage scenario, fixtures included.
+- outage_scenario_s: the worker-outage scenario, fixtures included;
+- seed_suite_s: ``pytest scenarios -m seed`` once, against the broker already up (target <= 60 s).
 
 Targets: broker_boot_s <= 1.1 x the raw boot; scenario_overhead_s <= worker_boot_s + 1.5.
 The timeline and ledger run as in a scenario, but the run report (a pytest plugin) is not drawn.
@@ -134,6 +135,20 @@ def outage_scenario(broker: Broker, work_root: Path) -> float:
     return timed(run)
 
 
+def seed_suite(broker: Broker) -> float:
+    """``pytest scenarios -m seed`` against the already running broker: the seed set's own time."""
+    e = broker.endpoint
+    args = [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "scenarios"), "-m", "seed", "-q", "--no-report"]
+    args += ["--broker", "url", "--broker-url", e.amqp_url()]
+    if e.management_url:
+        args += ["--management-url", e.management_url]
+    started = time.monotonic()
+    done = subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the seed scenarios failed:\n{done.stdout[-3000:]}")
+    return time.monotonic() - started
+
+
 def raw_container_boot(image: str, network: str) -> float:
     """``docker run`` of the same image and settings, polled every 20 ms: no testcontainers, no harness wait."""
     settings = container_settings(image, network, free_ports(3), f"raw-{uuid.uuid4().hex[:8]}@localhost")
@@ -191,6 +206,8 @@ def measure(options: argparse.Namespace) -> dict[str, float]:
                 add("worker_boot_s", worker_boot(broker, work_root))
                 add("scenario_overhead_s", empty_scenario(broker, work_root))
                 add("outage_scenario_s", outage_scenario(broker, work_root))
+            if options.seed:
+                add("seed_suite_s", seed_suite(broker))
         finally:
             broker.close()
     finally:
@@ -206,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-url", help="for --broker url (default: the guest broker on 127.0.0.1:5672)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--no-seed", dest="seed", action="store_false", help="skip seed_suite_s (the seed scenarios, once)"
+    )
     args = parser.parse_args(argv)
     figures = measure(args)
     width = max(map(len, figures))
