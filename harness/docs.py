@@ -102,11 +102,12 @@ def scenarios_page(modules: list[ScenarioModule]) -> str:
 
 
 def readme_table(modules: list[ScenarioModule]) -> str:
-    rows = ["| scenario | group | the lesson |", "|---|---|---|"]
+    """One row a scenario: its lesson (the test's name, as a sentence), its setting, where it lives."""
+    rows = ["| the lesson | the setting | scenario |", "|---|---|---|"]
     for module in modules:
         for scenario in module.scenarios:
-            link = f"[`{module.path.stem}`](scenarios/{module.path.name})"
-            rows.append(f"| {link}: {scenario.title.lower()} | {module.suite.lower()} | {scenario.lesson} |")
+            where = f"[`{module.path.stem}`](scenarios/{module.path.name}) ({module.suite.lower()})"
+            rows.append(f"| {scenario.title} | {scenario.lesson} | {where} |")
     return "\n".join(rows)
 
 
