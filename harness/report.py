@@ -65,6 +65,7 @@ def scenario_record(item: pytest.Item, report: pytest.TestReport, stack: AppStac
         "fates": verdict.counts(),
         "sends": {i: {"at": send.at, "ok": send.ok, "error": send.error} for i, send in verdict.sends.items()},
         "fate_of": fate_of,
+        "ended": time.time(),
     }
 
 
@@ -94,21 +95,24 @@ def plot(record: dict) -> bytes:
 def _plot_tasks(axis, record: dict, lanes: list[str]) -> None:
     origin = record["timeline"]["started"]
     tasks = sorted(record["tasks"].values(), key=_first_at)
-    end = max([time.time() - origin] + [e["at"] - origin for t in tasks for e in t["events"]])
+    end = max([record.get("ended", time.time()) - origin] + [e["at"] - origin for t in tasks for e in t["events"]])
+    first_sent: set[int] = set()
     for k, task in enumerate(tasks):
         offset = 0.8 * k / max(1, len(tasks))  # each task its own height within a lane
         colour = FATE_COLOURS.get(task["fate"] or "", "#9e9e9e")
         events = task["events"]
         for n, event in enumerate(events):
             at = event["at"] - origin
-            if event["type"] == "task-sent":
+            if event["type"] == "task-sent" and k not in first_sent:  # a retry is sent again: not a new task
+                first_sent.add(k)
                 axis.plot([at], [offset], marker="|", color=colour, markersize=8)
             elif event["type"] == "task-started":
                 y = lanes.index(event["hostname"]) + offset
                 finish = _run_end(events[n + 1 :], event["hostname"])
+                ended = finish is not None and finish["type"] in RUN_ENDS
                 stop = finish["at"] - origin if finish else end
-                axis.plot([at, stop], [y, y], color=colour, linewidth=2, linestyle="-" if finish else ":")
-                if finish is not None:
+                axis.plot([at, stop], [y, y], color=colour, linewidth=2, linestyle="-" if ended else ":")
+                if ended:
                     axis.plot([stop], [y], marker="o" if finish["type"] == "task-succeeded" else "x", color=colour)
     # What the scenario itself sent: a refused send (the app answered an error) as a triangle.
     for task_id, send in record["sends"].items():
@@ -125,7 +129,9 @@ def _plot_tasks(axis, record: dict, lanes: list[str]) -> None:
 
 
 def _run_end(later: list[dict], hostname: str) -> dict | None:
-    return next((e for e in later if e["type"] in RUN_ENDS and e["hostname"] == hostname), None)
+    """The event that ends a run: how it ended, or the task's next delivery (the run was cut off)."""
+    cut = ("task-received", "task-started")
+    return next((e for e in later if e["type"] in cut or (e["type"] in RUN_ENDS and e["hostname"] == hostname)), None)
 
 
 def _plot_depth(axis, record: dict) -> None:
@@ -134,11 +140,15 @@ def _plot_depth(axis, record: dict) -> None:
     for queue in sorted({s["queue"] for s in samples}):
         points = [s for s in samples if s["queue"] == queue]
         xs = [s["at"] - origin for s in points]
-        axis.step(xs, [s["ready"] for s in points], where="post", label=f"{queue} ready")
+        # A failed reading (the broker down) is a gap, not the last value held.
+        ready = [float("nan") if s["ready"] is None else s["ready"] for s in points]
+        axis.step(xs, ready, where="post", label=f"{queue} ready")
         if any(s["unacked"] is not None for s in points):
             # Unknown counts (no management API while a consumer is connected) are gaps, not zeros.
             unacked = [float("nan") if s["unacked"] is None else s["unacked"] for s in points]
             axis.step(xs, unacked, where="post", linestyle="--", label=f"{queue} unacked")
+    highest = max([s["ready"] or 0 for s in samples] + [s["unacked"] or 0 for s in samples] + [1])
+    axis.set_ylim(0, highest * 1.15)
     axis.set_ylabel("messages")
     axis.set_xlabel("seconds since the scenario started")
     if samples:
@@ -149,11 +159,19 @@ def _plot_marks(axes, record: dict) -> None:
     """Each operator or fault action: a dashed line through both plots, labelled above the top one."""
     origin = record["timeline"]["started"]
     top = axes[0]
-    for mark in record["timeline"]["marks"]:
+    for number, mark in enumerate(record["timeline"]["marks"], start=1):
         at = mark["at"] - origin
         for axis in axes:
             axis.axvline(at, color="#424242", linestyle="--", linewidth=1)
-        top.text(at, 1.02, mark["label"], transform=top.get_xaxis_transform(), rotation=30, fontsize=7, va="bottom")
+        # Numbers, listed under the plot: labels of close marks would overprint each other.
+        top.text(at, 1.02, str(number), transform=top.get_xaxis_transform(), fontsize=8, ha="center", va="bottom")
+
+
+def _markup(text: str) -> str:
+    """Escape a docstring paragraph and render its reST inline code (``x``) and emphasis (*x*)."""
+    escaped = html.escape(" ".join(text.split()))
+    escaped = re.sub(r"``(.+?)``", r"<code>\1</code>", escaped)
+    return re.sub(r"(?<![\w*])\*(\S[^*]*?)\*(?![\w*])", r"<em>\1</em>", escaped)
 
 
 def _first_at(task: dict) -> float:
@@ -171,19 +189,24 @@ def section(record: dict, data_file: str) -> str:
         f"<td>{record['fates'].get(f, 0)}</td></tr>"
         for f in FATES
     )
-    where = f"{e(record['nodeid'])} &middot; {record['duration']:.1f} s"
-    story = "".join(f"<p>{e(p)}</p>" for p in record["story"].split("\n\n") if p.strip())
+    where = f"{e(record['nodeid'])} &middot; test body {record['duration']:.1f} s"
+    story = "".join(f"<p>{_markup(p)}</p>" for p in record["story"].split("\n\n") if p.strip())
+    origin = record["timeline"]["started"]
+    marks = "".join(f"<li>{e(m['label'])} at {m['at'] - origin:.1f} s</li>" for m in record["timeline"]["marks"])
     image = base64.b64encode(plot(record)).decode()
+    title = record["name"].split("[")[0].removeprefix("test_").replace("_", " ").capitalize()
     return f"""
 <section class="scenario {e(record["outcome"])}" id="{e(_slug(record["nodeid"]))}">
-  <h2>{e(record["name"])} <span class="outcome">{e(record["outcome"])}</span></h2>
+  <h2>{e(title)} <span class="outcome">{e(record["outcome"])}</span></h2>
   <p class="nodeid">{where} &middot; <a href="{e(data_file)}">raw data (JSON)</a></p>
   <div class="story">{story}</div>
   <p class="caption">Top: each task's send (|, or a triangle where the app refused it) and each run
   on a worker (a line ending in o if it succeeded, x if it failed, dotted if it never ended),
-  coloured by the task's fate. Bottom: the queues' ready and unacknowledged messages. Dashed
-  lines: operator and fault actions.</p>
+  coloured by the task's fate. Bottom: the queues' ready messages (read over AMQP every 100 ms)
+  and unacknowledged ones (from the management API, whose counters refresh every 0.5 s on the
+  harness's brokers, every 5 s by RabbitMQ's default). Numbered dashed lines: the actions below.</p>
   <img class="plot" alt="task timeline and queue depth of {e(record["name"])}" src="data:image/png;base64,{image}">
+  <ol class="marks">{marks}</ol>
   <table class="fates"><tr><th>fate</th><th>tasks</th></tr>{fates}</table>
 </section>"""
 
@@ -216,10 +239,14 @@ class ReportPlugin:
         self.records: list[tuple[dict, str]] = []
         self.started = time.strftime("%Y-%m-%d %H:%M:%S")
 
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
+    def _start_data(self) -> None:
+        """On the run's first scenario, replace the previous run's records (a run without scenarios,
+        such as the harness's own tests, leaves the last report alone)."""
+        if self.records:
+            return
         data = self.folder / "data"
         data.mkdir(parents=True, exist_ok=True)
-        for old in data.glob("*.json"):  # the previous run's records
+        for old in data.glob("*.json"):
             old.unlink()
 
     @pytest.hookimpl(wrapper=True)
@@ -233,6 +260,7 @@ class ReportPlugin:
             except Exception as exc:  # a broken stack must not hide the scenario's own outcome
                 report.sections.append(("harness report", f"no report data: {exc!r}"))
             else:
+                self._start_data()
                 name = f"data/{_slug(item.nodeid)}.json"
                 (self.folder / name).write_text(json.dumps(record, indent=1))
                 self.records.append((record, name))

@@ -24,7 +24,7 @@ class Mark:
 class DepthSample:
     at: float
     queue: str
-    ready: int
+    ready: int | None  # None: the reading failed (the broker was down or frozen)
     unacked: int | None
 
 
@@ -66,6 +66,7 @@ class DepthSampler:
                 try:
                     depth = self._reader.depth(queue)
                 except Exception:  # broker restarting or unreachable: a gap in the plot says so
+                    self._timeline.samples.append(DepthSample(time.time(), queue, None, None))
                     continue
                 self._timeline.samples.append(DepthSample(time.time(), queue, depth.ready, depth.unacked))
             self._stop.wait(self._interval)

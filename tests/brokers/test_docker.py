@@ -38,7 +38,10 @@ def test_bridge_publishes_amqp_and_management_on_the_given_host_ports() -> None:
     assert (bridge.amqp_port, bridge.management_port) == (AMQP_PORT, MANAGEMENT_PORT)
     assert bridge.kwargs == {}, "bridge mode must leave the network to Docker's default"
     # Inside its own network namespace the node keeps its default ports.
-    assert bridge.env == {"RABBITMQ_NODENAME": NODENAME}
+    assert bridge.env == {
+        "RABBITMQ_NODENAME": NODENAME,
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-rabbit collect_statistics_interval 500",
+    }
 
 
 def test_host_network_tells_the_node_its_ports_and_publishes_none() -> None:
@@ -53,6 +56,7 @@ def test_host_network_tells_the_node_its_ports_and_publishes_none() -> None:
     erl_args = env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
     assert f"-rabbitmq_management listener [{{port,{MANAGEMENT_PORT}}}" in erl_args
     assert "-rabbit loopback_users []" in erl_args
+    assert "-rabbit collect_statistics_interval 500" in erl_args
 
 
 def test_host_network_listens_on_loopback_only() -> None:
