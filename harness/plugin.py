@@ -179,8 +179,14 @@ def pytest_report_header(config: pytest.Config) -> str:
         kind = choose_kind(options)
     except HarnessError:
         return "harness: no broker available (a scenario that needs one will say why)"
-    picked = f" (auto picked {kind})" if options.kind == "auto" else ""
-    return f"harness: broker {kind}{picked}"
+    if options.kind != "auto":
+        return f"harness: broker {kind}"
+    why = {
+        "url": "a broker URL was given",
+        "docker": "a Docker engine answers and has the image",
+        "local": f"no Docker engine with image {options.image or DEFAULT_IMAGE} answered; rabbitmq-server found",
+    }[kind]
+    return f"harness: broker {kind} (auto: {why})"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
