@@ -306,11 +306,21 @@ def ledger(vhost: ScenarioVhost) -> Iterator[Ledger]:
 
 
 @pytest.fixture
-def timeline(broker: Broker, vhost: ScenarioVhost, app_queues: tuple[str, ...]) -> Iterator[Timeline]:
-    """The scenario's timeline: queue depths sampled every 100 ms, and every operator or fault action."""
+def timeline(broker: Broker, vhost: ScenarioVhost, ledger: Ledger, app_queues: tuple[str, ...]) -> Iterator[Timeline]:
+    """The scenario's timeline: queue depths sampled every 100 ms, and every operator or fault action.
+
+    Each broker fault call is marked on it; once a stopped or frozen broker is back, the call returns
+    only when the ledger listens to Celery events again, so no event after it can be missed.
+    """
     scenario_timeline = Timeline()
     sampler = DepthSampler(vhost, app_queues, scenario_timeline).start()
-    broker.on_fault = scenario_timeline.mark
+
+    def on_fault(what: str) -> None:
+        scenario_timeline.mark(what)
+        if what in ("broker back", "broker resumed"):
+            ledger.wait_listening_since(scenario_timeline.last_mark_of(("broker stopped", "broker frozen")))
+
+    broker.on_fault = on_fault
     try:
         yield scenario_timeline
     finally:

@@ -197,16 +197,23 @@ class AppStack:
         self.timeline.mark(f"SIG{signal} to {name}")
         self.supervisor.signal_program(name, signal)
 
-    def wait_worker_reconnected(self, name: str, since: float, timeout: float = 60.0) -> None:
-        """Wait until a worker that lost the broker is consuming again (a heartbeat after ``since``).
-
-        Celery's own reconnect backs off (2, 4, 6... s), hence the generous default bound.
-        """
+    def wait_worker_reconnected(self, name: str, timeout: float = 60.0) -> None:
+        """Wait until a worker that lost the broker is connected again: an event from it after the
+        broker last went down. Celery's own reconnect backs off (2, 4, 6... s): a generous bound."""
         hostname = self.workers[name].hostname
+        since = self.timeline.last_mark_of(("broker stopped", "broker frozen"))
         eventually(
             lambda: [e for e in self.ledger.worker_events(hostname) if e.received_at >= since],
             timeout=timeout, what=f"{name} to reconnect to the broker (a worker event after the restart)",
         )  # fmt: skip
+
+    def busy_worker(self, tasks: int, timeout: float = 10.0) -> tuple[list[str], str]:
+        """Click ``tasks`` times and wait until the worker holds them all (running or prefetched) and
+        runs one of them; return every id and the running one."""
+        assert self.web is not None, "busy_worker clicks the web app's button"
+        ids = [click.task_id for click in self.web.clicks(tasks)]
+        self.ledger.wait_received(ids, timeout=timeout)
+        return ids, self.ledger.wait_running(ids, timeout=timeout)
 
     def kill(self, name: str) -> None:
         """SIGKILL the program's whole process group: the machine or container under it died."""

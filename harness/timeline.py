@@ -37,6 +37,10 @@ class Timeline:
     def mark(self, label: str) -> None:
         self.marks.append(Mark(time.time(), label))
 
+    def last_mark_of(self, labels: tuple[str, ...]) -> float:
+        """When the latest mark with one of ``labels`` was made (the scenario's start if none was)."""
+        return max((m.at for m in self.marks if m.label in labels), default=self.started)
+
     def as_dict(self) -> dict:
         return {
             "started": self.started,

@@ -1,7 +1,5 @@
 """The broker restarts with a backlog: persistent tasks in a durable queue survive it."""
 
-import time
-
 import pytest
 
 from harness.stack import StackSpec, WebSpec
@@ -26,9 +24,7 @@ def test_broker_restart_keeps_a_persistent_backlog_and_every_task_runs_once(owne
     vhost.wait_for_ready("hello_queue", CLICKS, timeout=5)
 
     # Inject the failure: the broker stops and starts again (same data, same port).
-    restarted_at = time.time()
     owned_broker.restart_broker()
-    ledger.wait_listening_since(restarted_at)
 
     # Observe: the backlog is still there; the worker drains it.
     vhost.wait_for_ready("hello_queue", CLICKS, timeout=10)
@@ -57,9 +53,7 @@ def test_broker_restart_drops_transient_messages(owned_broker, stack, web, vhost
     assert_all_queued(web.clicks(CLICKS), within=1.0)
     vhost.wait_for_ready("hello_queue", CLICKS, timeout=5)
 
-    restarted_at = time.time()
     owned_broker.restart_broker()
-    ledger.wait_listening_since(restarted_at)
 
     vhost.wait_for_ready("hello_queue", 0, timeout=10)
     stack.start_program("worker_hello")
@@ -82,10 +76,8 @@ def test_broker_restart_with_acks_late_runs_the_in_flight_task_twice(owned_broke
     task_id = web.click().task_id
     ledger.wait_running([task_id])
 
-    went_down = time.time()
     owned_broker.restart_broker()
-    ledger.wait_listening_since(went_down)
-    stack.wait_worker_reconnected("worker_hello", since=went_down)
+    stack.wait_worker_reconnected("worker_hello")
     eventually(
         lambda: ledger.history(task_id), until=lambda h: h.count("task-succeeded") == 2,
         timeout=30, what="the task to succeed twice: once before the restart, once after its redelivery",

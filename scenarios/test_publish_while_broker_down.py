@@ -1,7 +1,5 @@
 """Users click while the broker is down: the app must say so quickly, and recover by itself."""
 
-import time
-
 import pytest
 
 from harness.web import assert_all_queued
@@ -21,7 +19,6 @@ def test_clicks_while_the_broker_is_down_fail_fast_and_clearly_then_work_again(o
     again without restarting anything: the app's and the worker's connections recover by themselves.
     """
     # Inject the failure: the broker is down while users click.
-    went_down = time.time()
     with owned_broker.stopped():
         refused = web.clicks(CLICKS)
 
@@ -31,8 +28,7 @@ def test_clicks_while_the_broker_is_down_fail_fast_and_clearly_then_work_again(o
     assert slowest < ERROR_BOUND_S, f"a click took {slowest:.1f}s to fail; the app must answer within {ERROR_BOUND_S}s"
 
     # Recover: the broker is back; new clicks are queued and run.
-    ledger.wait_listening_since(went_down)
-    stack.wait_worker_reconnected("worker_hello", since=went_down)
+    stack.wait_worker_reconnected("worker_hello")
     accepted = web.clicks(CLICKS)
     assert_all_queued(accepted, within=ERROR_BOUND_S)
     ledger.wait_settled([c.task_id for c in accepted], timeout=20)

@@ -13,15 +13,8 @@ EARLY_ACK = StackSpec(env=LONG)
 ACKS_LATE = StackSpec(env=LATE)
 
 
-def start_tasks(web, ledger) -> tuple[list[str], str]:
-    """Click TASKS times; return the ids once the worker holds them all, and the one it is running."""
-    ids = [click.task_id for click in web.clicks(TASKS)]
-    ledger.wait_received(ids)
-    return ids, ledger.wait_running(ids)
-
-
 @pytest.mark.parametrize("stack_spec", [EARLY_ACK], indirect=True, ids=["early-ack"])
-def test_worker_killed_with_early_ack_loses_the_running_task(stack, web, ledger):
+def test_worker_killed_with_early_ack_loses_the_running_task(stack, ledger):
     """The worker's machine dies (SIGKILL to every process of the worker) while a task runs.
 
     What a user sees: that task's work never happens and nothing reports it. By default Celery
@@ -29,7 +22,7 @@ def test_worker_killed_with_early_ack_loses_the_running_task(stack, web, ledger)
     tasks the worker had prefetched were not acknowledged: the broker requeues them when the
     connection drops and the restarted worker runs them. Setting that changes it: ``task_acks_late``.
     """
-    ids, running = start_tasks(web, ledger)
+    ids, running = stack.busy_worker(TASKS)
     stack.kill("worker_hello")
     stack.start_program("worker_hello")
     ledger.wait_settled([i for i in ids if i != running], timeout=20)
@@ -43,14 +36,14 @@ def test_worker_killed_with_early_ack_loses_the_running_task(stack, web, ledger)
 
 
 @pytest.mark.parametrize("stack_spec", [ACKS_LATE], indirect=True, ids=["acks-late"])
-def test_worker_killed_with_acks_late_reruns_the_running_task(stack, web, ledger):
+def test_worker_killed_with_acks_late_reruns_the_running_task(stack, ledger):
     """The same death, with ``task_acks_late`` and ``task_reject_on_worker_lost`` on.
 
     What a user sees: no task is lost, but the one that was running runs twice: from the start
     again on the restarted worker, after its first run was cut off part-way. Late acknowledgement
     trades loss for repetition, so such tasks must be safe to run again (idempotent).
     """
-    ids, running = start_tasks(web, ledger)
+    ids, running = stack.busy_worker(TASKS)
     stack.kill("worker_hello")
     stack.start_program("worker_hello")
     ledger.wait_settled(ids, timeout=20)
@@ -62,13 +55,13 @@ def test_worker_killed_with_acks_late_reruns_the_running_task(stack, web, ledger
 
 
 @pytest.mark.parametrize("stack_spec", [EARLY_ACK], indirect=True, ids=["early-ack"])
-def test_pool_process_killed_with_early_ack_fails_the_running_task(stack, web, ledger):
+def test_pool_process_killed_with_early_ack_fails_the_running_task(stack, ledger):
     """The kernel's OOM killer takes the pool process running a task; the worker itself survives.
 
     What a user sees: the task fails with ``WorkerLostError`` and is not retried; the worker
     starts a new pool process and goes on with the others.
     """
-    ids, running = start_tasks(web, ledger)
+    ids, running = stack.busy_worker(TASKS)
     stack.kill_pool_process("worker_hello")
     ledger.wait_settled(ids, timeout=20)
 
@@ -79,13 +72,13 @@ def test_pool_process_killed_with_early_ack_fails_the_running_task(stack, web, l
 
 
 @pytest.mark.parametrize("stack_spec", [ACKS_LATE], indirect=True, ids=["acks-late"])
-def test_pool_process_killed_with_reject_on_worker_lost_reruns_the_task(stack, web, ledger):
+def test_pool_process_killed_with_reject_on_worker_lost_reruns_the_task(stack, ledger):
     """The same OOM kill, with ``task_acks_late`` and ``task_reject_on_worker_lost``.
 
     What a user sees: the worker rejects the lost task back to the queue instead of failing it,
     and it runs again to completion: it ran twice, it is not lost.
     """
-    ids, running = start_tasks(web, ledger)
+    ids, running = stack.busy_worker(TASKS)
     stack.kill_pool_process("worker_hello")
     ledger.wait_settled(ids, timeout=20)
 

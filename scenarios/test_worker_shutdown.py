@@ -10,25 +10,19 @@ TASKS = 4  # one running + three prefetched (-c 1, prefetch multiplier 4)
 LONG_WORK = StackSpec(env={"HELLO_WORK_SECONDS": "2"})
 
 
-def start_tasks(web, ledger) -> tuple[list[str], str]:
-    ids = [click.task_id for click in web.clicks(TASKS)]
-    ledger.wait_received(ids)
-    return ids, ledger.wait_running(ids)
-
-
 def restart_and_settle(stack, ledger, ids: list[str]) -> None:
     stack.start_program("worker_hello")
     ledger.wait_settled(ids, timeout=20)
 
 
 @pytest.mark.parametrize("stack_spec", [LONG_WORK], indirect=True, ids=["2s-tasks"])
-def test_warm_shutdown_finishes_the_running_task_and_requeues_the_rest(stack, web, vhost, ledger):
+def test_warm_shutdown_finishes_the_running_task_and_requeues_the_rest(stack, vhost, ledger):
     """``kill -TERM <worker pid>``: Celery's warm shutdown.
 
     What a user sees: the running task completes before the worker exits; the prefetched tasks go
     back to the queue and run once a worker is back. Nothing is lost and nothing runs twice.
     """
-    ids, running = start_tasks(web, ledger)
+    ids, running = stack.busy_worker(TASKS)
     stack.signal("worker_hello", "TERM")
     stack.wait_exited("worker_hello")
 
@@ -39,7 +33,7 @@ def test_warm_shutdown_finishes_the_running_task_and_requeues_the_rest(stack, we
 
 
 @pytest.mark.parametrize("stack_spec", [LONG_WORK], indirect=True, ids=["2s-tasks"])
-def test_supervisorctl_stop_with_stopasgroup_kills_the_running_task(stack, web, vhost, ledger):
+def test_supervisorctl_stop_with_stopasgroup_kills_the_running_task(stack, vhost, ledger):
     """``supervisorctl stop worker_hello`` with ``stopasgroup=true`` (as this harness, and many
     deployments, configure it so that no pool process is orphaned).
 
@@ -48,7 +42,7 @@ def test_supervisorctl_stop_with_stopasgroup_kills_the_running_task(stack, web, 
     the middle of its task. The worker then shuts down warmly and requeues what it had prefetched.
     To let the running task finish, signal only the worker's main process (see the warm shutdown).
     """
-    ids, running = start_tasks(web, ledger)
+    ids, running = stack.busy_worker(TASKS)
     stack.stop("worker_hello")
 
     vhost.wait_for_ready("hello_queue", TASKS - 1, timeout=5)
@@ -60,7 +54,7 @@ def test_supervisorctl_stop_with_stopasgroup_kills_the_running_task(stack, web, 
 
 
 @pytest.mark.parametrize("stack_spec", [LONG_WORK], indirect=True, ids=["2s-tasks"])
-def test_cold_shutdown_cancels_the_running_task_and_it_is_lost(stack, web, vhost, ledger):
+def test_cold_shutdown_cancels_the_running_task_and_it_is_lost(stack, vhost, ledger):
     """``kill -QUIT <worker pid>``: Celery's cold shutdown.
 
     What a user sees: the worker exits at once. The running task is terminated and reported
@@ -68,7 +62,7 @@ def test_cold_shutdown_cancels_the_running_task_and_it_is_lost(stack, web, vhost
     back: it is lost. The prefetched tasks are requeued and run after the restart. With
     ``task_acks_late`` the running task's message would be requeued instead.
     """
-    ids, running = start_tasks(web, ledger)
+    ids, running = stack.busy_worker(TASKS)
     stack.signal("worker_hello", "QUIT")
     stack.wait_exited("worker_hello")
 
