@@ -18,7 +18,8 @@ from app_under_test import producers, settings
 app = Flask(__name__)
 
 # The producer's own Celery object: it knows the task by name and route only, as a web app
-# deployed separately from its workers does.
+# deployed separately from its workers does. (Under the harness, the launcher points it at the
+# scenario's broker and turns its events on.)
 celery = Celery("web")
 celery.conf.update(settings.celery_config())
 # Which version of the producer code this deploy runs (see producers.py).

@@ -1,10 +1,13 @@
-"""The task ledger: every task's history, from Celery's own events, received in the test process.
+"""The task ledger: every task's history, from two witnesses, and what the scenario itself sent.
 
-The app emits ``task-sent`` when it publishes, workers emit ``task-received`` / ``-started`` /
-``-succeeded`` / ``-failed`` / ``-retried`` / ``-rejected`` (they run with events on). Celery's own
-EventReceiver consumes them in a background thread; ``start`` returns only once its queue is bound,
-so no event of the scenario can be missed. Scenarios also record what they themselves sent
-(``record_send``): the verdict is judged over those ids.
+- Celery's events, received through the broker (``harness.events``), listening before anything is sent;
+- the journal each program writes (``harness.journal``), which needs no broker.
+
+Histories merge both (``harness.evidence``); each step says which witness saw it. The ledger follows
+the broker's faults (``observe``): while the broker is down the events witness may miss steps, and
+after it is back the fault call returns only once the ledger listens again. The verdict flags tasks
+whose life overlaps a span that neither witness saw. Scenarios record what they sent
+(``record_send``, done by the producers): the verdict is judged over those ids.
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Callable, Iterable
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from celery import Celery
-from celery.events.receiver import EventReceiver
-
-from harness.errors import HarnessError
-from harness.verdict import Send, TaskEvent, TaskHistory, Verdict, judge
+from harness import evidence
+from harness.events import EventWitness
+from harness.faults import BROKER_DOWN, BROKER_UP, Fault
+from harness.journal import JournalReader
+from harness.verdict import Send, Span, TaskEvent, TaskHistory, Verdict, judge
 from harness.waiting import eventually, never
+
+# Events published just before the broker stopped may still have been on their way.
+IN_FLIGHT_MARGIN_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -33,92 +39,43 @@ class WorkerEvent:
     fields: dict = field(default_factory=dict, compare=False, repr=False)
 
 
-class _Receiver(EventReceiver):
-    """Celery's receiver, telling us when its consumer is in place."""
-
-    def __init__(self, *args, on_ready: Callable[[], None], **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_ready = on_ready
-
-    def on_consume_ready(self, connection, channel, consumers, **kwargs) -> None:
-        super().on_consume_ready(connection, channel, consumers, **kwargs)
-        self._on_ready()
-
-    def on_connection_error(self, exc, interval) -> None:
-        # The broker went away (a broker-fault scenario): kombu reconnects; stay quiet meanwhile.
-        pass
-
-    @contextmanager
-    def establish_connection(self):
-        # kombu's default reconnect backs off 2, 4, 6... s; after a broker restart the ledger must be
-        # listening again before the scenario goes on, so retry every few tenths of a second.
-        with self.create_connection() as connection:
-            connection.ensure_connection(
-                self.on_connection_error, max_retries=None, interval_start=0.1, interval_step=0.1, interval_max=0.3
-            )
-            yield connection
-
-
 class Ledger:
-    def __init__(self, amqp_url: str) -> None:
+    def __init__(self, amqp_url: str, journal_dir: str | Path | None = None, reconnect_gate=None) -> None:
         self.amqp_url = amqp_url
-        self._app = Celery("harness-ledger", broker=amqp_url, set_as_current=False)
-        self._app.conf.broker_connection_retry_on_startup = True
         self._lock = threading.Lock()
         self._tasks: dict[str, TaskHistory] = {}
         self._workers: list[WorkerEvent] = []
         self._sends: dict[str, Send] = {}
-        self._ready = threading.Event()
-        self._listening_since = 0.0  # when the event consumer was last (re)established
-        self._receiver: _Receiver | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self._connection = None
+        self._broker_down: list[Span] = []
+        self._down_since: float | None = None
+        self.events = EventWitness(amqp_url, self._on_event, reconnect_gate)
+        self.journal = JournalReader(journal_dir) if journal_dir is not None else None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Ledger:
-        self._connection = self._app.connection_for_read()
-        self._receiver = _Receiver(
-            self._connection, handlers={"*": self._on_event}, app=self._app, on_ready=self._on_listening
-        )
-        self._thread = threading.Thread(target=self._run, name="harness-ledger", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            self.close()
-            cause = f": {self._error!r}" if self._error else ""
-            raise HarnessError(
-                f"the task ledger could not start listening to Celery events within {timeout:.0f}s{cause}; "
-                "check the broker is reachable"
-            )
+        self.events.start(timeout)
         return self
 
-    def _on_listening(self) -> None:
-        self._listening_since = time.time()
-        self._ready.set()
+    def close(self) -> None:
+        self.events.close()
 
     def wait_listening_since(self, since: float, timeout: float = 30.0) -> None:
-        """Wait until the event consumer was (re)established after ``since`` (a broker restart, say)."""
-        eventually(
-            lambda: self._listening_since, until=lambda t: t >= since, timeout=timeout,
-            what="the ledger to listen to Celery events again",
-        )  # fmt: skip
+        self.events.wait_listening_since(since, timeout)
 
-    def _run(self) -> None:
-        try:
-            # A short drain interval keeps close() quick; no wakeup broadcast is needed since
-            # the ledger is listening before any worker starts.
-            self._receiver.run(safety_interval=0.1, wakeup=False)
-        except BaseException as exc:
-            self._error = exc
-
-    def close(self) -> None:
-        if self._receiver is not None:
-            self._receiver.should_stop = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self._connection is not None:
-            self._connection.release()
-        self._receiver = self._thread = self._connection = None
+    def observe(self, fault: Fault) -> None:
+        """A broker fault (from the broker's fault bus): note the blind span, and once the broker is back,
+        return only when the events witness listens again, so no later event is missed."""
+        if isinstance(fault, BROKER_DOWN):
+            self._down_since = fault.at
+        elif isinstance(fault, BROKER_UP) and self._down_since is not None:
+            self.events.wait_listening_since(fault.at)
+            span = Span(
+                self._down_since - IN_FLIGHT_MARGIN_S, max(time.time(), self.events.listening_since),
+                "the broker was down: Celery events in flight or buffered by a worker may be lost",
+            )  # fmt: skip
+            with self._lock:
+                self._broker_down.append(span)
+            self._down_since = None
 
     # -- recording -------------------------------------------------------------------------
     def _on_event(self, event: dict) -> None:
@@ -129,8 +86,7 @@ class Ledger:
             if kind.startswith("task-"):
                 task_id = event.get("uuid", "")
                 history = self._tasks.setdefault(task_id, TaskHistory(task_id))
-                # Events from the producer and from workers can arrive out of order: keep each
-                # history in the order the events happened.
+                # Events from producers and workers can arrive out of order: keep them in time order.
                 bisect.insort(
                     history.events,
                     TaskEvent(kind, task_id, event.get("hostname", "?"), timestamp, received_at, event),
@@ -151,17 +107,27 @@ class Ledger:
         with self._lock:
             return list(self._sends)
 
-    def history(self, task_id: str) -> TaskHistory:
+    def sends(self) -> dict[str, Send]:
         with self._lock:
-            history = self._tasks.get(task_id, TaskHistory(task_id))
-            return TaskHistory(task_id, list(history.events))
+            return dict(self._sends)
 
-    def histories(self) -> dict[str, TaskHistory]:
+    def event_histories(self) -> dict[str, TaskHistory]:
+        """What the events witness alone saw."""
         with self._lock:
             return {i: TaskHistory(i, list(h.events)) for i, h in self._tasks.items()}
 
+    def histories(self) -> dict[str, TaskHistory]:
+        """Every task's history, from both witnesses."""
+        seen = self.event_histories()
+        if self.journal is None:
+            return seen
+        return evidence.merge(seen, self.journal.entries())
+
+    def history(self, task_id: str) -> TaskHistory:
+        return self.histories().get(task_id, TaskHistory(task_id))
+
     def count(self, event_type: str, ids: Iterable[str] | None = None) -> int:
-        """How many of ``ids`` (default: every task seen) have at least one such event."""
+        """How many of ``ids`` (default: every task seen) have at least one such step."""
         histories = self.histories()
         chosen = histories.values() if ids is None else (histories.get(i) for i in ids)
         return sum(1 for h in chosen if h is not None and h.count(event_type) > 0)
@@ -175,17 +141,49 @@ class Ledger:
             if e.type == "task-retried" and any(s.type == "task-started" for s in events[n:])
         ]
 
-    def worker_events(self, hostname: str | None = None, type: str | None = None) -> list[WorkerEvent]:
+    def worker_events(
+        self, hostname: str | None = None, type: str | None = None, witness: str | None = None
+    ) -> list[WorkerEvent]:
+        """Worker events (online, heartbeat, offline); ``witness="events"``: only those that came through the
+        broker (proof that the worker's connection works)."""
         with self._lock:
-            return [
-                e
-                for e in self._workers
-                if (hostname is None or e.hostname == hostname) and (type is None or e.type == type)
+            seen = list(self._workers)
+        if self.journal is not None and witness != "events":
+            seen += [
+                WorkerEvent(e.type, e.hostname or e.program, e.t, e.t, e.fields)
+                for e in self.journal.entries()
+                if e.type.startswith("worker-") and e.hostname
             ]
+        return [e for e in seen if (hostname is None or e.hostname == hostname) and (type is None or e.type == type)]
 
     def worker_online_since(self, hostname: str, since: float) -> bool:
         return any(e.received_at >= since for e in self.worker_events(hostname, "worker-online"))
 
+    def program_config(self, program: str) -> dict | None:
+        """The settings a program reported at start (the launcher's ``config`` line), latest first."""
+        if self.journal is None:
+            return None
+        lines = [e for e in self.journal.entries() if e.type == "config" and e.program == program]
+        return lines[-1].fields if lines else None
+
+    # -- blind spans -----------------------------------------------------------------------
+    def events_blind(self) -> list[Span]:
+        with self._lock:
+            down = list(self._broker_down)
+        if self._down_since is not None:
+            down.append(Span(self._down_since - IN_FLIGHT_MARGIN_S, None, "the broker is down"))
+        return sorted([*down, *self.events.deaf_spans()], key=lambda s: s.start)
+
+    def journal_blind(self) -> list[Span]:
+        if self.journal is None:
+            return [Span(0.0, None, "no program wrote a journal")]
+        return [Span(cut.after, None, cut.describe()) for cut in self.journal.cuts()]
+
+    def blind(self) -> list[Span]:
+        """Spans that neither witness saw."""
+        return evidence.both_blind(self.events_blind(), self.journal_blind())
+
+    # -- waiting ---------------------------------------------------------------------------
     def settled(self, ids: Iterable[str]) -> int:
         """How many of ``ids`` have ended (succeeded, failed, or were rejected for good)."""
         histories = self.histories()
@@ -223,7 +221,7 @@ class Ledger:
             lambda: self.settled(ids),
             until=lambda n: n == len(ids),
             timeout=timeout,
-            what=f"all {len(ids)} tasks to end (succeeded or failed), counted from Celery events",
+            what=f"all {len(ids)} tasks to end (succeeded or failed)",
             progress=lambda n: f"{n}/{len(ids)} ended",
         )
 
@@ -232,15 +230,13 @@ class Ledger:
         return sum(len(histories[i].events) for i in ids if i in histories)
 
     def assert_quiet(self, ids: Iterable[str], for_: float, why: str) -> None:
-        """Watch for ``for_`` seconds: no new event for any of ``ids`` (nothing redelivers or reruns them)."""
+        """Watch for ``for_`` seconds: no new step for any of ``ids`` (nothing redelivers or reruns them)."""
         ids = list(ids)
         baseline = self.event_count(ids)
         never(
             lambda: self.event_count(ids), until=lambda n: n != baseline, for_=for_,
-            what=f"a new event arrived for one of {len(ids)} tasks although {why}",
+            what=f"a new step arrived for one of {len(ids)} tasks although {why}",
         )  # fmt: skip
 
-    def verdict(self, queued: Iterable[str] = (), unacked: int | None = 0) -> Verdict:
-        with self._lock:
-            sends = dict(self._sends)
-        return judge(sends, self.histories(), queued, unacked)
+    def verdict(self, queued: Iterable[str] | Mapping[str, str] = (), unacked: int | None = 0) -> Verdict:
+        return judge(self.sends(), self.histories(), queued, unacked, self.blind())

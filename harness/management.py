@@ -78,6 +78,19 @@ class ManagementAPI:
         response = self._call("GET", "queues", vhost, queue)
         return response.json().get("policy") if response.status_code == 200 else None
 
+    def queues(self, vhost: str) -> dict[str, QueueStats]:
+        """Every queue of the vhost, with its counts as last sampled."""
+        response = self._call("GET", "queues", vhost)
+        if response.status_code == 404:
+            return {}
+        response.raise_for_status()
+        return {
+            q["name"]: QueueStats(
+                int(q.get("messages_ready", 0)), int(q.get("messages_unacknowledged", 0)), int(q.get("consumers", 0))
+            )
+            for q in response.json()
+        }
+
     def queue_stats(self, vhost: str, queue: str) -> QueueStats | None:
         """Counts as the management plugin last sampled them (it lags by its statistics interval)."""
         response = self._call("GET", "queues", vhost, queue)

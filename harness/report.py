@@ -31,6 +31,7 @@ FATE_COLOURS = {
     "lost": "#6a1b9a",
     "queued": "#1565c0",
     "unsettled": "#757575",
+    "unverified": "#5d4037",
     "unexpected": "#ad1457",
     "recovered": "#00838f",
     "unsent": "#9e9d24",
@@ -46,7 +47,13 @@ def scenario_record(item: pytest.Item, report: pytest.TestReport, stack: AppStac
         task_id: {
             "fate": fate_of.get(task_id),
             "events": [
-                {"type": e.type, "hostname": e.hostname, "at": e.timestamp, "exception": e.exception_type}
+                {
+                    "type": e.type,
+                    "hostname": e.hostname,
+                    "at": e.timestamp,
+                    "exception": e.exception_type,
+                    "witnesses": sorted(e.witnesses),
+                }
                 for e in history.events
             ],
         }

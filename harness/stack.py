@@ -1,27 +1,39 @@
-"""The application under test, running: its web app and Celery workers as supervisord programs.
+"""The user's app, running: its web app and Celery workers as supervisord programs, in a scenario's vhost.
 
-``StackSpec`` says what to run (override the ``stack_spec`` fixture to change it); ``AppStack``
-starts it in a scenario's vhost, waits until each program is really ready (the web app answers
-HTTP, a worker has announced itself with ``worker-online``), and gives scenarios the operator's
-controls: stop, start, restart and signal a program, as ``supervisorctl`` would.
+``AppStack`` turns a ``StackSpec`` into supervisord programs that run through the harness's launcher
+(``harness.launcher``: the broker, task events, the scenario's settings and the journal are set on the
+user's app there), waits until each is really ready (a worker has announced itself, the web app
+answers), binds the spec's producer, and gives scenarios the operator's controls: ``stop`` / ``start``
+a program as ``supervisorctl`` would, signal it, kill it, kill a pool process.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import re
+import shutil
 import sys
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-import app_under_test
 from harness.errors import HarnessError
+from harness.faults import (
+    BROKER_DOWN,
+    Fault,
+    PoolProcessKilled,
+    ProgramKilled,
+    ProgramSignalled,
+    ProgramStarted,
+    ProgramStopped,
+)
 from harness.ledger import Ledger
 from harness.ports import free_ports
+from harness.producers import Sender
+from harness.spec import StackSpec, WebSpec, WorkerSpec
 from harness.supervisor import STOPPED_STATES, Program, Supervisor
 from harness.timeline import Timeline
 from harness.verdict import Verdict
@@ -29,106 +41,141 @@ from harness.vhost import ScenarioVhost
 from harness.waiting import WaitTimeout, eventually
 from harness.web import WebClient
 
-PROJECT_ROOT = Path(app_under_test.__file__).resolve().parent.parent
-# "ModuleNotFoundError: No module named 'x'", "Error: Invalid value for '-A'...": the line that says why.
+# "ModuleNotFoundError: No module named 'x'", "HarnessLaunchError: ...": the line that says why.
 _ERROR_LINE = re.compile(r"^(\w[\w.]*(Error|Exception)\b|Error:)")
-
-# Short work so scenarios stay fast; a scenario that needs long tasks overrides it.
-DEFAULT_ENV = {"HELLO_WORK_SECONDS": "0.05", "INLINE_WORK_SECONDS": "2.0"}
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """A Celery worker program: ``celery -A <app> worker -Q <queues> -E``."""
-
-    name: str = "worker_hello"
-    app: str = "app_under_test.tasks"
-    queues: tuple[str, ...] = ("hello_queue",)
-    concurrency: int = 1
-    extra_args: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def hostname(self) -> str:
-        return f"{self.name}@harness"
-
-    def program(self, env: dict[str, str]) -> Program:
-        command = [
-            sys.executable, "-m", "celery", "-A", self.app, "worker",
-            "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-n", self.hostname,
-            "-E", "--without-gossip", "--without-mingle", "--loglevel", "INFO", *self.extra_args,
-        ]  # fmt: skip
-        return Program(self.name, command, {**env, **self.env}, str(PROJECT_ROOT))
-
-
-@dataclass(frozen=True)
-class WebSpec:
-    """The Flask app under gunicorn with one synchronous worker, as in the classic demo."""
-
-    name: str = "web"
-    app: str = "app_under_test.web:app"
-    env: dict[str, str] = field(default_factory=dict)
-
-    def program(self, port: int, env: dict[str, str]) -> Program:
-        command = [
-            sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
-            "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "3", "--access-logfile", "-",
-            "--no-control-socket", self.app,
-        ]  # fmt: skip
-        return Program(self.name, command, {**env, **self.env}, str(PROJECT_ROOT))
-
-
-@dataclass(frozen=True)
-class StackSpec:
-    """What a scenario runs: the web app (or None), its workers, and environment shared by all programs."""
-
-    web: WebSpec | None = field(default_factory=WebSpec)
-    workers: tuple[WorkerSpec, ...] = (WorkerSpec(),)
-    env: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ENV))
-    ready_timeout: float = 7.0  # a worker is online in about 1 s; leaves a bad-input run under 10 s
-
-    def __post_init__(self) -> None:
-        # A scenario's env adds to the defaults rather than replacing them.
-        object.__setattr__(self, "env", {**DEFAULT_ENV, **self.env})
-
-    def with_worker_app(self, app: str) -> StackSpec:
-        """The same stack with every worker running another version of the tasks module."""
-        return dataclasses.replace(self, workers=tuple(dataclasses.replace(w, app=app) for w in self.workers))
+LAUNCHER_FILES = ("launcher.py", "journal.py", "introspect.py")
+COPIED_PACKAGE = "_celery_harness"
 
 
 class AppStack:
     def __init__(
-        self, spec: StackSpec, vhost: ScenarioVhost, ledger: Ledger, workdir: Path, timeline: Timeline | None = None
+        self,
+        spec: StackSpec,
+        vhost: ScenarioVhost,
+        ledger: Ledger,
+        workdir: Path,
+        timeline: Timeline | None = None,
+        celery_config: Mapping[str, Any] | None = None,
+        cwd: str | None = None,
     ) -> None:
         self.spec = spec
-        self.timeline = timeline or Timeline()
         self.vhost = vhost
         self.ledger = ledger
         self.workdir = workdir
-        # TMPDIR: billiard (Celery's pool) leaves pymp-* directories behind a killed worker; keep them in
-        # the scenario's directory, which goes at the end.
-        env = {**spec.env, "CELERY_BROKER_URL": vhost.amqp_url, "PYTHONUNBUFFERED": "1", "TMPDIR": str(workdir)}
-        programs = [w.program(env) for w in spec.workers]
+        self.timeline = timeline or Timeline()
+        self.scenario_config = dict(celery_config or {})
+        self.cwd = str(Path(spec.cwd or cwd or Path.cwd()).resolve())
+        self.journal_dir = workdir / "journal"
+        self.python = spec.python or sys.executable
+        self.workers = {w.name: w for w in spec.workers}
         self.web: WebClient | None = None
+        self.producer: Sender | None = None
+        programs = [self._program(w.name, self._worker_config(w), w.env) for w in spec.workers]
         if spec.web is not None:
             port = free_ports(1)[0]
-            programs.append(spec.web.program(port, env))
-            self.web = WebClient(f"http://127.0.0.1:{port}", ledger)
-        self.workers = {w.name: w for w in spec.workers}
+            programs.append(self._program(spec.web.name, self._web_config(spec.web, port), spec.web.env))
+            self.web = WebClient(f"http://127.0.0.1:{port}")
         self.supervisor = Supervisor(workdir, programs)
 
+    # -- programs ------------------------------------------------------------------------------
+    def settings_for(self, program: WorkerSpec | WebSpec | None) -> dict[str, Any]:
+        """The Celery settings a program gets: the spec's, then the scenario's marker, then its own."""
+        own = dict(program.celery_config) if program is not None else {}
+        return {**self.spec.celery_config, **self.scenario_config, **own}
+
+    def _base_config(self, name: str, program: WorkerSpec | WebSpec) -> dict[str, Any]:
+        settings = self.settings_for(program)
+        try:
+            json.dumps(settings)
+        except TypeError as exc:
+            raise HarnessError(
+                f"the Celery settings for {name} must be plain data (JSON) to reach the program: {exc}"
+            ) from None
+        return {
+            "name": name,
+            "broker_url": self.vhost.amqp_url,
+            "settings": settings,
+            "journal_dir": str(self.journal_dir),
+            "sys_path": [self.cwd],
+        }
+
+    def _worker_config(self, worker: WorkerSpec) -> dict[str, Any]:
+        app = worker.celery_app or self.spec.celery_app
+        if not app:
+            raise HarnessError(
+                f"worker {worker.name} has no Celery app: pass --celery-app proj.celery:app (or the celery_app ini "
+                "key), or give the StackSpec a celery_app"
+            )
+        return {
+            **self._base_config(worker.name, worker),
+            "role": "worker",
+            "celery_app": app,
+            "hostname": worker.nodename,
+            "queues": list(worker.queues) if worker.queues else None,
+            "concurrency": worker.concurrency,
+            "pool": worker.pool,
+            "fair": worker.fair,
+            "max_tasks_per_child": worker.max_tasks_per_child,
+            "extra_args": list(worker.extra_args),
+        }
+
+    def _web_config(self, web: WebSpec, port: int) -> dict[str, Any]:
+        if not web.app:
+            raise HarnessError("the web program has no app: pass --web-app proj.wsgi:application or WebSpec(app=...)")
+        return {
+            **self._base_config(web.name, web),
+            "role": "web",
+            "web_app": web.app,
+            "celery_app": web.celery_app or self.spec.celery_app,
+            "server": web.server,
+            "bind": f"127.0.0.1:{port}",
+            "server_options": dict(web.server_options),
+        }
+
+    def _launcher(self) -> tuple[list[str], dict[str, str]]:
+        """How to run the launcher: as the harness's own module, or, under another interpreter (an app with
+        its own virtualenv), as a copy of the three modules it needs, so the harness's dependencies stay out."""
+        if Path(self.python).resolve() == Path(sys.executable).resolve() and self.python == sys.executable:
+            return [self.python, "-m", "harness.launcher"], {}
+        folder = self.workdir / "launcher" / COPIED_PACKAGE
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            (folder / "__init__.py").write_text("")
+            for name in LAUNCHER_FILES:
+                shutil.copy(Path(__file__).parent / name, folder / name)
+        return [self.python, "-m", f"{COPIED_PACKAGE}.launcher"], {"PYTHONPATH": str(folder.parent)}
+
+    def _program(self, name: str, config: dict[str, Any], env: Mapping[str, str]) -> Program:
+        path = self.workdir / "programs" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config, indent=1))
+        command, launcher_env = self._launcher()
+        # TMPDIR: billiard (Celery's pool) leaves pymp-* directories behind a killed worker; keep them in the
+        # scenario's directory, which goes at the end.
+        environment = {
+            **self.spec.env, **env, **launcher_env, "PYTHONUNBUFFERED": "1", "TMPDIR": str(self.workdir),
+            "CELERY_BROKER_URL": self.vhost.amqp_url,
+        }  # fmt: skip
+        return Program(name, [*command, "--config", str(path)], environment, self.cwd)
+
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> AppStack:
+    def launch(self) -> AppStack:
         since = time.time()
         self.supervisor.start()  # every program autostarts
         self.wait_ready(self.supervisor.programs, since)
+        if self.spec.producer is not None:
+            self.producer = self.spec.producer.bind(self)
         return self
 
     def close(self) -> None:
         """Kill the programs (their state is thrown away with the vhost), then stop supervisord."""
+        if self.producer is not None:
+            self.producer.close()
         if self.supervisor.running:
             self.supervisor.kill_programs()
         self.supervisor.close()
+        if self.web is not None:
+            self.web.close()
 
     def wait_ready(self, names: Iterable[str], since: float) -> None:
         """Wait until each program is ready; fail at once, with its stderr, if one exits."""
@@ -152,7 +199,11 @@ class AppStack:
             ) from None
 
     def _not_ready_reason(self, name: str) -> str:
-        what = "no worker-online event" if name in self.workers else "/healthz did not answer 200"
+        if name in self.workers:
+            what = "no worker-online from it"
+        else:
+            path = self.spec.web.ready_path if self.spec.web else None
+            what = f"GET {path} did not answer below 500" if path else "its port accepted no connection"
         return f"running but {what}; its stderr ends: {self._stderr_gist(name) or '(empty)'}"
 
     def _stderr_gist(self, name: str) -> str:
@@ -169,68 +220,58 @@ class AppStack:
         if info["statename"] in STOPPED_STATES:
             why = self._stderr_gist(name) or "(no stderr)"
             raise HarnessError(
-                f"{name} exited while starting (exit status {info['exitstatus']}): {why} - fix its command or module"
+                f"{name} exited while starting (exit status {info['exitstatus']}): {why} - fix its app or settings"
             )
         if name in self.workers:
-            return self.ledger.worker_online_since(self.workers[name].hostname, since)
-        return self.web is not None and self.web.healthy()
+            return self.ledger.worker_online_since(self.workers[name].nodename, since)
+        return self.web is not None and self.web.ready(self.spec.web.ready_path if self.spec.web else None)
 
     # -- the operator's controls -------------------------------------------------------------
+    def _record(self, fault: Fault) -> None:
+        self.timeline.record(fault)
+
+    def _known(self, name: str) -> str:
+        if name not in self.supervisor.programs:
+            raise HarnessError(f"the stack has no program {name!r}; its programs: {sorted(self.supervisor.programs)}")
+        return name
+
     def stop(self, name: str) -> None:
         """``supervisorctl stop NAME``: its stop signal (TERM), to the whole process group."""
-        self.timeline.mark(f"{name} stopped")
+        self._record(ProgramStopped(program=self._known(name)))
         self.supervisor.stop_program(name)
 
-    def start_program(self, name: str) -> None:
+    def start(self, name: str) -> None:
         """``supervisorctl start NAME``, returning once the program is ready."""
         since = time.time()
-        self.timeline.mark(f"{name} started")
+        self._record(ProgramStarted(program=self._known(name)))
         self.supervisor.start_program(name)
         self.wait_ready([name], since)
 
     def restart(self, name: str) -> None:
         self.stop(name)
-        self.start_program(name)
+        self.start(name)
 
     def signal(self, name: str, signal: str) -> None:
         """Send TERM, QUIT, KILL... to the program's main process, as ``kill -SIG <pid>`` would."""
-        self.timeline.mark(f"SIG{signal} to {name}")
+        self._record(ProgramSignalled(program=self._known(name), signal=signal))
         self.supervisor.signal_program(name, signal)
-
-    def wait_worker_reconnected(self, name: str, timeout: float = 60.0) -> None:
-        """Wait until a worker that lost the broker is connected again: an event from it after the
-        broker last went down. Celery's own reconnect backs off (2, 4, 6... s): a generous bound."""
-        hostname = self.workers[name].hostname
-        since = self.timeline.last_mark_of(("broker stopped", "broker frozen"))
-        eventually(
-            lambda: [e for e in self.ledger.worker_events(hostname) if e.received_at >= since],
-            timeout=timeout, what=f"{name} to reconnect to the broker (a worker event after the restart)",
-        )  # fmt: skip
-
-    def busy_worker(self, tasks: int, timeout: float = 10.0) -> tuple[list[str], str]:
-        """Click ``tasks`` times and wait until the worker holds them all (running or prefetched) and
-        runs one of them; return every id and the running one."""
-        assert self.web is not None, "busy_worker clicks the web app's button"
-        ids = [click.task_id for click in self.web.clicks(tasks)]
-        self.ledger.wait_received(ids, timeout=timeout)
-        return ids, self.ledger.wait_running(ids, timeout=timeout)
 
     def kill(self, name: str) -> None:
         """SIGKILL the program's whole process group: the machine or container under it died."""
-        self.timeline.mark(f"{name} killed")
+        self._record(ProgramKilled(program=self._known(name)))
         self.supervisor.kill_group(name)
         self.wait_exited(name)
 
     def pool_pids(self, name: str) -> list[int]:
         """The worker's pool processes (prefork children of its main process)."""
-        return sorted(child.pid for child in psutil.Process(self.supervisor.info(name)["pid"]).children())
+        return sorted(child.pid for child in psutil.Process(self.supervisor.info(self._known(name))["pid"]).children())
 
     def kill_pool_process(self, name: str) -> int:
         """SIGKILL one pool process of a worker (as the kernel's OOM killer would); returns its pid."""
         pids = self.pool_pids(name)
         if not pids:
-            raise HarnessError(f"{name} has no pool process to kill (is it running with -P prefork?)")
-        self.timeline.mark(f"{name} pool process killed")
+            raise HarnessError(f"{name} has no pool process to kill (is it running with pool='prefork'?)")
+        self._record(PoolProcessKilled(program=name, pid=pids[0]))
         psutil.Process(pids[0]).kill()
         return pids[0]
 
@@ -241,17 +282,36 @@ class AppStack:
         )  # fmt: skip
 
     def state(self, name: str) -> str:
-        return self.supervisor.state(name)
+        return self.supervisor.state(self._known(name))
+
+    def wait_worker_reconnected(self, name: str, timeout: float = 60.0) -> None:
+        """Wait until a worker that lost the broker is connected again: an event from it after the broker
+        last went down. Celery's own reconnect backs off (2, 4, 6... s): a generous bound."""
+        hostname = self.workers[self._known(name)].nodename
+        since = self.timeline.last(BROKER_DOWN)
+        eventually(
+            lambda: [e for e in self.ledger.worker_events(hostname, witness="events") if e.received_at >= since],
+            timeout=timeout, what=f"{name} to reconnect to the broker (an event from it after the broker went down)",
+        )  # fmt: skip
+
+    def busy_worker(self, tasks: int, timeout: float = 10.0) -> tuple[list[str], str]:
+        """Send ``tasks`` tasks and wait until the worker holds them all (running or prefetched) and runs one
+        of them; return every id and the running one."""
+        if self.producer is None:
+            raise HarnessError("busy_worker sends tasks: give the stack a producer (StackSpec(producer=...))")
+        ids = [sent.task_id for sent in self.producer.send_many(tasks)]
+        self.ledger.wait_received(ids, timeout=timeout)
+        return ids, self.ledger.wait_running(ids, timeout=timeout)
 
     # -- observation -------------------------------------------------------------------------
-    def verdict(self, queues: Iterable[str] | None = None) -> Verdict:
-        """The fate of every task sent so far, with the queues peeked for tasks still waiting."""
-        queued: list[str] = []
+    def verdict(self) -> Verdict:
+        """The fate of every task sent so far; every queue of the vhost is read for tasks still waiting."""
+        queued: dict[str, str] = {}
         unacked: int | None = 0
-        for queue in queues if queues is not None else self.vhost.queues:
+        for queue in self.vhost.queue_names():
             depth = self.vhost.depth(queue)
             if depth.ready:
-                queued.extend(self.vhost.peek_task_ids(queue))
+                queued.update(dict.fromkeys(self.vhost.peek_task_ids(queue), queue))
             unacked = None if unacked is None or depth.unacked is None else unacked + depth.unacked
         return self.ledger.verdict(queued, unacked)
 

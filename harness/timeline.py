@@ -1,8 +1,9 @@
 """What happened when, during one scenario: operator and fault actions, and queue depth over time.
 
-The stack and the broker mark each action (worker stopped, killed, broker restarted...) on the
-scenario's timeline; a sampler thread reads the application's queues every 100 ms on its own AMQP
-connection. With the ledger's task events, this is what the run report plots.
+The stack and the broker report each action (worker stopped, killed, broker restarted...) as a typed
+fault (``harness.faults``) that the scenario's timeline records; a sampler thread reads the vhost's
+queues every 100 ms on its own AMQP connection. With the ledger's task histories, this is what the run
+report plots.
 """
 
 from __future__ import annotations
@@ -11,13 +12,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
+from harness.faults import BrokerFault, Fault, NetworkFault, NetworkHealed
 from harness.vhost import ScenarioVhost
-
-
-@dataclass(frozen=True)
-class Mark:
-    at: float  # epoch seconds, like Celery's event timestamps
-    label: str
 
 
 @dataclass(frozen=True)
@@ -28,35 +24,44 @@ class DepthSample:
     unacked: int | None
 
 
+def fault_kind(fault: Fault) -> str:
+    if isinstance(fault, BrokerFault):
+        return "broker"
+    if isinstance(fault, NetworkFault | NetworkHealed):
+        return "network"
+    return "program"
+
+
 @dataclass
 class Timeline:
     started: float = field(default_factory=time.time)
-    marks: list[Mark] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
     samples: list[DepthSample] = field(default_factory=list)
 
-    def mark(self, label: str) -> None:
-        self.marks.append(Mark(time.time(), label))
+    def record(self, fault: Fault) -> None:
+        self.faults.append(fault)
 
-    def last_mark_of(self, labels: tuple[str, ...]) -> float:
-        """When the latest mark with one of ``labels`` was made (the scenario's start if none was)."""
-        return max((m.at for m in self.marks if m.label in labels), default=self.started)
+    def last(self, kinds: tuple[type[Fault], ...]) -> float:
+        """When the latest fault of one of ``kinds`` happened (the scenario's start if none did)."""
+        return max((f.at for f in self.faults if isinstance(f, kinds)), default=self.started)
 
     def as_dict(self) -> dict:
         return {
             "started": self.started,
-            "marks": [asdict(m) for m in self.marks],
+            "marks": [{"at": f.at, "label": f.label, "kind": fault_kind(f)} for f in self.faults],
             "samples": [asdict(s) for s in list(self.samples)],
         }
 
 
 class DepthSampler:
-    """Samples queue depths into a timeline until stopped; readings that fail (broker down) are skipped."""
+    """Samples every queue of the vhost into a timeline until stopped; readings that fail (broker down) are
+    kept as gaps. The list of queues is read again every second, so queues the app declares later appear."""
 
-    def __init__(self, vhost: ScenarioVhost, queues: tuple[str, ...], timeline: Timeline, interval: float = 0.1):
+    def __init__(self, vhost: ScenarioVhost, timeline: Timeline, interval: float = 0.1, refresh_every: int = 10):
         self._reader = vhost.reader()  # its own connection: the scenario's is not thread-safe
-        self._queues = queues
         self._timeline = timeline
         self._interval = interval
+        self._refresh_every = refresh_every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="harness-depth-sampler", daemon=True)
 
@@ -65,8 +70,16 @@ class DepthSampler:
         return self
 
     def _run(self) -> None:
+        queues: list[str] = []
+        round_ = 0
         while not self._stop.is_set():
-            for queue in self._queues:
+            if round_ % self._refresh_every == 0:
+                try:
+                    queues = self._reader.queue_names()
+                except Exception:  # broker restarting: keep the last list
+                    pass
+            round_ += 1
+            for queue in queues:
                 try:
                     depth = self._reader.depth(queue)
                 except Exception:  # broker restarting or unreachable: a gap in the plot says so

@@ -10,11 +10,17 @@ Each task id gets exactly one fate, so the counts always add up to every id seen
 - queued: not run yet, its message is ready in a queue;
 - unsettled: not run to an end and not ready in a queue, but the broker still holds unacknowledged
   messages (or cannot say): it may be in flight, so it is not called lost;
+- unverified: a span of the task's life went unseen by every witness (Celery's events through the
+  broker and the programs' journals were both blind, say while the broker was down and a journal was cut
+  by a kill): it may have run more often than seen, so no fate is claimed; ``Verdict.reasons`` says what
+  it would otherwise be and which span was blind;
 - unexpected: ran, but the scenario never sent it;
 - recovered: the send reported an error, yet the task ran;
 - unsent: the send reported an error and the task never ran (the producer knew: not a silent loss).
 
-This module is pure logic over the ledger's histories; it talks to nothing.
+Every step of a history says which witness saw it (``events``, ``journal``, or both; see
+``harness.evidence``), and the explanation of a fate shows it. This module is pure logic over the
+ledger's histories; it talks to nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ FATES = (
     "lost",
     "queued",
     "unsettled",
+    "unverified",
     "unexpected",
     "recovered",
     "unsent",
@@ -64,6 +71,27 @@ def traceback_exception_type(traceback: str | None) -> str | None:
 _WRAPPERS = {"ExceptionWithTraceback"}
 
 
+EVENTS, JOURNAL = "events", "journal"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A span of time during which a witness may have missed steps, and why."""
+
+    start: float
+    end: float | None  # None: still open
+    why: str
+
+    def overlaps(self, start: float, end: float | None) -> bool:
+        mine_end = float("inf") if self.end is None else self.end
+        theirs_end = float("inf") if end is None else end
+        return self.start <= theirs_end and start <= mine_end
+
+    def describe(self, origin: float = 0.0) -> str:
+        end = "the end" if self.end is None else f"{self.end - origin:.1f}s"
+        return f"{self.start - origin:.1f}s to {end} ({self.why})"
+
+
 @dataclass(frozen=True)
 class TaskEvent:
     type: str
@@ -72,6 +100,7 @@ class TaskEvent:
     timestamp: float
     received_at: float
     fields: Mapping = field(default_factory=dict, compare=False, repr=False)
+    witnesses: frozenset[str] = field(default=frozenset({EVENTS}), compare=False)
 
     @property
     def exception(self) -> str | None:
@@ -142,8 +171,17 @@ class TaskHistory:
         parts = []
         for e in self.events:
             detail = f" {e.exception_type}" if e.exception else ""
-            parts.append(f"+{e.timestamp - origin:.3f}s {e.type} @{e.hostname}{detail}")
+            seen = "+".join(sorted(e.witnesses))
+            parts.append(f"+{e.timestamp - origin:.3f}s {e.type} @{e.hostname}{detail} [{seen}]")
         return "; ".join(parts) or "no events"
+
+    @property
+    def span(self) -> tuple[float, float | None] | None:
+        """From the first step to the one that ended the task (None while it has not ended)."""
+        if not self.events:
+            return None
+        terminal = self.terminal
+        return self.events[0].timestamp, terminal.timestamp if terminal is not None else None
 
 
 @dataclass(frozen=True)
@@ -181,6 +219,9 @@ class Verdict:
     histories: Mapping[str, TaskHistory]
     sends: Mapping[str, Send]
     unacked: int | None = None
+    reasons: dict[str, str] = field(default_factory=dict)  # why an unverified task got no fate
+    where: dict[str, str] = field(default_factory=dict)  # the queue a queued task waits in
+    blind: list[Span] = field(default_factory=list)  # spans no witness saw
 
     def ids(self, fate: str) -> list[str]:
         return list(self.fates.get(fate, []))
@@ -213,7 +254,9 @@ class Verdict:
             ids = self.ids(fate)
             for task_id in ids[:limit]:
                 history = self.histories.get(task_id)
-                lines.append(f"  {fate:<10} {task_id}: {history.describe() if history else 'no events'}")
+                note = f" ({self.reasons[task_id]})" if task_id in self.reasons else ""
+                note += f" (in {self.where[task_id]})" if task_id in self.where else ""
+                lines.append(f"  {fate:<10} {task_id}{note}: {history.describe() if history else 'no events'}")
             if len(ids) > limit:
                 lines.append(f"  {fate:<10} ... and {len(ids) - limit} more")
         return "\n".join(lines)
@@ -234,20 +277,45 @@ class Verdict:
         raise AssertionError(f"task fates differ ({table})\n{self.explain([f for f in wrong if actual[f]])}")
 
 
+def blind_for(send: Send | None, history: TaskHistory | None, blind: Iterable[Span]) -> Span | None:
+    """The first blind span inside the task's life (from its send or first step to its end)."""
+    span = history.span if history is not None else None
+    starts = [t for t in (send.at if send else None, span[0] if span else None) if t is not None]
+    if not starts:
+        return None
+    end = span[1] if span else None
+    return next((b for b in blind if b.overlaps(min(starts), end)), None)
+
+
 def judge(
     sends: Mapping[str, Send],
     histories: Mapping[str, TaskHistory],
-    queued: Iterable[str] = (),
+    queued: Iterable[str] | Mapping[str, str] = (),
     unacked: int | None = 0,
+    blind: Iterable[Span] = (),
 ) -> Verdict:
-    """Give every id the scenario sent, and every id that ran, exactly one fate."""
-    queued = set(queued)
+    """Give every id the scenario sent, and every id that ran, exactly one fate.
+
+    ``queued`` names the tasks whose message is ready in a queue (a mapping gives the queue);
+    ``blind`` lists the spans that no witness saw: a task whose life overlaps one is ``unverified``
+    unless it is already known to be duplicated (a blind span can only hide more runs).
+    """
+    where = dict(queued) if isinstance(queued, Mapping) else {task_id: "a queue" for task_id in queued}
+    blind = list(blind)
     fates: dict[str, list[str]] = {fate: [] for fate in FATES}
+    reasons: dict[str, str] = {}
     for task_id in [*sends, *(i for i in histories if i not in sends)]:
         history = histories.get(task_id)
         send = sends.get(task_id)
         if send is None and not (history and history.ran):
-            # Only a task-sent event from some other producer: nothing ran, nothing to judge.
+            # Only a task-sent step from some other producer: nothing ran, nothing to judge.
             continue
-        fates[fate_of(send, history, task_id in queued, unacked)].append(task_id)
-    return Verdict(fates, histories, sends, unacked)
+        fate = fate_of(send, history, task_id in where, unacked)
+        gap = blind_for(send, history, blind) if fate != "duplicated" else None
+        if gap is not None:
+            origin = send.at if send else history.events[0].timestamp
+            reasons[task_id] = f"would be {fate}, but no witness saw {gap.describe(origin)}"
+            fate = "unverified"
+        fates[fate].append(task_id)
+    shown = {i: q for i, q in where.items() if i in fates["queued"]}
+    return Verdict(fates, histories, sends, unacked, reasons, shown, blind)

@@ -1,8 +1,10 @@
 """A scenario's own corner of the broker: a fresh virtual host, and the queue facts read from it.
 
 With a management API each scenario gets a new vhost (created before, deleted after), so no
-scenario sees another's messages. Without one (a ``url`` broker that only speaks AMQP), scenarios
-share the URL's vhost and the harness purges the application's queues before and after each.
+scenario sees another's messages, and the verdict reads every queue in it (``queue_names``): a task
+waiting in a queue no fixture names is still found. Without one (a ``url`` broker that only speaks
+AMQP), scenarios share the URL's vhost, the queues are those the app declares (read from its
+configuration by ``harness.introspect``), and the harness purges them before and after each scenario.
 
 Ready counts come from a passive ``queue.declare`` over AMQP: exact at the moment of the call.
 Unacknowledged counts exist only in the management API, which samples them periodically.
@@ -20,6 +22,14 @@ from kombu import Connection
 from harness.brokers.base import Broker
 from harness.errors import HarnessError
 from harness.waiting import eventually, never
+
+# Queues of the harness and of Celery's own machinery, not the app's: never read for tasks.
+INTERNAL_PREFIXES = ("harness.ledger.", "celeryev.", "amq.")
+INTERNAL_SUFFIXES = (".pidbox",)
+
+
+def is_internal(queue: str) -> bool:
+    return queue.startswith(INTERNAL_PREFIXES) or queue.endswith(INTERNAL_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,21 @@ class ScenarioVhost:
         vhost = cls(broker, broker.endpoint.vhost, queues, isolated=False)
         vhost.purge()
         return vhost
+
+    def queue_names(self) -> list[str]:
+        """The app's queues in this vhost: all of them (management API), else those the app declares."""
+        if self.isolated and self._management is not None:
+            return sorted(q for q in self._management.queues(self.name) if not is_internal(q))
+        return list(self.queues)
+
+    def require_queue(self, queue: str) -> str:
+        """``queue``, if the app declares it (or it exists); else one sentence naming the app's queues."""
+        if queue in self.queues or (self.isolated and queue in self.queue_names()):
+            return queue
+        raise HarnessError(
+            f"the scenario names queue {queue!r}, which the app does not declare; its queues: "
+            f"{', '.join(self.queues) or 'none found'} (task_default_queue, task_queues, task_routes)"
+        )
 
     def reader(self) -> ScenarioVhost:
         """Another handle on the same vhost, with its own connection (for a thread of its own)."""
@@ -186,6 +211,7 @@ class ScenarioVhost:
         """
         if self._management is None:
             raise HarnessError("dead-lettering needs the broker's management API (to set a policy)")
+        self.require_queue(queue)
         exchange, dead = f"harness.dead.{queue}", f"harness.dead.{queue}"
         channel = self._channel()
         channel.exchange_declare(exchange=exchange, type="fanout", durable=True, auto_delete=False)
@@ -194,9 +220,11 @@ class ScenarioVhost:
         policy = f"harness-dead-{queue}"
         self._management.put_policy(self.name, policy, f"^{re.escape(queue)}$", {"dead-letter-exchange": exchange})
         channel.queue_declare(queue=queue, durable=True, auto_delete=False)  # as Celery declares it
+        # A queue made after the policy has it from the start; an existing (busy) queue shows it once its
+        # statistics are next emitted, which an idle queue may postpone: make the dead-letter queue first.
         eventually(
-            lambda: self._management.queue_policy(self.name, queue), until=lambda p: p == policy, timeout=5,
-            what=f"the dead-letter policy to apply to {queue}",
+            lambda: self._management.queue_policy(self.name, queue), until=lambda p: p == policy, timeout=10,
+            what=f"the dead-letter policy to apply to {queue} (set it up before the stack starts)",
         )  # fmt: skip
         return dead
 

@@ -1,84 +1,56 @@
-"""The user's side of the web app: clicking its button over real HTTP, each click timed.
+"""The user's side of the web app: plain HTTP requests, timed, and requests whose answer is read later.
 
-Every click's task id (the app answers with it) is recorded in the ledger as sent by the scenario,
-with whether the app said it was queued, so the verdict covers exactly what users asked for.
+Sending tasks through the web app is a producer's job (``harness.producers.HttpProducer``); this client
+is for what a visitor does besides: open a page, time it, start a slow request and come back for it.
 """
 
 from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
 
-from harness.ledger import Ledger
-
-
-@dataclass(frozen=True)
-class Click:
-    status: int
-    seconds: float
-    task_id: str | None
-    queued: bool
-    error: str | None = None
-
 
 class WebClient:
-    def __init__(self, base_url: str, ledger: Ledger | None = None, timeout: float = 15.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 15.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.ledger = ledger
         self.timeout = timeout
         self._session = requests.Session()
 
-    def healthy(self) -> bool:
+    def ready(self, path: str | None) -> bool:
+        """The app is up: ``path`` answers below 500, or (no path) its port accepts connections."""
+        if path is None:
+            parts = urlsplit(self.base_url)
+            try:
+                socket.create_connection((parts.hostname, parts.port), timeout=0.5).close()
+            except OSError:
+                return False
+            return True
         try:
-            return self._session.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
+            return self._session.get(f"{self.base_url}{path}", timeout=1, allow_redirects=False).status_code < 500
         except requests.RequestException:
             return False
 
-    def page(self) -> requests.Response:
-        return self._session.get(f"{self.base_url}/", timeout=self.timeout)
+    def request(self, method: str, path: str = "/", **kwargs) -> requests.Response:
+        return self._session.request(method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs)
 
-    def click(self, name: str = "world") -> Click:
-        """Press "Say hello (Celery)": POST /hello, which offloads the work."""
+    def page(self, path: str = "/") -> requests.Response:
+        return self.request("GET", path)
+
+    def time_page(self, path: str = "/") -> float:
+        """Seconds to load a page, as a visitor opening it now would wait."""
         started = time.monotonic()
-        try:
-            response = self._session.post(f"{self.base_url}/hello", json={"name": name}, timeout=self.timeout)
-        except requests.RequestException as exc:
-            return Click(0, time.monotonic() - started, None, False, type(exc).__name__)
-        seconds = time.monotonic() - started
-        body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-        click = Click(response.status_code, seconds, body.get("task_id"), bool(body.get("queued")), body.get("error"))
-        if self.ledger is not None and click.task_id:
-            self.ledger.record_send(click.task_id, ok=click.queued, error=click.error)
-        return click
-
-    def clicks(self, count: int, name: str = "world") -> list[Click]:
-        return [self.click(f"{name}-{i}") for i in range(count)]
-
-    def click_inline(self) -> tuple[int, float]:
-        """Press "Say hello (inline)": the slow work runs inside the request."""
-        return self.begin_inline().finish()
-
-    def begin_inline(self) -> PendingRequest:
-        """Press "Say hello (inline)" and come back for the answer later (``.finish()``)."""
-        return PendingRequest(self.base_url, "POST", "/hello/inline", self.timeout)
-
-    def time_page(self) -> float:
-        """Seconds to load the page, as a user opening the site now would wait."""
-        started = time.monotonic()
-        self.page().raise_for_status()
+        self.page(path).raise_for_status()
         return time.monotonic() - started
 
+    def begin(self, method: str, path: str) -> PendingRequest:
+        """Send a request now and come back for its answer later (``.finish()``)."""
+        return PendingRequest(self.base_url, method, path, self.timeout)
 
-def assert_all_queued(clicks: list[Click], within: float) -> None:
-    """Every click was answered 202 (queued), each within ``within`` seconds."""
-    refused = [c for c in clicks if not (c.status == 202 and c.queued)]
-    assert not refused, f"{len(refused)} of {len(clicks)} clicks were not queued: {refused[:5]}"
-    slowest = max(c.seconds for c in clicks)
-    assert slowest < within, f"the slowest click took {slowest:.2f}s; offloaded work must answer within {within}s"
+    def close(self) -> None:
+        self._session.close()
 
 
 class PendingRequest:

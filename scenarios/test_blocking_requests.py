@@ -4,8 +4,8 @@ import re
 
 import pytest
 
+from app_under_test.stack import demo
 from harness import browser
-from harness.stack import StackSpec
 
 pytestmark = pytest.mark.seed
 
@@ -13,7 +13,7 @@ WORK_S = 1.5  # the slow work, inline or in the task
 BLOCKED_AT_LEAST_S = 0.8 * WORK_S  # the page must wait for most of the slow work
 FAST_PAGE_S = 0.5  # a page that does not wait for the work answers in milliseconds; 0.5 s is a wide margin
 
-SLOW_WORK = StackSpec(env={"INLINE_WORK_SECONDS": str(WORK_S), "HELLO_WORK_SECONDS": str(WORK_S)})
+SLOW_WORK = demo(work_seconds=WORK_S, inline_seconds=WORK_S)
 
 
 @pytest.mark.parametrize("stack_spec", [SLOW_WORK], indirect=True, ids=["slow-work"])
@@ -25,7 +25,7 @@ def test_inline_slow_work_makes_every_other_visitor_wait(stack, web):
     the slow one and waits about as long as the work takes.
     """
     # Arrange / inject: one visitor starts the slow inline work.
-    slow = web.begin_inline()
+    slow = web.begin("POST", "/hello/inline")
     # Observe: another visitor opens the home page meanwhile.
     page_s = web.time_page()
     status, inline_s = slow.finish()
@@ -38,13 +38,13 @@ def test_inline_slow_work_makes_every_other_visitor_wait(stack, web):
 
 
 @pytest.mark.parametrize("stack_spec", [SLOW_WORK], indirect=True, ids=["slow-work"])
-def test_offloaded_work_leaves_the_site_responsive_while_the_task_runs(stack, web, ledger):
+def test_offloaded_work_leaves_the_site_responsive_while_the_task_runs(stack, producer, web, ledger):
     """A user clicks "Say hello (Celery)": the work goes to the worker through RabbitMQ.
 
     What a user sees: the click answers at once with a task id, and the site stays fast while the
     worker does the slow work in the background.
     """
-    click = web.click()
+    click = producer.send()
     ledger.wait_started(click.task_id, timeout=5)
     page_s = web.time_page()
     still_running = ledger.history(click.task_id).terminal is None

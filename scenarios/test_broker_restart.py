@@ -2,16 +2,19 @@
 
 import pytest
 
-from harness.stack import StackSpec, WebSpec
+from app_under_test.stack import HELLO_QUEUE, WORKER, demo
+from harness.producers import assert_all_queued
 from harness.waiting import eventually
-from harness.web import assert_all_queued
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.broker_fault]
 
 CLICKS = 20
+QUIET_S = 2.0  # the worker is idle and connected: a surviving message would start within milliseconds
 
 
-def test_broker_restart_keeps_a_persistent_backlog_and_every_task_runs_once(owned_broker, stack, web, vhost, ledger):
+def test_broker_restart_keeps_a_persistent_backlog_and_every_task_runs_once(
+    owned_broker, stack, producer, vhost, ledger
+):
     """RabbitMQ restarts (an upgrade, a crash, a node replaced) while tasks wait for a stopped worker.
 
     What a user sees: nothing is lost. Celery publishes tasks as persistent messages and declares its
@@ -19,29 +22,25 @@ def test_broker_restart_keeps_a_persistent_backlog_and_every_task_runs_once(owne
     worker, started afterwards, runs every task exactly once.
     """
     # Arrange: a backlog waits for a stopped worker.
-    stack.stop("worker_hello")
-    assert_all_queued(web.clicks(CLICKS), within=1.0)
-    vhost.wait_for_ready("hello_queue", CLICKS, timeout=5)
+    stack.stop(WORKER)
+    assert_all_queued(producer.send_many(CLICKS), within=1.0)
+    vhost.wait_for_ready(HELLO_QUEUE, CLICKS, timeout=5)
 
     # Inject the failure: the broker stops and starts again (same data, same port).
     owned_broker.restart_broker()
 
     # Observe: the backlog is still there; the worker drains it.
-    vhost.wait_for_ready("hello_queue", CLICKS, timeout=10)
-    stack.start_program("worker_hello")
-    vhost.wait_for_ready("hello_queue", 0, timeout=20)
+    vhost.wait_for_ready(HELLO_QUEUE, CLICKS, timeout=10)
+    stack.start(WORKER)
+    vhost.wait_for_ready(HELLO_QUEUE, 0, timeout=20)
     ledger.wait_settled(timeout=20)
 
     # Assert: every task ran exactly once.
     stack.verdict().assert_counts(succeeded=CLICKS)
 
 
-TRANSIENT = StackSpec(web=WebSpec(env={"CELERY_DELIVERY_MODE": "transient"}))
-QUIET_S = 2.0  # the worker is idle and connected: a surviving message would start within milliseconds
-
-
-@pytest.mark.parametrize("stack_spec", [TRANSIENT], indirect=True, ids=["transient-messages"])
-def test_broker_restart_drops_transient_messages(owned_broker, stack, web, vhost, ledger):
+@pytest.mark.celery_config(task_default_delivery_mode="transient")
+def test_broker_restart_drops_transient_messages(owned_broker, stack, producer, vhost, ledger):
     """The same restart, but the app publishes with ``task_default_delivery_mode = "transient"``
     (a common speed-up).
 
@@ -49,35 +48,34 @@ def test_broker_restart_drops_transient_messages(owned_broker, stack, web, vhost
     a durable queue; the broker comes back with the queue and without them. The clicks all said
     "queued"; nothing will ever run.
     """
-    stack.stop("worker_hello")
-    assert_all_queued(web.clicks(CLICKS), within=1.0)
-    vhost.wait_for_ready("hello_queue", CLICKS, timeout=5)
+    stack.stop(WORKER)
+    assert_all_queued(producer.send_many(CLICKS), within=1.0)
+    vhost.wait_for_ready(HELLO_QUEUE, CLICKS, timeout=5)
 
     owned_broker.restart_broker()
 
-    vhost.wait_for_ready("hello_queue", 0, timeout=10)
-    stack.start_program("worker_hello")
+    vhost.wait_for_ready(HELLO_QUEUE, 0, timeout=10)
+    stack.start(WORKER)
     ledger.assert_quiet(ledger.sent_ids, for_=QUIET_S, why="a transient message does not survive a broker restart")
     stack.verdict().assert_counts(lost=CLICKS)
 
 
-IN_FLIGHT_ACKS_LATE = StackSpec(env={"HELLO_WORK_SECONDS": "3", "CELERY_ACKS_LATE": "1"})
-
-
-@pytest.mark.parametrize("stack_spec", [IN_FLIGHT_ACKS_LATE], indirect=True, ids=["acks-late"])
-def test_broker_restart_with_acks_late_runs_the_in_flight_task_twice(owned_broker, stack, web, ledger):
+@pytest.mark.celery_config(task_acks_late=True)
+@pytest.mark.parametrize("stack_spec", [demo(work_seconds=3)], indirect=True, ids=["3s-task"])
+def test_broker_restart_with_acks_late_runs_the_in_flight_task_twice(owned_broker, stack, producer, ledger):
     """The broker restarts while a worker runs a task, with ``task_acks_late`` on.
 
     What a user sees: that task runs twice, and succeeds twice. The worker finishes its first run
-    while the broker is away (its success event waits in the worker's buffer), but the
-    acknowledgement has nowhere to go; the persistent message is still in the queue when the broker
-    is back, and the worker, reconnected by itself, runs it again.
+    while the broker is away, but the acknowledgement has nowhere to go ("Couldn't ack" in its log);
+    the persistent message is still in the queue when the broker is back, and the worker, reconnected
+    by itself, runs it again. Both runs are on record even though the broker was down for the first
+    one's end: the worker's journal saw it, and its buffered success event arrives after reconnection.
     """
-    task_id = web.click().task_id
+    task_id = producer.send().task_id
     ledger.wait_running([task_id])
 
     owned_broker.restart_broker()
-    stack.wait_worker_reconnected("worker_hello")
+    stack.wait_worker_reconnected(WORKER)
     eventually(
         lambda: ledger.history(task_id), until=lambda h: h.count("task-succeeded") == 2,
         timeout=30, what="the task to succeed twice: once before the restart, once after its redelivery",

@@ -2,12 +2,11 @@
 
 import pytest
 
-from harness.stack import StackSpec
+from app_under_test.stack import HELLO_QUEUE, WORKER, demo
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.limits, pytest.mark.broker_fault]
 
 CONSUMER_TIMEOUT_MS = 2000
-LONG_ACKS_LATE = StackSpec(env={"HELLO_WORK_SECONDS": "6", "CELERY_ACKS_LATE": "1"})
 
 
 @pytest.fixture
@@ -18,9 +17,10 @@ def short_consumer_timeout(owned_broker):
         yield CONSUMER_TIMEOUT_MS / 1000
 
 
-@pytest.mark.parametrize("stack_spec", [LONG_ACKS_LATE], indirect=True, ids=["6s-task-acks-late"])
+@pytest.mark.celery_config(task_acks_late=True)
+@pytest.mark.parametrize("stack_spec", [demo(work_seconds=6)], indirect=True, ids=["6s-task"])
 def test_a_task_longer_than_the_consumer_timeout_crashes_the_worker_and_runs_again(
-    short_consumer_timeout, stack, web, vhost, ledger
+    short_consumer_timeout, stack, producer, vhost, ledger
 ):
     """A 6 s task, ``task_acks_late`` on, and a broker ``consumer_timeout`` of 2 s.
 
@@ -31,13 +31,13 @@ def test_a_task_longer_than_the_consumer_timeout_crashes_the_worker_and_runs_aga
     supervisor would) and the task runs again, and the worker dies again: a crash loop. A task must
     finish well within the consumer timeout, or use early acknowledgement.
     """
-    task_id = web.click().task_id
-    stack.wait_exited("worker_hello")
+    task_id = producer.send().task_id
+    stack.wait_exited(WORKER)
     assert ledger.history(task_id).count("task-succeeded") == 1, "the first run finished its work"
-    vhost.wait_for_ready("hello_queue", 1, timeout=5)  # yet the message is back: never acknowledged
+    vhost.wait_for_ready(HELLO_QUEUE, 1, timeout=5)  # yet the message is back: never acknowledged
 
-    stack.start_program("worker_hello")  # what autorestart=true would do
-    stack.wait_exited("worker_hello")
+    stack.start(WORKER)  # what autorestart=true would do
+    stack.wait_exited(WORKER)
     assert ledger.history(task_id).count("task-started") == 2, "the task ran again, and the worker died again"
-    vhost.wait_for_ready("hello_queue", 1, timeout=5)
+    vhost.wait_for_ready(HELLO_QUEUE, 1, timeout=5)
     stack.verdict().assert_counts(duplicated=1)

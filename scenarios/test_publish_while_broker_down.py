@@ -2,7 +2,8 @@
 
 import pytest
 
-from harness.web import assert_all_queued
+from app_under_test.stack import WORKER
+from harness.producers import assert_all_queued
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.broker_fault]
 
@@ -10,7 +11,7 @@ CLICKS = 5
 ERROR_BOUND_S = 5.0  # the app's own bound: a 2 s connect timeout and 2 quick publish retries
 
 
-def test_clicks_while_the_broker_is_down_fail_fast_and_clearly_then_work_again(owned_broker, stack, web, ledger):
+def test_clicks_while_the_broker_is_down_fail_fast_and_clearly_then_work_again(owned_broker, stack, producer, ledger):
     """RabbitMQ is down (stopped for maintenance, or crashed) while users keep clicking.
 
     What a user sees: each click answers within a few seconds with an error (503) that says the
@@ -20,7 +21,7 @@ def test_clicks_while_the_broker_is_down_fail_fast_and_clearly_then_work_again(o
     """
     # Inject the failure: the broker is down while users click.
     with owned_broker.stopped():
-        refused = web.clicks(CLICKS)
+        refused = producer.send_many(CLICKS)
 
     # Observe: each click failed fast and said why.
     assert all(c.status == 503 and not c.queued for c in refused), f"clicks while the broker was down: {refused}"
@@ -28,8 +29,8 @@ def test_clicks_while_the_broker_is_down_fail_fast_and_clearly_then_work_again(o
     assert slowest < ERROR_BOUND_S, f"a click took {slowest:.1f}s to fail; the app must answer within {ERROR_BOUND_S}s"
 
     # Recover: the broker is back; new clicks are queued and run.
-    stack.wait_worker_reconnected("worker_hello")
-    accepted = web.clicks(CLICKS)
+    stack.wait_worker_reconnected(WORKER)
+    accepted = producer.send_many(CLICKS)
     assert_all_queued(accepted, within=ERROR_BOUND_S)
     ledger.wait_settled([c.task_id for c in accepted], timeout=20)
 

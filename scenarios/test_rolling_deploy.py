@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.stack import StackSpec, WebSpec, WorkerSpec
+from app_under_test.stack import HELLO_QUEUE, fleet
 
 pytestmark = pytest.mark.seed
 
@@ -10,29 +10,19 @@ CLICKS = 20
 V1, V2 = "worker_v1@harness", "worker_v2@harness"
 
 
-def fleet(producer: str, v1_module: str, v2_module: str) -> StackSpec:
-    return StackSpec(
-        web=WebSpec(env={"HELLO_PRODUCER": producer}),
-        workers=(
-            WorkerSpec(name="worker_v1", app=f"app_under_test.{v1_module}"),
-            WorkerSpec(name="worker_v2", app=f"app_under_test.{v2_module}"),
-        ),
-    )
-
-
-STRICT = fleet("v2", "tasks", "tasks_v2")
-TOLERANT = fleet("tolerant_v2", "tasks_tolerant", "tasks_tolerant_v2")
+STRICT = fleet("v2", worker_v1="tasks", worker_v2="tasks_v2")
+TOLERANT = fleet("tolerant_v2", worker_v1="tasks_tolerant", worker_v2="tasks_tolerant_v2")
 
 
 @pytest.mark.parametrize("stack_spec", [STRICT], indirect=True, ids=["strict"])
-def test_mixed_fleet_with_strict_signatures_the_old_worker_fails_its_share(stack, web, vhost, ledger):
+def test_mixed_fleet_with_strict_signatures_the_old_worker_fails_its_share(stack, producer, vhost, ledger):
     """Mid-deploy, v2 web sends ``say_hello(name, greeting)``; one v1 and one v2 worker consume hello_queue.
 
     What a user sees: about half the work silently fails. RabbitMQ spreads the tasks over both
     workers; each one the v1 worker gets fails with TypeError, each one the v2 worker gets succeeds.
     """
-    vhost.wait_for_consumers("hello_queue", 2)
-    web.clicks(CLICKS)
+    vhost.wait_for_consumers(HELLO_QUEUE, 2)
+    producer.send_many(CLICKS)
     ledger.wait_settled(timeout=15)
 
     verdict = stack.verdict()
@@ -44,10 +34,10 @@ def test_mixed_fleet_with_strict_signatures_the_old_worker_fails_its_share(stack
 
 
 @pytest.mark.parametrize("stack_spec", [TOLERANT], indirect=True, ids=["tolerant"])
-def test_mixed_fleet_with_tolerant_signatures_every_task_succeeds(stack, web, vhost, ledger):
+def test_mixed_fleet_with_tolerant_signatures_every_task_succeeds(stack, producer, vhost, ledger):
     """The same mixed fleet, with the future-proof signature on every side: nothing fails."""
-    vhost.wait_for_consumers("hello_queue", 2)
-    web.clicks(CLICKS)
+    vhost.wait_for_consumers(HELLO_QUEUE, 2)
+    producer.send_many(CLICKS)
     ledger.wait_settled(timeout=15)
 
     verdict = stack.verdict()
@@ -56,11 +46,11 @@ def test_mixed_fleet_with_tolerant_signatures_every_task_succeeds(stack, web, vh
 
 
 @pytest.mark.parametrize("stack_spec", [STRICT], indirect=True, ids=["strict"])
-def test_once_the_old_worker_is_stopped_every_task_succeeds(stack, web, vhost, ledger):
+def test_once_the_old_worker_is_stopped_every_task_succeeds(stack, producer, vhost, ledger):
     """The deploy finishes: the v1 worker is stopped, and from then on every task succeeds on v2."""
     stack.stop("worker_v1")
-    vhost.wait_for_consumers("hello_queue", 1)
-    web.clicks(CLICKS)
+    vhost.wait_for_consumers(HELLO_QUEUE, 1)
+    producer.send_many(CLICKS)
     ledger.wait_settled(timeout=15)
 
     verdict = stack.verdict()

@@ -2,18 +2,14 @@
 
 import pytest
 
-from harness.stack import StackSpec, WebSpec, WorkerSpec
+from app_under_test.stack import demo
 
 pytestmark = pytest.mark.seed
 
 CLICKS = 10
 
-NEW_PRODUCER_OLD_WORKER = StackSpec(
-    web=WebSpec(env={"HELLO_PRODUCER": "tolerant_v2"}), workers=(WorkerSpec(app="app_under_test.tasks_tolerant"),)
-)
-OLD_PRODUCER_NEW_WORKER = StackSpec(
-    web=WebSpec(env={"HELLO_PRODUCER": "tolerant_v1"}), workers=(WorkerSpec(app="app_under_test.tasks_tolerant_v2"),)
-)
+NEW_PRODUCER_OLD_WORKER = demo(producer="tolerant_v2", worker_version="tasks_tolerant")
+OLD_PRODUCER_NEW_WORKER = demo(producer="tolerant_v1", worker_version="tasks_tolerant_v2")
 
 
 @pytest.mark.parametrize(
@@ -22,7 +18,7 @@ OLD_PRODUCER_NEW_WORKER = StackSpec(
     indirect=True,
     ids=["new-producer+old-worker", "old-producer+new-worker"],
 )
-def test_tolerant_signatures_survive_either_deploy_order(stack, web, ledger):
+def test_tolerant_signatures_survive_either_deploy_order(stack, producer, ledger):
     """Both sides speak keywords: ``say_hello(name=..., greeting=...)``, and the task takes
     ``name="world", greeting="hello", **newer_fields``.
 
@@ -30,7 +26,7 @@ def test_tolerant_signatures_survive_either_deploy_order(stack, web, ledger):
     ignores the field it does not know; a new worker defaults the field an old producer leaves out.
     This is the signature to write when producer and worker live on different release cycles.
     """
-    web.clicks(CLICKS)
+    producer.send_many(CLICKS)
     ledger.wait_settled(timeout=10)
 
     stack.verdict().assert_counts(succeeded=CLICKS)

@@ -2,18 +2,16 @@
 
 import pytest
 
-from harness.stack import StackSpec
+from app_under_test.stack import WORKER, demo
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.worker_fault]
 
 TASKS = 4  # one running + three prefetched: -c 1 with Celery's default prefetch multiplier of 4
-LONG = {"HELLO_WORK_SECONDS": "3"}  # long enough to be killed mid-task
-LATE = {**LONG, "CELERY_ACKS_LATE": "1", "CELERY_REJECT_ON_WORKER_LOST": "1"}
-EARLY_ACK = StackSpec(env=LONG)
-ACKS_LATE = StackSpec(env=LATE)
+LONG = demo(work_seconds=3)  # long enough to be killed mid-task
+ACKS_LATE = pytest.mark.celery_config(task_acks_late=True, task_reject_on_worker_lost=True)
 
 
-@pytest.mark.parametrize("stack_spec", [EARLY_ACK], indirect=True, ids=["early-ack"])
+@pytest.mark.parametrize("stack_spec", [LONG], indirect=True, ids=["early-ack"])
 def test_worker_killed_with_early_ack_loses_the_running_task(stack, ledger):
     """The worker's machine dies (SIGKILL to every process of the worker) while a task runs.
 
@@ -23,10 +21,10 @@ def test_worker_killed_with_early_ack_loses_the_running_task(stack, ledger):
     connection drops and the restarted worker runs them. Setting that changes it: ``task_acks_late``.
     """
     ids, running = stack.busy_worker(TASKS)
-    stack.kill("worker_hello")
-    stack.start_program("worker_hello")
+    stack.kill(WORKER)
+    stack.start(WORKER)
     ledger.wait_settled([i for i in ids if i != running], timeout=20)
-    stack.stop("worker_hello")  # no consumer left: a task neither done nor queued is lost for good
+    stack.stop(WORKER)  # no consumer left: a task neither done nor queued is lost for good
 
     verdict = stack.verdict()
     verdict.assert_counts(succeeded=TASKS - 1, lost=1)
@@ -35,7 +33,8 @@ def test_worker_killed_with_early_ack_loses_the_running_task(stack, ledger):
     assert len(redelivered) == TASKS - 1, "each prefetched task was delivered again to the restarted worker"
 
 
-@pytest.mark.parametrize("stack_spec", [ACKS_LATE], indirect=True, ids=["acks-late"])
+@ACKS_LATE
+@pytest.mark.parametrize("stack_spec", [LONG], indirect=True, ids=["acks-late"])
 def test_worker_killed_with_acks_late_reruns_the_running_task(stack, ledger):
     """The same death, with ``task_acks_late`` and ``task_reject_on_worker_lost`` on.
 
@@ -44,8 +43,8 @@ def test_worker_killed_with_acks_late_reruns_the_running_task(stack, ledger):
     trades loss for repetition, so such tasks must be safe to run again (idempotent).
     """
     ids, running = stack.busy_worker(TASKS)
-    stack.kill("worker_hello")
-    stack.start_program("worker_hello")
+    stack.kill(WORKER)
+    stack.start(WORKER)
     ledger.wait_settled(ids, timeout=20)
 
     verdict = stack.verdict()
@@ -54,7 +53,7 @@ def test_worker_killed_with_acks_late_reruns_the_running_task(stack, ledger):
     assert (history.count("task-started"), history.count("task-succeeded")) == (2, 1), history.describe()
 
 
-@pytest.mark.parametrize("stack_spec", [EARLY_ACK], indirect=True, ids=["early-ack"])
+@pytest.mark.parametrize("stack_spec", [LONG], indirect=True, ids=["early-ack"])
 def test_pool_process_killed_with_early_ack_fails_the_running_task(stack, ledger):
     """The kernel's OOM killer takes the pool process running a task; the worker itself survives.
 
@@ -62,7 +61,7 @@ def test_pool_process_killed_with_early_ack_fails_the_running_task(stack, ledger
     starts a new pool process and goes on with the others.
     """
     ids, running = stack.busy_worker(TASKS)
-    stack.kill_pool_process("worker_hello")
+    stack.kill_pool_process(WORKER)
     ledger.wait_settled(ids, timeout=20)
 
     verdict = stack.verdict()
@@ -71,7 +70,8 @@ def test_pool_process_killed_with_early_ack_fails_the_running_task(stack, ledger
     assert verdict.exception_types() == {"WorkerLostError": 1}
 
 
-@pytest.mark.parametrize("stack_spec", [ACKS_LATE], indirect=True, ids=["acks-late"])
+@ACKS_LATE
+@pytest.mark.parametrize("stack_spec", [LONG], indirect=True, ids=["acks-late"])
 def test_pool_process_killed_with_reject_on_worker_lost_reruns_the_task(stack, ledger):
     """The same OOM kill, with ``task_acks_late`` and ``task_reject_on_worker_lost``.
 
@@ -79,7 +79,7 @@ def test_pool_process_killed_with_reject_on_worker_lost_reruns_the_task(stack, l
     and it runs again to completion: it ran twice, it is not lost.
     """
     ids, running = stack.busy_worker(TASKS)
-    stack.kill_pool_process("worker_hello")
+    stack.kill_pool_process(WORKER)
     ledger.wait_settled(ids, timeout=20)
 
     verdict = stack.verdict()

@@ -1,13 +1,14 @@
 """A stopped worker: the site keeps answering, tasks wait in the queue, and nothing is lost."""
 
-from harness.web import assert_all_queued
+from app_under_test.stack import HELLO_QUEUE, WORKER
+from harness.producers import assert_all_queued
 
 CLICKS = 20
 CLICK_BOUND_S = 1.0  # a click only publishes a message; a second is generous even on a loaded CI machine
 WATCH_S = 2.0  # about 40 depth readings with no consumer: long enough to catch anything taking messages
 
 
-def test_worker_outage_tasks_wait_in_the_queue_and_all_run_once_after_restart(stack, web, vhost, ledger):
+def test_worker_outage_tasks_wait_in_the_queue_and_all_run_once_after_restart(stack, producer, vhost, ledger):
     """Ops stop the worker (``supervisorctl stop worker_hello``) while users keep clicking.
 
     What a user sees: every click still answers at once, because the web app only publishes a
@@ -18,20 +19,20 @@ def test_worker_outage_tasks_wait_in_the_queue_and_all_run_once_after_restart(st
     outage delays the work instead of breaking the site or dropping the work.
     """
     # Arrange: ops stop the worker.
-    stack.stop("worker_hello")
+    stack.stop(WORKER)
 
     # Inject the failure: users keep clicking while no worker runs.
-    clicks = web.clicks(CLICKS)
+    clicks = producer.send_many(CLICKS)
     assert_all_queued(clicks, within=CLICK_BOUND_S)
 
     # Observe: the backlog sits in the queue, untouched.
-    vhost.wait_for_ready("hello_queue", CLICKS, timeout=5)
-    vhost.assert_ready_holds("hello_queue", CLICKS, for_=WATCH_S, why="no worker consumes it")
+    vhost.wait_for_ready(HELLO_QUEUE, CLICKS, timeout=5)
+    vhost.assert_ready_holds(HELLO_QUEUE, CLICKS, for_=WATCH_S, why="no worker consumes it")
     assert ledger.count("task-started") == 0, "a task started while the worker was stopped"
 
     # Recover: ops start the worker; the backlog drains.
-    stack.start_program("worker_hello")
-    vhost.wait_for_ready("hello_queue", 0, timeout=20)
+    stack.start(WORKER)
+    vhost.wait_for_ready(HELLO_QUEUE, 0, timeout=20)
     ledger.wait_settled(timeout=20)
 
     # Assert: each click's task succeeded exactly once; none failed, none was lost or ran twice.

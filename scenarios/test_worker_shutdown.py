@@ -2,16 +2,16 @@
 
 import pytest
 
-from harness.stack import StackSpec
+from app_under_test.stack import HELLO_QUEUE, WORKER, demo
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.worker_fault]
 
 TASKS = 4  # one running + three prefetched (-c 1, prefetch multiplier 4)
-LONG_WORK = StackSpec(env={"HELLO_WORK_SECONDS": "2"})
+LONG_WORK = demo(work_seconds=2)
 
 
 def restart_and_settle(stack, ledger, ids: list[str]) -> None:
-    stack.start_program("worker_hello")
+    stack.start(WORKER)
     ledger.wait_settled(ids, timeout=20)
 
 
@@ -23,11 +23,11 @@ def test_warm_shutdown_finishes_the_running_task_and_requeues_the_rest(stack, vh
     back to the queue and run once a worker is back. Nothing is lost and nothing runs twice.
     """
     ids, running = stack.busy_worker(TASKS)
-    stack.signal("worker_hello", "TERM")
-    stack.wait_exited("worker_hello")
+    stack.signal(WORKER, "TERM")
+    stack.wait_exited(WORKER)
 
     assert ledger.history(running).terminal.type == "task-succeeded", "the running task finished before exit"
-    vhost.wait_for_ready("hello_queue", TASKS - 1, timeout=5)  # the prefetched ones are back in the queue
+    vhost.wait_for_ready(HELLO_QUEUE, TASKS - 1, timeout=5)  # the prefetched ones are back in the queue
     restart_and_settle(stack, ledger, ids)
     stack.verdict().assert_counts(succeeded=TASKS)
 
@@ -43,9 +43,9 @@ def test_supervisorctl_stop_with_stopasgroup_kills_the_running_task(stack, vhost
     To let the running task finish, signal only the worker's main process (see the warm shutdown).
     """
     ids, running = stack.busy_worker(TASKS)
-    stack.stop("worker_hello")
+    stack.stop(WORKER)
 
-    vhost.wait_for_ready("hello_queue", TASKS - 1, timeout=5)
+    vhost.wait_for_ready(HELLO_QUEUE, TASKS - 1, timeout=5)
     restart_and_settle(stack, ledger, ids)
     verdict = stack.verdict()
     verdict.assert_counts(succeeded=TASKS - 1, failed=1)
@@ -63,12 +63,12 @@ def test_cold_shutdown_cancels_the_running_task_and_it_is_lost(stack, vhost, led
     ``task_acks_late`` the running task's message would be requeued instead.
     """
     ids, running = stack.busy_worker(TASKS)
-    stack.signal("worker_hello", "QUIT")
-    stack.wait_exited("worker_hello")
+    stack.signal(WORKER, "QUIT")
+    stack.wait_exited(WORKER)
 
-    vhost.wait_for_ready("hello_queue", TASKS - 1, timeout=5)
+    vhost.wait_for_ready(HELLO_QUEUE, TASKS - 1, timeout=5)
     restart_and_settle(stack, ledger, [i for i in ids if i != running])
-    stack.stop("worker_hello")  # no consumer left: what is neither done nor queued is lost
+    stack.stop(WORKER)  # no consumer left: what is neither done nor queued is lost
     verdict = stack.verdict()
     verdict.assert_counts(succeeded=TASKS - 1, lost=1)
     assert verdict.ids("lost") == [running]

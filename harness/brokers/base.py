@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from harness.faults import BrokerFrozen, BrokerReconfigured, BrokerResumed, BrokerStarted, BrokerStopped, FaultBus
 from harness.management import ManagementAPI
 
 
@@ -45,6 +46,26 @@ class Broker(ABC):
 
     kind: str
     owned: bool = True
+    # How a stop is done, named on the timeline and in the report ("node stop", "container stop"...).
+    stop_how: str = ""
+
+    @classmethod
+    def from_options(cls, options) -> Broker:
+        """The provider configured from the run's ``BrokerOptions``."""
+        raise NotImplementedError
+
+    @classmethod
+    def available(cls, options) -> bool:
+        """Whether ``--harness-broker auto`` may pick this provider on this machine (cheap checks only)."""
+        return False
+
+    @property
+    def faults(self) -> FaultBus:
+        """Every fault call is published here (the scenario's timeline and ledger subscribe)."""
+        bus = self.__dict__.get("_faults")
+        if bus is None:
+            bus = self.__dict__["_faults"] = FaultBus()
+        return bus
 
     @abstractmethod
     def start(self) -> None: ...
@@ -70,31 +91,25 @@ class Broker(ABC):
 
     # Fault calls. Providers that own their broker implement _stop/_start_again/_pause/_resume; a
     # broker the harness does not own (``url``) refuses them, so a scenario skips instead of touching
-    # someone else's broker. ``on_fault`` (set per scenario) marks each call on the scenario's timeline.
-    on_fault: Callable[[str], None] | None = None
-
-    def _announce(self, what: str) -> None:
-        if self.on_fault is not None:
-            self.on_fault(what)
-
+    # someone else's broker. Each call is published on ``faults``.
     def stop_broker(self) -> None:
         """Stop the broker, keeping its data and its AMQP port for ``start_broker``."""
-        self._announce("broker stopped")
+        self.faults.publish(BrokerStopped(how=self.stop_how))
         self._stop()
 
     def start_broker(self) -> None:
-        """Start the stopped broker again and wait until it answers."""
+        """Start the stopped broker again and wait until it answers (and the scenario's observers are ready)."""
         self._start_again()
-        self._announce("broker back")
+        self.faults.publish(BrokerStarted())
 
     def pause_broker(self) -> None:
         """Freeze the broker: connections stay open but nothing answers (a network partition, as clients see it)."""
-        self._announce("broker frozen")
+        self.faults.publish(BrokerFrozen())
         self._pause()
 
     def resume_broker(self) -> None:
         self._resume()
-        self._announce("broker resumed")
+        self.faults.publish(BrokerResumed())
 
     def _stop(self) -> None:
         raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to stop")
@@ -120,6 +135,7 @@ class Broker(ABC):
         sets = ", ".join(f"application:set_env(rabbit, {k}, {int(v)})" for k, v in settings.items())
         before = self.rabbitmqctl("eval", f"Old = [application:get_env(rabbit, K) || K <- [{keys}]], {sets}, Old.")
         old = re.findall(r"\{ok,(\d+)\}|undefined", before)
+        self.faults.publish(BrokerReconfigured(settings=", ".join(f"{k}={v}" for k, v in settings.items())))
         try:
             yield
         finally:

@@ -8,7 +8,7 @@ recognised and removed by the next run. Two networking modes:
 - ``host``: the container shares the host's network and the node is told which free ports to use
   (for machines where containers may only use the host's loopback).
 
-Ryuk, testcontainers' reaper, is off unless ``--docker-ryuk`` is given: it needs its own image from a
+Ryuk, testcontainers' reaper, is off unless ``--harness-docker-ryuk`` is given: it needs its own image from a
 registry, and the harness removes its containers itself.
 """
 
@@ -50,7 +50,7 @@ class ContainerSettings:
 def container_settings(image: str, network: str, ports: list[int], nodename: str) -> ContainerSettings:
     """The container's settings for ``network``, given three free host ports."""
     if network not in NETWORKS:
-        raise HarnessError(f"--docker-network {network!r} is not one of {', '.join(NETWORKS)}")
+        raise HarnessError(f"--harness-docker-network {network!r} is not one of {', '.join(NETWORKS)}")
     amqp_port, management_port, dist_port = ports
     labels = {LABEL: "true", LABEL_PID: str(os.getpid()), LABEL_HOST: socket.gethostname()}
     # Sample queue counters every 0.5 s (RabbitMQ's default is 5 s): the run report plots them.
@@ -80,7 +80,7 @@ def _docker_problem(exc: Exception) -> str:
     host = os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
     return (
         f"no Docker engine answers at {host} ({type(exc).__name__}); start Docker, fix DOCKER_HOST, "
-        "or use --broker local"
+        "or use --harness-broker local"
     )
 
 
@@ -126,6 +126,26 @@ def remove_leftovers(client) -> list[str]:
 
 class DockerBroker(Broker):
     kind = "docker"
+    stop_how = "container stop"
+
+    @classmethod
+    def from_options(cls, options) -> DockerBroker:
+        return cls(options.image, options.docker_network, options.boot_timeout, options.docker_ryuk)
+
+    @classmethod
+    def available(cls, options) -> bool:
+        """A Docker engine answers within 2 s and already has the image (so auto never waits on a pull)."""
+        try:
+            client = docker_client(timeout=2.0)
+        except HarnessError:
+            return False
+        try:
+            client.images.get(options.image or DEFAULT_IMAGE)
+        except Exception:  # ImageNotFound, or an engine that stopped answering
+            return False
+        finally:
+            client.close()
+        return True
 
     def __init__(
         self,
@@ -202,7 +222,7 @@ class DockerBroker(Broker):
     def _image_problem(self, reason: str) -> str:
         return (
             f"image {self.image} cannot be used ({reason}); pull or build it (scripts/build-rabbitmq-image on a "
-            "machine without a registry) or choose another with --rabbitmq-image"
+            "machine without a registry) or choose another with --harness-rabbitmq-image"
         )
 
     def _wait_ready(self) -> None:

@@ -26,8 +26,8 @@ from harness.errors import HarnessError
 from harness.ports import free_ports, require_free
 
 INSTALL_HINT = (
-    "install it (Debian/Ubuntu: apt-get install -y rabbitmq-server), name one with --rabbitmq-server PATH, "
-    "or use another broker (--broker url --broker-url amqp://...)"
+    "install it (Debian/Ubuntu: apt-get install -y rabbitmq-server), name one with --harness-rabbitmq-server PATH, "
+    "or use another broker (--harness-broker url --harness-broker-url amqp://...)"
 )
 # Debian installs rabbitmq-server in /usr/sbin, which a non-root PATH often lacks.
 SBIN_FALLBACK = "/usr/sbin:/usr/local/sbin"
@@ -45,7 +45,7 @@ def find_server(given: str | None) -> Path:
     if given:
         path = Path(given)
         if not (path.is_file() and os.access(path, os.X_OK)):
-            raise HarnessError(f"--rabbitmq-server {given} is not an executable file; {INSTALL_HINT}")
+            raise HarnessError(f"--harness-rabbitmq-server {given} is not an executable file; {INSTALL_HINT}")
     else:
         found = which_server()
         if found is None:
@@ -76,6 +76,15 @@ class RabbitMQNode(TCPExecutor):
 
 class LocalBroker(Broker):
     kind = "local"
+    stop_how = "node stop"
+
+    @classmethod
+    def from_options(cls, options) -> LocalBroker:
+        return cls(options.rabbitmq_server, options.rabbitmq_port, options.boot_timeout, work_root=options.work_root)
+
+    @classmethod
+    def available(cls, options) -> bool:
+        return bool(options.rabbitmq_server or which_server())
 
     def __init__(
         self,
@@ -88,7 +97,7 @@ class LocalBroker(Broker):
         self.server = find_server(server)
         self.ctl = self.server.with_name("rabbitmqctl")
         if port is not None:
-            require_free(port, "the local RabbitMQ node", "--rabbitmq-port")
+            require_free(port, "the local RabbitMQ node", "--harness-rabbitmq-port")
         if port is None:
             port = free_ports(1)[0]
         self.port = port
@@ -194,7 +203,7 @@ class LocalBroker(Broker):
         if listener and "eaddrinuse" in text:
             return (
                 f"the local RabbitMQ node could not listen on {listener[1]}:{listener[2]}: the port is already "
-                "in use; free it or let the harness pick a port (leave --rabbitmq-port out)"
+                "in use; free it or let the harness pick a port (leave --harness-rabbitmq-port out)"
             )
         return (
             f"rabbitmq-server ({self.server}) exited during boot with code {code}; "

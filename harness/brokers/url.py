@@ -18,12 +18,14 @@ DEFAULT_MANAGEMENT_PORT = 15672
 def parse_amqp_url(url: str) -> Endpoint:
     parts = urlsplit(url)
     if parts.scheme not in ("amqp", "pyamqp") or not parts.hostname:
-        raise HarnessError(f"--broker-url {url!r} is not an AMQP URL; write it as amqp://user:password@host:5672/vhost")
+        raise HarnessError(
+            f"--harness-broker-url {url!r} is not an AMQP URL; write it as amqp://user:password@host:5672/vhost"
+        )
     try:
         port = parts.port or 5672
     except ValueError:
         raise HarnessError(
-            f"--broker-url {url!r} has an invalid port; write amqp://user:password@host:5672/vhost"
+            f"--harness-broker-url {url!r} has an invalid port; write amqp://user:password@host:5672/vhost"
         ) from None
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     vhost = unquote(path) if path else "/"
@@ -39,6 +41,14 @@ class UrlBroker(Broker):
         self._given_management_url = management_url
         self.connect_timeout = connect_timeout
         self.management_problem: str | None = None
+
+    @classmethod
+    def from_options(cls, options) -> UrlBroker:
+        return cls(options.url or "", options.management_url)
+
+    @classmethod
+    def available(cls, options) -> bool:
+        return bool(options.url)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -66,28 +76,30 @@ class UrlBroker(Broker):
         except ConnectionRefusedError:
             raise HarnessError(
                 f"nothing accepts AMQP connections at {e.host}:{e.port} (connection refused); start the broker "
-                "there or fix --broker-url"
+                "there or fix --harness-broker-url"
             ) from None
         except TimeoutError:
             raise HarnessError(
                 f"the broker at {e.host}:{e.port} did not answer within {self.connect_timeout:.0f}s; "
-                "check the host and port in --broker-url"
+                "check the host and port in --harness-broker-url"
             ) from None
         except socket.gaierror:
-            raise HarnessError(f"the broker host {e.host!r} does not resolve; fix the host in --broker-url") from None
+            raise HarnessError(
+                f"the broker host {e.host!r} does not resolve; fix the host in --harness-broker-url"
+            ) from None
         except AccessRefused:
             raise HarnessError(
                 f"the broker at {e.host}:{e.port} rejected user {e.user!r} (ACCESS_REFUSED); fix the user and "
-                "password in --broker-url"
+                "password in --harness-broker-url"
             ) from None
         except NotAllowed:
             raise HarnessError(
                 f"the broker at {where} does not let {e.user!r} into vhost {e.vhost!r} (NOT_ALLOWED); create "
-                "the vhost, grant permissions, or name another vhost in --broker-url"
+                "the vhost, grant permissions, or name another vhost in --harness-broker-url"
             ) from None
         except OSError as exc:
             raise HarnessError(
-                f"could not connect to the broker at {e.host}:{e.port} ({exc}); fix --broker-url"
+                f"could not connect to the broker at {e.host}:{e.port} ({exc}); fix --harness-broker-url"
             ) from None
         finally:
             try:
@@ -103,13 +115,13 @@ class UrlBroker(Broker):
             return Endpoint(e.host, e.port, e.user, e.password, e.vhost, url.rstrip("/"))
         if self._given_management_url:
             raise HarnessError(
-                f"--management-url {url} does not answer with user {e.user!r}; enable the management plugin, "
-                "fix the URL or credentials, or leave --management-url out to work over AMQP alone"
+                f"--harness-management-url {url} does not answer with user {e.user!r}; enable the management plugin, "
+                "fix the URL or credentials, or leave --harness-management-url out to work over AMQP alone"
             )
         self.management_problem = (
             f"no management API answers at {url}: scenarios share vhost {e.vhost!r} (its queues are purged before "
             "and after each scenario, so two runs must not use it at once) and unacknowledged counts are known "
-            "only for queues without consumers; enable the management plugin or pass --management-url for a "
+            "only for queues without consumers; enable the management plugin or pass --harness-management-url for a "
             "fresh vhost per scenario"
         )
         return e

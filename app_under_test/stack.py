@@ -1,0 +1,51 @@
+"""The demo under the harness: its stack, its button as a producer, its versions as deploys.
+
+Everything the harness needs to know about this app is here, not in ``harness/``: the Celery apps
+(``app_under_test.tasks:app`` and its versions), the Flask app, the queue, the worker's name, the
+button, and the knobs the demo reads from its environment (how long ``say_hello`` works...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from app_under_test.settings import HELLO_QUEUE
+from harness.producers import HttpProducer, JsonField
+from harness.spec import StackSpec, WebSpec, WorkerSpec
+
+__all__ = ["BUTTON", "HELLO_QUEUE", "WORKER", "demo", "fleet"]
+
+WORKER = "worker_hello"
+# "Say hello (Celery)": POST /hello answers 202 with the task id, or 503 if the broker refused it.
+BUTTON = HttpProducer(
+    "/hello", json={"name": "world-{n}"}, accepted=(202,), refused=(503,), task_id=JsonField("task_id")
+)
+
+
+def worker(name: str = WORKER, version: str = "tasks", **options) -> WorkerSpec:
+    """A worker running one version of the tasks module, on hello_queue."""
+    return WorkerSpec(name=name, celery_app=f"app_under_test.{version}:app", queues=(HELLO_QUEUE,), **options)
+
+
+def demo(
+    producer: str = "v1",
+    worker_version: str = "tasks",
+    work_seconds: float = 0.05,
+    inline_seconds: float = 2.0,
+    workers: tuple[WorkerSpec, ...] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> StackSpec:
+    """The demo's stack: the web app (its producer version: v1, v2, tolerant_v1, tolerant_v2, renamed), one
+    worker (its tasks module), how long the work takes (short by default, so scenarios stay fast)."""
+    return StackSpec(
+        celery_app="app_under_test.tasks:app",
+        web=WebSpec(app="app_under_test.web:app", ready_path="/healthz", env={"HELLO_PRODUCER": producer}),
+        workers=workers or (worker(version=worker_version),),
+        producer=BUTTON,
+        env={"HELLO_WORK_SECONDS": str(work_seconds), "INLINE_WORK_SECONDS": str(inline_seconds), **(env or {})},
+    )
+
+
+def fleet(producer: str, **versions: str) -> StackSpec:
+    """A mixed fleet mid-deploy: ``fleet("v2", worker_v1="tasks", worker_v2="tasks_v2")``."""
+    return demo(producer, workers=tuple(worker(name, version) for name, version in versions.items()))

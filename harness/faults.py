@@ -1,0 +1,174 @@
+"""Faults and operator actions as typed events, and the bus that tells a scenario's observers about them.
+
+A broker fault call (``restart_broker``, ``stopped()``...) and an operator action on the stack (stop,
+kill, signal...) each publish one of these on a ``FaultBus``. The scenario's timeline marks them for
+the report; the ledger uses the broker's to know when its events witness was blind and to wait until
+it listens again. Observers subscribe for the length of a scenario (``with bus.subscribed(observer):``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Fault:
+    at: float = field(default_factory=time.time, kw_only=True)
+
+    @property
+    def label(self) -> str:
+        raise NotImplementedError
+
+
+# -- the broker ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BrokerFault(Fault):
+    """Something that cuts every program off the broker (or gives it back)."""
+
+    how: str = ""  # "node restart", "app restart", "container stop"...
+
+
+@dataclass(frozen=True)
+class BrokerStopped(BrokerFault):
+    @property
+    def label(self) -> str:
+        return f"broker stopped ({self.how})" if self.how else "broker stopped"
+
+
+@dataclass(frozen=True)
+class BrokerStarted(BrokerFault):
+    @property
+    def label(self) -> str:
+        return "broker back"
+
+
+@dataclass(frozen=True)
+class BrokerFrozen(BrokerFault):
+    @property
+    def label(self) -> str:
+        return "broker frozen"
+
+
+@dataclass(frozen=True)
+class BrokerResumed(BrokerFault):
+    @property
+    def label(self) -> str:
+        return "broker resumed"
+
+
+@dataclass(frozen=True)
+class BrokerReconfigured(Fault):
+    settings: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"broker settings: {self.settings}"
+
+
+BROKER_DOWN = (BrokerStopped, BrokerFrozen)
+BROKER_UP = (BrokerStarted, BrokerResumed)
+
+
+# -- the programs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProgramFault(Fault):
+    program: str = ""
+
+
+@dataclass(frozen=True)
+class ProgramStopped(ProgramFault):
+    @property
+    def label(self) -> str:
+        return f"{self.program} stopped"
+
+
+@dataclass(frozen=True)
+class ProgramStarted(ProgramFault):
+    @property
+    def label(self) -> str:
+        return f"{self.program} started"
+
+
+@dataclass(frozen=True)
+class ProgramKilled(ProgramFault):
+    @property
+    def label(self) -> str:
+        return f"{self.program} killed"
+
+
+@dataclass(frozen=True)
+class PoolProcessKilled(ProgramFault):
+    pid: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.program} pool process killed"
+
+
+@dataclass(frozen=True)
+class ProgramSignalled(ProgramFault):
+    signal: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"SIG{self.signal} to {self.program}"
+
+
+# -- the network (between a program and the broker) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkFault(Fault):
+    program: str = ""
+    kind: str = ""  # "blackhole", "reset", "latency", "partition"
+    detail: str = ""
+
+    @property
+    def label(self) -> str:
+        extra = f" {self.detail}" if self.detail else ""
+        return f"network {self.kind}{extra}: {self.program}"
+
+
+@dataclass(frozen=True)
+class NetworkHealed(Fault):
+    program: str = ""
+    kind: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"network healed ({self.kind}): {self.program}"
+
+
+Observer = Callable[[Fault], None]
+
+
+class FaultBus:
+    """Delivers each fault to the observers subscribed at the time, in the thread that caused it."""
+
+    def __init__(self) -> None:
+        self._observers: list[Observer] = []
+        self._lock = threading.Lock()
+
+    def publish(self, fault: Fault) -> None:
+        with self._lock:
+            observers = list(self._observers)
+        for observer in observers:
+            observer(fault)
+
+    @contextmanager
+    def subscribed(self, observer: Observer) -> Iterator[None]:
+        with self._lock:
+            self._observers.append(observer)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._observers.remove(observer)

@@ -1,0 +1,299 @@
+"""The plugin's fixtures. Each can be overridden by redefining it in a conftest or test module.
+
+Session: ``broker_options`` / ``broker`` (the RabbitMQ provider, started once), ``harness_workdir``,
+``app_info`` (what the app under test declares, read in a process of its own).
+Scenario: ``stack_spec`` (what to run) and ``celery_config`` (the ``celery_config`` marker), ``vhost``
+(the scenario's own), ``ledger`` (every task's history, listening before anything is sent),
+``timeline``, ``stack`` (the app under supervisord, ready), ``producer``, ``web``, ``owned_broker`` (for
+broker faults; skips on a broker the harness does not own), ``dead_letters`` (a dead-letter queue for
+one of the app's queues).
+
+A problem the user must fix (no broker, an app that does not import, a worker that cannot start) makes
+the scenarios that need it error with one sentence, shown in pytest's summary; the user's other tests
+run on. Whatever the harness started is removed on the way out, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import pytest
+
+from harness import options
+from harness.brokers.base import Broker
+from harness.brokers.select import BrokerOptions, make_broker
+from harness.options import broker_options_from
+from harness.errors import HarnessError
+from harness.ledger import Ledger
+from harness.producers import Sender
+from harness.spec import StackSpec, WebSpec, WorkerSpec
+from harness.stack import AppStack
+from harness.terminal import notice
+from harness.timeline import DepthSampler, Timeline
+from harness.vhost import ScenarioVhost
+from harness.waiting import progress_shown
+from harness.web import WebClient
+
+T = TypeVar("T")
+# A URL no broker answers at: apps that insist on a broker URL at import get one while being read.
+INTROSPECTION_BROKER = "amqp://guest:guest@127.0.0.1:1/harness-introspection"
+
+
+def harness_error(error: HarnessError | str) -> NoReturn:
+    """End the current test with the one sentence, as an error (not a traceback from a library)."""
+    pytest.fail(f"harness: {error}", pytrace=False)
+
+
+@contextmanager
+def opened(open_: Callable[[], T]) -> Iterator[T]:
+    """Open a scenario resource, failing the test with its one sentence if it cannot be; close it after."""
+    try:
+        resource = open_()
+    except HarnessError as error:
+        harness_error(error)
+    try:
+        yield resource
+    finally:
+        resource.close()  # type: ignore[attr-defined]
+
+
+# -- session ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def harness_workdir() -> Iterator[Path]:
+    """One temporary directory for the run (broker node, supervisord configs, logs); removed after."""
+    path = Path(tempfile.mkdtemp(prefix="harness-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def broker_options(pytestconfig: pytest.Config, harness_workdir: Path) -> BrokerOptions:
+    return broker_options_from(pytestconfig, str(harness_workdir))
+
+
+@pytest.fixture(scope="session")
+def broker(broker_options: BrokerOptions, pytestconfig: pytest.Config) -> Iterator[Broker]:
+    """The session's RabbitMQ, started once; stopped (if the harness owns it) at the end."""
+    try:
+        instance = make_broker(broker_options)
+    except HarnessError as error:
+        harness_error(error)
+    if instance.owned and progress_shown():
+        notice(pytestconfig, f"harness: starting the {instance.kind} broker")
+    try:
+        instance.start()
+    except HarnessError as error:
+        instance.close()
+        harness_error(error)
+    except BaseException:  # Ctrl-C during the boot: stop what was started before the workdir goes
+        instance.close()
+        raise
+    problem = getattr(instance, "management_problem", None)
+    if problem:
+        notice(pytestconfig, f"harness: {problem}", yellow=True)
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+def introspect(celery_app: str, cwd: str, python: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+    """What the app declares (``python -m harness.introspect``), read in a process of its own."""
+    env = {**os.environ, "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", INTROSPECTION_BROKER)}
+    command = [python or sys.executable, "-m", "harness.introspect", "--celery-app", celery_app]
+    try:
+        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise HarnessError(
+            f"--celery-app {celery_app} took more than {timeout:.0f}s to import; does it connect at import?"
+        )
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        why = next((line.split(": ", 1)[1] for line in lines if line.startswith("HarnessLaunchError:")), None)
+        raise HarnessError(
+            why or f"--celery-app {celery_app} could not be read: {lines[-1] if lines else done.returncode}"
+        )
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="session")
+def _introspections() -> dict[tuple[str, str, str | None], Any]:
+    return {}
+
+
+@pytest.fixture
+def app_info(stack_spec: StackSpec, pytestconfig: pytest.Config, _introspections: dict) -> dict[str, Any] | None:
+    """What the stack's Celery app declares (queues, tasks, settings); read once per app and session."""
+    if not stack_spec.celery_app:
+        return None
+    cwd = str(Path(stack_spec.cwd or pytestconfig.rootpath).resolve())
+    key = (stack_spec.celery_app, cwd, stack_spec.python)
+    if key not in _introspections:
+        try:
+            _introspections[key] = introspect(stack_spec.celery_app, cwd, stack_spec.python)
+        except HarnessError as error:
+            _introspections[key] = error
+    found = _introspections[key]
+    if isinstance(found, HarnessError):
+        harness_error(found)
+    return found
+
+
+# -- a scenario ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def owned_broker(broker: Broker) -> Broker:
+    """The broker, for scenarios that stop or freeze it; skipped on a broker the harness does not own."""
+    if not broker.owned:
+        pytest.skip(f"the {broker.kind} broker is not the harness's to stop or freeze (it did not start it)")
+    return broker
+
+
+@pytest.fixture
+def app_queues(app_info: dict[str, Any] | None) -> tuple[str, ...]:
+    """The queues the app declares: purged on a shared (url, no management) vhost, the verdict's fallback."""
+    return tuple(app_info["queues"]) if app_info else ()
+
+
+@pytest.fixture
+def scenario_dir(harness_workdir: Path) -> Path:
+    """The scenario's own directory: supervisord's config and logs, the programs' journals."""
+    return Path(tempfile.mkdtemp(prefix="sc-", dir=harness_workdir))
+
+
+@pytest.fixture
+def vhost(broker: Broker, request: pytest.FixtureRequest, app_queues: tuple[str, ...]) -> Iterator[ScenarioVhost]:
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
+    with opened(lambda: ScenarioVhost.open(broker, label, app_queues)) as scenario_vhost:
+        yield scenario_vhost
+
+
+@pytest.fixture
+def ledger(vhost: ScenarioVhost, scenario_dir: Path) -> Iterator[Ledger]:
+    """Every task's history: Celery events (listening before anything is sent) and the programs' journals."""
+    with opened(lambda: Ledger(vhost.amqp_url, scenario_dir / "journal").start()) as task_ledger:
+        yield task_ledger
+
+
+@pytest.fixture
+def timeline(broker: Broker, vhost: ScenarioVhost, ledger: Ledger) -> Iterator[Timeline]:
+    """The scenario's timeline: queue depths sampled every 100 ms, and every operator or fault action.
+
+    The broker's faults are recorded on it and followed by the ledger: once a stopped or frozen broker
+    is back, the fault call returns only when the ledger listens again.
+    """
+    scenario_timeline = Timeline()
+    sampler = DepthSampler(vhost, scenario_timeline).start()
+    with ExitStack() as stack:
+        stack.enter_context(broker.faults.subscribed(scenario_timeline.record))
+        stack.enter_context(broker.faults.subscribed(ledger.observe))
+        try:
+            yield scenario_timeline
+        finally:
+            sampler.stop()
+
+
+@pytest.fixture
+def celery_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The scenario's Celery settings: every ``@pytest.mark.celery_config(...)`` on it, the closest winning."""
+    settings: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers("celery_config"))):
+        if marker.args:
+            raise pytest.UsageError(
+                "@pytest.mark.celery_config takes settings as keywords: celery_config(task_acks_late=True)"
+            )
+        settings.update(marker.kwargs)
+    return settings
+
+
+def default_spec(config: pytest.Config) -> StackSpec:
+    """The stack from ``--celery-app`` / ``--web-app`` (or their ini keys): one worker, the web app if given."""
+    web_app = options.get(config, "web_app")
+    return StackSpec(
+        celery_app=options.get(config, "celery_app"),
+        web=WebSpec(app=web_app) if web_app else None,
+        workers=(WorkerSpec(),),
+    )
+
+
+@pytest.fixture
+def stack_spec(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> StackSpec:
+    """What the scenario runs: the default stack, or a StackSpec given by indirect parametrization
+    (``@pytest.mark.parametrize("stack_spec", [StackSpec(...)], indirect=True)``); redefine this fixture to
+    change it for a module or a whole suite."""
+    return getattr(request, "param", None) or default_spec(pytestconfig)
+
+
+@pytest.fixture
+def stack(
+    stack_spec: StackSpec,
+    vhost: ScenarioVhost,
+    ledger: Ledger,
+    timeline: Timeline,
+    scenario_dir: Path,
+    celery_config: Mapping[str, Any],
+    app_info: dict[str, Any] | None,
+    pytestconfig: pytest.Config,
+) -> Iterator[AppStack]:
+    """The app under supervisord, every program ready, the producer bound."""
+    try:
+        app = AppStack(stack_spec, vhost, ledger, scenario_dir, timeline, celery_config, cwd=str(pytestconfig.rootpath))
+    except HarnessError as error:
+        harness_error(error)
+    try:
+        try:
+            app.launch()
+        except HarnessError as error:
+            harness_error(error)
+        yield app
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def producer(stack: AppStack) -> Sender:
+    """The stack's producer, bound: ``producer.send()``, ``producer.send_many(20)``."""
+    if stack.producer is None:
+        harness_error(
+            "this scenario sends tasks but its stack has no producer: give the StackSpec a producer= "
+            "(HttpProducer('/path', ...) for a web route, or DirectProducer('proj.tasks.name', args=...))"
+        )
+    return stack.producer
+
+
+@pytest.fixture
+def web(stack: AppStack) -> WebClient:
+    if stack.web is None:
+        pytest.skip("this scenario's stack runs no web app")
+    return stack.web
+
+
+@pytest.fixture
+def dead_letters(vhost: ScenarioVhost) -> Callable[[str], str]:
+    """``dead_letters("queue")``: rejected messages of that app queue go to a dead-letter queue of the harness,
+    whose name it returns (a broker policy; needs the management API, skipped without it)."""
+
+    def make(queue: str) -> str:
+        if not vhost.isolated:
+            pytest.skip("dead-lettering needs the broker's management API, which this url broker does not offer")
+        try:
+            return vhost.dead_letter(queue)
+        except HarnessError as error:
+            harness_error(error)
+
+    return make

@@ -1,0 +1,135 @@
+"""``python -m harness.introspect --celery-app proj.celery:app``: what a Celery app declares, as JSON.
+
+Run in a process of its own (in the app's working directory and interpreter), so the test process
+never imports the user's app to learn about it, and two versions of an app never share an interpreter
+(the deploy check compares them). It prints one JSON document:
+
+- ``app``: the app's main name; ``settings``: the settings that decide what happens under faults;
+- ``queues``: every queue the app can publish to or consume from: its declared queues
+  (``task_queues``, else ``task_default_queue``), the queues of its routes, and each task's ``queue``;
+- ``tasks``: per registered task, its parameters (name, kind, default), whether it is bound, its
+  delivery options (``acks_late``, retries, time limits, rate limit, the queue it is routed to), and a
+  hash of its body, for the deploy check's rename heuristic.
+
+On an app that does not import it prints ``HarnessLaunchError: ...`` (one line) on stderr and exits 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import json
+import os
+import sys
+import textwrap
+from typing import Any
+
+from .launcher import LaunchError, describe_settings, describe_tasks, fail, load_celery_app
+
+KINDS = {
+    inspect.Parameter.POSITIONAL_ONLY: "positional_only",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional_or_keyword",
+    inspect.Parameter.VAR_POSITIONAL: "var_positional",
+    inspect.Parameter.KEYWORD_ONLY: "keyword_only",
+    inspect.Parameter.VAR_KEYWORD: "var_keyword",
+}
+
+
+def _function(task: Any) -> Any:
+    run = type(task).__dict__.get("run")
+    if isinstance(run, staticmethod):
+        return run.__func__
+    return run if run is not None else task.run
+
+
+def is_bound(task: Any) -> bool:
+    """``@app.task(bind=True)``: Celery stores ``run`` as a plain function (a method of the task)."""
+    return inspect.isfunction(type(task).__dict__.get("run"))
+
+
+def parameters(task: Any) -> list[dict[str, Any]]:
+    function = _function(task)
+    signature = inspect.signature(function)
+    params = list(signature.parameters.values())
+    if is_bound(task) and params:
+        params = params[1:]  # the task itself
+    return [
+        {
+            "name": p.name,
+            "kind": KINDS[p.kind],
+            "has_default": p.default is not inspect.Parameter.empty,
+            "default": None if p.default is inspect.Parameter.empty else repr(p.default)[:80],
+        }
+        for p in params
+    ]
+
+
+def body_hash(task: Any) -> str | None:
+    """A hash of the task's code without its ``def`` line, so a renamed task with the same body matches."""
+    try:
+        source = textwrap.dedent(inspect.getsource(_function(task)))
+    except (OSError, TypeError):
+        return None
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith("@")]
+    while lines and not lines[0].rstrip().endswith(":"):  # a def spread over several lines
+        lines.pop(0)
+    body = "\n".join(lines[1:]).strip()
+    return hashlib.sha256(body.encode()).hexdigest()[:16] if body else None
+
+
+def queues(app: Any, tasks: dict[str, dict[str, Any]]) -> list[str]:
+    names = set(app.amqp.queues.keys()) or {app.conf.task_default_queue}
+    for options in tasks.values():
+        if options.get("queue"):
+            names.add(options["queue"])
+    routes = app.conf.task_routes or {}
+    if isinstance(routes, dict):
+        for route in routes.values():
+            if isinstance(route, dict) and isinstance(route.get("queue"), str):
+                names.add(route["queue"])
+    return sorted(names)
+
+
+def describe(app: Any) -> dict[str, Any]:
+    tasks = describe_tasks(app)
+    details = {}
+    for name, options in tasks.items():
+        task = app.tasks[name]
+        function = _function(task)
+        details[name] = {
+            "module": getattr(function, "__module__", None),
+            "function": getattr(function, "__qualname__", None),
+            "bound": is_bound(task),
+            "parameters": parameters(task),
+            "options": options,
+            "body_hash": body_hash(task),
+        }
+    return {
+        "app": app.main,
+        "default_queue": app.conf.task_default_queue,
+        "queues": queues(app, tasks),
+        "settings": describe_settings(app),
+        "tasks": details,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.introspect", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--celery-app", required=True)
+    parser.add_argument("--path", action="append", default=[], help="put this folder first on sys.path")
+    args = parser.parse_args(argv)
+    for path in reversed([*args.path, os.getcwd()]):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        app = load_celery_app(args.celery_app)
+        app.loader.import_default_modules()  # what a worker imports at start (autodiscovered tasks)
+        print(json.dumps(describe(app), default=repr))
+    except LaunchError as error:
+        fail(str(error))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""The plugin's options: each a command-line flag with an ini twin and an environment variable.
+
+Precedence: the command line, then the ini file (``pytest.ini``, ``[tool.pytest.ini_options]``...), then
+the environment, then the default. Names are prefixed (``--harness-...``, ini ``harness_...``) so they
+clash with no other plugin (pytest-rabbitmq has ``--rabbitmq-*``); the two that name the app under test
+are ``--celery-app`` and ``--web-app``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from harness.brokers.docker import DEFAULT_IMAGE, NETWORKS  # plain constants: Docker's client is not imported
+from harness.brokers.select import KINDS, BrokerOptions
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # the ini key and the attribute of config.option
+    help: str
+    default: Any = None
+    env: str | None = None
+    convert: Callable[[Any], Any] = str
+    choices: tuple[str, ...] | None = None
+    flag: bool = False  # a switch: --name on the command line, true/false in ini and env
+
+    @property
+    def cli(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS = (
+    Option(
+        "celery_app", "the Celery app under test, module:attribute (e.g. proj.celery:app)", env="HARNESS_CELERY_APP"
+    ),
+    Option("web_app", "its web app, a WSGI or ASGI object (e.g. proj.wsgi:application)", env="HARNESS_WEB_APP"),
+    Option(
+        "harness_broker",
+        "where RabbitMQ comes from: auto (default), url, docker, local",
+        "auto",
+        "HARNESS_BROKER",
+        choices=KINDS,
+    ),  # fmt: skip
+    Option("harness_broker_url", "AMQP URL of an existing broker, for the url provider", env="HARNESS_BROKER_URL"),
+    Option(
+        "harness_management_url",
+        "management API of that broker (default: http://<host>:15672 if it answers)",
+        env="HARNESS_MANAGEMENT_URL",
+    ),  # fmt: skip
+    Option(
+        "harness_rabbitmq_server",
+        "rabbitmq-server script for the local provider (default: the one on PATH)",
+        env="HARNESS_RABBITMQ_SERVER",
+    ),  # fmt: skip
+    Option("harness_rabbitmq_port", "AMQP port of the local node (default: a free one)", convert=int),
+    Option(
+        "harness_rabbitmq_image",
+        f"image for the docker provider (default {DEFAULT_IMAGE})",
+        env="HARNESS_RABBITMQ_IMAGE",
+    ),  # fmt: skip
+    Option(
+        "harness_docker_network",
+        "bridge (published ports, default) or host (the host's network)",
+        "bridge",
+        "HARNESS_DOCKER_NETWORK",
+        choices=NETWORKS,
+    ),  # fmt: skip
+    Option("harness_docker_ryuk", "let testcontainers' reaper run too", False, convert=_flag, flag=True),
+    Option(
+        "harness_boot_timeout",
+        "seconds a broker may take to answer",
+        90.0,
+        "HARNESS_BROKER_BOOT_TIMEOUT",
+        convert=float,
+    ),  # fmt: skip
+    Option(
+        "harness_report",
+        "folder of the run report (index.html + data/*.json), relative to the rootdir",
+        "harness-report",
+        "HARNESS_REPORT",
+    ),  # fmt: skip
+    Option("harness_no_report", "write no run report", False, convert=_flag, flag=True),
+    Option(
+        "harness_progress",
+        "show long waits' progress: auto (terminals only), on, off",
+        "auto",
+        choices=("auto", "on", "off"),
+    ),
+)
+BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "Celery failure harness")
+    for option in OPTIONS:
+        extra = f" (ini {option.name}" + (f", env {option.env}" if option.env else "") + ")"
+        if option.flag:
+            group.addoption(option.cli, action="store_true", default=None, dest=option.name, help=option.help + extra)
+        else:
+            group.addoption(
+                option.cli, default=None, dest=option.name, choices=option.choices, help=option.help + extra
+            )
+        parser.addini(option.name, option.help, default="")
+
+
+def get(config: pytest.Config, name: str) -> Any:
+    """The option's value: command line > ini > environment > default."""
+    option = BY_NAME[name]
+    value = config.getoption(name, default=None)
+    if value is None:
+        value = config.getini(name) or None
+    if value is None and option.env:
+        value = os.environ.get(option.env) or None
+    if value is None:
+        return option.default
+    converted = option.convert(value)
+    if option.choices and converted not in option.choices:
+        raise pytest.UsageError(f"{option.cli} {converted!r} is not one of {', '.join(option.choices)}")
+    return converted
+
+
+def broker_options_from(config: pytest.Config, work_root: str | None = None) -> BrokerOptions:
+    return BrokerOptions(
+        kind=get(config, "harness_broker"),
+        url=get(config, "harness_broker_url"),
+        management_url=get(config, "harness_management_url"),
+        rabbitmq_server=get(config, "harness_rabbitmq_server"),
+        rabbitmq_port=get(config, "harness_rabbitmq_port"),
+        work_root=work_root,
+        image=get(config, "harness_rabbitmq_image"),
+        docker_network=get(config, "harness_docker_network"),
+        docker_ryuk=get(config, "harness_docker_ryuk"),
+        boot_timeout=get(config, "harness_boot_timeout"),
+    )

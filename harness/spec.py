@@ -1,0 +1,115 @@
+"""What a scenario runs: the user's Celery app, its web app, its workers, its producer, its settings.
+
+Pure data. ``StackSpec`` is built by the ``stack_spec`` fixture from ``--celery-app`` / ``--web-app``
+(or their ini keys) and can be replaced per module, or per test with indirect parametrization.
+The settings a scenario needs come from ``@pytest.mark.celery_config(...)`` and are applied to the
+app by the launcher in every program; ``env`` is for what the app itself reads from its environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import HarnessError
+
+POOLS = ("prefork", "threads", "solo")
+SERVERS = ("auto", "gunicorn", "uvicorn")
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """A Celery worker of the user's app: what ``celery -A <app> worker`` options a team tunes.
+
+    ``celery_app`` defaults to the stack's; ``queues`` to the app's own (no ``-Q``: the worker consumes
+    what the app declares); ``hostname`` to ``<name>@harness``.
+    """
+
+    name: str = "worker"
+    celery_app: str | None = None
+    queues: tuple[str, ...] | None = None
+    concurrency: int = 1
+    pool: str = "prefork"
+    fair: bool = False  # -O fair
+    max_tasks_per_child: int | None = None
+    hostname: str | None = None
+    celery_config: Mapping[str, Any] = field(default_factory=dict)  # over the scenario's, for this worker only
+    env: Mapping[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.pool not in POOLS:
+            raise HarnessError(f"WorkerSpec(pool={self.pool!r}) is not one of {', '.join(POOLS)}")
+        if self.concurrency < 1:
+            raise HarnessError(f"WorkerSpec(concurrency={self.concurrency}) must be at least 1")
+
+    @property
+    def nodename(self) -> str:
+        return self.hostname or f"{self.name}@harness"
+
+
+@dataclass(frozen=True)
+class WebSpec:
+    """The web app (a WSGI app under gunicorn with one synchronous worker, or an ASGI app under uvicorn).
+
+    ``ready_path``: a path that answers below 500 once the app is up; None waits for the port only.
+    """
+
+    name: str = "web"
+    app: str | None = None
+    celery_app: str | None = None  # only if importing the web app creates no Celery app by itself
+    server: str = "auto"
+    ready_path: str | None = None
+    celery_config: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    server_options: Mapping[str, Any] = field(default_factory=dict)  # gunicorn/uvicorn settings
+
+    def __post_init__(self) -> None:
+        if self.server not in SERVERS:
+            raise HarnessError(f"WebSpec(server={self.server!r}) is not one of {', '.join(SERVERS)}")
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """A scenario's stack: the web app (or None), its workers, how tasks are sent, and shared settings.
+
+    ``producer`` is a producer spec from ``harness.producers`` (``HttpProducer``, ``DirectProducer``);
+    ``cwd`` is the programs' working directory and import path (default: the pytest rootdir);
+    ``python`` their interpreter (default: the one running pytest).
+    """
+
+    celery_app: str | None = None
+    web: WebSpec | None = None
+    workers: tuple[WorkerSpec, ...] = (WorkerSpec(),)
+    producer: Any = None
+    celery_config: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    python: str | None = None
+    ready_timeout: float = 7.0  # a worker is online in about 1 s; leaves a bad-input run under 10 s
+
+    def __post_init__(self) -> None:
+        names = [w.name for w in self.workers] + ([self.web.name] if self.web else [])
+        if len(set(names)) != len(names):
+            raise HarnessError(f"the stack's programs need distinct names; got {names}")
+
+    def replace(self, **changes: Any) -> StackSpec:
+        return dataclasses.replace(self, **changes)
+
+    def with_worker_app(self, celery_app: str) -> StackSpec:
+        """The same stack with every worker running another version of the app (a deploy)."""
+        return self.replace(workers=tuple(dataclasses.replace(w, celery_app=celery_app) for w in self.workers))
+
+    def with_env(self, **env: str) -> StackSpec:
+        return self.replace(env={**self.env, **env})
+
+    def with_config(self, **settings: Any) -> StackSpec:
+        return self.replace(celery_config={**self.celery_config, **settings})
+
+    def worker(self, name: str) -> WorkerSpec:
+        for worker in self.workers:
+            if worker.name == name:
+                return worker
+        raise HarnessError(f"the stack has no worker named {name!r}; its workers: {[w.name for w in self.workers]}")
