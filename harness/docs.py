@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- scenarios:begin -->", "<!-- scenarios:end -->"
 # Markers that say which suite a scenario belongs to, in the order the docs list them.
 SUITES = {"seed": "Seed lessons", "catalogue": "Failure catalogue"}
@@ -74,7 +73,7 @@ def read_module(path: Path) -> ScenarioModule:
     return ScenarioModule(path, summary, module_markers, scenarios)
 
 
-def read_all(folder: Path = ROOT / "scenarios") -> list[ScenarioModule]:
+def read_all(folder: Path) -> list[ScenarioModule]:
     modules = [read_module(p) for p in sorted(folder.glob("test_*.py"))]
     order = [*SUITES.values(), "Foundation"]
     return sorted(modules, key=lambda m: (order.index(m.suite), m.path.name))
@@ -117,7 +116,7 @@ def with_table(readme: str, table: str) -> str:
     return f"{head}{BEGIN}\n{table}\n{END}{tail}"
 
 
-def outputs(root: Path = ROOT) -> dict[Path, str]:
+def outputs(root: Path) -> dict[Path, str]:
     modules = read_all(root / "scenarios")
     readme = root / "README.md"
     return {
@@ -129,13 +128,16 @@ def outputs(root: Path = ROOT) -> dict[Path, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.docs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if the docs are out of date; write nothing")
+    # The checkout's root, not the installed package's location: the tool belongs to the repository.
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="the checkout (default: the working directory)")
     args = parser.parse_args(argv)
-    stale = [path for path, text in outputs().items() if not path.exists() or path.read_text() != text]
+    written = outputs(args.root)
+    stale = [path for path, text in written.items() if not path.exists() or path.read_text() != text]
     if args.check:
         for path in stale:
-            print(f"{path.relative_to(ROOT)} is out of date: run python -m harness.docs", file=sys.stderr)
+            print(f"{path.relative_to(args.root)} is out of date: run python -m harness.docs", file=sys.stderr)
         return 1 if stale else 0
-    for path, text in outputs().items():
+    for path, text in written.items():
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
     return 0

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from harness.journal import Entry
-from harness.verdict import EVENTS, JOURNAL, Span, TaskEvent, TaskHistory
+from harness.verdict import JOURNAL, Span, TaskEvent, TaskHistory
 
 MATCH_WINDOW_S = 1.0
 # Steps only the journal writes: shown in histories, ignored by the fates.

@@ -32,9 +32,9 @@ import pytest
 from harness import options
 from harness.brokers.base import Broker
 from harness.brokers.select import BrokerOptions, make_broker
-from harness.options import broker_options_from
 from harness.errors import HarnessError
 from harness.ledger import Ledger
+from harness.options import broker_options_from
 from harness.producers import Sender
 from harness.spec import StackSpec, WebSpec, WorkerSpec
 from harness.stack import AppStack
@@ -50,17 +50,24 @@ INTROSPECTION_BROKER = "amqp://guest:guest@127.0.0.1:1/harness-introspection"
 
 
 def harness_error(error: HarnessError | str) -> NoReturn:
-    """End the current test with the one sentence, as an error (not a traceback from a library)."""
+    """End the current test with the one sentence, as an error (not a traceback from a library). Call it
+    outside an ``except`` block, or pytest shows the exception it replaces too."""
     pytest.fail(f"harness: {error}", pytrace=False)
+
+
+def attempt(action: Callable[[], T]) -> T:
+    """``action()``, or the test ends with the one sentence of the HarnessError it raised."""
+    try:
+        return action()
+    except HarnessError as error:
+        problem = error
+    harness_error(problem)
 
 
 @contextmanager
 def opened(open_: Callable[[], T]) -> Iterator[T]:
     """Open a scenario resource, failing the test with its one sentence if it cannot be; close it after."""
-    try:
-        resource = open_()
-    except HarnessError as error:
-        harness_error(error)
+    resource = attempt(open_)
     try:
         yield resource
     finally:
@@ -88,18 +95,12 @@ def broker_options(pytestconfig: pytest.Config, harness_workdir: Path) -> Broker
 @pytest.fixture(scope="session")
 def broker(broker_options: BrokerOptions, pytestconfig: pytest.Config) -> Iterator[Broker]:
     """The session's RabbitMQ, started once; stopped (if the harness owns it) at the end."""
-    try:
-        instance = make_broker(broker_options)
-    except HarnessError as error:
-        harness_error(error)
+    instance = attempt(lambda: make_broker(broker_options))
     if instance.owned and progress_shown():
         notice(pytestconfig, f"harness: starting the {instance.kind} broker")
     try:
-        instance.start()
-    except HarnessError as error:
-        instance.close()
-        harness_error(error)
-    except BaseException:  # Ctrl-C during the boot: stop what was started before the workdir goes
+        attempt(instance.start)
+    except BaseException:  # the one sentence, or Ctrl-C during the boot: stop what was started
         instance.close()
         raise
     problem = getattr(instance, "management_problem", None)
@@ -120,7 +121,7 @@ def introspect(celery_app: str, cwd: str, python: str | None = None, timeout: fl
     except subprocess.TimeoutExpired:
         raise HarnessError(
             f"--celery-app {celery_app} took more than {timeout:.0f}s to import; does it connect at import?"
-        )
+        ) from None
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         why = next((line.split(": ", 1)[1] for line in lines if line.startswith("HarnessLaunchError:")), None)
@@ -251,15 +252,13 @@ def stack(
     pytestconfig: pytest.Config,
 ) -> Iterator[AppStack]:
     """The app under supervisord, every program ready, the producer bound."""
+    app = attempt(
+        lambda: AppStack(
+            stack_spec, vhost, ledger, scenario_dir, timeline, celery_config, cwd=str(pytestconfig.rootpath)
+        )
+    )
     try:
-        app = AppStack(stack_spec, vhost, ledger, scenario_dir, timeline, celery_config, cwd=str(pytestconfig.rootpath))
-    except HarnessError as error:
-        harness_error(error)
-    try:
-        try:
-            app.launch()
-        except HarnessError as error:
-            harness_error(error)
+        attempt(app.launch)
         yield app
     finally:
         app.close()
@@ -291,9 +290,6 @@ def dead_letters(vhost: ScenarioVhost) -> Callable[[str], str]:
     def make(queue: str) -> str:
         if not vhost.isolated:
             pytest.skip("dead-lettering needs the broker's management API, which this url broker does not offer")
-        try:
-            return vhost.dead_letter(queue)
-        except HarnessError as error:
-            harness_error(error)
+        return attempt(lambda: vhost.dead_letter(queue))
 
     return make

@@ -165,8 +165,8 @@ def configure(app: Any, broker_url: str, settings: dict[str, Any]) -> None:
     wanted = Connection(broker_url).as_uri(include_password=True)
     if actual != wanted:
         raise LaunchError(
-            f"the Celery app {app.main!r} still connects to {app.connection_for_write().as_uri()} after the harness set "
-            "broker_url; remove what overrides it (a broker_write_url, a custom connection) for the test run"
+            f"the Celery app {app.main!r} still connects to {app.connection_for_write().as_uri()} after the harness "
+            "set broker_url; remove what overrides it (a broker_write_url, a custom connection) for the test run"
         )
 
 

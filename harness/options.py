@@ -49,31 +49,31 @@ OPTIONS = (
         "auto",
         "HARNESS_BROKER",
         choices=KINDS,
-    ),  # fmt: skip
+    ),
     Option("harness_broker_url", "AMQP URL of an existing broker, for the url provider", env="HARNESS_BROKER_URL"),
     Option(
         "harness_management_url",
         "management API of that broker (default: http://<host>:15672 if it answers)",
         env="HARNESS_MANAGEMENT_URL",
-    ),  # fmt: skip
+    ),
     Option(
         "harness_rabbitmq_server",
         "rabbitmq-server script for the local provider (default: the one on PATH)",
         env="HARNESS_RABBITMQ_SERVER",
-    ),  # fmt: skip
+    ),
     Option("harness_rabbitmq_port", "AMQP port of the local node (default: a free one)", convert=int),
     Option(
         "harness_rabbitmq_image",
         f"image for the docker provider (default {DEFAULT_IMAGE})",
         env="HARNESS_RABBITMQ_IMAGE",
-    ),  # fmt: skip
+    ),
     Option(
         "harness_docker_network",
         "bridge (published ports, default) or host (the host's network)",
         "bridge",
         "HARNESS_DOCKER_NETWORK",
         choices=NETWORKS,
-    ),  # fmt: skip
+    ),
     Option("harness_docker_ryuk", "let testcontainers' reaper run too", False, convert=_flag, flag=True),
     Option(
         "harness_boot_timeout",
@@ -81,13 +81,13 @@ OPTIONS = (
         90.0,
         "HARNESS_BROKER_BOOT_TIMEOUT",
         convert=float,
-    ),  # fmt: skip
+    ),
     Option(
         "harness_report",
         "folder of the run report (index.html + data/*.json), relative to the rootdir",
         "harness-report",
         "HARNESS_REPORT",
-    ),  # fmt: skip
+    ),
     Option("harness_no_report", "write no run report", False, convert=_flag, flag=True),
     Option(
         "harness_progress",

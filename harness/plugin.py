@@ -78,6 +78,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
+    # A problem the user must fix, met inside a test body: its one sentence, not a traceback.
+    if call.excinfo is not None and call.excinfo.errisinstance(HarnessError) and report.failed:
+        report.longrepr = f"harness: {call.excinfo.value}"
     # A failed scenario's report carries what a reader needs: each program's stderr and every task's
     # history, with the witness that saw each step.
     app = getattr(item, "funcargs", {}).get("stack")

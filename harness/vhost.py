@@ -134,6 +134,7 @@ class ScenarioVhost:
 
     def wait_for_ready(self, queue: str, count: int, timeout: float) -> None:
         """Wait until exactly ``count`` messages are ready in ``queue``."""
+        self.require_queue(queue)
         eventually(
             lambda: self.ready(queue), until=lambda n: n == count, timeout=timeout,
             what=f"{count} ready messages in {queue}", progress=lambda n: f"{n} ready",
@@ -141,12 +142,14 @@ class ScenarioVhost:
 
     def wait_for_empty(self, queue: str, timeout: float) -> Depth:
         """Wait until ``queue`` holds nothing: no ready message, none unacknowledged (where that is known)."""
+        self.require_queue(queue)
         return eventually(
             lambda: self.depth(queue), until=lambda d: d.ready == 0 and not d.unacked, timeout=timeout,
             what=f"{queue} to hold no ready and no unacknowledged message",
         )  # fmt: skip
 
     def wait_for_consumers(self, queue: str, count: int, timeout: float = 10) -> None:
+        self.require_queue(queue)
         eventually(
             lambda: self.depth(queue).consumers, until=lambda n: n == count, timeout=timeout,
             what=f"{count} consumers on {queue}",
@@ -154,6 +157,7 @@ class ScenarioVhost:
 
     def assert_ready_holds(self, queue: str, count: int, for_: float, why: str) -> int:
         """Watch ``queue`` for ``for_`` seconds: its ready count must stay ``count``. Returns the observations."""
+        self.require_queue(queue)
         return never(
             lambda: self.ready(queue), until=lambda n: n != count, for_=for_,
             what=f"{queue} left {count} ready messages although {why}",

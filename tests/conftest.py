@@ -1,13 +1,17 @@
 """Fixtures shared by the end-to-end tests of the ``docker`` provider (bad input, no leaks).
 
-Those tests run inner pytest sessions with ``--broker docker`` on an image that is already on the
-engine: no image registry is assumed reachable. They are skipped, saying why, when no engine answers
-or the image is missing. By default the image is the one ``scripts/build-rabbitmq-image`` builds and
-the container shares the host's network (what machines whose containers may only use loopback
-need); ``HARNESS_RABBITMQ_IMAGE`` and ``HARNESS_DOCKER_NETWORK`` choose others.
+The harness's own tests that run a stack run the demo app (``stack_spec`` below).
 
-Each harness container carries the pid of the pytest that made it (``LABEL_PID``), so a test finds the
-containers of exactly its own inner run, and removes only those, even while other runs use the engine.
+The end-to-end tests of the docker provider run inner pytest sessions with ``--harness-broker
+docker`` on an image that is already on the engine: no image registry is assumed reachable. They are
+skipped, saying why, when no engine answers or the image is missing. By default the image is the one
+``scripts/build-rabbitmq-image`` builds and the container shares the host's network (what machines
+whose containers may only use loopback need); ``HARNESS_RABBITMQ_IMAGE`` and
+``HARNESS_DOCKER_NETWORK`` choose others.
+
+Each harness container carries the pid of the pytest that made it (``LABEL_PID``), so a test finds
+the containers of exactly its own inner run, and removes only those, even while other runs use the
+engine.
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ import pytest
 from docker import DockerClient
 from docker.errors import ImageNotFound
 
+from app_under_test.stack import demo
 from harness.brokers.docker import LABEL, LABEL_HOST, LABEL_PID, docker_client
 from harness.errors import HarnessError
+from harness.spec import StackSpec
 
 LOCAL_IMAGE = "harness-rabbitmq:3-management-local"
+
+
+@pytest.fixture
+def stack_spec(request: pytest.FixtureRequest) -> StackSpec:
+    """The demo app, unless a test gives its own by indirect parametrization."""
+    return getattr(request, "param", None) or demo()
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,10 @@ class DockerSetup:
 
     def args(self, image: str | None = None) -> tuple[str, ...]:
         """The inner run's provider options, with ``image`` instead of the usual one if given."""
-        return ("--broker", "docker", "--rabbitmq-image", image or self.image, "--docker-network", self.network)
+        return (
+            "--harness-broker", "docker", "--harness-rabbitmq-image", image or self.image,
+            "--harness-docker-network", self.network,
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,12 @@
 
 Each case runs pytest in a subprocess on a one-click scenario, with one thing wrong: no
 ``rabbitmq-server``, a broker URL that refuses the connection or the credentials, a port already
-taken, a worker or web app that cannot start, no Docker engine, a Docker image that cannot be had, a
-container that never becomes ready. The run must end within 10 s with exit code 4 and one
-``harness: ...`` line naming the problem and the fix (a crashed program's own stderr tail included),
-no traceback, and no process, temporary directory or container of the run left behind.
+taken, an app that does not import or is not what it is said to be, a worker or web app that cannot
+start, a route that answers an error or hides the task id, a queue the app does not declare, no Docker
+engine, a Docker image that cannot be had, a container that never becomes ready. The scenario must
+end within 10 s as an error (or failure) whose report is one ``harness: ...`` line naming the problem
+and the fix (a crashed program's own stderr line included), no traceback, and no process, temporary
+directory or container of the run left behind. The user's other tests in the same run still run.
 
 The subprocess gets its own ``TMPDIR``: the harness's directories go there and every process the run
 starts inherits it, which is how leftovers of exactly this run are found. Its pytest also records its
@@ -30,7 +32,6 @@ import psutil
 import pytest
 
 from harness.brokers.docker import engine_answers
-from harness.plugin import EXIT_HARNESS_ERROR
 from harness.ports import free_ports
 
 if TYPE_CHECKING:
@@ -45,8 +46,14 @@ SYSTEM_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
 REAP_GRACE_S = 2.0  # SIGKILLed processes may take a moment to disappear
 
 SCENARIO = """
-def test_click(web):
-    web.click()
+def test_click(producer):
+    producer.send()
+"""
+
+# An ordinary test of the user's, next to the scenario: a broken harness set-up must not stop it.
+UNRELATED = """
+def test_unrelated():
+    assert 1 + 1 == 2
 """
 
 # A plugin (-p record_pid) writing the inner pytest's pid next to the scenario: the pid label of any
@@ -60,8 +67,8 @@ def pytest_configure(config):
     Path(__file__).with_name("inner-pytest.pid").write_text(str(os.getpid()))
 """
 
-# pytest prints pytest.exit()'s reason between "!" rules: "!!! _pytest.outcomes.Exit: harness: ... !!!".
-HARNESS_LINE = re.compile(r"^!+ (?:\S*Exit: )?harness: (?P<sentence>.+?) !+$")
+# A scenario the harness could not run reports one line, whole, in pytest's ERRORS/FAILURES section.
+HARNESS_LINE = re.compile(r"^harness: (?P<sentence>.+)$")
 
 # Makes rabbitmq-server unfindable in the subprocess: the harness also looks in /usr/sbin and
 # /usr/local/sbin explicitly, so a narrowed PATH alone cannot hide an installed one.
@@ -82,18 +89,24 @@ shutil.which = _which_but_rabbitmq
 """
 
 
-def stack_spec_conftest(spec: str) -> str:
-    """A conftest redefining ``stack_spec`` as ``spec`` (an expression over StackSpec, WebSpec, WorkerSpec)."""
+def stack_spec_conftest(spec: str = "demo()") -> str:
+    """A conftest defining ``stack_spec`` as ``spec``: an expression over the demo's ``demo``, ``worker`` and
+    ``BUTTON``, and the harness's StackSpec, WebSpec, WorkerSpec, HttpProducer, JsonField."""
     return f"""
 import pytest
 
-from harness.stack import StackSpec, WebSpec, WorkerSpec
+from app_under_test.stack import BUTTON, demo, worker
+from harness.producers import HttpProducer, JsonField
+from harness.spec import StackSpec, WebSpec, WorkerSpec
 
 
 @pytest.fixture
 def stack_spec():
     return {spec}
 """
+
+
+DEMO = stack_spec_conftest()
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,7 @@ class Run:
     lines: list[str]
     tmpdir: Path
     pid: int | None  # the inner pytest's, if it got as far as configuring itself
+    outcomes: dict[str, int]
 
     @property
     def output(self) -> str:
@@ -112,7 +126,16 @@ class Run:
 
     @property
     def harness_lines(self) -> list[str]:
-        return [line for line in self.lines if HARNESS_LINE.match(line)]
+        """``harness: ...`` lines of the ERRORS and FAILURES sections (not the header's notices)."""
+        found, inside = [], False
+        for line in self.lines:
+            if re.match(r"^=+ (ERRORS|FAILURES) =+$", line):
+                inside = True
+            elif re.match(r"^=+ .* =+$", line):
+                inside = False
+            elif inside and HARNESS_LINE.match(line):
+                found.append(line)
+        return found
 
     @property
     def sentence(self) -> str:
@@ -135,8 +158,14 @@ def short_tmpdir() -> Iterator[Path]:
 def run_scenario(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, short_tmpdir: Path) -> RunScenario:
     """Run the one-click scenario in a pytest subprocess with ``args``; time it."""
 
-    def run(*args: str, conftest: str = "", env: dict[str, str] | None = None, tmpdir: Path = short_tmpdir) -> Run:
-        pytester.makepyfile(test_scenario=SCENARIO, record_pid=RECORD_PID)
+    def run(
+        *args: str,
+        conftest: str = DEMO,
+        env: dict[str, str] | None = None,
+        tmpdir: Path = short_tmpdir,
+        scenario: str = SCENARIO,
+    ) -> Run:
+        pytester.makepyfile(test_scenario=scenario, test_unrelated=UNRELATED, record_pid=RECORD_PID)
         pid_file = pytester.path / "inner-pytest.pid"
         if conftest:
             pytester.makeconftest(conftest)
@@ -151,7 +180,8 @@ def run_scenario(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, sho
         seconds = time.monotonic() - started
         pid = int(pid_file.read_text()) if pid_file.exists() else None
         print(f"run (pytest pid {pid}) took {seconds:.2f}s")
-        return Run(int(result.ret), seconds, result.outlines + result.errlines, tmpdir, pid)
+        outcomes = result.parseoutcomes() if result.outlines else {}
+        return Run(int(result.ret), seconds, result.outlines + result.errlines, tmpdir, pid, outcomes)
 
     return run
 
@@ -161,8 +191,8 @@ class BrokenRun(Exception):
 
 
 def reached_the_scenario(run: Run) -> Run:
-    """``run``, if pytest got as far as the scenario's fixtures (passed, failed, or ended by the harness)."""
-    if run.returncode not in (0, 1, EXIT_HARNESS_ERROR) or "INTERNALERROR" in run.output:
+    """``run``, if pytest got as far as the scenario's fixtures (passed, failed, or errored)."""
+    if run.returncode not in (0, 1) or "INTERNALERROR" in run.output:
         raise BrokenRun(f"the run ended with exit code {run.returncode}:\n{run.output}")
     return run
 
@@ -198,8 +228,11 @@ class SentenceLacks(AssertionError):
 
 
 def assert_ended_with_one_sentence(run: Run, *facts: str) -> None:
-    """Exit code 4 within the bound, no traceback, nothing left, one harness line holding every fact."""
-    assert run.returncode == EXIT_HARNESS_ERROR, f"exit code {run.returncode}, expected 4:\n{run.output}"
+    """Within the bound: the scenario errored (or failed) with one harness line holding every fact, the
+    user's unrelated test passed, no traceback, nothing left."""
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, f"exit code {run.returncode}, expected 1:\n{run.output}"
+    assert run.outcomes.get("passed") == 1, f"the unrelated test did not pass: {run.outcomes}\n{run.output}"
+    assert run.outcomes.get("errors", 0) + run.outcomes.get("failed", 0) == 1, f"{run.outcomes}\n{run.output}"
     assert run.seconds < BOUND_S, f"the run took {run.seconds:.1f}s; bad input must end it within {BOUND_S:.0f}s"
     assert len(run.harness_lines) == 1, f"expected one 'harness:' line, got {run.harness_lines}:\n{run.output}"
     assert "Traceback" not in run.output, f"a traceback reached the user:\n{run.output}"
@@ -254,9 +287,9 @@ def taken_port() -> Iterator[int]:
 
 
 def test_rabbitmq_server_option_naming_a_missing_file(run_scenario: RunScenario) -> None:
-    run = run_scenario("--broker", "local", "--rabbitmq-server", "/nonexistent/rabbitmq-server")
+    run = run_scenario("--harness-broker", "local", "--harness-rabbitmq-server", "/nonexistent/rabbitmq-server")
     assert_ended_with_one_sentence(
-        run, "--rabbitmq-server /nonexistent/rabbitmq-server", "not an executable file", "apt-get install"
+        run, "--harness-rabbitmq-server /nonexistent/rabbitmq-server", "not an executable file", "apt-get install"
     )
 
 
@@ -265,15 +298,15 @@ def test_rabbitmq_server_option_naming_a_non_executable_file(
 ) -> None:
     server = pytester.makefile("", **{"rabbitmq-server": "#!/bin/sh\nexit 0\n"})
     server.chmod(0o644)
-    run = run_scenario("--broker", "local", "--rabbitmq-server", str(server))
-    assert_ended_with_one_sentence(run, str(server), "not an executable file", "--broker-url")
+    run = run_scenario("--harness-broker", "local", "--harness-rabbitmq-server", str(server))
+    assert_ended_with_one_sentence(run, str(server), "not an executable file", "--harness-broker-url")
 
 
 @pytest.mark.parametrize(
     ("kind", "facts"),
     [
-        ("local", ("rabbitmq-server was not found", "apt-get install", "--rabbitmq-server PATH")),
-        ("auto", ("no RabbitMQ is available", "apt-get install", "--broker-url")),
+        ("local", ("rabbitmq-server was not found", "apt-get install", "--harness-rabbitmq-server PATH")),
+        ("auto", ("no RabbitMQ is available", "apt-get install", "--harness-broker-url")),
     ],
 )
 def test_rabbitmq_server_not_installed(run_scenario: RunScenario, kind: str, facts: tuple[str, ...]) -> None:
@@ -281,22 +314,26 @@ def test_rabbitmq_server_not_installed(run_scenario: RunScenario, kind: str, fac
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),  # no sbin
         "DOCKER_HOST": "unix:///nonexistent/docker.sock",  # and no Docker engine for auto to pick
     }
-    run = run_scenario("--broker", kind, conftest=WITHOUT_RABBITMQ_SERVER, env=env)
+    run = run_scenario("--harness-broker", kind, conftest=DEMO + WITHOUT_RABBITMQ_SERVER, env=env)
     assert_ended_with_one_sentence(run, *facts)
 
 
 # -- 2. and 3. a broker URL that refuses the connection or the credentials -------------------------
 
 
+def url_broker(url: str) -> tuple[str, ...]:
+    return ("--harness-broker", "url", "--harness-broker-url", url)
+
+
 def test_broker_url_refusing_connections(run_scenario: RunScenario) -> None:
     port = closed_port()
-    run = run_scenario("--broker", "url", "--broker-url", f"amqp://guest:guest@127.0.0.1:{port}//")
-    assert_ended_with_one_sentence(run, f"127.0.0.1:{port}", "connection refused", "--broker-url")
+    run = run_scenario(*url_broker(f"amqp://guest:guest@127.0.0.1:{port}//"))
+    assert_ended_with_one_sentence(run, f"127.0.0.1:{port}", "connection refused", "--harness-broker-url")
 
 
 def test_broker_url_where_nothing_speaks_amqp(run_scenario: RunScenario, taken_port: int) -> None:
-    run = run_scenario("--broker", "url", "--broker-url", f"amqp://guest:guest@127.0.0.1:{taken_port}//")
-    assert_ended_with_one_sentence(run, f"127.0.0.1:{taken_port}", "did not answer", "--broker-url")
+    run = run_scenario(*url_broker(f"amqp://guest:guest@127.0.0.1:{taken_port}//"))
+    assert_ended_with_one_sentence(run, f"127.0.0.1:{taken_port}", "did not answer", "--harness-broker-url")
 
 
 @needs_system_broker
@@ -305,7 +342,7 @@ def test_broker_url_where_nothing_speaks_amqp(run_scenario: RunScenario, taken_p
     [
         (
             "amqp://guest:not-the-password-7f3a@127.0.0.1:5672//",
-            ("127.0.0.1:5672", "ACCESS_REFUSED", "'guest'", "password in --broker-url"),
+            ("127.0.0.1:5672", "ACCESS_REFUSED", "'guest'", "password in --harness-broker-url"),
         ),
         (
             "amqp://guest:guest@127.0.0.1:5672/no-such-vhost-7f3a",
@@ -315,7 +352,7 @@ def test_broker_url_where_nothing_speaks_amqp(run_scenario: RunScenario, taken_p
     ids=["wrong-password", "unknown-vhost"],
 )
 def test_broker_url_rejecting_the_credentials(run_scenario: RunScenario, url: str, facts: tuple[str, ...]) -> None:
-    run = run_scenario("--broker", "url", "--broker-url", url)
+    run = run_scenario(*url_broker(url))
     assert_ended_with_one_sentence(run, *facts)
     assert "not-the-password-7f3a" not in run.output, "the password was printed"
 
@@ -325,29 +362,53 @@ def test_broker_url_rejecting_the_credentials(run_scenario: RunScenario, url: st
 
 @needs_rabbitmq_server
 def test_rabbitmq_port_already_taken(run_scenario: RunScenario, taken_port: int) -> None:
-    run = run_scenario("--broker", "local", "--rabbitmq-port", str(taken_port))
-    assert_ended_with_one_sentence(run, f"port {taken_port}", "already in use", "--rabbitmq-port")
+    run = run_scenario("--harness-broker", "local", "--harness-rabbitmq-port", str(taken_port))
+    assert_ended_with_one_sentence(run, f"port {taken_port}", "already in use", "--harness-rabbitmq-port")
 
 
-# -- 5. and 6. a worker or a web app that cannot start ---------------------------------------------
+# -- 5. the app under test: not importable, not an app, a program that cannot start ------------------
+
+SYSTEM = url_broker(SYSTEM_BROKER_URL)
 
 
 @needs_system_broker
-def test_worker_whose_module_fails_to_import(run_scenario: RunScenario) -> None:
-    spec = 'StackSpec(workers=(WorkerSpec(app="app_under_test.does_not_exist"),))'
-    run = run_scenario("--broker", "url", "--broker-url", SYSTEM_BROKER_URL, conftest=stack_spec_conftest(spec))
-    # The worker's own stderr tail names the module it could not load.
+def test_celery_app_option_that_does_not_import(run_scenario: RunScenario) -> None:
+    # No stack_spec of the scenario's own: the stack comes from --celery-app alone.
+    run = run_scenario(*SYSTEM, "--celery-app", "no_such_project.celery:app", conftest="")
+    assert_ended_with_one_sentence(
+        run, "--celery-app no_such_project.celery:app does not import", "No module named 'no_such_project'"
+    )
+
+
+@needs_system_broker
+def test_celery_app_option_naming_no_celery_app(run_scenario: RunScenario) -> None:
+    run = run_scenario(*SYSTEM, "--celery-app", "app_under_test.settings:HELLO_QUEUE", conftest="")
+    assert_ended_with_one_sentence(run, "app_under_test.settings:HELLO_QUEUE", "not a Celery app")
+
+
+@needs_system_broker
+def test_worker_whose_app_fails_to_import(run_scenario: RunScenario) -> None:
+    spec = 'demo(workers=(worker(version="does_not_exist"),))'
+    run = run_scenario(*SYSTEM, conftest=stack_spec_conftest(spec))
+    # The worker's own stderr names the module it could not load.
     assert_ended_with_one_sentence(run, "worker_hello", "exited while starting", "app_under_test.does_not_exist")
 
 
-WEB_APP_THAT_DOES_NOT_IMPORT = stack_spec_conftest('StackSpec(web=WebSpec(app="app_under_test.nope:app"))')
+def web_app(app: str, ready_path: str | None = "/healthz") -> str:
+    spec = f'demo().replace(web=WebSpec(app="{app}", ready_path={ready_path!r}))'
+    return stack_spec_conftest(spec)
 
 
 @needs_system_broker
-def test_web_app_that_does_not_come_up(run_scenario: RunScenario) -> None:
-    run = run_scenario("--broker", "url", "--broker-url", SYSTEM_BROKER_URL, conftest=WEB_APP_THAT_DOES_NOT_IMPORT)
-    # The line of the web's stderr that names the error, not gunicorn's closing boilerplate.
+def test_web_app_that_does_not_import(run_scenario: RunScenario) -> None:
+    run = run_scenario(*SYSTEM, conftest=web_app("app_under_test.nope:app"))
     assert_ended_with_one_sentence(run, "web exited while starting", "ModuleNotFoundError", "app_under_test.nope")
+
+
+@needs_system_broker
+def test_web_app_that_is_not_a_wsgi_or_asgi_app(run_scenario: RunScenario) -> None:
+    run = run_scenario(*SYSTEM, conftest=web_app("app_under_test.settings:HELLO_QUEUE"))
+    assert_ended_with_one_sentence(run, "app_under_test.settings:HELLO_QUEUE", "not a WSGI or ASGI application")
 
 
 NEVER_HEALTHY_WSGI_APP = """
@@ -358,23 +419,54 @@ def app(environ, start_response):
 
 
 @needs_system_broker
-def test_web_app_that_never_answers_healthz(run_scenario: RunScenario, pytester: pytest.Pytester) -> None:
-    # The subprocess's PYTHONPATH starts with the pytester directory, and supervisord's programs inherit it.
+def test_web_app_that_never_answers_its_ready_path(run_scenario: RunScenario, pytester: pytest.Pytester) -> None:
+    # The programs' working directory is the inner run's rootdir, where this module is written.
     pytester.makepyfile(never_healthy=NEVER_HEALTHY_WSGI_APP)
-    conftest = stack_spec_conftest('StackSpec(web=WebSpec(app="never_healthy:app"))')
-    run = reached_the_scenario(run_scenario("--broker", "url", "--broker-url", SYSTEM_BROKER_URL, conftest=conftest))
+    run = reached_the_scenario(run_scenario(*SYSTEM, conftest=web_app("never_healthy:app")))
     assert_ended_with_one_sentence(run, "web", "did not become ready", "/healthz")
+
+
+# -- 6. a producer whose route answers an error, or hides the task id --------------------------------
+
+
+@needs_system_broker
+@pytest.mark.parametrize(
+    ("producer", "facts"),
+    [
+        ('HttpProducer("/no-such-route")', ("POST /no-such-route answered 404", "body starts", "fix the path")),
+        ('HttpProducer("/hello", json={"name": "x"}, task_id=JsonField("id"))', ("JSON field 'id'", "no task id")),
+    ],
+    ids=["route-404", "task-id-not-found"],
+)
+def test_producer_that_cannot_record_a_send(run_scenario: RunScenario, producer: str, facts: tuple[str, ...]) -> None:
+    run = run_scenario(*SYSTEM, conftest=stack_spec_conftest(f"demo().replace(producer={producer})"))
+    assert_ended_with_one_sentence(run, *facts)
+
+
+# -- 7. a queue the app does not declare --------------------------------------------------------------
+
+WAITS_ON_AN_UNKNOWN_QUEUE = """
+def test_click(producer, vhost):
+    producer.send()
+    vhost.wait_for_ready("hello_queeu", 1, timeout=30)
+"""
+
+
+@needs_system_broker
+def test_scenario_naming_a_queue_the_app_does_not_declare(run_scenario: RunScenario) -> None:
+    run = run_scenario(*SYSTEM, scenario=WAITS_ON_AN_UNKNOWN_QUEUE)
+    assert_ended_with_one_sentence(run, "'hello_queeu'", "does not declare", "hello_queue")
 
 
 @needs_system_broker
 def test_long_tmpdir_does_not_break_the_stack(run_scenario: RunScenario, pytester: pytest.Pytester) -> None:
     long_tmpdir = pytester.mkdir("long-tmpdir-".ljust(max(12, 80 - len(str(pytester.path)) - 1), "x"))
-    run = reached_the_scenario(run_scenario("--broker", "url", "--broker-url", SYSTEM_BROKER_URL, tmpdir=long_tmpdir))
+    run = reached_the_scenario(run_scenario(*SYSTEM, tmpdir=long_tmpdir))
     assert run.returncode == 0, run.output
     assert_nothing_left_behind(run)
 
 
-# -- 7., 8. and 9. no Docker engine, an image that cannot be had, a container that never answers ----
+# -- 8., 9. and 10. no Docker engine, an image that cannot be had, a container that never answers ---
 
 NO_ENGINE = "unix:///nonexistent.sock"
 MISSING_IMAGE = "harness-no-such-image:1"
@@ -408,10 +500,10 @@ def assert_no_container_left(run: Run, containers: RunContainers) -> None:
 
 
 def test_docker_with_no_engine(run_scenario: RunScenario, run_containers_if_engine: RunContainers | None) -> None:
-    run = run_scenario("--broker", "docker", env={"DOCKER_HOST": NO_ENGINE})
+    run = run_scenario("--harness-broker", "docker", env={"DOCKER_HOST": NO_ENGINE})
     if run_containers_if_engine is not None:  # the real engine, not the socket the run was pointed at
         assert_no_container_left(run, run_containers_if_engine)
-    assert_ended_with_one_sentence(run, "no Docker engine answers", NO_ENGINE, "DOCKER_HOST", "--broker local")
+    assert_ended_with_one_sentence(run, "no Docker engine answers", NO_ENGINE, "DOCKER_HOST", "--harness-broker local")
 
 
 def test_docker_image_that_cannot_be_pulled(
@@ -419,13 +511,13 @@ def test_docker_image_that_cannot_be_pulled(
 ) -> None:
     run = reached_the_scenario(run_scenario(*docker_setup.args(MISSING_IMAGE)))
     assert_no_container_left(run, run_containers)
-    assert_ended_with_one_sentence(run, MISSING_IMAGE, "the pull failed", "--rabbitmq-image")
+    assert_ended_with_one_sentence(run, MISSING_IMAGE, "the pull failed", "--harness-rabbitmq-image")
 
 
 def test_docker_container_that_never_becomes_ready(
     run_scenario: RunScenario, docker_setup: DockerSetup, never_ready_image: str, run_containers: RunContainers
 ) -> None:
-    args = (*docker_setup.args(never_ready_image), "--broker-boot-timeout", str(NEVER_READY_BOOT_TIMEOUT_S))
+    args = (*docker_setup.args(never_ready_image), "--harness-boot-timeout", str(NEVER_READY_BOOT_TIMEOUT_S))
     run = reached_the_scenario(run_scenario(*args))
     assert_no_container_left(run, run_containers)
     # The stated bound, what the probe saw last, and the container's log (empty: sleep says nothing).

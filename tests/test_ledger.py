@@ -1,9 +1,12 @@
-"""The ledger against a real broker and a real worker: every event, nothing missed."""
+"""The ledger against a real broker and a real worker: every step, seen by both witnesses."""
 
 from celery import Celery
 
+from app_under_test.stack import WORKER
 from harness.ledger import Ledger
 from harness.waiting import eventually
+
+STEPS = ["task-sent", "task-received", "task-started", "task-succeeded"]
 
 
 def test_ledger_is_listening_before_the_first_task_is_sent(vhost):
@@ -19,23 +22,25 @@ def test_ledger_is_listening_before_the_first_task_is_sent(vhost):
         producer.close()
 
 
-def test_a_click_is_recorded_from_send_to_success_with_the_worker_hostname(stack, web, ledger):
-    click = web.click()
+def test_a_click_is_recorded_from_send_to_success_by_both_witnesses(stack, producer, ledger):
+    click = producer.send()
     ledger.wait_settled(timeout=10)
 
     history = ledger.history(click.task_id)
-    assert [e.type for e in history.events] == [
-        "task-sent",
-        "task-received",
-        "task-started",
-        "task-succeeded",
-    ]
+    assert [e.type for e in history.events if e.type in STEPS] == STEPS
+    assert all(e.witnesses == {"events", "journal"} for e in history.events if e.type in STEPS), history.describe()
     assert history.workers == ["worker_hello@harness"]
     assert ledger.sent_ids == [click.task_id]
     stack.verdict().assert_counts(succeeded=1)
 
 
 def test_worker_online_is_seen_for_every_worker_start(stack, ledger):
-    before = len(ledger.worker_events("worker_hello@harness", "worker-online"))
-    stack.restart("worker_hello")
-    assert len(ledger.worker_events("worker_hello@harness", "worker-online")) == before + 1
+    before = len(ledger.worker_events("worker_hello@harness", "worker-online", witness="events"))
+    stack.restart(WORKER)
+    assert len(ledger.worker_events("worker_hello@harness", "worker-online", witness="events")) == before + 1
+
+
+def test_each_program_reports_the_settings_it_runs_with(stack, ledger):
+    config = ledger.program_config(WORKER)
+    assert config["settings"]["worker_prefetch_multiplier"] == 4
+    assert config["tasks"]["say_hello"]["queue"] == "hello_queue"

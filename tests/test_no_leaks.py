@@ -4,7 +4,7 @@ Each case runs ``python -m pytest`` in a real subprocess (not pytester's in-proc
 in-process run would share this process's atexit hooks, signal handling and children, which is
 exactly what must be proven to clean up on its own) on a tiny scenario written into ``tmp_path``,
 against a broker the harness owns, so broker leaks are covered too: a private RabbitMQ node
-(``--broker local``), and a container (``--broker docker``, skipped, saying why, where no engine
+(``--harness-broker local``), and a container (``--harness-broker docker``, skipped, saying why, where no engine
 answers or the image is missing; see tests/conftest.py).
 
 The subprocess gets ``TMPDIR`` pointing at a fresh directory of its own. Every temporary directory
@@ -60,8 +60,9 @@ KINDS = (
     ("rabbit_disk_monitor", "broker node helper"),
     ("epmd", "epmd"),
     ("supervisord", "supervisord"),
-    ("celery", "celery worker"),
-    ("gunicorn", "web (gunicorn)"),
+    # Programs run through the harness's launcher, named by their configuration file.
+    ("programs/worker_hello.json", "celery worker"),
+    ("programs/web.json", "web (gunicorn)"),
     ("pytest", "pytest"),
 )
 
@@ -77,18 +78,18 @@ PREAMBLE = """
 """
 
 PASSING = """
-    def test_one_click_settles(stack, web, ledger):
+    def test_one_click_settles(stack, producer, ledger):
         record(stack)
-        click = web.click()
+        click = producer.send()
         assert click.status == 202 and click.queued, click
         ledger.wait_settled(timeout=20)
         stack.verdict().assert_counts(succeeded=1)
 """
 
 FAILING = """
-    def test_one_click_settles_then_fails(stack, web, ledger):
+    def test_one_click_settles_then_fails(stack, producer, ledger):
         record(stack)
-        click = web.click()
+        click = producer.send()
         assert click.status == 202 and click.queued, click
         ledger.wait_settled(timeout=20)
         stack.verdict().assert_counts(succeeded=1)
@@ -99,11 +100,23 @@ INTERRUPTED = """
     import time
 
     def test_blocks_until_interrupted(stack, web):
-        assert web.healthy()
+        assert web.ready("/healthz")
         record(stack)  # also the signal that the stack is up
         # Only here to be interrupted. A plain sleep, so the Ctrl-C always lands in it: one landing
         # inside a harness.waiting probe can be swallowed (tenacity retries KeyboardInterrupt).
         time.sleep(60)
+"""
+
+
+DEMO_CONFTEST = """
+import pytest
+
+from app_under_test.stack import demo
+
+
+@pytest.fixture
+def stack_spec():
+    return demo()
 """
 
 
@@ -126,7 +139,7 @@ def provider(request: pytest.FixtureRequest) -> Provider:
     if request.param == "docker":
         setup: DockerSetup = request.getfixturevalue("docker_setup")
         return Provider(setup.args(), request.getfixturevalue("run_containers"))
-    return Provider(("--broker", "local"))
+    return Provider(("--harness-broker", "local"))
 
 
 @dataclass
@@ -168,6 +181,7 @@ class Run:
         # An ini file of its own pins the inner run's rootdir here, so no config above tmp_path
         # (or this project's pyproject.toml) leaks into it.
         (self.project / "pytest.ini").write_text("[pytest]\n")
+        (self.project / "conftest.py").write_text(DEMO_CONFTEST)
         scenario_file = self.project / "test_scenario.py"
         preamble = textwrap.dedent(PREAMBLE).format(facts_path=str(self.facts_path))
         scenario_file.write_text(preamble + "\n" + textwrap.dedent(scenario))

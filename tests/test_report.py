@@ -9,13 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from harness import browser
+from harness import browser, options
 from harness.report import plot, section
 
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
-BROKER_OPTIONS = ("broker", "broker_url", "management_url", "rabbitmq_image", "docker_network")
+BROKER_OPTIONS = (
+    "harness_broker", "harness_broker_url", "harness_management_url", "harness_rabbitmq_image",
+    "harness_docker_network",
+)  # fmt: skip
 
 
 def synthetic_record() -> dict:
@@ -51,7 +54,7 @@ def outer_broker_args(config: pytest.Config) -> list[str]:
     """Run the inner scenario on the broker this test run was given."""
     args = []
     for name in BROKER_OPTIONS:
-        value = config.getoption(name)
+        value = options.get(config, name)
         if value:
             args.append(f"--{name.replace('_', '-')}={value}")
     return args
@@ -66,10 +69,11 @@ def test_the_worker_outage_report_shows_the_backlog_and_opens_in_a_browser(
     if reason := browser.missing():
         pytest.skip(reason)
     (pytester.path / "scenarios").mkdir()  # the report covers what lives under scenarios/
-    shutil.copy(ROOT / "scenarios" / "test_worker_outage.py", pytester.path / "scenarios")
+    for name in ("test_worker_outage.py", "conftest.py"):
+        shutil.copy(ROOT / "scenarios" / name, pytester.path / "scenarios")
     folder = pytester.path / "report"
     result = pytester.runpytest_subprocess(
-        "scenarios/test_worker_outage.py", f"--report={folder}", *outer_broker_args(pytestconfig), timeout=300
+        "scenarios/test_worker_outage.py", f"--harness-report={folder}", *outer_broker_args(pytestconfig), timeout=300
     )
     result.assert_outcomes(passed=1)
 

@@ -257,14 +257,17 @@ def test_assert_counts_message_lists_the_ids_and_their_histories() -> None:
     message = str(info.value)
     assert "succeeded: expected 2, got 1" in message
     assert "lost: expected 0, got 1" in message
-    assert "a1: +0.000s task-started @w1; +1.000s task-succeeded @w1" in message
-    assert "a2: +0.000s task-received @w9; +1.000s task-started @w9" in message
+    # Each step says which witness saw it.
+    assert "a1: +0.000s task-started @w1 [events]; +1.000s task-succeeded @w1 [events]" in message
+    assert "a2: +0.000s task-received @w9 [events]; +1.000s task-started @w9 [events]" in message
 
 
 def test_assert_counts_message_names_the_exception() -> None:
     failed = event("task-failed", "f", "w1", 0.25, exception="TimeoutError('slow')")
     v = judge({"f": sent("f")}, {"f": history("f", "task-started", failed)})
-    with pytest.raises(AssertionError, match=r"f: \+0\.000s task-started @w1; \+0\.250s task-failed @w1 TimeoutError"):
+    with pytest.raises(
+        AssertionError, match=r"f: \+0\.000s task-started @w1 \[events\]; \+0\.250s task-failed @w1 TimeoutError"
+    ):
         v.assert_counts(succeeded=1)
 
 

@@ -75,7 +75,7 @@ def test_labels_name_the_harness_the_run_and_the_host(network: str) -> None:
 
 
 def test_an_unknown_network_errors() -> None:
-    with pytest.raises(HarnessError, match="--docker-network 'overlay' is not one of bridge, host"):
+    with pytest.raises(HarnessError, match="--harness-docker-network 'overlay' is not one of bridge, host"):
         settings("overlay")
 
 

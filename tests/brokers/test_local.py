@@ -29,9 +29,9 @@ def test_a_named_server_that_is_not_executable(tmp_path: Path) -> None:
     with pytest.raises(HarnessError) as info:
         find_server(str(server))
     message = str(info.value)
-    assert f"--rabbitmq-server {server} is not an executable file" in message
+    assert f"--harness-rabbitmq-server {server} is not an executable file" in message
     assert "apt-get install -y rabbitmq-server" in message
-    assert "--broker url --broker-url amqp://" in message
+    assert "--harness-broker url --harness-broker-url amqp://" in message
 
 
 def test_a_named_server_that_does_not_exist(tmp_path: Path) -> None:

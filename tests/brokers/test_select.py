@@ -1,68 +1,61 @@
-"""harness.brokers.select.choose_kind: which provider a run uses."""
+"""harness.brokers.select.choose_kind: which provider a run uses, from the registry's order."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness.brokers import local, select
+from harness.brokers import PROVIDERS, local
 from harness.brokers.select import BrokerOptions, choose_kind
 from harness.errors import HarnessError
 
 URL = "amqp://guest:guest@rabbit.example:5672/"
 
 
-def found(_: BrokerOptions) -> bool:
-    return True
+def only(*kinds: str):
+    """An ``available`` check that finds exactly these providers."""
+    return lambda kind, options: kind in kinds
 
 
-def missing(_: BrokerOptions) -> bool:
-    return False
+def test_the_registry_lists_every_provider_in_autos_order() -> None:
+    assert list(PROVIDERS) == ["url", "docker", "local"]
 
 
 def test_auto_picks_url_when_a_url_is_given() -> None:
-    assert choose_kind(BrokerOptions(url=URL), server_found=found, docker_ok=found) == "url"
+    assert choose_kind(BrokerOptions(url=URL)) == "url"
 
 
-def test_auto_picks_local_when_the_server_is_found() -> None:
-    assert choose_kind(BrokerOptions(), server_found=found, docker_ok=missing) == "local"
+def test_auto_picks_local_when_only_the_server_is_found() -> None:
+    assert choose_kind(BrokerOptions(), only("local")) == "local"
 
 
 def test_auto_picks_docker_before_a_local_server() -> None:
-    assert choose_kind(BrokerOptions(), server_found=found, docker_ok=found) == "docker"
+    assert choose_kind(BrokerOptions(), only("docker", "local")) == "docker"
 
 
-def test_auto_with_nothing_available_names_both_fixes() -> None:
+def test_auto_with_nothing_available_names_every_fix() -> None:
     with pytest.raises(HarnessError) as info:
-        choose_kind(BrokerOptions(), server_found=missing, docker_ok=missing)
+        choose_kind(BrokerOptions(), only())
     message = str(info.value)
     assert "no RabbitMQ is available" in message
     assert "apt-get install -y rabbitmq-server" in message
-    assert "--broker-url amqp://" in message
+    assert "--harness-broker-url amqp://" in message
 
 
 def test_url_without_a_broker_url_errors() -> None:
-    with pytest.raises(HarnessError, match="--broker url needs --broker-url amqp://"):
-        choose_kind(BrokerOptions(kind="url"), server_found=found, docker_ok=found)
-
-
-def test_url_with_a_broker_url() -> None:
-    assert choose_kind(BrokerOptions(kind="url", url=URL), server_found=missing, docker_ok=missing) == "url"
+    with pytest.raises(HarnessError, match="--harness-broker url needs --harness-broker-url amqp://"):
+        choose_kind(BrokerOptions(kind="url"), only("url", "docker", "local"))
 
 
 def test_an_explicit_kind_is_kept_even_with_a_url() -> None:
-    assert choose_kind(BrokerOptions(kind="local", url=URL), server_found=missing, docker_ok=missing) == "local"
+    assert choose_kind(BrokerOptions(kind="local", url=URL), only()) == "local"
 
 
 def test_an_unknown_kind_errors() -> None:
-    with pytest.raises(HarnessError, match="--broker 'kubernetes' is not one of auto, local, url, docker"):
-        choose_kind(BrokerOptions(kind="kubernetes"), server_found=found, docker_ok=found)
+    with pytest.raises(HarnessError, match="--harness-broker 'kubernetes' is not one of auto, url, docker, local"):
+        choose_kind(BrokerOptions(kind="kubernetes"))
 
 
 def test_a_named_server_counts_as_found_without_looking_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local, "which_server", lambda: None)
-    assert not select.rabbitmq_server_found(BrokerOptions())
-    assert select.rabbitmq_server_found(BrokerOptions(rabbitmq_server="/opt/rabbitmq/sbin/rabbitmq-server"))
-    named = BrokerOptions(rabbitmq_server="/opt/rabbitmq/sbin/rabbitmq-server")
-    assert choose_kind(named, docker_ok=missing) == "local"
-    with pytest.raises(HarnessError, match="no RabbitMQ is available"):
-        choose_kind(BrokerOptions(), docker_ok=missing)
+    assert not local.LocalBroker.available(BrokerOptions())
+    assert local.LocalBroker.available(BrokerOptions(rabbitmq_server="/opt/rabbitmq/sbin/rabbitmq-server"))

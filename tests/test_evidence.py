@@ -1,0 +1,94 @@
+"""harness.evidence: two witnesses merged into one history per task, and the spans neither saw."""
+
+from __future__ import annotations
+
+from harness.evidence import both_blind, merge
+from harness.journal import Entry
+from harness.verdict import Send, Span, TaskEvent, TaskHistory, judge
+
+T = "task-1"
+W = "worker_hello@harness"
+
+
+def seen(*steps: tuple[str, float]) -> dict[str, TaskHistory]:
+    """What the events witness received: (type, time) steps of task T on worker W."""
+    return {T: TaskHistory(T, [TaskEvent(kind, T, W, at, at) for kind, at in steps])}
+
+
+def written(*steps: tuple[str, float]) -> list[Entry]:
+    """What the worker's journal holds."""
+    return [Entry(kind, T, W, at, "worker_hello", 1) for kind, at in steps]
+
+
+# The CI failure of the acks-late broker restart, as the two witnesses saw it. Run 1 starts at 0 and
+# succeeds at 8, while the broker is down (5 to 11); the worker reconnects at 12 and runs the
+# redelivered message (run 2), which succeeds at 15. The ledger's queue was gone when the worker flushed
+# its buffer: the events witness holds run 1's receive and start and run 2's success only.
+EVENTS_WITH_THE_GAP = seen(("task-received", 0.0), ("task-started", 0.01), ("task-succeeded", 15.0))
+JOURNAL = written(
+    ("task-received", 0.0), ("task-started", 0.01), ("task-succeeded", 8.0),
+    ("task-received", 12.0), ("task-started", 12.01), ("task-succeeded", 15.0),
+)  # fmt: skip
+SEND = {T: Send(T, True, -0.01)}
+BROKER_DOWN = Span(5.0, 12.5, "the broker was down")
+
+
+def test_the_events_alone_call_the_task_succeeded_which_is_the_wrong_answer() -> None:
+    verdict = judge(SEND, EVENTS_WITH_THE_GAP)
+    assert verdict.counts()["succeeded"] == 1
+
+
+def test_the_journal_fills_the_gap_and_the_task_is_duplicated() -> None:
+    histories = merge(EVENTS_WITH_THE_GAP, JOURNAL)
+    verdict = judge(SEND, histories, blind=both_blind([BROKER_DOWN], []))
+    verdict.assert_counts(duplicated=1)
+    steps = [(e.type, sorted(e.witnesses)) for e in histories[T].events]
+    assert steps == [
+        ("task-received", ["events", "journal"]),
+        ("task-started", ["events", "journal"]),
+        ("task-succeeded", ["journal"]),  # run 1's success: only the journal saw it
+        ("task-received", ["journal"]),
+        ("task-started", ["journal"]),
+        ("task-succeeded", ["events", "journal"]),
+    ]
+
+
+def test_a_span_both_witnesses_missed_flags_the_fate_instead_of_calling_it_succeeded() -> None:
+    # The journal was cut at 4 s (its process killed mid-line) and the events were blind 5 to 12.5 s:
+    # whatever happened then is unknown, so the task gets no fate, with the reason.
+    events = seen(("task-received", 0.0), ("task-started", 0.01), ("task-succeeded", 15.0))
+    journal = written(("task-received", 0.0), ("task-started", 0.01))
+    cut = Span(4.0, None, "the journal of worker_hello (pid 1) ends mid-line")
+    verdict = judge(SEND, merge(events, journal), blind=both_blind([BROKER_DOWN], [cut]))
+    verdict.assert_counts(unverified=1)
+    assert "would be succeeded" in verdict.reasons[T] and "the broker was down" in verdict.reasons[T]
+    assert "ends mid-line" in verdict.reasons[T]
+
+
+def test_a_blind_span_outside_the_tasks_life_changes_nothing() -> None:
+    events = seen(("task-received", 20.0), ("task-started", 20.1), ("task-succeeded", 21.0))
+    cut = Span(4.0, 6.0, "a cut journal")
+    judge({T: Send(T, True, 19.9)}, events, blind=both_blind([BROKER_DOWN], [cut])).assert_counts(succeeded=1)
+
+
+def test_a_blind_span_cannot_undo_a_known_duplicate() -> None:
+    verdict = judge(SEND, merge(EVENTS_WITH_THE_GAP, JOURNAL), blind=[Span(0.0, None, "everything blind")])
+    verdict.assert_counts(duplicated=1)
+
+
+def test_steps_pair_only_within_the_window() -> None:
+    # Two starts 3 s apart, each seen by one witness: two runs, not one seen twice.
+    histories = merge(seen(("task-started", 0.0)), written(("task-started", 3.0)))
+    assert [sorted(e.witnesses) for e in histories[T].events] == [["events"], ["journal"]]
+
+
+def test_a_send_pairs_whatever_name_the_producer_had_in_each_witness() -> None:
+    events = {T: TaskHistory(T, [TaskEvent("task-sent", T, "gen123@host", 0.01, 0.01)])}
+    journal = [Entry("task-sent", T, None, 0.0, "web", 9)]
+    [step] = merge(events, journal)[T].events
+    assert step.witnesses == {"events", "journal"} and step.timestamp == 0.0
+
+
+def test_both_blind_is_the_intersection() -> None:
+    spans = both_blind([Span(0, 10, "a"), Span(20, None, "b")], [Span(5, 25, "c")])
+    assert [(s.start, s.end) for s in spans] == [(5, 10), (20, 25)]
