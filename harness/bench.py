@@ -7,13 +7,16 @@ Figures (seconds):
 - raw_container_boot_s (``--broker docker``): a plain ``docker run`` of the same image and settings to
   answering, polled every 20 ms; the yardstick for the docker provider;
 - broker_boot_s: the harness's provider (``--broker``) from nothing to ready;
-- worker_boot_s: ``supervisorctl start worker_hello`` to its ``worker-online`` event;
+- worker_boot_s: ``supervisorctl start`` of the stack's first worker to its ``worker-online``;
 - scenario_overhead_s: vhost + ledger + supervisord + web + worker up and down around an empty scenario;
-- outage_scenario_s: the worker-outage scenario, fixtures included;
+- outage_scenario_s: one scenario file (``--outage``, default ``scenarios/test_worker_outage.py``) run by
+  pytest against the broker already up: its set-up, body and tear-down as JUnit times them;
 - seed_suite_s: ``pytest scenarios -m seed`` once, against the broker already up (target <= 60 s).
 
-Targets: broker_boot_s <= 1.1 x the raw boot; scenario_overhead_s <= worker_boot_s + 1.5.
-The timeline and ledger run as in a scenario, but the run report (a pytest plugin) is not drawn.
+The stack is ``--stack module:attribute`` (a StackSpec or a function returning one), by default the
+``harness_stack`` ini key of the checkout in the working directory; scenarios are run from the
+working directory. Targets: broker_boot_s <= 1.1 x the raw boot; scenario_overhead_s <= worker_boot_s
++ 1.5. The timeline and ledger run as in a scenario, but the run report (a pytest plugin) is not drawn.
 """
 
 from __future__ import annotations
@@ -40,7 +43,11 @@ from harness.brokers.local import LocalBroker
 from harness.brokers.url import UrlBroker
 from harness.ledger import Ledger
 from harness.ports import free_ports
-from harness.stack import PROJECT_ROOT, AppStack, StackSpec
+from harness.errors import HarnessError
+from harness.fixtures import load_stack
+from harness.options import ini_value
+from harness.spec import StackSpec
+from harness.stack import AppStack
 from harness.timeline import DepthSampler, Timeline
 from harness.vhost import ScenarioVhost
 
@@ -90,15 +97,18 @@ def timed(action: Callable[[], object]) -> float:
 
 
 @contextmanager
-def scenario(broker: Broker, work_root: Path, label: str) -> Iterator[tuple[ScenarioVhost, Ledger, AppStack]]:
+def scenario(
+    broker: Broker, spec: StackSpec, work_root: Path, label: str
+) -> Iterator[tuple[ScenarioVhost, Ledger, AppStack]]:
     """The same fixtures a scenario gets, without pytest."""
-    vhost = ScenarioVhost.open(broker, label, ("hello_queue",))
-    ledger = Ledger(vhost.amqp_url).start()
+    vhost = ScenarioVhost.open(broker, label, ())
+    workdir = Path(tempfile.mkdtemp(prefix="sc-", dir=work_root))
+    ledger = Ledger(vhost.amqp_url, workdir / "journal").start()
     timeline = Timeline()
-    sampler = DepthSampler(vhost, ("hello_queue",), timeline).start()
-    stack = AppStack(StackSpec(), vhost, ledger, Path(tempfile.mkdtemp(prefix="sc-", dir=work_root)), timeline)
+    sampler = DepthSampler(vhost, timeline).start()
+    stack = AppStack(spec, vhost, ledger, workdir, timeline)
     try:
-        stack.start()
+        stack.launch()
         yield vhost, ledger, stack
     finally:
         stack.close()
@@ -107,45 +117,53 @@ def scenario(broker: Broker, work_root: Path, label: str) -> Iterator[tuple[Scen
         vhost.close()
 
 
-def worker_boot(broker: Broker, work_root: Path) -> float:
-    with scenario(broker, work_root, "bench-worker") as (_, _, stack):
-        stack.stop("worker_hello")
-        return timed(lambda: stack.start_program("worker_hello"))
+def worker_boot(broker: Broker, spec: StackSpec, work_root: Path) -> float:
+    worker = spec.workers[0].name
+    with scenario(broker, spec, work_root, "bench-worker") as (_, _, stack):
+        stack.stop(worker)
+        return timed(lambda: stack.start(worker))
 
 
-def empty_scenario(broker: Broker, work_root: Path) -> float:
+def empty_scenario(broker: Broker, spec: StackSpec, work_root: Path) -> float:
     def run() -> None:
-        with scenario(broker, work_root, "bench-empty"):
+        with scenario(broker, spec, work_root, "bench-empty"):
             pass
 
     return timed(run)
 
 
-def outage_scenario(broker: Broker, work_root: Path) -> float:
-    if str(PROJECT_ROOT) not in sys.path:  # scenarios/ is a folder of the checkout, not a package
-        sys.path.insert(0, str(PROJECT_ROOT))
-    from scenarios.test_worker_outage import (
-        test_worker_outage_tasks_wait_in_the_queue_and_all_run_once_after_restart as outage,
-    )
-
-    def run() -> None:
-        with scenario(broker, work_root, "bench-outage") as (vhost, ledger, stack):
-            outage(stack, stack.web, vhost, ledger)
-
-    return timed(run)
-
-
-def seed_suite(broker: Broker) -> float:
-    """``pytest scenarios -m seed`` against the already running broker: the seed set's own time."""
+def broker_args(broker: Broker) -> list[str]:
+    """Run pytest against the already running broker."""
     e = broker.endpoint
-    args = [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "scenarios"), "-m", "seed", "-q", "--no-report"]
-    args += ["--broker", "url", "--broker-url", e.amqp_url()]
-    if e.management_url:
-        args += ["--management-url", e.management_url]
-    started = time.monotonic()
-    done = subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    args = ["--harness-broker", "url", "--harness-broker-url", e.amqp_url(), "--harness-no-report"]
+    return args + (["--harness-management-url", e.management_url] if e.management_url else [])
+
+
+def junit_seconds(path: Path) -> float:
+    """The sum of the test cases' times in a JUnit XML file (set-up, body and tear-down of each)."""
+    import xml.etree.ElementTree as ElementTree
+
+    return sum(float(case.get("time", 0)) for case in ElementTree.parse(path).iter("testcase"))
+
+
+def pytest_run(broker: Broker, work_root: Path, *args: str) -> float:
+    """Run pytest on the working directory's scenarios against the broker; the JUnit time of its tests."""
+    report = Path(tempfile.mkdtemp(dir=work_root)) / "junit.xml"
+    command = [sys.executable, "-m", "pytest", *args, "-q", f"--junitxml={report}", *broker_args(broker)]
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"the seed scenarios failed:\n{done.stdout[-3000:]}")
+        raise RuntimeError(f"pytest {' '.join(args)} failed:\n{done.stdout[-3000:]}")
+    return junit_seconds(report)
+
+
+def outage_scenario(broker: Broker, work_root: Path, path: str) -> float:
+    return pytest_run(broker, work_root, path)
+
+
+def seed_suite(broker: Broker, work_root: Path) -> float:
+    """``pytest scenarios -m seed`` against the already running broker: the seed set's own time (wall)."""
+    started = time.monotonic()
+    pytest_run(broker, work_root, "scenarios", "-m", "seed")
     return time.monotonic() - started
 
 
@@ -203,11 +221,11 @@ def measure(options: argparse.Namespace) -> dict[str, float]:
         broker = boot(options.broker, options, work_root, add)
         try:
             for _ in range(options.repeat):
-                add("worker_boot_s", worker_boot(broker, work_root))
-                add("scenario_overhead_s", empty_scenario(broker, work_root))
-                add("outage_scenario_s", outage_scenario(broker, work_root))
+                add("worker_boot_s", worker_boot(broker, options.spec, work_root))
+                add("scenario_overhead_s", empty_scenario(broker, options.spec, work_root))
+                add("outage_scenario_s", outage_scenario(broker, work_root, options.outage))
             if options.seed:
-                add("seed_suite_s", seed_suite(broker))
+                add("seed_suite_s", seed_suite(broker, work_root))
         finally:
             broker.close()
     finally:
@@ -226,7 +244,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-seed", dest="seed", action="store_false", help="skip seed_suite_s (the seed scenarios, once)"
     )
+    parser.add_argument("--stack", default=None, help="module:attribute of the StackSpec (default: ini harness_stack)")
+    parser.add_argument("--outage", default="scenarios/test_worker_outage.py", help="the scenario file to time")
     args = parser.parse_args(argv)
+    stack = args.stack or ini_value("harness_stack")
+    if not stack:
+        parser.error("no stack: pass --stack module:attribute, or set harness_stack in the pytest ini of this folder")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        args.spec = load_stack(stack)
+    except HarnessError as error:
+        parser.error(str(error))
     figures = measure(args)
     width = max(map(len, figures))
     print(f"{'figure':<{width}}  seconds (median of {args.repeat}, --broker {args.broker})")

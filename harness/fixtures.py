@@ -222,8 +222,28 @@ def celery_config(request: pytest.FixtureRequest) -> dict[str, Any]:
     return settings
 
 
+def load_stack(path: str) -> StackSpec:
+    """``--harness-stack module:attribute``: a StackSpec, or a function returning one."""
+    from harness.launcher import LaunchError, load_object
+
+    try:
+        found = load_object(path, "--harness-stack")
+    except LaunchError as error:
+        raise HarnessError(str(error)) from None
+    spec = found() if callable(found) and not isinstance(found, StackSpec) else found
+    if not isinstance(spec, StackSpec):
+        raise HarnessError(f"--harness-stack {path} gave a {type(spec).__name__}, not a StackSpec")
+    return spec
+
+
 def default_spec(config: pytest.Config) -> StackSpec:
-    """The stack from ``--celery-app`` / ``--web-app`` (or their ini keys): one worker, the web app if given."""
+    """``--harness-stack`` if given; else the stack from ``--celery-app`` / ``--web-app`` (or their ini keys):
+    one worker, and the web app if one is named."""
+    stack = options.get(config, "harness_stack")
+    if stack:
+        if str(config.rootpath) not in sys.path:
+            sys.path.insert(0, str(config.rootpath))
+        return load_stack(stack)
     web_app = options.get(config, "web_app")
     return StackSpec(
         celery_app=options.get(config, "celery_app"),
@@ -237,7 +257,7 @@ def stack_spec(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> S
     """What the scenario runs: the default stack, or a StackSpec given by indirect parametrization
     (``@pytest.mark.parametrize("stack_spec", [StackSpec(...)], indirect=True)``); redefine this fixture to
     change it for a module or a whole suite."""
-    return getattr(request, "param", None) or default_spec(pytestconfig)
+    return getattr(request, "param", None) or attempt(lambda: default_spec(pytestconfig))
 
 
 @pytest.fixture

@@ -8,9 +8,11 @@ are ``--celery-app`` and ``--web-app``.
 
 from __future__ import annotations
 
+import configparser
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +41,12 @@ class Option:
 
 
 OPTIONS = (
+    Option(
+        "harness_stack",
+        "the default stack: a StackSpec, or a function returning one, module:attribute (e.g. proj.testing:stack); "
+        "else one is built from --celery-app and --web-app",
+        env="HARNESS_STACK",
+    ),
     Option(
         "celery_app", "the Celery app under test, module:attribute (e.g. proj.celery:app)", env="HARNESS_CELERY_APP"
     ),
@@ -141,3 +149,28 @@ def broker_options_from(config: pytest.Config, work_root: str | None = None) -> 
         docker_ryuk=get(config, "harness_docker_ryuk"),
         boot_timeout=get(config, "harness_boot_timeout"),
     )
+
+
+def ini_value(name: str, folder: Path | None = None) -> str | None:
+    """An ini key as pytest would find it, for the tools that run outside pytest (bench, up): the first of
+    pytest.ini, pyproject.toml ([tool.pytest.ini_options]), tox.ini and setup.cfg in ``folder`` or above."""
+    here = (folder or Path.cwd()).resolve()
+    for directory in [here, *here.parents]:
+        for filename, section in (("pytest.ini", "pytest"), ("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")):
+            path = directory / filename
+            if path.is_file():
+                parser = configparser.ConfigParser()
+                parser.read(path)
+                if parser.has_section(section):
+                    return parser.get(section, name, fallback=None)
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file():
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10: no TOML reader in the standard library
+                return None
+            table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pytest", {}).get("ini_options")
+            if table is not None:
+                value = table.get(name)
+                return None if value is None else str(value)
+    return None

@@ -1,13 +1,9 @@
-"""The demo app is the stack of every scenario here, unless a scenario gives its own (``app_under_test.stack``)."""
+"""The demo app is the stack of every scenario here (``harness_stack`` in pyproject.toml), unless a scenario
+gives its own; see ``app_under_test/stack.py``."""
 
 import pytest
 
-from app_under_test.stack import HELLO_QUEUE, demo
-
-
-@pytest.fixture
-def stack_spec(request):
-    return getattr(request, "param", None) or demo()
+from app_under_test.stack import HELLO_QUEUE
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Fixtures shared by the end-to-end tests of the ``docker`` provider (bad input, no leaks).
 
-The harness's own tests that run a stack run the demo app (``stack_spec`` below).
+The harness's own tests that run a stack run the demo app (``harness_stack`` in pyproject.toml).
 
 The end-to-end tests of the docker provider run inner pytest sessions with ``--harness-broker
 docker`` on an image that is already on the engine: no image registry is assumed reachable. They are
@@ -25,18 +25,10 @@ import pytest
 from docker import DockerClient
 from docker.errors import ImageNotFound
 
-from app_under_test.stack import demo
 from harness.brokers.docker import LABEL, LABEL_HOST, LABEL_PID, docker_client
 from harness.errors import HarnessError
-from harness.spec import StackSpec
 
 LOCAL_IMAGE = "harness-rabbitmq:3-management-local"
-
-
-@pytest.fixture
-def stack_spec(request: pytest.FixtureRequest) -> StackSpec:
-    """The demo app, unless a test gives its own by indirect parametrization."""
-    return getattr(request, "param", None) or demo()
 
 
 @dataclass(frozen=True)
