@@ -60,6 +60,13 @@ class _Receiver(EventReceiver):
         super().on_consume_ready(connection, channel, consumers, **kwargs)
         self._on_ready()
 
+    def event_from_message(self, body, localize=True, **kwargs):
+        # Celery "localizes" each timestamp by the sender's and the receiver's UTC offsets
+        # (``adjust_timestamp``), although it is already seconds since the epoch: a worker in another
+        # time zone (Django sets TZ from TIME_ZONE) would appear hours off. Keep the epoch as sent; it is
+        # what the journal and the timeline use.
+        return super().event_from_message(body, localize=False, **kwargs)
+
     def on_connection_error(self, exc, interval) -> None:
         # The broker went away (a broker-fault scenario): kombu reconnects; note it and stay quiet.
         self._on_lost()

@@ -259,6 +259,8 @@ class DirectSender:
         self.spec = spec
         self.app = app
         self.ledger = stack.ledger
+        if spec.via == "apply_async":
+            app.loader.import_default_modules()  # the task modules a worker imports (include=, autodiscovery)
         if spec.via == "apply_async" and spec.task not in app.tasks:
             known = ", ".join(sorted(n for n in app.tasks if not n.startswith("celery."))) or "none"
             raise HarnessError(f"DirectProducer: the app has no task {spec.task!r}; its tasks: {known}")

@@ -1,0 +1,16 @@
+import json
+
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from orders.tasks import fulfil
+
+
+@csrf_exempt
+@require_POST
+def place_order(request):
+    """Take the order, hand the fulfilment to a worker, answer at once."""
+    item = json.loads(request.body or b"{}").get("item", "book")
+    result = fulfil.delay(item)
+    return JsonResponse({"order": "accepted", "fulfilment": result.id}, status=202)

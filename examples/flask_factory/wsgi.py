@@ -1,0 +1,4 @@
+from shop import create_app
+
+app = create_app()
+celery_app = app.extensions["celery"]
