@@ -14,6 +14,7 @@ is never recorded without an id, and an answer the spec did not expect is an err
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -237,19 +238,27 @@ class DirectProducer:
         path = self.celery_app or stack.spec.celery_app
         if not path:
             raise HarnessError("DirectProducer needs a Celery app: pass celery_app= or --celery-app")
-        return DirectSender(self, load_app(path, stack.cwd), stack)
+        return DirectSender(self, load_app(path, stack.cwd, stack.vhost.amqp_url), stack)
 
 
-def load_app(path: str, cwd: str) -> Any:
-    """The user's Celery app, imported into the test process (its folder first on the import path)."""
+def load_app(path: str, cwd: str, broker_url: str) -> Any:
+    """The user's Celery app, imported into the test process (its folder first on the import path), with
+    ``CELERY_BROKER_URL`` set while it imports, as the launcher sets it in the programs."""
     from harness.launcher import LaunchError, load_celery_app
 
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    before = os.environ.get("CELERY_BROKER_URL")
+    os.environ["CELERY_BROKER_URL"] = broker_url
     try:
         return load_celery_app(path)
     except LaunchError as error:
         raise HarnessError(str(error)) from None
+    finally:
+        if before is None:
+            del os.environ["CELERY_BROKER_URL"]
+        else:
+            os.environ["CELERY_BROKER_URL"] = before
 
 
 class DirectSender:

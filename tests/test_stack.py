@@ -1,6 +1,12 @@
 """AppStack's operator controls against real supervisord, gunicorn and Celery processes."""
 
-from app_under_test.stack import WORKER
+import sys
+from pathlib import Path
+
+import pytest
+
+from app_under_test.stack import WORKER, demo
+from harness.producers import DirectProducer
 from harness.waiting import eventually, never
 
 
@@ -26,3 +32,33 @@ def test_the_web_app_serves_the_page_with_its_button(web):
     page = web.page()
     assert page.status_code == 200
     assert 'id="offload"' in page.text and 'data-url="/hello"' in page.text
+
+
+PARKED = demo().replace(
+    producer=DirectProducer("say_hello", args=("parked-{n}",), via="send_task", options={"queue": "parked"})
+)
+
+
+@pytest.mark.parametrize("stack_spec", [PARKED], indirect=True, ids=["sent-to-a-queue-nobody-consumes"])
+def test_a_task_waiting_in_a_queue_no_fixture_names_is_queued_not_lost(stack, producer, vhost, ledger):
+    """The wrong verdict of old: tasks sitting safely in a queue the harness was not told about were
+    counted lost. The verdict reads every queue of the scenario's vhost."""
+    producer.send_many(3)
+    vhost.wait_for_ready("parked", 3, timeout=5)
+    verdict = stack.verdict()
+    verdict.assert_counts(queued=3)
+    assert set(verdict.where.values()) == {"parked"}
+
+
+OWN_INTERPRETER = demo().replace(python=str(Path(sys.executable).with_name("python3")))
+
+
+@pytest.mark.parametrize("stack_spec", [OWN_INTERPRETER], indirect=True, ids=["another-interpreter"])
+def test_an_app_with_its_own_interpreter_runs_on_a_copy_of_the_launcher(stack, producer, ledger):
+    """``StackSpec(python=...)``: the programs run the launcher copied into the scenario (standard library and
+    Celery only), not the harness package, so an app's own virtualenv needs none of the harness's dependencies."""
+    commands = [p.command for p in stack.supervisor.programs.values()]
+    assert all("_celery_harness.launcher" in command for command in commands), commands
+    click = producer.send()
+    ledger.wait_settled([click.task_id], timeout=10)
+    stack.verdict().assert_counts(succeeded=1)

@@ -76,6 +76,23 @@ def container_settings(image: str, network: str, ports: list[int], nodename: str
     return ContainerSettings(image, network, amqp_port, management_port, env, {}, {"network": "host"}, labels)
 
 
+def published_host(network: str, environ: dict[str, str] | None = None) -> str:
+    """Where the container's published ports are reached from here: the host's loopback, unless the engine
+    is elsewhere (``DOCKER_HOST=tcp://docker:2375``, as with GitLab's Docker-in-Docker service) or
+    ``TC_HOST`` (testcontainers' own override) names the host. Host networking is always loopback."""
+    environ = os.environ if environ is None else environ
+    if network == "host":
+        return "127.0.0.1"
+    if environ.get("TC_HOST"):
+        return environ["TC_HOST"]
+    docker_host = environ.get("DOCKER_HOST", "")
+    if docker_host.startswith(("tcp://", "http://", "https://")):
+        from urllib.parse import urlsplit
+
+        return urlsplit(docker_host).hostname or "127.0.0.1"
+    return "127.0.0.1"
+
+
 def _docker_problem(exc: Exception) -> str:
     host = os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
     return (
@@ -164,10 +181,12 @@ class DockerBroker(Broker):
     @property
     def endpoint(self) -> Endpoint:
         s = self.settings
-        return Endpoint("127.0.0.1", s.amqp_port, "guest", "guest", "/", f"http://127.0.0.1:{s.management_port}")
+        host = published_host(s.network)
+        return Endpoint(host, s.amqp_port, "guest", "guest", "/", f"http://{host}:{s.management_port}")
 
     def describe(self) -> str:
-        return f"docker broker {self.image} ({self.settings.network} network) at 127.0.0.1:{self.settings.amqp_port}"
+        where = f"{self.endpoint.host}:{self.settings.amqp_port}"
+        return f"docker broker {self.image} ({self.settings.network} network) at {where}"
 
     def start(self) -> None:
         import docker.errors
@@ -249,7 +268,7 @@ class DockerBroker(Broker):
             raise HarnessError(f"the RabbitMQ container exited during boot; its log ends: {tail or '(empty)'}")
         port = self.settings.amqp_port
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            socket.create_connection((self.endpoint.host, port), timeout=0.5).close()
         except OSError as exc:
             return f"container {wrapped.status}, AMQP port {port}: {exc.strerror or type(exc).__name__}"
         url = f"{self.endpoint.management_url}/api/overview"

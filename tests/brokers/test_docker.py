@@ -14,6 +14,7 @@ from harness.brokers.docker import (
     LABEL,
     LABEL_HOST,
     LABEL_PID,
+    published_host,
     ContainerSettings,
     container_settings,
     remove_leftovers,
@@ -142,3 +143,19 @@ def test_remove_leftovers_with_nothing_to_remove() -> None:
     client = FakeClient(FakeContainers([harness_container("live-run", os.getpid(), socket.gethostname())]))
     assert remove_leftovers(client) == []
     assert not client.containers.items[0].removed
+
+
+@pytest.mark.parametrize(
+    ("network", "environ", "host"),
+    [
+        ("bridge", {}, "127.0.0.1"),
+        ("bridge", {"DOCKER_HOST": "unix:///var/run/docker.sock"}, "127.0.0.1"),
+        ("bridge", {"DOCKER_HOST": "tcp://docker:2375"}, "docker"),  # GitLab's Docker-in-Docker service
+        ("bridge", {"DOCKER_HOST": "tcp://docker:2375", "TC_HOST": "10.0.0.5"}, "10.0.0.5"),
+        ("host", {"DOCKER_HOST": "tcp://docker:2375"}, "127.0.0.1"),
+    ],
+)
+def test_published_ports_are_reached_where_the_engine_publishes_them(
+    network: str, environ: dict[str, str], host: str
+) -> None:
+    assert published_host(network, environ) == host

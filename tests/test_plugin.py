@@ -1,0 +1,118 @@
+"""The plugin in someone else's test suite: markers, what makes a scenario, options, no cost without scenarios."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def test_its_markers_are_registered_for_strict_runs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.celery_config(task_acks_late=True)
+        @pytest.mark.scenario
+        def test_marked():
+            pass
+        """
+    )
+    pytester.runpytest("--strict-markers", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_a_test_is_a_scenario_because_it_uses_the_stack_not_because_of_its_folder(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def stack():
+            return "a stand-in: only the fixture's name matters here"
+        """
+    )
+    pytester.mkpydir("unit")
+    pytester.path.joinpath("unit", "test_mixed.py").write_text(
+        "def test_uses_the_stack(stack):\n    pass\n\ndef test_plain():\n    pass\n"
+    )
+    result = pytester.runpytest("-m", "scenario", "-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_celery_config_markers_merge_the_closest_winning(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.celery_config(task_acks_late=True, worker_prefetch_multiplier=4)
+
+        @pytest.mark.celery_config(worker_prefetch_multiplier=1)
+        def test_settings(celery_config):
+            assert celery_config == {"task_acks_late": True, "worker_prefetch_multiplier": 1}
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+SHOW_BROKER = """
+from harness import options
+
+def test_show(pytestconfig):
+    print("BROKER=" + options.get(pytestconfig, "harness_broker"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("cli", "ini", "env", "expected"),
+    [
+        ("local", "docker", "url", "local"),
+        (None, "docker", "url", "docker"),
+        (None, None, "url", "url"),
+        (None, None, None, "auto"),
+    ],
+    ids=["cli-wins", "ini-over-env", "env-over-default", "default"],
+)
+def test_options_command_line_then_ini_then_environment_then_default(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cli: str | None, ini: str | None, env: str | None,
+    expected: str,
+) -> None:  # fmt: skip
+    pytester.makepyfile(SHOW_BROKER)
+    if ini:
+        pytester.makeini(f"[pytest]\nharness_broker = {ini}\n")
+    monkeypatch.delenv("HARNESS_BROKER", raising=False)
+    if env:
+        monkeypatch.setenv("HARNESS_BROKER", env)
+    args = ["-s", "-p", "no:cacheprovider"] + (["--harness-broker", cli] if cli else [])
+    result = pytester.runpytest(*args)
+    result.stdout.fnmatch_lines([f"*BROKER={expected}*"])
+
+
+def test_a_run_without_scenarios_probes_no_docker_engine_and_starts_nothing(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auto`` would ask a Docker engine (2 s) and look for rabbitmq-server: not on a run that collects
+    no scenario. The engine here is a socket that records whether anyone connected."""
+    folder = Path(tempfile.mkdtemp(prefix="probe-", dir="/tmp"))
+    path = folder / "docker.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+    listener.setblocking(False)
+    try:
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+        monkeypatch.delenv("HARNESS_BROKER", raising=False)
+        pytester.makepyfile("def test_plain():\n    assert True\n")
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--harness-broker", "auto")
+        result.assert_outcomes(passed=1)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody knocked
+        assert not any(line.startswith("harness: broker") for line in result.outlines)
+    finally:
+        listener.close()
+        path.unlink()
+        os.rmdir(folder)
