@@ -1,0 +1,193 @@
+"""``python -m harness.soak``: the suite N times in a row, and what each run left behind.
+
+A scenario that passed ten times alone can still fail inside the full suite, so "it passed N times"
+is only worth something for the whole suite, on one provider, back to back. Each run is a fresh
+``python -m pytest <args>`` with a private ``TMPDIR``; after it, the soak looks for what the run left:
+
+- processes: any process whose command line, working directory or environment names the run's TMPDIR
+  (every process the harness starts inherits it; the broker node names it on its command line);
+- containers: harness containers labelled with that run's pytest pid;
+- temporary files: anything left in the run's TMPDIR;
+- network namespaces and iptables rules whose name or comment says ``harness``, and that were not there
+  before the run (other runs on the machine may hold some of their own).
+
+It prints a table (run, passed, failed, errors, seconds, failing tests, leftovers) and a total, and
+exits non-zero if any run failed or left anything. ``--json FILE`` keeps the table.
+
+    python -m harness.soak -n 20 -- scenarios/ --harness-broker local
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+REAP_GRACE_S = 5.0
+
+
+@dataclass
+class RunResult:
+    run: int
+    exit_code: int
+    seconds: float
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return self.exit_code == 0 and not self.failed and not self.errors and not self.leftovers
+
+
+def read_junit(path: Path) -> tuple[dict[str, int], list[str]]:
+    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    failures = []
+    if not path.exists():
+        return counts, failures
+    for case in ElementTree.parse(path).iter("testcase"):
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        if case.find("failure") is not None:
+            counts["failed"] += 1
+            failures.append(name)
+        elif case.find("error") is not None:
+            counts["errors"] += 1
+            failures.append(f"{name} (error)")
+        elif case.find("skipped") is not None:
+            counts["skipped"] += 1
+        else:
+            counts["passed"] += 1
+    return counts, failures
+
+
+def _mentions(text: str, folder: str) -> bool:
+    return text == folder or f"{folder}/" in text
+
+
+def processes_of(folder: Path) -> list[str]:
+    """Live processes that name ``folder`` (the run's TMPDIR) anywhere they can be asked about."""
+    mark = str(folder)
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "status"]):
+        if process.info["pid"] == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            cmdline = process.info["cmdline"] or []
+            if any(_mentions(arg, mark) for arg in cmdline) or any(
+                _mentions(value, mark) for value in process.environ().values()
+            ):
+                found.append(f"process {process.info['pid']}: {' '.join(cmdline)[:160]}")
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def containers_of(pid: int) -> list[str]:
+    if shutil.which("docker") is None:
+        return []
+    from harness.brokers.docker import LABEL, LABEL_PID
+
+    done = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label={LABEL}=true", "--filter", f"label={LABEL_PID}={pid}", "-q"],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    return [f"container {c}" for c in done.stdout.split()] if done.returncode == 0 else []
+
+
+def harness_network_leftovers() -> list[str]:
+    """Network namespaces and iptables rules of the harness (named or commented ``harness``)."""
+    found = []
+    if shutil.which("ip"):
+        done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+        found += [f"netns {line.split()[0]}" for line in done.stdout.splitlines() if "harness" in line]
+    if shutil.which("iptables"):
+        done = subprocess.run(["iptables", "-S"], capture_output=True, text=True)
+        found += [f"iptables {line}" for line in done.stdout.splitlines() if "harness" in line]
+    return found
+
+
+def leftovers(tmpdir: Path, pid: int, network_before: set[str]) -> list[str]:
+    deadline = time.monotonic() + REAP_GRACE_S
+    while True:  # killed processes may take a moment to be reaped
+        left = processes_of(tmpdir)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    files = [f"file {p.name}" for p in tmpdir.iterdir()] if tmpdir.exists() else []
+    network = [item for item in harness_network_leftovers() if item not in network_before]
+    return left + containers_of(pid) + files + network
+
+
+def run_once(number: int, pytest_args: list[str], folder: Path) -> RunResult:
+    tmpdir = folder / f"run-{number}" / "tmp"
+    tmpdir.mkdir(parents=True)
+    junit = folder / f"run-{number}" / "junit.xml"
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    command = [sys.executable, "-m", "pytest", *pytest_args, "-q", f"--junitxml={junit}", "-p", "no:cacheprovider"]
+    log = (folder / f"run-{number}" / "output.txt").open("wb")
+    network_before = set(harness_network_leftovers())
+    started = time.monotonic()
+    with log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        code = process.wait()
+    seconds = time.monotonic() - started
+    counts, failures = read_junit(junit)
+    result = RunResult(number, code, seconds, failures=failures, **counts)
+    result.leftovers = leftovers(tmpdir, process.pid, network_before)
+    return result
+
+
+def table(results: list[RunResult]) -> str:
+    lines = [f"{'run':>3}  {'passed':>6}  {'failed':>6}  {'errors':>6}  {'seconds':>7}  failures / leftovers"]
+    for r in results:
+        notes = "; ".join([*r.failures, *r.leftovers]) or "-"
+        lines.append(f"{r.run:>3}  {r.passed:>6}  {r.failed:>6}  {r.errors:>6}  {r.seconds:>7.1f}  {notes}")
+    clean = sum(1 for r in results if r.clean)
+    lines.append(f"{clean} of {len(results)} runs passed with nothing left behind")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.soak", description=__doc__.split("\n\n")[0],
+        epilog="Everything after -- goes to pytest, e.g. -- scenarios/ --harness-broker local",
+    )  # fmt: skip
+    parser.add_argument("-n", "--runs", type=int, default=20, help="how many runs (default 20)")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--keep", action="store_true", help="keep each run's output and JUnit XML (printed path)")
+    parser.add_argument("pytest_args", nargs="*", help="pytest's arguments (after --)")
+    args = parser.parse_args(argv)
+    folder = Path(tempfile.mkdtemp(prefix="harness-soak-"))
+    results = []
+    try:
+        for number in range(1, args.runs + 1):
+            result = run_once(number, args.pytest_args or ["scenarios/"], folder)
+            results.append(result)
+            status = "ok" if result.clean else "FAILED" if (result.failed or result.errors) else "LEFT BEHIND"
+            print(f"run {number}/{args.runs}: {status} in {result.seconds:.0f}s", flush=True)
+        print(table(results))
+        if args.json:
+            args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
+    finally:
+        if args.keep:
+            print(f"outputs kept in {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0 if all(r.clean for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
