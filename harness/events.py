@@ -30,7 +30,7 @@ from kombu import Queue
 
 from harness.errors import HarnessError
 from harness.verdict import Span
-from harness.waiting import eventually
+from harness.waiting import WaitTimeout, eventually
 
 QUEUE_PREFIX = "harness.ledger."
 # A queue left by a run that was killed (a url broker keeps it: its vhost is not ours to delete) goes
@@ -159,18 +159,31 @@ class EventWitness:
 
     def wait_listening_since(self, since: float, timeout: float = 30.0) -> None:
         """Wait until the consumer was (re)established after ``since`` (a broker restart, say)."""
-        eventually(
-            lambda: self.listening_since, until=lambda t: t >= since, timeout=timeout,
-            what="the ledger to listen to Celery events again",
-        )  # fmt: skip
+        try:
+            eventually(
+                lambda: self.listening_since, until=lambda t: t >= since, timeout=timeout,
+                what="the ledger to listen to Celery events again",
+            )  # fmt: skip
+        except WaitTimeout as timeout_error:
+            raise WaitTimeout(f"{timeout_error}; the witness's last error: {self._error!r}") from None
 
     def _run(self) -> None:
-        try:
-            # A short drain interval keeps close() quick; no wakeup broadcast is needed since the
-            # witness listens before any worker starts.
-            self._receiver.run(safety_interval=0.1, wakeup=False)
-        except BaseException as exc:
-            self._error = exc
+        # kombu's consume loop recovers from the errors it lists as connection errors; a broker that goes
+        # away mid-reply can raise others (a CloseOk written to a dead socket). The witness must outlive
+        # them all: start the loop again until it is asked to stop.
+        receiver = self._receiver
+        while receiver is not None and not receiver.should_stop:
+            try:
+                # A short drain interval keeps close() quick; no wakeup broadcast is needed since the
+                # witness listens before any worker starts.
+                receiver.run(safety_interval=0.1, wakeup=False)
+            except Exception as exc:
+                self._error = exc
+                self._on_lost()
+                time.sleep(0.1)  # the broker is going or gone: the next connect attempt will say which
+            except BaseException as exc:  # interpreter shutdown
+                self._error = exc
+                return
 
     def close(self, delete_queue: bool = True) -> None:
         if self._receiver is not None:

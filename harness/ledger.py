@@ -68,7 +68,9 @@ class Ledger:
         if isinstance(fault, BROKER_DOWN):
             self._down_since = fault.at
         elif isinstance(fault, BROKER_UP) and self._down_since is not None:
-            self.events.wait_listening_since(fault.at)
+            # Listening again since the broker went down: the witness may have reconnected before the
+            # fault call returned (and this fault was made), so not "since the broker was back".
+            self.events.wait_listening_since(self._down_since)
             span = Span(
                 self._down_since - IN_FLIGHT_MARGIN_S, max(time.time(), self.events.listening_since),
                 "the broker was down: Celery events in flight or buffered by a worker may be lost",

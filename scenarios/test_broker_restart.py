@@ -46,13 +46,15 @@ def test_broker_restart_drops_transient_messages(owned_broker, stack, producer, 
 
     What a user sees: every waiting task vanishes. Transient messages live in memory only, even in
     a durable queue; the broker comes back with the queue and without them. The clicks all said
-    "queued"; nothing will ever run.
+    "queued"; nothing will ever run. (Here the RabbitMQ application restarts inside its running node,
+    ``rabbitmqctl stop_app`` / ``start_app``: every queue stops and recovers from disk, as in the node
+    restart above, only faster.)
     """
     stack.stop(WORKER)
     assert_all_queued(producer.send_many(CLICKS), within=1.0)
     vhost.wait_for_ready(HELLO_QUEUE, CLICKS, timeout=5)
 
-    owned_broker.restart_broker()
+    owned_broker.restart_broker(how="app")
 
     vhost.wait_for_ready(HELLO_QUEUE, 0, timeout=10)
     stack.start(WORKER)
@@ -70,11 +72,13 @@ def test_broker_restart_with_acks_late_runs_the_in_flight_task_twice(owned_broke
     the persistent message is still in the queue when the broker is back, and the worker, reconnected
     by itself, runs it again. Both runs are on record even though the broker was down for the first
     one's end: the worker's journal saw it, and its buffered success event arrives after reconnection.
+    (The RabbitMQ application restarts inside its node, as ``rabbitmqctl stop_app`` / ``start_app`` do: the
+    worker's connection is cut all the same; Celery's own reconnect backoff is left as users have it.)
     """
     task_id = producer.send().task_id
     ledger.wait_running([task_id])
 
-    owned_broker.restart_broker()
+    owned_broker.restart_broker(how="app")
     stack.wait_worker_reconnected(WORKER)
     eventually(
         lambda: ledger.history(task_id), until=lambda h: h.count("task-succeeded") == 2,

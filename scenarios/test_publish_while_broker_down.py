@@ -18,9 +18,11 @@ def test_clicks_while_the_broker_is_down_fail_fast_and_clearly_then_work_again(o
     task could not be queued, instead of a page that hangs. No task is silently lost: the app knew
     and said so, and none of those tasks ever runs. When the broker is back, the next clicks work
     again without restarting anything: the app's and the worker's connections recover by themselves.
+    (The RabbitMQ application is stopped inside its node, ``rabbitmqctl stop_app``: the AMQP port refuses
+    connections, as with the node down.)
     """
     # Inject the failure: the broker is down while users click.
-    with owned_broker.stopped():
+    with owned_broker.stopped(how="app"):
         refused = producer.send_many(CLICKS)
 
     # Observe: each click failed fast and said why.

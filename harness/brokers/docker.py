@@ -143,7 +143,6 @@ def remove_leftovers(client) -> list[str]:
 
 class DockerBroker(Broker):
     kind = "docker"
-    stop_how = "container stop"
 
     @classmethod
     def from_options(cls, options) -> DockerBroker:
@@ -288,6 +287,7 @@ class DockerBroker(Broker):
     # -- faults ------------------------------------------------------------------------------
     def _stop(self) -> None:
         """Stop the container gracefully; it keeps its data and published ports for start_broker."""
+        self._quick_stop_prepare()
         self._container.get_wrapped_container().stop(timeout=15)
 
     def _start_again(self) -> None:

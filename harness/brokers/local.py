@@ -76,7 +76,6 @@ class RabbitMQNode(TCPExecutor):
 
 class LocalBroker(Broker):
     kind = "local"
-    stop_how = "node stop"
 
     @classmethod
     def from_options(cls, options) -> LocalBroker:
@@ -212,6 +211,7 @@ class LocalBroker(Broker):
 
     def _stop(self) -> None:
         """Stop the node, keeping its data directory (for broker-restart scenarios)."""
+        self._quick_stop_prepare()
         if self._executor is not None:
             # RabbitMQ shuts down cleanly on SIGTERM; mirakuru SIGKILLs the group if it hangs.
             self._executor.stop(expected_returncode=0)
