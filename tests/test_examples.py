@@ -31,7 +31,9 @@ def code_lines(path: Path) -> int:
             docstrings.update(range(first.lineno, first.end_lineno + 1))
     lines = path.read_text().splitlines()
     return sum(
-        1 for n, line in enumerate(lines, 1) if line.strip() and not line.strip().startswith("#") and n not in docstrings
+        1
+        for n, line in enumerate(lines, 1)
+        if line.strip() and not line.strip().startswith("#") and n not in docstrings
     )
 
 

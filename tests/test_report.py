@@ -73,8 +73,11 @@ def test_the_worker_outage_report_shows_the_backlog_and_opens_in_a_browser(
         shutil.copy(ROOT / "scenarios" / name, pytester.path / "scenarios")
     folder = pytester.path / "report"
     result = pytester.runpytest_subprocess(
-        "scenarios/test_worker_outage.py", f"--harness-report={folder}", "--harness-stack=app_under_test.stack:demo",
-        *outer_broker_args(pytestconfig), timeout=300,
+        "scenarios/test_worker_outage.py",
+        f"--harness-report={folder}",
+        "--harness-stack=app_under_test.stack:demo",
+        *outer_broker_args(pytestconfig),
+        timeout=300,
     )
     result.assert_outcomes(passed=1)
 

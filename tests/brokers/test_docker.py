@@ -14,9 +14,9 @@ from harness.brokers.docker import (
     LABEL,
     LABEL_HOST,
     LABEL_PID,
-    published_host,
     ContainerSettings,
     container_settings,
+    published_host,
     remove_leftovers,
 )
 from harness.errors import HarnessError
