@@ -12,6 +12,7 @@ ready-made test module that does exactly that.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,8 @@ from harness.fixtures import attempt
 @pytest.fixture
 def deploy_check(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Callable[..., Report]:
     """``deploy_check(base="origin/main", celery_app=None, base_app=None, calls=None, examples=(),
-    prove=None, via="apply_async", env=(), fail_on=DIRECTIONS)``: the report of the deploy check."""
+    prove=None, via="apply_async", env=(), fail_on=DIRECTIONS, cwd=None)``: the report of the deploy check
+    (``cwd``: the folder the app imports from, in its git repository; default the rootdir)."""
 
     def run(
         base: str | None = None,
@@ -37,6 +39,7 @@ def deploy_check(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
         via: str = "apply_async",
         env: Iterable[str] = (),
         fail_on: Iterable[str] = DIRECTIONS,
+        cwd: str | Path | None = None,
     ) -> Report:
         if calls is None:
             calls = options.get(pytestconfig, "harness_deploy_calls")
@@ -44,7 +47,7 @@ def deploy_check(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
             celery_app=celery_app or options.get(pytestconfig, "celery_app"),
             base=base or options.get(pytestconfig, "harness_deploy_base"),
             base_app=base_app,
-            cwd=str(pytestconfig.rootpath),
+            cwd=str(cwd or pytestconfig.rootpath),
             calls=(calls,) if isinstance(calls, str) else tuple(calls),
             examples=tuple(examples),
             via=via,
