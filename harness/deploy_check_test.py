@@ -6,8 +6,12 @@ the table, when the release breaks a task in any deploy direction.
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_the_release_breaks_no_task_in_flight(deploy_check):
     """Old producers and new workers, new producers and old workers, and the messages already queued:
     every task keeps running whichever side is deployed first."""
-    deploy_check().assert_safe()
+    problem = deploy_check().problem()
+    if problem:
+        pytest.fail(problem, pytrace=False)  # the table says it all: no traceback

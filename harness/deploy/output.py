@@ -44,10 +44,15 @@ class Report:
             return CHECKER_BUG
         return BREAKING if self.breaking and not self.warn_only else OK
 
+    def problem(self) -> str | None:
+        """What fails the check (a breaking change, unless warn-only, or a contradicted verdict), with the
+        table; None if nothing does."""
+        return None if self.exit_status == OK else f"deploy check: {self.summary()}\n\n{self.table()}"
+
     def assert_safe(self) -> None:
-        """Fail (with the table) on a breaking change, unless warn-only, or on a contradicted verdict."""
-        if self.exit_status != OK:
-            raise AssertionError(f"deploy check: {self.summary()}\n\n{self.table()}")
+        problem = self.problem()
+        if problem:
+            raise AssertionError(problem)
 
     def title(self) -> str:
         return f"{self.base.celery_app} ({self.base.label}) → {self.new.celery_app} ({self.new.label})"
