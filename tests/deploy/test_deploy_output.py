@@ -23,7 +23,9 @@ def report(proof_status: str | None = None, **options) -> Report:
     if proof_status is not None:
         ran = Observation("runs", "succeeded")
         statuses = [proof_status if m.direction == OLD_TO_NEW else CONFIRMED for m in comparison.messages]
-        results = [Proven(m, f"id-{i}", {}, ran, s) for i, (m, s) in enumerate(zip(comparison.messages, statuses))]
+        results = [
+            Proven(m, f"id-{i}", {}, ran, s) for i, (m, s) in enumerate(zip(comparison.messages, statuses, strict=True))
+        ]
         made.proof = Proof(results, 3.0, "local")
     return made
 
