@@ -37,6 +37,7 @@ from harness.deploy.send import VIAS
 from harness.errors import HarnessError
 
 BAD_INPUT = 2
+INTERRUPTED = 130
 # The plugin's broker options, with the same names, ini keys, environment variables and defaults.
 BROKER_OPTIONS = (
     "harness_broker",
@@ -61,9 +62,11 @@ def setting(args: argparse.Namespace, name: str) -> Any:
 
 
 def parser() -> argparse.ArgumentParser:
+    # Run as `python -m harness deploy-check`, the dispatcher names the command in sys.argv[0].
+    prog = sys.argv[0] if sys.argv[0].startswith("python -m") else "python -m harness.deploy_check"
     parser = argparse.ArgumentParser(
-        prog="python -m harness.deploy_check",
-        description=__doc__.split("\n\n")[1],
+        prog=prog,
+        description=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_argument_group("what to compare")
@@ -147,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as error:
         print(f"deploy-check: {error}", file=sys.stderr)
         return BAD_INPUT
+    except KeyboardInterrupt:  # the context managers have stopped whatever the proof started
+        print("deploy-check: interrupted; everything it started is stopped and removed", file=sys.stderr)
+        return INTERRUPTED
     rendered = {"table": report.table, "markdown": report.markdown}
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
