@@ -15,14 +15,27 @@ from pathlib import Path
 
 from shop_example import APP, EXAMPLES
 
-from harness.deploy.compare import BREAKS, DIRECTIONS, MESSAGE_KINDS, NEW_TO_OLD, OLD_TO_NEW, STRANDED, Message
+from harness.deploy import versions
+from harness.deploy.compare import (
+    BREAKS,
+    DIRECTIONS,
+    MESSAGE_KINDS,
+    NEW_TO_OLD,
+    OLD_TO_NEW,
+    STRANDED,
+    Message,
+    compare,
+)
 from harness.deploy.compare import Prediction as Predicted
 from harness.deploy.prove import (
     CONFIRMED,
     CONTRADICTED,
     INCONCLUSIVE,
+    NEW_WORKER,
     Examples,
     Observation,
+    VersionProducer,
+    fleet,
     judge,
     placeholder,
     value_of,
@@ -131,3 +144,41 @@ def test_values_come_from_examples_then_plain_defaults_then_placeholders():
     assert [value_of(n, signature, given) for n in signature.names] == [
         "cat.png", 100, placeholder("fit"), placeholder("mode"),
     ]  # fmt: skip
+
+
+# -- a Celery fact the checker's delivery verdicts rest on ----------------------------------------------
+
+SLOW = """
+import time
+from celery import Celery
+
+app = Celery("slow")
+
+
+@app.task(name="slow", time_limit={limit})
+def slow(seconds):
+    time.sleep(seconds)
+"""
+
+
+def test_a_time_limit_travels_in_the_message_as_the_checker_says(broker, tmp_path: Path):
+    """v1 limits ``slow`` to 1 s, v2 to 10 s. A 2.5 s task queued by a v1 producer through the task object
+    (apply_async) carries v1's limit, and the v2 worker applies it: the task is killed. Sent by name
+    (send_task) it carries none, and the v2 worker's own 10 s apply."""
+    (tmp_path / "slow_v1.py").write_text(SLOW.format(limit=1))
+    (tmp_path / "slow_v2.py").write_text(SLOW.format(limit=10))
+    old, new = versions.same_tree("slow_v1:app", tmp_path), versions.same_tree("slow_v2:app", tmp_path)
+    change = compare(old.info, new.info).change("slow", "delivery")
+    assert "puts time_limit=1 in the message: the new worker applies it, not its 10" in change.reasons[OLD_TO_NEW]
+
+    call = Call("slow", POSITIONAL, "full", ("seconds",), ())
+    sent = Message("slow", OLD_TO_NEW, "base", "new", call, Predicted(RUNS))
+    examples = Examples({"slow": {"seconds": 2.5}})
+    with fleet(broker, new, NEW_WORKER, tmp_path, new.queues, {}) as stack:
+        by_task = VersionProducer(old, examples, stack, "old-producer", "apply_async").send([sent])
+        by_name = VersionProducer(old, examples, stack, "old-producer-by-name", "send_task").send([sent])
+        stack.ledger.wait_settled(timeout=20)
+        verdict = stack.verdict()
+
+    assert verdict.ids("failed") == by_task and verdict.exception_types() == {"TimeLimitExceeded": 1}
+    assert verdict.ids("succeeded") == by_name
