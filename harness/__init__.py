@@ -18,7 +18,9 @@ The modules, one job each:
 - ``harness.plugin``: the pytest plugin (options and fixtures);
 - ``harness.report``: the run report (HTML, plots, JSON);
 - ``harness.docs``: ``python -m harness.docs``, the scenario catalogue from the docstrings;
-- ``harness.bench``: ``python -m harness.bench``, boot and scenario timings.
+- ``harness.bench``: ``python -m harness.bench``, boot and scenario timings;
+- ``harness.deploy_check``: ``python -m harness.deploy_check``, will a release break the tasks in flight
+  (the machinery in ``harness.deploy``; ``harness.deploy_check_test`` runs it as a CI test).
 """
 
 from harness.errors import HarnessError

@@ -8,8 +8,9 @@ never imports the user's app to learn about it, and two versions of an app never
 - ``queues``: every queue the app can publish to or consume from: its declared queues
   (``task_queues``, else ``task_default_queue``), the queues of its routes, and each task's ``queue``;
 - ``tasks``: per registered task, its parameters (name, kind, default), whether it is bound, its
-  delivery options (``acks_late``, retries, time limits, rate limit, the queue it is routed to), and a
-  hash of its body, for the deploy check's rename heuristic.
+  delivery options (``acks_late``, retries, time limits, rate limit, the queue ``apply_async`` routes it
+  to), the queue a by-name ``send_task`` routes it to (``queue_by_name``), and a hash of its body, for
+  the deploy check's rename heuristic.
 
 On an app that does not import it prints ``HarnessLaunchError: ...`` (one line) on stderr and exits 3.
 """
@@ -91,6 +92,16 @@ def queues(app: Any, tasks: dict[str, dict[str, Any]]) -> list[str]:
     return sorted(names)
 
 
+def queue_by_name(app: Any, name: str) -> str | None:
+    """The queue a by-name ``send_task`` routes to: ``task_routes`` and the default only (the task's own
+    ``queue`` option is applied by ``apply_async`` alone)."""
+    try:
+        route = app.amqp.router.route({}, name, args=(), kwargs={})
+    except Exception:  # an unusual router: unknown
+        return None
+    return route["queue"].name if route.get("queue") is not None else None
+
+
 def describe(app: Any) -> dict[str, Any]:
     tasks = describe_tasks(app)
     details = {}
@@ -103,6 +114,7 @@ def describe(app: Any) -> dict[str, Any]:
             "bound": is_bound(task),
             "parameters": parameters(task),
             "options": options,
+            "queue_by_name": queue_by_name(app, name),
             "body_hash": body_hash(task),
         }
     return {

@@ -15,7 +15,7 @@ signal                 step                where it fires
 before_task_publish    task-sent           the producer (web app, or a retrying task)
 after_task_publish     task-published      the producer, once the broker took it
 task_received          task-received       the worker's main process
-task_prerun            task-started        the pool process
+task_prerun            task-started        the pool process (with the bound arguments)
 task_success           task-succeeded      the pool process
 task_failure           task-failed         the pool process, or the main one (lost pool process)
 task_retry             task-retried        the pool process
@@ -34,6 +34,7 @@ library and Celery only.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import json
 import os
 import time
@@ -93,6 +94,17 @@ def _id_from(headers: dict | None, body: Any) -> str | None:
     return None
 
 
+def bound_arguments(task: Any, args: Any, kwargs: Any) -> dict[str, str] | None:
+    """What each parameter of the task's function receives from the message (reprs), as Python binds it:
+    the deploy check reads it to see a value land in another parameter. None if they do not bind (the
+    call is about to raise TypeError) or the function has no readable signature."""
+    try:
+        bound = inspect.signature(task.run).bind(*(args or ()), **(kwargs or {}))
+    except (TypeError, ValueError):
+        return None
+    return {name: _short_repr(value, 120) for name, value in bound.arguments.items()}
+
+
 def connect(writer: JournalWriter) -> None:
     """Connect the journal's handlers to Celery's signals (strong references: they live as long as the
     process)."""
@@ -120,11 +132,11 @@ def connect(writer: JournalWriter) -> None:
             redelivered=bool(delivery.get("redelivered")),
         )  # fmt: skip
 
-    def prerun(sender=None, task_id=None, task=None, **_: Any) -> None:
+    def prerun(sender=None, task_id=None, task=None, args=None, kwargs=None, **_: Any) -> None:
         request = getattr(task, "request", None)
         writer.write(
             "task-started", task_id, getattr(request, "hostname", None), name=getattr(task, "name", None),
-            retries=getattr(request, "retries", 0),
+            retries=getattr(request, "retries", 0), arguments=bound_arguments(task, args, kwargs),
         )  # fmt: skip
 
     def postrun(sender=None, task_id=None, task=None, state=None, **_: Any) -> None:

@@ -182,7 +182,9 @@ def describe_tasks(app: Any) -> dict[str, dict[str, Any]]:
             continue
         options = {key: getattr(task, key, None) for key in TASK_OPTIONS}
         try:
-            route = router.route({}, name, args=(), kwargs={}, task_type=task)
+            # As apply_async routes it: the task's own queue option first, then task_routes, then the default.
+            own = {"queue": options["queue"]} if options["queue"] else {}
+            route = router.route(own, name, args=(), kwargs={}, task_type=task)
             options["queue"] = route["queue"].name if route.get("queue") is not None else options["queue"]
         except Exception:  # an unusual router: the task's own option stays
             pass

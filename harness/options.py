@@ -98,6 +98,22 @@ OPTIONS = (
     ),
     Option("harness_no_report", "write no run report", False, convert=_flag, flag=True),
     Option(
+        "harness_deploy_base",
+        "the deploy check's base: the running release's git ref (for the deploy_check fixture and "
+        "harness.deploy_check_test)",
+        env="HARNESS_DEPLOY_BASE",
+    ),
+    Option(
+        "harness_deploy_calls",
+        "how producers call tasks, for the deploy check: positional, keyword or both (default)",
+        "both",
+        "HARNESS_DEPLOY_CALLS",
+        choices=("positional", "keyword", "both"),
+    ),
+    Option(
+        "harness_deploy_prove", "prove the deploy check's verdicts on a mixed fleet", False, convert=_flag, flag=True
+    ),
+    Option(
         "harness_progress",
         "show long waits' progress: auto (terminals only), on, off",
         "auto",

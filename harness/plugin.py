@@ -20,7 +20,7 @@ from harness.stack import AppStack
 from harness.terminal import TerminalProgress, notice
 from harness.waiting import set_progress_sink
 
-pytest_plugins = ["harness.fixtures"]
+pytest_plugins = ["harness.fixtures", "harness.deploy.fixtures"]
 
 MARKERS = (
     "scenario: a failure scenario that runs against the real stack (added to every test that uses the stack)",

@@ -1,0 +1,94 @@
+"""One deploy check, start to end: read both versions, compare them, prove the verdicts if asked.
+
+Used by the command (``python -m harness.deploy_check``) and by the pytest fixture (``deploy_check``);
+both turn their options into ``CheckOptions``. Bad input is found first, in this order, each with one
+sentence and before anything slow: the call conventions and examples, then what to compare, then the
+git ref, then each version's app (it must import and register tasks).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.brokers.base import Broker
+from harness.deploy import versions
+from harness.deploy.compare import DIRECTIONS, CallPolicy, compare
+from harness.deploy.output import Report
+from harness.deploy.prove import Examples, prove
+from harness.deploy.send import VIAS
+from harness.errors import HarnessError
+
+DIRECTION_WORDS = {d.replace("_", "-"): d for d in DIRECTIONS}
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    celery_app: str | None
+    base: str | None = None  # a git ref
+    base_app: str | None = None  # the base's app path (default: celery_app)
+    cwd: str = "."
+    calls: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+    via: str = "apply_async"
+    fail_on: tuple[str, ...] = DIRECTIONS
+    warn_only: bool = False
+    env: tuple[str, ...] = ()  # KEY=VALUE for the proof's programs (what the app reads from its environment)
+
+
+def directions(text: str) -> tuple[str, ...]:
+    """``old-to-new,queued`` → the directions whose breaking changes fail the check."""
+    chosen = [word.strip() for word in text.split(",") if word.strip()]
+    unknown = [word for word in chosen if word not in DIRECTION_WORDS]
+    if unknown or not chosen:
+        raise HarnessError(f"--fail-on {text!r}: a comma-separated list of {', '.join(DIRECTION_WORDS)}")
+    return tuple(DIRECTION_WORDS[word] for word in chosen)
+
+
+def environment(pairs: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise HarnessError(f"--env {pair!r}: write KEY=VALUE")
+        found[key.strip()] = value
+    return found
+
+
+BrokerSource = Broker | Callable[[], AbstractContextManager[Broker]]
+
+
+def check(options: CheckOptions, prove_on: BrokerSource | None = None) -> Report:
+    """The report; with ``prove_on`` (a running broker, or a function opening one), proven on a fleet."""
+    policy = CallPolicy.parse(options.calls)
+    examples = Examples.parse(options.examples)
+    env = environment(options.env)
+    if options.via not in VIAS:
+        raise HarnessError(f"--via {options.via!r} is not one of {', '.join(VIAS)}")
+    if not options.celery_app:
+        raise HarnessError("the deploy check needs the app: --app proj.celery:app (or the celery_app ini key)")
+    base_app = options.base_app or options.celery_app
+    if not options.base and base_app == options.celery_app:
+        raise HarnessError(
+            "nothing to compare: give --base REF (the running release's git ref) or --base-app (another app path)"
+        )
+    workdir = Path(tempfile.mkdtemp(prefix="harness-deploy-"))
+    try:
+        if options.base:
+            base = versions.at_ref(base_app, options.base, options.cwd, workdir)
+        else:
+            base = versions.same_tree(base_app, options.cwd)
+        new = versions.working_tree(options.celery_app, options.cwd)
+        comparison = compare(base.info, new.info, policy, options.via)
+        report = Report(comparison, base, new, options.fail_on, options.warn_only)
+        if prove_on is not None and comparison.messages:
+            opened = prove_on() if callable(prove_on) else nullcontext(prove_on)
+            with opened as broker:
+                report.proof = prove(comparison, base, new, broker, workdir, examples, options.via, env)
+        return report
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

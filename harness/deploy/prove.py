@@ -1,0 +1,459 @@
+"""``--prove``: the static verdicts checked on a mixed fleet, with real processes and a real broker.
+
+For every task whose messages the release changes (a signature, a name, a route), the checker's
+messages (``Comparison.messages``) are sent by real producers of each version (``harness.deploy.send``,
+one process per version) to real workers of the other, each run in a vhost of its own:
+
+1. an **old worker** (the base version, consuming the base's queues) gets the new producer's messages
+   (``new_to_old``), and the base producer's own (the base's control);
+2. a **new worker** is started, then stopped; the base producer sends a **backlog** (``queued``); the
+   new worker starts again and drains it; then the base producer sends live messages (``old_to_new``)
+   and the new producer its own (the new version's control).
+
+Each message's fate (``harness.verdict``: from Celery's events and the programs' journals) is compared
+with what the checker predicted: ``runs`` is a success whose bound arguments (the journal records what
+each parameter received) are the producer's; ``misbinds`` a success with a value in another parameter;
+``fails`` a failure with the predicted exception type; ``waits`` / ``stranded`` a message still in the
+predicted queue, which no worker consumes. A run waits until every message has ended or sits in a
+queue without a consumer.
+
+The values: a producer of a version must send what that version's code sends. Its call's *shape* (the
+task name, which parameters, positional or keyword, the route) comes from its own version's signature
+and the call convention (``harness.deploy.signatures``); the *values* come from ``--example
+TASK=JSON`` (an object by parameter name, or a list for the base's positional parameters in order),
+else the parameter's default when it is a plain JSON literal, else a string naming the parameter.
+Placeholders can make a task's body fail on its own version (an ``int`` parameter given a string):
+each call is therefore also sent by its own version's producer to its own version's worker (the
+control), and where the control does not succeed, a result that depends on the body is
+``inconclusive`` (with the control's fate), not a contradiction. A prediction that the run contradicts
+is a bug in the checker, reported as such.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.brokers.base import Broker
+from harness.deploy.compare import (
+    NEW_TO_OLD,
+    OLD_TO_NEW,
+    QUEUED,
+    STRANDED,
+    WAITING,
+    Comparison,
+    Message,
+    Task,
+    tasks_of,
+)
+from harness.deploy.signatures import EXTRA_FIELD, EXTRA_VALUE, FAILS, MISBINDS, RUNS, Signature
+from harness.deploy.versions import Version
+from harness.errors import HarnessError
+from harness.ledger import Ledger
+from harness.spec import StackSpec, WorkerSpec
+from harness.stack import AppStack
+from harness.verdict import Verdict
+from harness.vhost import ScenarioVhost
+from harness.waiting import WaitTimeout, eventually
+
+CONFIRMED, CONTRADICTED, INCONCLUSIVE = "confirmed", "contradicted", "inconclusive"
+OLD_WORKER, NEW_WORKER = "old_worker", "new_worker"
+SETTLE_S = 20.0
+SEND_TIMEOUT_S = 60.0
+REPR_LIMIT = 120  # the journal keeps this much of each argument's repr
+
+
+# -- the values a producer puts in ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Examples:
+    """``--example TASK=JSON``: the values of a task's parameters, by name (an object) or by position in
+    the base version's signature (a list)."""
+
+    given: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, values: Iterable[str]) -> Examples:
+        given: dict[str, Any] = {}
+        for value in values:
+            task, sep, text = value.partition("=")
+            try:
+                parsed = json.loads(text)
+            except ValueError as exc:
+                parsed, sep = exc, ""
+            if not sep or not task or not isinstance(parsed, dict | list):
+                raise HarnessError(
+                    f"--example {value!r}: write TASK=JSON, the JSON an object by parameter name "
+                    '(proj.tasks.add={"x": 1, "y": 2}) or a list in positional order (proj.tasks.add=[1, 2])'
+                )
+            given[task.strip()] = parsed
+        return cls(given)
+
+    def by_name(self, names: Iterable[str | None], positional: tuple[str, ...]) -> dict[str, Any]:
+        for name in names:
+            if name in self.given:
+                found = self.given[name]
+                return dict(zip(positional, found, strict=False)) if isinstance(found, list) else dict(found)
+        return {}
+
+
+def placeholder(name: str) -> str:
+    return f"{name}:deploy-check"
+
+
+def value_of(name: str, signature: Signature, given: Mapping[str, Any]) -> Any:
+    if name in (EXTRA_FIELD, EXTRA_VALUE):
+        return name
+    if name in given:
+        return given[name]
+    try:
+        param = signature[name]
+    except KeyError:
+        return placeholder(name)
+    if param.has_default and param.default is not None:
+        try:
+            value = ast.literal_eval(param.default)
+            json.dumps(value)
+        except (ValueError, SyntaxError, TypeError):
+            return placeholder(name)
+        if value is not None:
+            return value
+    return placeholder(name)
+
+
+# -- what a run saw ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Observation:
+    kind: str  # runs, misbinds, fails, waits (still in a queue), or the fate (lost, unsettled...)
+    fate: str
+    error: str | None = None
+    queue: str | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        if self.fate == "queued":
+            return f"queued in `{self.queue}`"
+        if self.kind == FAILS:
+            return f"failed {self.error}"
+        if self.kind == MISBINDS:
+            return "ran with values in the wrong parameters"
+        return "ran" if self.kind == RUNS else self.fate
+
+
+@dataclass(frozen=True)
+class Proven:
+    """One message: what the checker predicted, what the run saw, and whether they agree."""
+
+    message: Message
+    task_id: str
+    sent: Mapping[str, Any]  # the producer's parameter name → the value it sent
+    observed: Observation
+    status: str = CONFIRMED
+    why: str = ""
+
+
+@dataclass
+class Proof:
+    results: list[Proven]
+    seconds: float
+    broker: str
+
+    @property
+    def mixed(self) -> list[Proven]:
+        return [r for r in self.results if r.message.direction != "control"]
+
+    def contradictions(self) -> list[Proven]:
+        return [r for r in self.mixed if r.status == CONTRADICTED]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per task and direction: the predictions, the observations, the status."""
+        grouped: dict[tuple[str, str], list[Proven]] = {}
+        for result in self.mixed:
+            grouped.setdefault((result.message.task, result.message.direction), []).append(result)
+        rows = []
+        for (task, direction), results in sorted(grouped.items(), key=lambda item: item[0]):
+            statuses = {r.status for r in results}
+            status = next((s for s in (CONTRADICTED, INCONCLUSIVE) if s in statuses), CONFIRMED)
+            rows.append(
+                {
+                    "task": task,
+                    "direction": direction,
+                    "predicted": _tally(_predicted_text(r.message) for r in results),
+                    "observed": _tally(r.observed.describe() for r in results),
+                    "status": status,
+                    "why": "; ".join(dict.fromkeys(r.why for r in results if r.why)),
+                }
+            )
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "broker": self.broker,
+            "seconds": round(self.seconds, 1),
+            "rows": self.rows(),
+            "messages": [
+                {
+                    "task": r.message.task, "direction": r.message.direction, "producer": r.message.producer,
+                    "worker": r.message.worker, "call": r.message.call.describe(),
+                    "convention": r.message.call.convention, "task_id": r.task_id,
+                    "predicted": _predicted_text(r.message), "observed": r.observed.describe(), "status": r.status,
+                    "why": r.why,
+                }
+                for r in self.results
+            ],
+        }  # fmt: skip
+
+
+def _predicted_text(message: Message) -> str:
+    predicted = message.predicted
+    if predicted.kind == FAILS:
+        return f"fails {predicted.error}"
+    if predicted.kind in (WAITING, STRANDED):
+        return f"{predicted.kind} in `{predicted.queue}`"
+    return predicted.kind
+
+
+def _tally(texts: Iterable[str]) -> str:
+    counts: dict[str, int] = {}
+    for text in texts:
+        counts[text] = counts.get(text, 0) + 1
+    return ", ".join(f"{text} x{n}" if n > 1 else text for text, n in counts.items())
+
+
+# -- judging one message -------------------------------------------------------------------------
+
+
+def _expected_repr(value: Any) -> str:
+    return repr(json.loads(json.dumps(value)))[:REPR_LIMIT]
+
+
+def observe(task_id: str, sent: Mapping[str, Any], verdict: Verdict) -> Observation:
+    fate = next((f for f, ids in verdict.fates.items() if task_id in ids), "unknown")
+    history = verdict.histories.get(task_id)
+    if fate == "queued":
+        return Observation("waits", fate, queue=verdict.where.get(task_id))
+    if fate == "failed":
+        return Observation(FAILS, fate, history.exception_type if history else None)
+    if fate != "succeeded":
+        return Observation(fate, fate)
+    started = [e for e in (history.events if history else []) if e.type == "task-started"]
+    received = next((e.fields.get("arguments") for e in started if e.fields.get("arguments") is not None), None)
+    if received is None:
+        return Observation(RUNS, fate, detail="the journal did not record what each parameter received")
+    expected = {name: _expected_repr(value) for name, value in sent.items()}
+    if len(set(expected.values())) < len(expected):
+        return Observation(RUNS, fate, detail="two parameters were sent equal values: a swap would not show")
+    owner = {text: name for name, text in expected.items()}
+    swapped = [
+        f"the value of `{owner[text]}` landed in `{name}`"
+        for name, text in received.items()
+        if name in expected and text != expected[name] and text in owner
+    ]
+    if swapped:
+        return Observation(MISBINDS, fate, detail="; ".join(swapped))
+    return Observation(RUNS, fate)
+
+
+def judge(message: Message, observed: Observation, control: Observation | None) -> tuple[str, str]:
+    """Does the observation confirm the prediction? A result that depends on the task's body, where the
+    same call did not succeed on its own version, is inconclusive."""
+    predicted = message.predicted
+    if predicted.kind in (WAITING, STRANDED):
+        agrees = observed.kind == "waits" and observed.queue == predicted.queue
+    elif predicted.kind == FAILS:
+        agrees = observed.kind == FAILS and observed.error == predicted.error
+    else:
+        agrees = observed.kind == predicted.kind
+    body_runs = predicted.kind in (RUNS, MISBINDS) or predicted.error == "TypeError"
+    if body_runs and control is not None and control.kind != RUNS:
+        why = f"the same call fails on its own version too ({control.describe()}): give --example values"
+        return INCONCLUSIVE, why
+    if observed.detail and predicted.kind in (RUNS, MISBINDS) and observed.kind == RUNS:
+        return INCONCLUSIVE, observed.detail
+    if agrees:
+        return CONFIRMED, ""
+    return CONTRADICTED, f"predicted {_predicted_text(message)} ({predicted.reason}), the run saw {observed.describe()}"
+
+
+# -- the runs ------------------------------------------------------------------------------------
+
+
+class VersionProducer:
+    """One version's producer: a process of its own (``harness.deploy.send``) per batch of messages."""
+
+    def __init__(self, version: Version, examples: Examples, stack: AppStack, program: str, via: str) -> None:
+        self.version, self.examples, self.stack, self.program, self.via = version, examples, stack, program, via
+        self.env = {**os.environ, **stack.spec.env}
+        self.tasks: dict[str, Task] = tasks_of(version.info)
+        self.sent: dict[str, dict[str, Any]] = {}  # task id → parameter → value
+
+    def values(self, message: Message) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+        task = self.tasks[message.call.task]
+        signature = task.signature
+        given = self.examples.by_name((message.task, message.call.task), signature.positional_names)
+        args = [value_of(name, signature, given) for name in message.call.args]
+        kwargs = {name: value_of(name, signature, given) for name in message.call.kwargs}
+        sent = {n: v for n, v in zip(message.call.args, args, strict=True) if n != EXTRA_VALUE}
+        sent.update({n: v for n, v in kwargs.items() if n != EXTRA_FIELD})
+        return args, kwargs, sent
+
+    def send(self, messages: list[Message]) -> list[str]:
+        batch, ids = [], []
+        for message in messages:
+            task_id = str(uuid.uuid4())
+            args, kwargs, sent = self.values(message)
+            self.sent[task_id] = sent
+            batch.append({"id": task_id, "task": message.call.task, "args": args, "kwargs": kwargs})
+            ids.append(task_id)
+        if not batch:
+            return ids
+        command = [
+            sys.executable, "-m", "harness.deploy.send", "--celery-app", self.version.celery_app,
+            "--path", self.version.root, "--broker-url", self.stack.vhost.amqp_url,
+            "--journal-dir", str(self.stack.journal_dir), "--program", self.program, "--via", self.via,
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(
+                command, input=json.dumps(batch), capture_output=True, text=True, timeout=SEND_TIMEOUT_S,
+                cwd=self.stack.workdir, env=self.env,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise HarnessError(f"the {self.program} did not send its messages within {SEND_TIMEOUT_S:.0f}s") from None
+        results = {}
+        for line in done.stdout.splitlines():
+            if line.startswith("{"):
+                result = json.loads(line)
+                results[result["id"]] = result
+        if done.returncode != 0 and not results:
+            last = (done.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+            raise HarnessError(f"the {self.program} ({self.version.label}) could not send: {last}")
+        for task_id in ids:
+            result = results.get(task_id, {"ok": False, "error": "the producer ended before sending it"})
+            self.stack.ledger.record_send(task_id, ok=result["ok"], error=result.get("error"))
+        return ids
+
+
+@contextmanager
+def fleet(
+    broker: Broker, version: Version, worker: str, workdir: Path, queues: tuple[str, ...], env: Mapping[str, str]
+) -> Iterator[AppStack]:
+    """One worker of ``version`` consuming its queues, in a vhost of its own, with a ledger listening."""
+    with ExitStack() as stack:
+        vhost = ScenarioVhost.open(broker, f"deploy-check-{worker}", queues)
+        stack.callback(vhost.close)
+        folder = Path(tempfile.mkdtemp(prefix="deploy-", dir=workdir))
+        ledger = Ledger(vhost.amqp_url, folder / "journal").start()
+        stack.callback(ledger.close)
+        spec = StackSpec(
+            celery_app=version.celery_app,
+            workers=(WorkerSpec(worker, queues=version.queues, hostname=f"{worker}@deploy-check"),),
+            cwd=version.root,
+            env=dict(env),
+        )
+        app = AppStack(spec, vhost, ledger, folder)
+        stack.callback(app.close)
+        app.launch()
+        wait_consumed(app, version.queues)
+        yield app
+
+
+def wait_consumed(stack: AppStack, queues: Iterable[str]) -> None:
+    for queue in queues:
+        stack.vhost.wait_for_consumers(queue, 1, timeout=10)
+
+
+def settle(stack: AppStack, ids: list[str], timeout: float) -> None:
+    """Wait until each message has ended, or waits in a queue that no worker consumes (where it would
+    wait for ever); after ``timeout`` the verdict says what is left (unsettled, lost)."""
+
+    def open_ids() -> set[str]:
+        histories = stack.ledger.histories()
+        left = {i for i in ids if i not in histories or histories[i].terminal is None}
+        if not left:
+            return left
+        for queue in stack.vhost.queue_names():
+            depth = stack.vhost.depth(queue)
+            if depth.ready and not depth.consumers:
+                left -= set(stack.vhost.peek_task_ids(queue))
+        return left
+
+    try:
+        eventually(
+            open_ids, until=lambda left: not left, timeout=timeout,
+            what="every message to end, or to wait in a queue no worker consumes",
+            progress=lambda left: f"{len(ids) - len(left)}/{len(ids)} settled",
+        )  # fmt: skip
+    except WaitTimeout:
+        pass  # the verdict names what did not settle
+
+
+def prove(
+    comparison: Comparison,
+    base: Version,
+    new: Version,
+    broker: Broker,
+    workdir: Path,
+    examples: Examples | None = None,
+    via: str = "apply_async",
+    env: Mapping[str, str] | None = None,
+) -> Proof:
+    examples = examples or Examples()
+    env = env or {}
+    started = time.monotonic()
+    queues = tuple(sorted({*base.queues, *new.queues}))
+    messages = comparison.messages
+    observed: dict[int, tuple[str, Mapping[str, Any], Observation]] = {}
+
+    def record(stack: AppStack, sent: dict[int, str], producers: Iterable[VersionProducer]) -> None:
+        settle(stack, list(sent.values()), SETTLE_S + 0.2 * len(sent))
+        verdict = stack.verdict()
+        values = {task_id: v for p in producers for task_id, v in p.sent.items()}
+        for index, task_id in sent.items():
+            observed[index] = (task_id, values[task_id], observe(task_id, values[task_id], verdict))
+
+    def send(producer: VersionProducer, chosen: list[int]) -> dict[int, str]:
+        return dict(zip(chosen, producer.send([messages[i] for i in chosen]), strict=True))
+
+    def pick(direction: str, producer: str) -> list[int]:
+        return [i for i, m in enumerate(messages) if m.direction == direction and m.producer == producer]
+
+    with fleet(broker, base, OLD_WORKER, workdir, queues, env) as stack:
+        old_producer = VersionProducer(base, examples, stack, "old-producer", via)
+        new_producer = VersionProducer(new, examples, stack, "new-producer", via)
+        sent = send(new_producer, pick(NEW_TO_OLD, "new")) | send(old_producer, pick("control", "base"))
+        record(stack, sent, (old_producer, new_producer))
+
+    with fleet(broker, new, NEW_WORKER, workdir, queues, env) as stack:
+        old_producer = VersionProducer(base, examples, stack, "old-producer", via)
+        new_producer = VersionProducer(new, examples, stack, "new-producer", via)
+        stack.stop(NEW_WORKER)
+        backlog = send(old_producer, pick(QUEUED, "base"))
+        stack.start(NEW_WORKER)
+        wait_consumed(stack, new.queues)
+        sent = backlog | send(old_producer, pick(OLD_TO_NEW, "base")) | send(new_producer, pick("control", "new"))
+        record(stack, sent, (old_producer, new_producer))
+
+    controls = {(m.producer, m.call.key()): observed[i][2] for i, m in enumerate(messages) if m.direction == "control"}
+    results = []
+    for index, message in enumerate(messages):
+        task_id, values, seen = observed[index]
+        if message.direction == "control":
+            results.append(Proven(message, task_id, values, seen, CONFIRMED if seen.kind == RUNS else INCONCLUSIVE))
+            continue
+        status, why = judge(message, seen, controls.get((message.producer, message.call.key())))
+        results.append(Proven(message, task_id, values, seen, status, why))
+    return Proof(results, time.monotonic() - started, broker.kind)

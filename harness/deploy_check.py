@@ -1,0 +1,169 @@
+"""``python -m harness.deploy_check``: will this release break the tasks already in flight?
+
+Compares the Celery app's registered tasks at a base (the running release: a git ref, or another app
+path of the same tree) with the working tree, task by task, and gives each change a verdict per deploy
+direction (old producer → new worker, new producer → old worker, messages already queued) with the
+tolerant form that would be safe both ways. ``--prove`` runs the breaking ones on a mixed fleet of
+real workers and producers on a real RabbitMQ and reports any verdict the run contradicts.
+
+    python -m harness.deploy_check --app proj.celery:app --base origin/main
+    python -m harness.deploy_check --base-app proj.tasks_v1:app --app proj.tasks:app --calls keyword
+    python -m harness.deploy_check --app proj.celery:app --base HEAD~1 --prove --harness-broker local
+
+Exit status: 0 nothing breaks, 1 a breaking change (``--warn-only``: 0), 2 bad input (one sentence on
+stderr), 3 the proof contradicted a verdict (a bug in the checker). ``--app`` and the broker options
+read the same ini keys and environment variables as the pytest plugin (``celery_app``,
+``harness_broker``...); the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from harness import options as plugin_options
+from harness.brokers.base import Broker
+from harness.brokers.select import BrokerOptions, make_broker
+from harness.deploy.check import CheckOptions, check, directions
+from harness.deploy.compare import DIRECTIONS
+from harness.deploy.send import VIAS
+from harness.errors import HarnessError
+
+BAD_INPUT = 2
+INTERRUPTED = 130
+# The plugin's broker options, with the same names, ini keys, environment variables and defaults.
+BROKER_OPTIONS = (
+    "harness_broker",
+    "harness_broker_url",
+    "harness_management_url",
+    "harness_rabbitmq_server",
+    "harness_rabbitmq_image",
+    "harness_docker_network",
+    "harness_boot_timeout",
+)
+
+
+def setting(args: argparse.Namespace, name: str) -> Any:
+    """The command line, then the ini file of the working folder, then the environment, then the default."""
+    option = plugin_options.BY_NAME[name]
+    value = getattr(args, name, None)
+    if value is None:
+        value = plugin_options.ini_value(name)
+    if value is None and option.env:
+        value = os.environ.get(option.env) or None
+    return option.default if value is None else option.convert(value)
+
+
+def parser() -> argparse.ArgumentParser:
+    # Run as `python -m harness deploy-check`, the dispatcher names the command in sys.argv[0].
+    prog = sys.argv[0] if sys.argv[0].startswith("python -m") else "python -m harness.deploy_check"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = parser.add_argument_group("what to compare")
+    what.add_argument("--app", "--celery-app", dest="celery_app", help="the Celery app, module:attribute")
+    what.add_argument("--base", help="the running release: a git ref (branch, tag, sha, HEAD~1)")
+    what.add_argument("--base-app", help="the base's app path, if it differs (alone: compare two apps of this tree)")
+    how = parser.add_argument_group("how producers call the tasks")
+    how.add_argument(
+        "--calls", action="append", default=[], metavar="positional|keyword|both|TASK=...",
+        help="the call convention producers use (default both: a change that breaks either is breaking); "
+        "TASK=convention for one task; repeatable",
+    )  # fmt: skip
+    how.add_argument(
+        "--example", action="append", default=[], metavar="TASK=JSON",
+        help='values for --prove\'s messages: proj.tasks.add={"x": 1, "y": 2} or proj.tasks.add=[1, 2]; repeatable',
+    )  # fmt: skip
+    how.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE",
+        help="environment of --prove's workers and producers (what the app reads at import); repeatable",
+    )  # fmt: skip
+    how.add_argument(
+        "--via", choices=VIAS, default="apply_async",
+        help="how --prove's producers send: through the task object (apply_async, as delay() does) or by name",
+    )  # fmt: skip
+    out = parser.add_argument_group("output")
+    out.add_argument("--format", choices=("table", "markdown", "json"), default="table", help="what to print")
+    out.add_argument("--markdown", type=Path, metavar="FILE", help="also write Markdown (a pull-request comment)")
+    out.add_argument("--json", type=Path, metavar="FILE", help="also write JSON")
+    out.add_argument(
+        "--fail-on", default=",".join(d.replace("_", "-") for d in DIRECTIONS),
+        help="directions whose breaking changes fail the check (default all: old-to-new,new-to-old,queued)",
+    )  # fmt: skip
+    out.add_argument("--warn-only", action="store_true", help="report breaking changes but exit 0")
+    proof = parser.add_argument_group("proof on a mixed fleet (the pytest plugin's broker options)")
+    proof.add_argument("--prove", action="store_true", help="run each breaking change with real processes")
+    for name in BROKER_OPTIONS:
+        option = plugin_options.BY_NAME[name]
+        env = f" (ini {name}, env {option.env})" if option.env else f" (ini {name})"
+        proof.add_argument(option.cli, dest=name, default=None, choices=option.choices, help=option.help + env)
+    return parser
+
+
+@contextmanager
+def broker_from(args: argparse.Namespace, work_root: str) -> Iterator[Broker]:
+    chosen = BrokerOptions(
+        kind=setting(args, "harness_broker"),
+        url=setting(args, "harness_broker_url"),
+        management_url=setting(args, "harness_management_url"),
+        rabbitmq_server=setting(args, "harness_rabbitmq_server"),
+        image=setting(args, "harness_rabbitmq_image"),
+        docker_network=setting(args, "harness_docker_network"),
+        boot_timeout=setting(args, "harness_boot_timeout"),
+        work_root=work_root,
+    )
+    broker = make_broker(chosen)
+    try:
+        print(f"deploy-check: starting the {broker.kind} broker for the proof", file=sys.stderr, flush=True)
+        broker.start()
+        yield broker
+    finally:
+        broker.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        options = CheckOptions(
+            celery_app=args.celery_app or setting(args, "celery_app"),
+            base=args.base,
+            base_app=args.base_app,
+            cwd=os.getcwd(),
+            calls=tuple(args.calls),
+            examples=tuple(args.example),
+            via=args.via,
+            fail_on=directions(args.fail_on),
+            warn_only=args.warn_only,
+            env=tuple(args.env),
+        )
+        with tempfile.TemporaryDirectory(prefix="harness-deploy-broker-") as work_root:
+            report = check(options, (lambda: broker_from(args, work_root)) if args.prove else None)
+    except HarnessError as error:
+        print(f"deploy-check: {error}", file=sys.stderr)
+        return BAD_INPUT
+    except KeyboardInterrupt:  # the context managers have stopped whatever the proof started
+        print("deploy-check: interrupted; everything it started is stopped and removed", file=sys.stderr)
+        return INTERRUPTED
+    rendered = {"table": report.table, "markdown": report.markdown}
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(rendered[args.format]())
+    if args.markdown:
+        args.markdown.write_text(report.markdown())
+    if args.json:
+        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    return report.exit_status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
