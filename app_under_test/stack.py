@@ -23,8 +23,9 @@ BUTTON = HttpProducer(
 
 
 def worker(name: str = WORKER, version: str = "tasks", **options) -> WorkerSpec:
-    """A worker running one version of the tasks module, on hello_queue."""
-    return WorkerSpec(name=name, celery_app=f"app_under_test.{version}:app", queues=(HELLO_QUEUE,), **options)
+    """A worker running one version of the tasks module, on hello_queue (unless ``queues=`` says otherwise)."""
+    options.setdefault("queues", (HELLO_QUEUE,))
+    return WorkerSpec(name=name, celery_app=f"app_under_test.{version}:app", **options)
 
 
 def demo(

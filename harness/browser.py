@@ -29,7 +29,7 @@ def missing() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return "playwright is not installed (pip install -e .)"
+        return "playwright is not installed (pip install 'celery-failure-harness[browser]')"
     if chromium_path() is None:
         return "no chromium on PATH (Debian/Ubuntu: apt-get install -y chromium)"
     return None

@@ -37,7 +37,7 @@ from harness.ledger import Ledger
 from harness.options import broker_options_from
 from harness.producers import Sender
 from harness.spec import StackSpec, WebSpec, WorkerSpec
-from harness.stack import AppStack
+from harness.stack import AppStack, harness_module
 from harness.terminal import notice
 from harness.timeline import DepthSampler, Timeline
 from harness.vhost import ScenarioVhost
@@ -112,10 +112,20 @@ def broker(broker_options: BrokerOptions, pytestconfig: pytest.Config) -> Iterat
         instance.close()
 
 
-def introspect(celery_app: str, cwd: str, python: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
-    """What the app declares (``python -m harness.introspect``), read in a process of its own."""
-    env = {**os.environ, "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", INTROSPECTION_BROKER)}
-    command = [python or sys.executable, "-m", "harness.introspect", "--celery-app", celery_app]
+def introspect(
+    celery_app: str, cwd: str, python: str | None = None, workdir: Path | None = None, timeout: float = 30.0,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """What the app declares (``python -m harness.introspect``), read in a process of its own: in the app's
+    folder, with its interpreter and the environment its programs get."""
+    command, launcher_env = harness_module(
+        python or sys.executable, "introspect", workdir or Path(tempfile.gettempdir())
+    )
+    env = {
+        **os.environ, **(env or {}), **launcher_env,
+        "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", INTROSPECTION_BROKER),
+    }  # fmt: skip
+    command = [*command, "--celery-app", celery_app]
     try:
         done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -137,15 +147,19 @@ def _introspections() -> dict[tuple[str, str, str | None], Any]:
 
 
 @pytest.fixture
-def app_info(stack_spec: StackSpec, pytestconfig: pytest.Config, _introspections: dict) -> dict[str, Any] | None:
+def app_info(
+    stack_spec: StackSpec, pytestconfig: pytest.Config, _introspections: dict, harness_workdir: Path
+) -> dict[str, Any] | None:
     """What the stack's Celery app declares (queues, tasks, settings); read once per app and session."""
     if not stack_spec.celery_app:
         return None
     cwd = str(Path(stack_spec.cwd or pytestconfig.rootpath).resolve())
-    key = (stack_spec.celery_app, cwd, stack_spec.python)
+    key = (stack_spec.celery_app, cwd, stack_spec.python, tuple(sorted(stack_spec.env.items())))
     if key not in _introspections:
         try:
-            _introspections[key] = introspect(stack_spec.celery_app, cwd, stack_spec.python)
+            _introspections[key] = introspect(
+                stack_spec.celery_app, cwd, stack_spec.python, harness_workdir, env=stack_spec.env
+            )
         except HarnessError as error:
             _introspections[key] = error
     found = _introspections[key]
@@ -257,7 +271,18 @@ def stack_spec(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> S
     """What the scenario runs: the default stack, or a StackSpec given by indirect parametrization
     (``@pytest.mark.parametrize("stack_spec", [StackSpec(...)], indirect=True)``); redefine this fixture to
     change it for a module or a whole suite."""
-    return getattr(request, "param", None) or attempt(lambda: default_spec(pytestconfig))
+    param = getattr(request, "param", None)
+    if isinstance(param, StackSpec):
+        return param
+    base = attempt(lambda: default_spec(pytestconfig))
+    if param is None:
+        return base
+    if callable(param):  # a change to the default stack: lambda spec: spec.with_worker_app("proj.v2:app")
+        return param(base)
+    harness_error(
+        f"a stack_spec parameter must be a StackSpec or a function of the default one, not {type(param).__name__} "
+        f"{param!r}; a fixture that redefines stack_spec receives the parameter first: read request.param there"
+    )
 
 
 @pytest.fixture
@@ -272,6 +297,8 @@ def stack(
     pytestconfig: pytest.Config,
 ) -> Iterator[AppStack]:
     """The app under supervisord, every program ready, the producer bound."""
+    if app_info is not None:
+        attempt(lambda: check_worker_queues(stack_spec, app_info))
     app = attempt(
         lambda: AppStack(
             stack_spec, vhost, ledger, scenario_dir, timeline, celery_config, cwd=str(pytestconfig.rootpath)
@@ -282,6 +309,20 @@ def stack(
         yield app
     finally:
         app.close()
+
+
+def check_worker_queues(spec: StackSpec, app_info: dict[str, Any]) -> None:
+    """A worker told to consume a queue the app does not declare would wait forever: say so at once."""
+    declared = set(app_info["queues"])
+    for worker in spec.workers:
+        if worker.celery_app not in (None, spec.celery_app) or not worker.queues:
+            continue
+        unknown = sorted(set(worker.queues) - declared)
+        if unknown:
+            raise HarnessError(
+                f"worker {worker.name} consumes {', '.join(map(repr, unknown))}, which the app does not declare; "
+                f"its queues: {', '.join(sorted(declared))}; fix WorkerSpec(queues=...)"
+            )
 
 
 @pytest.fixture

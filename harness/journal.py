@@ -112,8 +112,11 @@ def connect(writer: JournalWriter) -> None:
 
     def before_publish(sender=None, headers=None, body=None, routing_key=None, exchange=None, **_: Any) -> None:
         task_id = _id_from(headers, body)
-        retries = (headers or {}).get("retries") or 0
-        writer.write("task-sent", task_id, name=sender, routing_key=routing_key, exchange=exchange, retries=retries)
+        headers = headers or {}
+        writer.write(
+            "task-sent", task_id, name=sender, routing_key=routing_key, exchange=exchange,
+            retries=headers.get("retries") or 0, parent_id=headers.get("parent_id"), root_id=headers.get("root_id"),
+        )  # fmt: skip
         collected = request_publishes.get()
         if collected is not None and task_id:
             collected.append([task_id, False])

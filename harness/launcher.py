@@ -134,6 +134,14 @@ def load_celery_app(path: str) -> Any:
     from celery import Celery
     from celery.app.utils import find_app
 
+    module_name, _, attribute = path.partition(":")
+    if attribute:  # name the missing attribute, not "No module named 'proj.celery:app'" as find_app would
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise LaunchError(f"--celery-app {path} does not import: {_last_line(exc)}") from None
+        if not hasattr(module, attribute.split(".")[0]):
+            raise LaunchError(f"--celery-app {path}: module {module_name} has no attribute {attribute!r}")
     try:
         app = find_app(path)
     except ModuleNotFoundError as exc:
@@ -245,6 +253,25 @@ class AsgiTaskIds:
             request_publishes.reset(token)
 
 
+def not_a_web_app(app: Any) -> str | None:
+    """Why ``app`` cannot be a WSGI or ASGI application, or None if it can."""
+    from celery import Task
+
+    if isinstance(app, Task):
+        return f"is the Celery task {app.name!r}"
+    if not callable(app):
+        return f"is a {type(app).__name__}"
+    if is_asgi(app):
+        return None
+    try:
+        inspect.signature(app).bind(None, None)  # WSGI: app(environ, start_response)
+    except TypeError:
+        return f"is a {type(app).__name__} that cannot be called as app(environ, start_response)"
+    except ValueError:  # no readable signature (a builtin): let the server find out
+        return None
+    return None
+
+
 def is_asgi(app: Any) -> bool:
     call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)  # noqa: B004
     return inspect.iscoroutinefunction(call)
@@ -276,7 +303,10 @@ def run_gunicorn(app: Callable, config: dict[str, Any]) -> None:
 
 
 def run_uvicorn(app: Callable, config: dict[str, Any]) -> None:
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError:
+        raise LaunchError("an ASGI app is served by uvicorn, which is not installed: pip install uvicorn") from None
 
     host, _, port = config["bind"].rpartition(":")
     uvicorn.run(app, host=host, port=int(port), log_level="info", **config.get("server_options", {}))
@@ -315,9 +345,10 @@ def launch(config: dict[str, Any]) -> int:
     for each in apps:
         configure(each, config["broker_url"], settings)
     writer.write("config", None, apps=[a.main for a in apps], settings=describe_settings(apps[0]) if apps else {})
-    if not callable(web):
+    problem = not_a_web_app(web)
+    if problem:
         raise LaunchError(
-            f"--web-app {config['web_app']} is a {type(web).__name__}, not a WSGI or ASGI application; "
+            f"--web-app {config['web_app']} {problem}, not a WSGI or ASGI application; "
             "point it at the app object (module:app) or its factory (module:create_app())"
         )
     if is_asgi(web):

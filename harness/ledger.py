@@ -217,15 +217,34 @@ class Ledger:
             what=f"task {task_id} to start on a worker",
         )  # fmt: skip
 
-    def wait_settled(self, ids: Iterable[str] | None = None, timeout: float = 30.0) -> None:
-        ids = list(self.sent_ids if ids is None else ids)
+    def child_ids(self) -> list[str]:
+        """Tasks that other tasks sent (seen so far)."""
+        sends = self.sends()
+        return [i for i, h in self.histories().items() if i not in sends and h.sent_by_a_task is not None]
+
+    def wait_settled(self, ids: Iterable[str] | None = None, timeout: float = 30.0, children: bool = False) -> None:
+        """Wait until every one of ``ids`` (default: every task the scenario sent) has ended; with
+        ``children``, also every task those tasks sent (known once their senders have ended)."""
+        given = None if ids is None else list(ids)
+
+        def pending() -> list[str]:
+            wanted = list(self.sent_ids if given is None else given)
+            if children:
+                wanted += self.child_ids()
+            histories = self.histories()
+            return [i for i in wanted if i not in histories or histories[i].terminal is None]
+
+        def describe(left: list[str]) -> str:
+            histories = self.histories()
+            last = [f"{i} ({histories[i].events[-1].type if i in histories and histories[i].events else 'no step'})"
+                    for i in left[:3]]  # fmt: skip
+            return f"{len(left)} not ended: {', '.join(last)}{' ...' if len(left) > 3 else ''}"
+
         eventually(
-            lambda: self.settled(ids),
-            until=lambda n: n == len(ids),
-            timeout=timeout,
-            what=f"all {len(ids)} tasks to end (succeeded or failed)",
-            progress=lambda n: f"{n}/{len(ids)} ended",
-        )
+            pending, until=lambda left: not left, timeout=timeout,
+            what="every task to end (succeeded or failed)" + (", children included" if children else ""),
+            progress=describe,
+        )  # fmt: skip
 
     def event_count(self, ids: Iterable[str]) -> int:
         histories = self.histories()

@@ -88,7 +88,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         try:
             for name, text in app.logs().items():
                 report.sections.append((f"{name} stderr (tail)", text))
-            report.sections.append(("task ledger", app.verdict().explain() or "no tasks"))
+            verdict = app.verdict()
+            report.sections.append(("task ledger", verdict.explain() or "no tasks"))
+            if verdict.children is not None:
+                report.sections.append(("tasks sent by tasks", verdict.children.explain() or "none"))
         except Exception as exc:  # the stack may be what broke; the failure itself matters more
             report.sections.append(("harness", f"could not collect logs: {exc!r}"))
     return report

@@ -24,7 +24,8 @@ class WorkerSpec:
     """A Celery worker of the user's app: what ``celery -A <app> worker`` options a team tunes.
 
     ``celery_app`` defaults to the stack's; ``queues`` to the app's own (no ``-Q``: the worker consumes
-    what the app declares); ``hostname`` to ``<name>@harness``.
+    what the app declares); ``hostname`` to ``<name>@harness``; ``cwd`` (the program's folder and import
+    path) to the stack's: give a worker another checkout to run another release of the code beside it.
     """
 
     name: str = "worker"
@@ -35,6 +36,7 @@ class WorkerSpec:
     fair: bool = False  # -O fair
     max_tasks_per_child: int | None = None
     hostname: str | None = None
+    cwd: str | None = None
     celery_config: Mapping[str, Any] = field(default_factory=dict)  # over the scenario's, for this worker only
     env: Mapping[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
@@ -49,12 +51,16 @@ class WorkerSpec:
     def nodename(self) -> str:
         return self.hostname or f"{self.name}@harness"
 
+    def replace(self, **changes: Any) -> WorkerSpec:
+        return dataclasses.replace(self, **changes)
+
 
 @dataclass(frozen=True)
 class WebSpec:
     """The web app (a WSGI app under gunicorn with one synchronous worker, or an ASGI app under uvicorn).
 
     ``ready_path``: a path that answers below 500 once the app is up; None waits for the port only.
+    ``cwd``: the program's folder and import path (default: the stack's).
     """
 
     name: str = "web"
@@ -62,6 +68,7 @@ class WebSpec:
     celery_app: str | None = None  # only if importing the web app creates no Celery app by itself
     server: str = "auto"
     ready_path: str | None = None
+    cwd: str | None = None
     celery_config: Mapping[str, Any] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     server_options: Mapping[str, Any] = field(default_factory=dict)  # gunicorn/uvicorn settings
@@ -69,6 +76,9 @@ class WebSpec:
     def __post_init__(self) -> None:
         if self.server not in SERVERS:
             raise HarnessError(f"WebSpec(server={self.server!r}) is not one of {', '.join(SERVERS)}")
+
+    def replace(self, **changes: Any) -> WebSpec:
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,21 @@ LAUNCHER_FILES = ("launcher.py", "journal.py", "introspect.py")
 COPIED_PACKAGE = "_celery_harness"
 
 
+def harness_module(python: str, module: str, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """How to run ``harness.<module>`` (the launcher, introspection) under ``python``: as the harness's own
+    module; or, under another interpreter (an app with its own virtualenv), as a copy of the three modules
+    they need (standard library and Celery only) in ``workdir``, so the harness's dependencies stay out."""
+    if python == sys.executable:
+        return [python, "-m", f"harness.{module}"], {}
+    folder = workdir / "launcher" / COPIED_PACKAGE
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        (folder / "__init__.py").write_text("")
+        for name in LAUNCHER_FILES:
+            shutil.copy(Path(__file__).parent / name, folder / name)
+    return [python, "-m", f"{COPIED_PACKAGE}.{module}"], {"PYTHONPATH": str(folder.parent)}
+
+
 class AppStack:
     def __init__(
         self,
@@ -70,10 +85,10 @@ class AppStack:
         self.workers = {w.name: w for w in spec.workers}
         self.web: WebClient | None = None
         self.producer: Sender | None = None
-        programs = [self._program(w.name, self._worker_config(w), w.env) for w in spec.workers]
+        programs = [self._program(w, self._worker_config(w)) for w in spec.workers]
         if spec.web is not None:
             port = free_ports(1)[0]
-            programs.append(self._program(spec.web.name, self._web_config(spec.web, port), spec.web.env))
+            programs.append(self._program(spec.web, self._web_config(spec.web, port)))
             self.web = WebClient(f"http://127.0.0.1:{port}")
         self.supervisor = Supervisor(workdir, programs)
 
@@ -82,6 +97,10 @@ class AppStack:
         """The Celery settings a program gets: the spec's, then the scenario's marker, then its own."""
         own = dict(program.celery_config) if program is not None else {}
         return {**self.spec.celery_config, **self.scenario_config, **own}
+
+    def program_cwd(self, program: WorkerSpec | WebSpec) -> str:
+        """The program's folder and import path: its own ``cwd`` (relative to the stack's), else the stack's."""
+        return str((Path(self.cwd) / program.cwd).resolve()) if program.cwd else self.cwd
 
     def _base_config(self, name: str, program: WorkerSpec | WebSpec) -> dict[str, Any]:
         settings = self.settings_for(program)
@@ -96,7 +115,7 @@ class AppStack:
             "broker_url": self.vhost.amqp_url,
             "settings": settings,
             "journal_dir": str(self.journal_dir),
-            "sys_path": [self.cwd],
+            "sys_path": [self.program_cwd(program)],
         }
 
     def _worker_config(self, worker: WorkerSpec) -> dict[str, Any]:
@@ -133,19 +152,10 @@ class AppStack:
         }
 
     def _launcher(self) -> tuple[list[str], dict[str, str]]:
-        """How to run the launcher: as the harness's own module, or, under another interpreter (an app with
-        its own virtualenv), as a copy of the three modules it needs, so the harness's dependencies stay out."""
-        if Path(self.python).resolve() == Path(sys.executable).resolve() and self.python == sys.executable:
-            return [self.python, "-m", "harness.launcher"], {}
-        folder = self.workdir / "launcher" / COPIED_PACKAGE
-        if not folder.exists():
-            folder.mkdir(parents=True)
-            (folder / "__init__.py").write_text("")
-            for name in LAUNCHER_FILES:
-                shutil.copy(Path(__file__).parent / name, folder / name)
-        return [self.python, "-m", f"{COPIED_PACKAGE}.launcher"], {"PYTHONPATH": str(folder.parent)}
+        return harness_module(self.python, "launcher", self.workdir)
 
-    def _program(self, name: str, config: dict[str, Any], env: Mapping[str, str]) -> Program:
+    def _program(self, program: WorkerSpec | WebSpec, config: dict[str, Any]) -> Program:
+        name, env = program.name, program.env
         path = self.workdir / "programs" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=1))
@@ -156,7 +166,7 @@ class AppStack:
             **self.spec.env, **env, **launcher_env, "PYTHONUNBUFFERED": "1", "TMPDIR": str(self.workdir),
             "CELERY_BROKER_URL": self.vhost.amqp_url,
         }  # fmt: skip
-        return Program(name, [*command, "--config", str(path)], environment, self.cwd)
+        return Program(name, [*command, "--config", str(path)], environment, self.program_cwd(program))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def launch(self) -> AppStack:

@@ -14,9 +14,13 @@ Each task id gets exactly one fate, so the counts always add up to every id seen
   broker and the programs' journals were both blind, say while the broker was down and a journal was cut
   by a kill): it may have run more often than seen, so no fate is claimed; ``Verdict.reasons`` says what
   it would otherwise be and which span was blind;
-- unexpected: ran, but the scenario never sent it;
+- unexpected: ran, but nobody was seen sending it (neither the scenario nor the app's own code);
 - recovered: the send reported an error, yet the task ran;
 - unsent: the send reported an error and the task never ran (the producer knew: not a silent loss).
+
+Tasks the app's own code sends (a task that enqueues another: a receipt after a charge) are not the
+scenario's: they are judged alike, with the same fates, in ``Verdict.children``, so that a lost child
+task is reported and a scenario's counts are not disturbed by how many children have run so far.
 
 Every step of a history says which witness saw it (``events``, ``journal``, or both; see
 ``harness.evidence``), and the explanation of a fate shows it. This module is pure logic over the
@@ -127,6 +131,11 @@ class TaskHistory:
         return sum(1 for e in self.events if e.type == event_type)
 
     @property
+    def sent_by_a_task(self) -> TaskEvent | None:
+        """The send of this task by another task (a step ``task-sent`` with a parent), if one was seen."""
+        return next((e for e in self.events if e.type == "task-sent" and e.fields.get("parent_id")), None)
+
+    @property
     def name(self) -> str | None:
         for event in self.events:
             if "name" in event.fields:
@@ -170,7 +179,7 @@ class TaskHistory:
         origin = self.events[0].timestamp if origin is None and self.events else (origin or 0.0)
         parts = []
         for e in self.events:
-            detail = f" {e.exception_type}" if e.exception else ""
+            detail = f" {e.exception[:120]}" if e.exception else ""
             seen = "+".join(sorted(e.witnesses))
             parts.append(f"+{e.timestamp - origin:.3f}s {e.type} @{e.hostname}{detail} [{seen}]")
         return "; ".join(parts) or "no events"
@@ -222,6 +231,7 @@ class Verdict:
     reasons: dict[str, str] = field(default_factory=dict)  # why an unverified task got no fate
     where: dict[str, str] = field(default_factory=dict)  # the queue a queued task waits in
     blind: list[Span] = field(default_factory=list)  # spans no witness saw
+    children: Verdict | None = None  # the tasks the app's own tasks sent, judged alike
 
     def ids(self, fate: str) -> list[str]:
         return list(self.fates.get(fate, []))
@@ -256,7 +266,8 @@ class Verdict:
                 history = self.histories.get(task_id)
                 note = f" ({self.reasons[task_id]})" if task_id in self.reasons else ""
                 note += f" (in {self.where[task_id]})" if task_id in self.where else ""
-                lines.append(f"  {fate:<10} {task_id}{note}: {history.describe() if history else 'no events'}")
+                name = f" {history.name}" if history is not None and history.name else ""
+                lines.append(f"  {fate:<10} {task_id}{name}{note}: {history.describe() if history else 'no events'}")
             if len(ids) > limit:
                 lines.append(f"  {fate:<10} ... and {len(ids) - limit} more")
         return "\n".join(lines)
@@ -287,14 +298,29 @@ def blind_for(send: Send | None, history: TaskHistory | None, blind: Iterable[Sp
     return next((b for b in blind if b.overlaps(min(starts), end)), None)
 
 
+def child_sends(sends: Mapping[str, Send], histories: Mapping[str, TaskHistory]) -> dict[str, Send]:
+    """The tasks another task sent (not the scenario), as sends: accepted if the publish was seen to
+    return (``task-published``, or the event the producer emits after publishing)."""
+    children = {}
+    for task_id, history in histories.items():
+        sent = history.sent_by_a_task
+        if task_id in sends or sent is None:
+            continue
+        published = "events" in sent.witnesses or history.count("task-published") > 0
+        children[task_id] = Send(task_id, published, sent.timestamp, None if published else "the publish raised")
+    return children
+
+
 def judge(
     sends: Mapping[str, Send],
     histories: Mapping[str, TaskHistory],
     queued: Iterable[str] | Mapping[str, str] = (),
     unacked: int | None = 0,
     blind: Iterable[Span] = (),
+    children: bool = True,
 ) -> Verdict:
-    """Give every id the scenario sent, and every id that ran, exactly one fate.
+    """Give every id the scenario sent, and every id that ran, exactly one fate; the tasks the app's own
+    tasks sent are judged alike in ``Verdict.children``.
 
     ``queued`` names the tasks whose message is ready in a queue (a mapping gives the queue);
     ``blind`` lists the spans that no witness saw: a task whose life overlaps one is ``unverified``
@@ -302,9 +328,10 @@ def judge(
     """
     where = dict(queued) if isinstance(queued, Mapping) else {task_id: "a queue" for task_id in queued}
     blind = list(blind)
+    descendants = child_sends(sends, histories) if children else {}
     fates: dict[str, list[str]] = {fate: [] for fate in FATES}
     reasons: dict[str, str] = {}
-    for task_id in [*sends, *(i for i in histories if i not in sends)]:
+    for task_id in [*sends, *(i for i in histories if i not in sends and i not in descendants)]:
         history = histories.get(task_id)
         send = sends.get(task_id)
         if send is None and not (history and history.ran):
@@ -318,4 +345,8 @@ def judge(
             fate = "unverified"
         fates[fate].append(task_id)
     shown = {i: q for i, q in where.items() if i in fates["queued"]}
-    return Verdict(fates, histories, sends, unacked, reasons, shown, blind)
+    verdict = Verdict(fates, histories, sends, unacked, reasons, shown, blind)
+    if descendants:
+        their = {i: h for i, h in histories.items() if i in descendants}
+        verdict.children = judge(descendants, their, where, unacked, blind, children=False)
+    return verdict

@@ -121,7 +121,10 @@ def eventually(
     except RetryError:
         shown.finish("gave up")
         elapsed = time.monotonic() - started
-        seen = f"error {last.error!r}" if last.error is not None else repr(last.value)
+        if last.error is not None:
+            seen = f"error {last.error!r}"
+        else:  # the wait's own description of what it saw ("3 not ended: ..."), else the value itself
+            seen = progress(last.value) if progress is not None and last.calls else repr(last.value)
         raise WaitTimeout(
             f"gave up waiting for {what} after {elapsed:.1f}s ({last.calls} checks); last seen: {seen}"
         ) from None

@@ -20,6 +20,7 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from docker import DockerClient
@@ -29,6 +30,15 @@ from harness.brokers.docker import LABEL, LABEL_HOST, LABEL_PID, docker_client
 from harness.errors import HarnessError
 
 LOCAL_IMAGE = "harness-rabbitmq:3-management-local"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def reference_app_importable_in_subprocesses() -> None:
+    """The reference app is this repository's, not the installed package's: pytest runs started by these
+    tests (in other folders) and their programs import it from the checkout."""
+    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
 @dataclass(frozen=True)

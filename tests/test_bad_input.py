@@ -411,6 +411,18 @@ def test_web_app_that_is_not_a_wsgi_or_asgi_app(run_scenario: RunScenario) -> No
     assert_ended_with_one_sentence(run, "app_under_test.settings:HELLO_QUEUE", "not a WSGI or ASGI application")
 
 
+@needs_system_broker
+def test_web_app_that_is_a_celery_task(run_scenario: RunScenario) -> None:
+    run = run_scenario(*SYSTEM, conftest=web_app("app_under_test.tasks:say_hello"))
+    assert_ended_with_one_sentence(run, "is the Celery task 'say_hello'", "not a WSGI or ASGI application")
+
+
+@needs_system_broker
+def test_worker_consuming_a_queue_the_app_does_not_declare(run_scenario: RunScenario) -> None:
+    run = run_scenario(*SYSTEM, conftest=stack_spec_conftest('demo(workers=(worker(queues=("hello_queeu",)),))'))
+    assert_ended_with_one_sentence(run, "worker_hello consumes 'hello_queeu'", "does not declare", "hello_queue")
+
+
 NEVER_HEALTHY_WSGI_APP = """
 def app(environ, start_response):
     start_response("503 Service Unavailable", [("Content-Type", "text/plain")])

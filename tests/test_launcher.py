@@ -15,6 +15,7 @@ from harness.launcher import (
     is_asgi,
     load_celery_app,
     load_object,
+    not_a_web_app,
     worker_argv,
 )
 
@@ -91,3 +92,24 @@ def test_worker_options_become_celery_worker_arguments() -> None:
     argv = worker_argv({**config, "max_tasks_per_child": 1})
     assert argv[:3] == ["worker", "-n", "w@h"] and "-E" in argv
     assert argv[8:] == ["-c", "2", "-P", "threads", "-Q", "a,b", "-O", "fair", "--max-tasks-per-child", "1"]
+
+
+def test_a_celery_app_path_whose_attribute_is_missing_names_the_attribute(broker_env: None) -> None:
+    with pytest.raises(LaunchError, match="module app_under_test.tasks has no attribute 'celery'"):
+        load_celery_app("app_under_test.tasks:celery")
+
+
+def test_things_that_are_not_web_apps_are_told_apart() -> None:
+    from celery import Celery
+
+    app = Celery("x", set_as_current=False)
+
+    @app.task(name="t")
+    def task(order_id): ...
+
+    def wsgi(environ, start_response): ...
+
+    assert "is the Celery task 't'" in not_a_web_app(task)
+    assert "cannot be called as app(environ, start_response)" in not_a_web_app(lambda order_id: None)
+    assert not_a_web_app("proj") == "is a str"
+    assert not_a_web_app(wsgi) is None

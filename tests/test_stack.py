@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from app_under_test.stack import WORKER, demo
+from harness.spec import StackSpec
 from harness.producers import DirectProducer
 from harness.waiting import eventually, never
 
@@ -50,10 +51,34 @@ def test_a_task_waiting_in_a_queue_no_fixture_names_is_queued_not_lost(stack, pr
     assert set(verdict.where.values()) == {"parked"}
 
 
-OWN_INTERPRETER = demo().replace(python=str(Path(sys.executable).with_name("python3")))
+@pytest.fixture(scope="module")
+def venv_without_the_harness(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A virtualenv with Celery, Flask and gunicorn but not the harness: it sees this venv's site-packages
+    through a .pth file, whose own .pth files (the harness's editable install) it does not run."""
+    import site
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("app-venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    [target] = list((folder / "lib").glob("python3*/site-packages"))
+    (target / "borrowed.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    python = str(folder / "bin" / "python")
+    probe = subprocess.run(
+        [python, "-c", "import celery, flask, gunicorn; import harness"], capture_output=True, cwd=folder
+    )
+    assert b"No module named 'harness'" in probe.stderr, probe.stderr
+    return python
 
 
-@pytest.mark.parametrize("stack_spec", [OWN_INTERPRETER], indirect=True, ids=["another-interpreter"])
+@pytest.fixture
+def stack_spec(request: pytest.FixtureRequest) -> StackSpec:
+    param = getattr(request, "param", None)
+    if param == "venv-without-the-harness":
+        return demo().replace(python=request.getfixturevalue("venv_without_the_harness"))
+    return param or demo()
+
+
+@pytest.mark.parametrize("stack_spec", ["venv-without-the-harness"], indirect=True)
 def test_an_app_with_its_own_interpreter_runs_on_a_copy_of_the_launcher(stack, producer, ledger):
     """``StackSpec(python=...)``: the programs run the launcher copied into the scenario (standard library and
     Celery only), not the harness package, so an app's own virtualenv needs none of the harness's dependencies."""

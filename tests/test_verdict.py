@@ -283,3 +283,28 @@ def test_explain_caps_each_fate() -> None:
     assert len(lines) == 3
     assert lines[0].split() == ["lost", "t0:", "no", "events"]
     assert lines[2].split() == ["lost", "...", "and", "2", "more"]
+
+
+# -- tasks that tasks send ---------------------------------------------------------------------
+
+
+def test_a_task_sent_by_a_task_is_judged_as_a_child_not_as_unexpected() -> None:
+    parent = history("p", "task-started", "task-succeeded")
+    receipt_sent = event("task-sent", "r", "worker@h", 0.5, parent_id="p", name="receipt")
+    child = history("r", receipt_sent, "task-started", "task-succeeded")
+    verdict = judge({"p": sent("p")}, {"p": parent, "r": child})
+    verdict.assert_counts(succeeded=1)
+    verdict.children.assert_counts(succeeded=1)
+
+
+def test_a_lost_child_is_reported_lost_among_the_children() -> None:
+    parent = history("p", "task-started", "task-succeeded")
+    child = history("r", event("task-sent", "r", "worker@h", 0.5, parent_id="p"))
+    verdict = judge({"p": sent("p")}, {"p": parent, "r": child}, unacked=0)
+    verdict.assert_counts(succeeded=1)
+    verdict.children.assert_counts(lost=1)
+
+
+def test_a_task_nobody_was_seen_sending_is_still_unexpected() -> None:
+    stray = history("s", "task-started", "task-succeeded")
+    judge({}, {"s": stray}).assert_counts(unexpected=1)

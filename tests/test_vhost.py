@@ -5,6 +5,7 @@ import uuid
 import pytest
 from kombu import Connection, Exchange, Queue
 
+from harness.errors import HarnessError
 from harness.vhost import ScenarioVhost
 
 
@@ -30,10 +31,16 @@ def test_ready_depth_is_exact_and_peeking_leaves_messages_in_place(vhost):
     assert vhost.ready("hello_queue") == 3, "peeking must return the messages to the queue"
 
 
-def test_a_queue_that_does_not_exist_has_depth_zero(vhost):
-    depth = vhost.depth("no_such_queue")
+def test_a_queue_the_app_declares_but_nobody_made_yet_has_depth_zero(vhost):
+    depth = vhost.depth("celery")  # the demo's default queue: declared by its config, used by no one
     assert (depth.ready, depth.exists) == (0, False)
-    assert vhost.ready("no_such_queue") == 0  # and the channel still works after the failed declare
+    assert vhost.ready("celery") == 0  # and the channel still works after the failed declare
+
+
+def test_a_queue_that_neither_exists_nor_is_declared_by_the_app_is_a_clear_error(vhost):
+    with pytest.raises(HarnessError, match="names queue 'hello_queeu', which the app does not declare"):
+        vhost.depth("hello_queeu")
+    assert vhost.ready("hello_queue") == 0  # the channel still works
 
 
 def test_each_scenario_has_its_own_vhost_and_it_is_deleted_after(broker, vhost):

@@ -103,7 +103,12 @@ def _docker_problem(exc: Exception) -> str:
 
 def docker_client(timeout: float = 5.0):
     """A docker-py client that has answered a ping, or HarnessError."""
-    import docker
+    try:
+        import docker
+    except ImportError:
+        raise HarnessError(
+            "the docker provider needs testcontainers: pip install 'celery-failure-harness[docker]'"
+        ) from None
 
     try:
         client = docker.from_env(timeout=timeout)

@@ -7,13 +7,15 @@ WORKER = "worker"
 
 def test_a_stopped_worker_delays_charges_but_loses_none(stack, producer, vhost, ledger):
     """The billing worker is down: charges wait in the invoices queue (routed there by the app's own
-    configuration) and all run once it is back."""
+    configuration) and all run once it is back, each sending its receipt (a task the charge enqueues)."""
     stack.stop(WORKER)
     producer.send_many(10)
     vhost.wait_for_ready("invoices", 10, timeout=5)
     stack.start(WORKER)
-    ledger.wait_settled(timeout=30)
-    stack.verdict().assert_counts(succeeded=10)
+    ledger.wait_settled(timeout=30, children=True)
+    verdict = stack.verdict()
+    verdict.assert_counts(succeeded=10)
+    verdict.children.assert_counts(succeeded=10)
 
 
 def test_a_killed_worker_loses_the_charge_it_was_making(stack, ledger):
