@@ -98,7 +98,9 @@ class StackSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
     python: str | None = None
-    ready_timeout: float = 7.0  # a worker is online in about 1 s; leaves a bad-input run under 10 s
+    # A worker is online in about 1 s; 6 s leaves a run whose program never gets ready under 10 s on a busy
+    # machine. An app that imports for longer raises it.
+    ready_timeout: float = 6.0
 
     def __post_init__(self) -> None:
         names = [w.name for w in self.workers] + ([self.web.name] if self.web else [])

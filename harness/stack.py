@@ -205,7 +205,8 @@ class AppStack:
         except WaitTimeout:
             details = "; ".join(f"{name}: {self._not_ready_reason(name)}" for name in sorted(pending))
             raise HarnessError(
-                f"{', '.join(sorted(pending))} did not become ready within {self.spec.ready_timeout:.0f}s ({details})"
+                f"{', '.join(sorted(pending))} did not become ready within {self.spec.ready_timeout:.0f}s ({details}); "
+                "an app that needs longer to start: StackSpec(ready_timeout=...)"
             ) from None
 
     def _not_ready_reason(self, name: str) -> str:

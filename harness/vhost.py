@@ -114,7 +114,7 @@ class ScenarioVhost:
         except NotFound:
             # A failed passive declare closes the channel; start afresh next time.
             self._reset_channel()
-            if self.queues and queue not in self.queues:
+            if self.queues and queue not in self.queues and not is_internal(queue):
                 self.require_queue(queue)  # not there, and not one the app declares: a typo, said so
             return Depth(0, 0 if self._management else None, 0, exists=False)
         except Exception:

@@ -1,5 +1,6 @@
 """AppStack's operator controls against real supervisord, gunicorn and Celery processes."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -63,8 +64,9 @@ def venv_without_the_harness(tmp_path_factory: pytest.TempPathFactory) -> str:
     [target] = list((folder / "lib").glob("python3*/site-packages"))
     (target / "borrowed.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     python = str(folder / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # as a user's shell would have it
     probe = subprocess.run(
-        [python, "-c", "import celery, flask, gunicorn; import harness"], capture_output=True, cwd=folder
+        [python, "-c", "import celery, flask, gunicorn; import harness"], capture_output=True, cwd=folder, env=env
     )
     assert b"No module named 'harness'" in probe.stderr, probe.stderr
     return python
