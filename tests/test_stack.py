@@ -2,13 +2,12 @@
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
 from app_under_test.stack import WORKER, demo
-from harness.spec import StackSpec
 from harness.producers import DirectProducer
+from harness.spec import StackSpec
 from harness.waiting import eventually, never
 
 
