@@ -95,7 +95,7 @@ def test_worker_options_become_celery_worker_arguments() -> None:
 
 
 def test_a_celery_app_path_whose_attribute_is_missing_names_the_attribute(broker_env: None) -> None:
-    with pytest.raises(LaunchError, match="module app_under_test.tasks has no attribute 'celery'"):
+    with pytest.raises(LaunchError, match=r"module app_under_test\.tasks has no attribute 'celery'"):
         load_celery_app("app_under_test.tasks:celery")
 
 
