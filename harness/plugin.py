@@ -88,6 +88,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         try:
             for name, text in app.logs().items():
                 report.sections.append((f"{name} stderr (tail)", text))
+            for name, text in app.stacks().items():
+                report.sections.append((f"{name} threads (py-spy dump)", text))
             verdict = app.verdict()
             report.sections.append(("task ledger", verdict.explain() or "no tasks"))
             if verdict.children is not None:

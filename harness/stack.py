@@ -329,3 +329,25 @@ class AppStack:
     def logs(self) -> dict[str, str]:
         """Each program's stderr tail, for a failed scenario's report."""
         return {name: self.supervisor.stderr_tail(name, 3000) for name in self.supervisor.programs}
+
+    def stacks(self) -> dict[str, str]:
+        """Where each running program's Python threads are (``py-spy dump``, if installed): what a program
+        that does not exit or answer is waiting on, for a failed scenario's report."""
+        import shutil
+        import subprocess
+
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(spy).exists():
+            return {}
+        dumps = {}
+        for name in self.supervisor.programs:
+            try:
+                info = self.supervisor.info(name)
+            except Exception:  # supervisord itself is gone
+                return dumps
+            if info.get("statename") == "RUNNING" and info.get("pid"):
+                done = subprocess.run(
+                    [spy, "dump", "--pid", str(info["pid"])], capture_output=True, text=True, timeout=20
+                )
+                dumps[name] = (done.stdout or done.stderr)[-4000:]
+        return dumps
