@@ -121,7 +121,8 @@ class Header:
 
 @dataclass(frozen=True)
 class HttpProducer:
-    """A route of the web app that enqueues a task: e.g. ``HttpProducer("/signup", form={"email": "user-{n}@example.com"})``.
+    """A route of the web app that enqueues a task, e.g.
+    ``HttpProducer("/signup", form={"email": "user-{n}@example.com"})``.
 
     ``accepted``: statuses meaning "queued"; ``refused``: statuses meaning the app knew it could not queue
     (recorded as a failed send); anything else raises with the start of the answer's body.

@@ -77,7 +77,8 @@ class StackSpec:
 
     ``producer`` is a producer spec from ``harness.producers`` (``HttpProducer``, ``DirectProducer``);
     ``cwd`` is the programs' working directory and import path (default: the pytest rootdir);
-    ``python`` their interpreter (default: the one running pytest).
+    ``python`` their interpreter (default: the one running pytest); ``deploys`` the versions ``harness up``
+    offers to deploy by hand.
     """
 
     celery_app: str | None = None
@@ -89,6 +90,9 @@ class StackSpec:
     cwd: str | None = None
     python: str | None = None
     ready_timeout: float = 7.0  # a worker is online in about 1 s; leaves a bad-input run under 10 s
+    # The versions a person may deploy by hand (``harness up`` lists them): program -> ``harness ctl deploy``
+    # arguments, e.g. {"web": ("--env PRODUCER=v2",), "worker": ("--celery-app proj.tasks_v2:app",)}.
+    deploys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [w.name for w in self.workers] + ([self.web.name] if self.web else [])
