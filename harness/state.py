@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from harness.brokers.base import Broker
 from harness.errors import HarnessError
 from harness.stack import AppStack
@@ -38,15 +40,15 @@ def path_for(given: Path | str | None, folder: Path | None = None) -> Path:
 
 
 def pid_alive(pid: int | None) -> bool:
+    """The process runs (a zombie, exited but not yet reaped by its parent, does not)."""
     if not pid:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 @dataclass
