@@ -208,8 +208,8 @@ def _tasks(axis, record, tasks, lanes, origin, last, anchor, titles) -> None:
     for first, final, size in bursts([s["at"] - origin for s in sends.values()]):
         if size > 1:
             axis.annotate(
-                f"{size} sends", ((first + final) / 2, 0.82), ha="center", va="bottom", color="#424242",
-                fontsize=FONT_SIZE - 1,
+                f"{size} sends", (final, 0.4), xytext=(6, 0), textcoords="offset points", ha="left", va="center",
+                color="#424242", fontsize=FONT_SIZE - 1,
             )  # fmt: skip
     axis.set_yticks([i + 0.4 for i in range(len(lanes))], lanes)
     axis.set_ylim(-0.2, len(lanes) + 0.05)
@@ -275,6 +275,7 @@ def _inline(svg: str, titles: dict[str, str]) -> str:
     """matplotlib's SVG, ready to sit in a page: no XML prolog, as wide as its container, a tooltip per task."""
     svg = svg[svg.index("<svg") :]
     svg = re.sub(r'(<svg[^>]*?) width="[^"]+" height="[^"]+"', r'\1 width="100%"', svg, count=1)
+    svg = svg.replace(' target="_blank"', "")  # a task's link goes to its row on this page
     for gid, title in titles.items():
         svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{escape(title)}</title>', 1)
     return svg
