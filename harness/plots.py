@@ -205,7 +205,7 @@ def _tasks(axis, record, tasks, lanes, origin, last, anchor, titles) -> None:
             artist.set_gid(f"{gid}-{k}")
             artist.set_url(f"#{gid}")
             titles[f"{gid}-{k}"] = title
-    for first, final, size in bursts([s["at"] - origin for s in sends.values()]):
+    for _first, final, size in bursts([s["at"] - origin for s in sends.values()]):
         if size > 1:
             axis.annotate(
                 f"{size} sends", (final, 0.4), xytext=(6, 0), textcoords="offset points", ha="left", va="center",
