@@ -68,7 +68,8 @@ class Ledger:
         if isinstance(fault, BROKER_DOWN):
             self._down_since = fault.at
         elif isinstance(fault, BROKER_UP) and self._down_since is not None:
-            self.events.wait_listening_since(fault.at)
+            # Listening again on the broker that came back: reconnected after it went down.
+            self.events.wait_listening_since(self._down_since)
             span = Span(
                 self._down_since - IN_FLIGHT_MARGIN_S, max(time.time(), self.events.listening_since),
                 "the broker was down: Celery events in flight or buffered by a worker may be lost",
