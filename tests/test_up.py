@@ -159,6 +159,7 @@ class Up:
 def up(tmp_path: Path) -> Iterator[Up]:
     run = Up(tmp_path)
     yield run
+    print(f"--- harness up's output (tail) ---\n{run.output()[-4000:]}")  # shown when the test failed
     if run.process is not None and run.process.poll() is None:
         run.process.send_signal(signal.SIGTERM)
         try:
