@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from app_under_test.producers import PRODUCERS
 from app_under_test.settings import HELLO_QUEUE
 from harness.producers import HttpProducer, JsonField
 from harness.spec import StackSpec, WebSpec, WorkerSpec
@@ -16,10 +17,20 @@ from harness.spec import StackSpec, WebSpec, WorkerSpec
 __all__ = ["BUTTON", "HELLO_QUEUE", "WORKER", "demo", "fleet"]
 
 WORKER = "worker_hello"
+# The worker's versions: each a tasks module with its own say_hello (see README, "The application under test").
+WORKER_VERSIONS = ("tasks", "tasks_v2", "tasks_v2_default", "tasks_tolerant", "tasks_tolerant_v2")
 # "Say hello (Celery)": POST /hello answers 202 with the task id, or 503 if the broker refused it.
 BUTTON = HttpProducer(
     "/hello", json={"name": "world-{n}"}, accepted=(202,), refused=(503,), task_id=JsonField("task_id")
 )
+
+
+# What a person can deploy by hand under ``harness up`` (``python -m harness ctl deploy <program> ...``): the web
+# app's producer versions (HELLO_PRODUCER), and the worker's tasks modules.
+DEPLOYS = {
+    "web": tuple(f"--env HELLO_PRODUCER={version}" for version in PRODUCERS),
+    WORKER: tuple(f"--celery-app app_under_test.{version}:app" for version in WORKER_VERSIONS),
+}
 
 
 def worker(name: str = WORKER, version: str = "tasks", **options) -> WorkerSpec:
@@ -44,6 +55,7 @@ def demo(
         workers=workers or (worker(version=worker_version),),
         producer=BUTTON,
         env={"HELLO_WORK_SECONDS": str(work_seconds), "INLINE_WORK_SECONDS": str(inline_seconds), **(env or {})},
+        deploys=DEPLOYS,
     )
 
 

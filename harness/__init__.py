@@ -16,7 +16,11 @@ The modules, one job each:
 - ``harness.messages``: hand-made task messages, for bad-message scenarios;
 - ``harness.browser``: headless Chromium through Playwright;
 - ``harness.plugin``: the pytest plugin (options and fixtures);
-- ``harness.report``: the run report (HTML, plots, JSON);
+- ``harness.report``: the run report (HTML, JSON); ``harness.plots``: its plots (SVG);
+- ``harness.keep``: ``--keep-on-failure``, a failed scenario's stack kept up;
+- ``harness.__main__``: ``python -m harness <command>``: ``up`` (``harness.up``, with ``harness.screen``,
+  ``harness.status``, ``harness.state``), ``ctl`` (``harness.ctl``, ``harness.deploy``), ``down``
+  (``harness.down``), ``bench``, ``docs``; ``harness.standalone`` and ``harness.cli_options`` serve them;
 - ``harness.docs``: ``python -m harness.docs``, the scenario catalogue from the docstrings;
 - ``harness.bench``: ``python -m harness.bench``, boot and scenario timings;
 - ``harness.deploy_check``: ``python -m harness.deploy_check``, will a release break the tasks in flight

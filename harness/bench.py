@@ -31,8 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -43,13 +42,10 @@ from harness.brokers.local import LocalBroker
 from harness.brokers.url import UrlBroker
 from harness.errors import HarnessError
 from harness.fixtures import load_stack
-from harness.ledger import Ledger
 from harness.options import ini_value
 from harness.ports import free_ports
 from harness.spec import StackSpec
-from harness.stack import AppStack
-from harness.timeline import DepthSampler, Timeline
-from harness.vhost import ScenarioVhost
+from harness.standalone import running
 
 
 def _answer(amqp_port: int, management_port: int) -> bool:
@@ -96,37 +92,16 @@ def timed(action: Callable[[], object]) -> float:
     return time.monotonic() - started
 
 
-@contextmanager
-def scenario(
-    broker: Broker, spec: StackSpec, work_root: Path, label: str
-) -> Iterator[tuple[ScenarioVhost, Ledger, AppStack]]:
-    """The same fixtures a scenario gets, without pytest."""
-    vhost = ScenarioVhost.open(broker, label, ())
-    workdir = Path(tempfile.mkdtemp(prefix="sc-", dir=work_root))
-    ledger = Ledger(vhost.amqp_url, workdir / "journal").start()
-    timeline = Timeline()
-    sampler = DepthSampler(vhost, timeline).start()
-    stack = AppStack(spec, vhost, ledger, workdir, timeline)
-    try:
-        stack.launch()
-        yield vhost, ledger, stack
-    finally:
-        stack.close()
-        sampler.stop()
-        ledger.close()
-        vhost.close()
-
-
 def worker_boot(broker: Broker, spec: StackSpec, work_root: Path) -> float:
     worker = spec.workers[0].name
-    with scenario(broker, spec, work_root, "bench-worker") as (_, _, stack):
-        stack.stop(worker)
-        return timed(lambda: stack.start(worker))
+    with running(broker, spec, work_root, "bench-worker") as up:
+        up.stack.stop(worker)
+        return timed(lambda: up.stack.start(worker))
 
 
 def empty_scenario(broker: Broker, spec: StackSpec, work_root: Path) -> float:
     def run() -> None:
-        with scenario(broker, spec, work_root, "bench-empty"):
+        with running(broker, spec, work_root, "bench-empty"):
             pass
 
     return timed(run)

@@ -157,11 +157,20 @@ class EventWitness:
             open_span = [Span(self._deaf_since, None, "the ledger is not connected")] if self._deaf_since else []
             return [*self._deaf, *open_span]
 
+    def listening_after(self, since: float) -> bool:
+        """Connected now, and, if the connection was lost after ``since``, consuming again since."""
+        with self._lock:
+            if self._deaf_since is not None:
+                return False
+            return self.listening_since >= since or not any(span.start >= since for span in self._deaf)
+
     def wait_listening_since(self, since: float, timeout: float = 30.0) -> None:
-        """Wait until the consumer was (re)established after ``since`` (a broker restart, say)."""
+        """Wait until the witness listens on a connection that outlived ``since`` or was made after it (a broker
+        restart: from the moment it went down). The witness retries every few tenths of a second, so it may be
+        back before the broker's start call returns (AMQP answers before the management API): that counts."""
         try:
             eventually(
-                lambda: self.listening_since, until=lambda t: t >= since, timeout=timeout,
+                lambda: self.listening_after(since), timeout=timeout,
                 what="the ledger to listen to Celery events again",
             )  # fmt: skip
         except WaitTimeout as timeout_error:

@@ -7,6 +7,15 @@ clocks agree within ``MATCH_WINDOW_S`` (same machine, so they do; a buffered eve
 made, not the time it was flushed): a pair is one step seen twice, anything left unpaired is a step only
 one witness saw. A run recorded by any witness happened, so the merged history holds the union.
 
+One step is seen twice at different times: a run's end while its worker is cut off from the broker. The
+pool process writes it to the journal when the task returns, but the worker's main process, busy
+reconnecting, reads the pool's result only once the broker is back, and only then makes the Celery event
+(measured with ``task_acks_late`` and a broker restart: the event came 17.5 s after the journal's line,
+just after the redelivered message was received again). So an end step that only the events witness saw
+is paired with an earlier one that only the journal saw, on the same worker, when the events witness was
+blind at the journal's time (``late_after``: the broker was down); the step keeps the journal's time and
+says how late the event was (``reported_late_s``).
+
 ``both_blind`` intersects the spans each witness could not see; the verdict flags the tasks whose life
 overlaps what remains (``unverified``).
 """
@@ -20,6 +29,8 @@ from harness.journal import Entry
 from harness.verdict import JOURNAL, Span, TaskEvent, TaskHistory
 
 MATCH_WINDOW_S = 1.0
+# Steps the worker's main process reports from the pool's result, which it may read late.
+LATE_REPORTED = ("task-succeeded", "task-failed", "task-retried")
 # Steps only the journal writes: shown in histories, ignored by the fates.
 JOURNAL_ONLY = ("task-published", "task-postrun")
 
@@ -37,14 +48,16 @@ def _key(event: TaskEvent) -> tuple[str, str]:
     return event.type, "*" if event.type == "task-sent" else event.hostname
 
 
-def _pair(seen: list[TaskEvent], written: list[TaskEvent]) -> list[TaskEvent]:
-    """One step per pair within the window (earliest first), plus every step left unpaired."""
+def _pair(seen: list[TaskEvent], written: list[TaskEvent], late_after: list[Span] = ()) -> list[TaskEvent]:
+    """One step per pair within the window (earliest first), then late reports paired with the journal's
+    record (see the module's docstring), plus every step left unpaired."""
     merged: list[TaskEvent] = []
     left = sorted(written, key=lambda e: e.timestamp)
+    unpaired: list[TaskEvent] = []
     for event in sorted(seen, key=lambda e: e.timestamp):
         match = next((w for w in left if abs(w.timestamp - event.timestamp) <= MATCH_WINDOW_S), None)
         if match is None:
-            merged.append(event)
+            unpaired.append(event)
             continue
         left.remove(match)
         fields = {**match.fields, **event.fields}  # the event's own fields (exception, traceback) win
@@ -55,28 +68,56 @@ def _pair(seen: list[TaskEvent], written: list[TaskEvent]) -> list[TaskEvent]:
                 event.received_at, fields, event.witnesses | match.witnesses,
             )
         )  # fmt: skip
+    for event in unpaired:
+        match = next((w for w in left if event.type in LATE_REPORTED and _reported_late(w, event, late_after)), None)
+        if match is None:
+            merged.append(event)
+            continue
+        left.remove(match)
+        fields = {**match.fields, **event.fields, "reported_late_s": round(event.timestamp - match.timestamp, 3)}
+        merged.append(
+            TaskEvent(
+                event.type, event.task_id, event.hostname, match.timestamp, event.received_at, fields,
+                event.witnesses | match.witnesses,
+            )
+        )  # fmt: skip
     return merged + left
 
 
-def merge_history(task_id: str, events: Iterable[TaskEvent], journal: Iterable[TaskEvent]) -> TaskHistory:
+def _reported_late(written: TaskEvent, event: TaskEvent, late_after: list[Span]) -> bool:
+    """The journal wrote the step while the events witness was blind, and the event came after it."""
+    return written.timestamp < event.timestamp and any(
+        span.start <= written.timestamp and (span.end is None or written.timestamp <= span.end) for span in late_after
+    )
+
+
+def merge_history(
+    task_id: str, events: Iterable[TaskEvent], journal: Iterable[TaskEvent], late_after: Iterable[Span] = ()
+) -> TaskHistory:
     groups: dict[tuple[str, str], tuple[list[TaskEvent], list[TaskEvent]]] = defaultdict(lambda: ([], []))
     for event in events:
         groups[_key(event)][0].append(event)
     for step in journal:
         groups[_key(step)][1].append(step)
-    steps = [step for seen, written in groups.values() for step in _pair(seen, written)]
+    blind = list(late_after)
+    steps = [step for seen, written in groups.values() for step in _pair(seen, written, blind)]
     return TaskHistory(task_id, sorted(steps, key=lambda e: e.timestamp))
 
 
-def merge(events: dict[str, TaskHistory], entries: Iterable[Entry]) -> dict[str, TaskHistory]:
-    """Every task's history from both witnesses."""
+def merge(
+    events: dict[str, TaskHistory], entries: Iterable[Entry], late_after: Iterable[Span] = ()
+) -> dict[str, TaskHistory]:
+    """Every task's history from both witnesses; ``late_after``: the spans the events witness was blind."""
     written: dict[str, list[TaskEvent]] = defaultdict(list)
     for entry in entries:
         if entry.uuid and entry.type.startswith("task-"):
             written[entry.uuid].append(from_journal(entry))
     ids = [*events, *(i for i in written if i not in events)]
+    blind = list(late_after)
     return {
-        task_id: merge_history(task_id, events[task_id].events if task_id in events else [], written.get(task_id, []))
+        task_id: merge_history(
+            task_id, events[task_id].events if task_id in events else [], written.get(task_id, []), blind
+        )
         for task_id in ids
     }
 

@@ -105,6 +105,15 @@ class ProgramKilled(ProgramFault):
 
 
 @dataclass(frozen=True)
+class ProgramDeployed(ProgramFault):
+    change: str = ""  # "HELLO_PRODUCER=v2 (was v1)"
+
+    @property
+    def label(self) -> str:
+        return f"{self.program} deployed: {self.change}"
+
+
+@dataclass(frozen=True)
 class PoolProcessKilled(ProgramFault):
     pid: int = 0
 

@@ -250,19 +250,23 @@ def load_stack(path: str) -> StackSpec:
     return spec
 
 
-def default_spec(config: pytest.Config) -> StackSpec:
-    """``--harness-stack`` if given; else the stack from ``--celery-app`` / ``--web-app`` (or their ini keys):
-    one worker, and the web app if one is named."""
-    stack = options.get(config, "harness_stack")
+def spec_from(stack: str | None, celery_app: str | None, web_app: str | None, rootpath: Path) -> StackSpec:
+    """``stack`` (``--harness-stack``) if given, imported from ``rootpath``; else the stack from ``--celery-app``
+    / ``--web-app``: one worker, and the web app if one is named."""
     if stack:
-        if str(config.rootpath) not in sys.path:
-            sys.path.insert(0, str(config.rootpath))
+        if str(rootpath) not in sys.path:
+            sys.path.insert(0, str(rootpath))
         return load_stack(stack)
-    web_app = options.get(config, "web_app")
-    return StackSpec(
-        celery_app=options.get(config, "celery_app"),
-        web=WebSpec(app=web_app) if web_app else None,
-        workers=(WorkerSpec(),),
+    return StackSpec(celery_app=celery_app, web=WebSpec(app=web_app) if web_app else None, workers=(WorkerSpec(),))
+
+
+def default_spec(config: pytest.Config) -> StackSpec:
+    """The stack the options name (or their ini keys): see ``spec_from``."""
+    return spec_from(
+        options.get(config, "harness_stack"),
+        options.get(config, "celery_app"),
+        options.get(config, "web_app"),
+        config.rootpath,
     )
 
 

@@ -114,6 +114,15 @@ OPTIONS = (
         "harness_deploy_prove", "prove the deploy check's verdicts on a mixed fleet", False, convert=_flag, flag=True
     ),
     Option(
+        "keep_on_failure",
+        "when a scenario fails, keep its vhost, app and workers up and show how to reach them, until Enter "
+        "or Ctrl-C (works with --pdb)",
+        False,
+        "HARNESS_KEEP_ON_FAILURE",
+        convert=_flag,
+        flag=True,
+    ),
+    Option(
         "harness_progress",
         "show long waits' progress: auto (terminals only), on, off",
         "auto",
@@ -152,19 +161,32 @@ def get(config: pytest.Config, name: str) -> Any:
     return converted
 
 
-def broker_options_from(config: pytest.Config, work_root: str | None = None) -> BrokerOptions:
+# The options a broker is made from, for the tools outside pytest that take the same flags.
+BROKER_OPTIONS = (
+    "harness_broker", "harness_broker_url", "harness_management_url", "harness_rabbitmq_server",
+    "harness_rabbitmq_port", "harness_rabbitmq_image", "harness_docker_network", "harness_docker_ryuk",
+    "harness_boot_timeout",
+)  # fmt: skip
+
+
+def broker_options_with(value: Callable[[str], Any], work_root: str | None = None) -> BrokerOptions:
+    """The broker options, each read with ``value(name)`` (the plugin's ``get``, or a tool's own reader)."""
     return BrokerOptions(
-        kind=get(config, "harness_broker"),
-        url=get(config, "harness_broker_url"),
-        management_url=get(config, "harness_management_url"),
-        rabbitmq_server=get(config, "harness_rabbitmq_server"),
-        rabbitmq_port=get(config, "harness_rabbitmq_port"),
+        kind=value("harness_broker"),
+        url=value("harness_broker_url"),
+        management_url=value("harness_management_url"),
+        rabbitmq_server=value("harness_rabbitmq_server"),
+        rabbitmq_port=value("harness_rabbitmq_port"),
         work_root=work_root,
-        image=get(config, "harness_rabbitmq_image"),
-        docker_network=get(config, "harness_docker_network"),
-        docker_ryuk=get(config, "harness_docker_ryuk"),
-        boot_timeout=get(config, "harness_boot_timeout"),
+        image=value("harness_rabbitmq_image"),
+        docker_network=value("harness_docker_network"),
+        docker_ryuk=value("harness_docker_ryuk"),
+        boot_timeout=value("harness_boot_timeout"),
     )
+
+
+def broker_options_from(config: pytest.Config, work_root: str | None = None) -> BrokerOptions:
+    return broker_options_with(lambda name: get(config, name), work_root)
 
 
 def ini_value(name: str, folder: Path | None = None) -> str | None:

@@ -15,6 +15,7 @@ import pytest
 from harness import options
 from harness.brokers.select import AUTO_REASONS, choose_kind
 from harness.errors import HarnessError
+from harness.keep import KeepOnFailure
 from harness.report import ReportPlugin
 from harness.stack import AppStack
 from harness.terminal import TerminalProgress, notice
@@ -40,6 +41,8 @@ def pytest_configure(config: pytest.Config) -> None:
     wanted = options.get(config, "harness_progress")
     if reporter is not None and (wanted == "on" or (wanted == "auto" and reporter.isatty)):
         set_progress_sink(TerminalProgress(config))
+    if options.get(config, "keep_on_failure") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(KeepOnFailure(config), "harness-keep-on-failure")
     folder = options.get(config, "harness_report")
     if folder and not options.get(config, "harness_no_report") and not hasattr(config, "workerinput"):
         path = Path(folder)

@@ -87,7 +87,8 @@ class StackSpec:
 
     ``producer`` is a producer spec from ``harness.producers`` (``HttpProducer``, ``DirectProducer``);
     ``cwd`` is the programs' working directory and import path (default: the pytest rootdir);
-    ``python`` their interpreter (default: the one running pytest).
+    ``python`` their interpreter (default: the one running pytest); ``deploys`` the versions ``harness up``
+    offers to deploy by hand.
     """
 
     celery_app: str | None = None
@@ -101,6 +102,9 @@ class StackSpec:
     # A worker is online in about 1 s; 6 s leaves a run whose program never gets ready under 10 s on a busy
     # machine. An app that imports for longer raises it.
     ready_timeout: float = 6.0
+    # The versions a person may deploy by hand (``harness up`` lists them): program -> ``harness ctl deploy``
+    # arguments, e.g. {"web": ("--env PRODUCER=v2",), "worker": ("--celery-app proj.tasks_v2:app",)}.
+    deploys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [w.name for w in self.workers] + ([self.web.name] if self.web else [])

@@ -20,11 +20,13 @@ from typing import Any
 
 import psutil
 
+from harness.deploy import deploy
 from harness.errors import HarnessError
 from harness.faults import (
     BROKER_DOWN,
     Fault,
     PoolProcessKilled,
+    ProgramDeployed,
     ProgramKilled,
     ProgramSignalled,
     ProgramStarted,
@@ -257,6 +259,15 @@ class AppStack:
         self._record(ProgramStarted(program=self._known(name)))
         self.supervisor.start_program(name)
         self.wait_ready([name], since)
+
+    def deploy(self, name: str, env: Mapping[str, str] | None = None, app: str | None = None) -> str:
+        """Roll out another version of one program (new environment variables, or another ``celery_app`` /
+        ``web_app``) and restart it, returning once it is ready; returns what changed."""
+        since = time.time()
+        change = deploy(self.supervisor, self._known(name), env, app)
+        self._record(ProgramDeployed(program=name, change=change, at=since))
+        self.wait_ready([name], since)
+        return change
 
     def restart(self, name: str) -> None:
         self.stop(name)

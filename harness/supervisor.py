@@ -9,6 +9,8 @@ accepts connections) and drives the programs through supervisor's own XML-RPC cl
 from __future__ import annotations
 
 import configparser
+import dataclasses
+import json
 import os
 import shlex
 import shutil
@@ -25,6 +27,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from harness.errors import HarnessError
 
+PROGRAMS_FILE = "programs.json"  # the programs as the harness defined them, next to supervisord.conf
 SIGNALS = ("TERM", "INT", "QUIT", "KILL", "HUP", "USR1", "USR2")
 STOPPED_STATES = ("STOPPED", "EXITED", "FATAL", "BACKOFF")
 
@@ -117,8 +120,30 @@ class Supervisor:
         self.start_timeout = start_timeout
         self._executor: UnixSocketExecutor | None = None
 
+    @classmethod
+    def attach(cls, config_path: Path, socket: Path) -> Supervisor:
+        """Control a supervisord another process started (``harness ctl``): its programs are read back from
+        the file written next to its config. Closing it leaves supervisord running."""
+        workdir = config_path.parent
+        try:
+            saved = json.loads((workdir / PROGRAMS_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise HarnessError(
+                f"no readable program list next to {config_path} ({exc}); is that stack still up?"
+            ) from None
+        supervisor = cls.__new__(cls)  # not __init__: it would choose a socket of its own
+        supervisor.workdir, supervisor.config_path, supervisor.socket = workdir, config_path, socket
+        supervisor.programs = {fields["name"]: Program(**fields) for fields in saved}
+        supervisor._socket_dir, supervisor._executor, supervisor.start_timeout = None, None, 10.0
+        return supervisor
+
+    def _write_config(self) -> None:
+        programs = list(self.programs.values())
+        (self.workdir / PROGRAMS_FILE).write_text(json.dumps([dataclasses.asdict(p) for p in programs], indent=1))
+        self.config_path.write_text(render_config(programs, self.workdir, self.socket))
+
     def start(self) -> Supervisor:
-        self.config_path.write_text(render_config(list(self.programs.values()), self.workdir, self.socket))
+        self._write_config()
         output = (self.workdir / "supervisord.stdout.log").open("ab")
         self._executor = UnixSocketExecutor(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config_path)],
@@ -140,6 +165,12 @@ class Supervisor:
         finally:
             output.close()
         return self
+
+    @property
+    def pid(self) -> int | None:
+        """supervisord's own pid (also its process group: mirakuru starts it in a session of its own)."""
+        process = self._executor.process if self._executor is not None else None
+        return process.pid if process is not None else None
 
     @property
     def running(self) -> bool:
@@ -174,6 +205,19 @@ class Supervisor:
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString:
                 raise
+
+    def replace_program(self, program: Program) -> None:
+        """Run ``program`` (same name, new command or environment) in place of the old one, as ``supervisorctl
+        update`` would after an edit of the config: rewrite it, let supervisord reread it, stop the old process,
+        and start the new one. supervisord reads a program's environment only when its group is added."""
+        self.programs[program.name] = program
+        self._write_config()
+        [[_added, changed, _removed]] = self.rpc.reloadConfig()
+        self.stop_program(program.name)
+        if program.name in changed:
+            self.rpc.removeProcessGroup(program.name)
+            self.rpc.addProcessGroup(program.name)
+        self.start_program(program.name)
 
     def signal_program(self, name: str, signal: str) -> None:
         """Send a signal to the program's main process (not its group), as ``kill`` would."""

@@ -6,7 +6,9 @@ show their progress on one line rewritten in place, on terminals only (``--harne
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -24,12 +26,31 @@ def to_terminal(config: pytest.Config, write: Callable) -> None:
         write(reporter)
 
 
+def start_line(reporter) -> Callable[[], None]:
+    """End pytest's progress line if anything is on it; returns how to resume it below (its file name again, so
+    the test's result does not land on a line of its own). ``ensure_newline`` knows only the line that starts
+    with a file name: under ``-q`` the dots stand alone, and only the writer knows where it is."""
+    path = reporter.currentfspath if isinstance(reporter.currentfspath, Path) else None
+    reporter.ensure_newline()
+    writer = getattr(reporter, "_tw", None)
+    if writer is not None and getattr(writer, "width_of_current_line", 0):
+        writer.line()
+
+    def resume() -> None:
+        if path is not None and writer is not None and reporter.currentfspath is None:
+            writer.write(os.path.relpath(path, reporter.startpath) + " ")
+            reporter.currentfspath = path
+
+    return resume
+
+
 def notice(config: pytest.Config, text: str, **markup: bool) -> None:
-    """One line of its own: the progress line of dots is ended first, and goes on below it."""
+    """One line of its own: pytest's progress line is ended first, and goes on below it."""
 
     def write(reporter) -> None:
-        reporter.ensure_newline()
+        resume = start_line(reporter)
         reporter.write_line(text, **markup)
+        resume()
 
     to_terminal(config, write)
 
@@ -40,15 +61,17 @@ class TerminalProgress:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.active = False
+        self.resume: Callable[[], None] = lambda: None
 
     def __call__(self, text: str, final: bool) -> None:
         to_terminal(self.config, lambda reporter: self._show(reporter, text, final))
 
     def _show(self, reporter, text: str, final: bool) -> None:
         if not self.active:
-            reporter.ensure_newline()
+            self.resume = start_line(reporter)
             self.active = True
         reporter.rewrite(f"  harness: {text}", light=not final)
         if final:
             reporter.write("\n")
             self.active = False
+            self.resume()

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-from harness.faults import BrokerFault, Fault, NetworkFault, NetworkHealed
+from harness.faults import BROKER_DOWN, BROKER_UP, BrokerFault, BrokerFrozen, Fault, NetworkFault, NetworkHealed
 from harness.vhost import ScenarioVhost
 
 
@@ -45,10 +45,23 @@ class Timeline:
         """When the latest fault of one of ``kinds`` happened (the scenario's start if none did)."""
         return max((f.at for f in self.faults if isinstance(f, kinds)), default=self.started)
 
+    def broker_down(self) -> list[dict]:
+        """The spans the broker was down or frozen (from each stop or freeze to the next start or resume; ``end``
+        None if it never came back), each with what to call it."""
+        spans: list[dict] = []
+        for fault in self.faults:
+            if isinstance(fault, BROKER_DOWN) and (not spans or spans[-1]["end"] is not None):
+                what = "broker frozen" if isinstance(fault, BrokerFrozen) else "broker down"
+                spans.append({"start": fault.at, "end": None, "what": what})
+            elif isinstance(fault, BROKER_UP) and spans and spans[-1]["end"] is None:
+                spans[-1]["end"] = fault.at
+        return spans
+
     def as_dict(self) -> dict:
         return {
             "started": self.started,
             "marks": [{"at": f.at, "label": f.label, "kind": fault_kind(f)} for f in self.faults],
+            "broker_down": self.broker_down(),
             "samples": [asdict(s) for s in list(self.samples)],
         }
 

@@ -71,9 +71,10 @@ def test_broker_restart_with_acks_late_runs_the_in_flight_task_twice(owned_broke
     while the broker is away, but the acknowledgement has nowhere to go ("Couldn't ack" in its log);
     the persistent message is still in the queue when the broker is back, and the worker, reconnected
     by itself, runs it again. Both runs are on record even though the broker was down for the first
-    one's end: the worker's journal saw it, and its buffered success event arrives after reconnection.
-    (The RabbitMQ application restarts inside its node, as ``rabbitmqctl stop_app`` / ``start_app`` do: the
-    worker's connection is cut all the same; Celery's own reconnect backoff is left as users have it.)
+    one's end: the worker's journal saw it at once, and Celery's success event comes only once the worker
+    has reconnected (its main process reads the pool's result then), after the redelivery. (The RabbitMQ
+    application restarts inside its node, as ``rabbitmqctl stop_app`` / ``start_app`` do: the worker's
+    connection is cut all the same; Celery's own reconnect backoff is left as users have it.)
     """
     task_id = producer.send().task_id
     ledger.wait_running([task_id])

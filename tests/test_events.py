@@ -12,6 +12,7 @@ while a "worker" (Celery's own ``EventDispatcher``) publishes; then the observer
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -19,7 +20,7 @@ from celery import Celery
 from celery.events.receiver import EventReceiver
 
 from harness.events import EventWitness
-from harness.waiting import eventually, never
+from harness.waiting import WaitTimeout, eventually, never
 
 EVENTS = 5
 WATCH_S = 2.0  # a consumer in place receives a published event within milliseconds
@@ -125,3 +126,26 @@ def test_the_witness_removes_its_queue_when_it_closes(vhost):
     assert vhost.depth(queue).exists
     witness.close()
     assert not vhost.depth(queue).exists, "a durable queue must not outlive its ledger"
+
+
+def test_a_witness_back_before_the_brokers_start_call_returned_counts_as_listening_again() -> None:
+    """The race behind a 30 s wait: the witness retries every few tenths of a second, so it consumes again as
+    soon as the restarted node's AMQP port answers, before the start call returns (it also waits for the
+    management API). Listening again means: reconnected after the broker went down, whenever that was."""
+    witness = EventWitness("amqp://guest:guest@127.0.0.1:1//", lambda event: None)
+    witness._on_listening()  # consuming, as after start()
+    went_down = time.time()
+    witness._on_lost()  # the node stopped: the consume loop failed
+    assert not witness.listening_after(went_down)
+    witness._on_listening()  # reconnected to the restarted node ...
+    assert witness.listening_after(went_down)  # ... which counts, though the "broker back" mark comes later
+    with pytest.raises(WaitTimeout):  # and a witness that has not reconnected is not taken for listening
+        witness._on_lost()
+        witness.wait_listening_since(went_down, timeout=0.3)
+
+
+def test_a_witness_that_never_lost_its_connection_is_listening() -> None:
+    # A frozen broker keeps its connections: the witness never reconnects, and needs not.
+    witness = EventWitness("amqp://guest:guest@127.0.0.1:1//", lambda event: None)
+    witness._on_listening()
+    assert witness.listening_after(time.time() + 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from harness.evidence import both_blind, merge
 from harness.journal import Entry
 from harness.verdict import Send, Span, TaskEvent, TaskHistory, judge
@@ -92,3 +94,49 @@ def test_a_send_pairs_whatever_name_the_producer_had_in_each_witness() -> None:
 def test_both_blind_is_the_intersection() -> None:
     spans = both_blind([Span(0, 10, "a"), Span(20, None, "b")], [Span(5, 25, "c")])
     assert [(s.start, s.end) for s in spans] == [(5, 10), (20, 25)]
+
+
+# The acks-late broker restart as measured here (Celery 5.7.0, RabbitMQ 3.10.8): run 1's success is written
+# to the journal at 5.1 s, while the broker is down (2.0 to 15.3 s); the worker's main process reads the
+# pool's result only after reconnecting, and Celery's event for it is stamped 22.5 s, after the redelivered
+# message was received (22.4 s). Run 2 then ends at 25.5 s, seen by both.
+LATE_SUCCESS = seen(
+    ("task-received", 1.85), ("task-started", 1.97), ("task-succeeded", 22.48),
+    ("task-received", 22.38), ("task-started", 22.49),
+)  # fmt: skip
+RUN_1_JOURNAL = written(
+    ("task-received", 1.85), ("task-started", 1.97), ("task-succeeded", 5.08),
+    ("task-received", 22.38), ("task-started", 22.49),
+)  # fmt: skip
+RESTART = Span(1.5, 15.8, "the broker was down")
+
+
+def test_a_success_reported_late_is_one_step_not_a_second_run() -> None:
+    # Before run 2 ends: one success (run 1's), seen by both witnesses at the journal's time.
+    history = merge(LATE_SUCCESS, RUN_1_JOURNAL, late_after=[RESTART])[T]
+    [success] = [e for e in history.events if e.type == "task-succeeded"]
+    assert success.timestamp == 5.08 and success.witnesses == {"events", "journal"}
+    assert success.fields["reported_late_s"] == pytest.approx(17.4)
+
+
+def test_without_the_blind_span_the_late_report_counts_as_a_second_success() -> None:
+    # What the merge did before it knew of late reports: a waiter for "two successes" stopped before run 2 ended.
+    history = merge(LATE_SUCCESS, RUN_1_JOURNAL)[T]
+    assert history.count("task-succeeded") == 2
+
+
+def test_a_late_report_pairs_only_with_a_step_written_while_the_events_were_blind() -> None:
+    # The journal's success at 5.08 s is outside any blind span: the event at 22.48 s is another step.
+    history = merge(LATE_SUCCESS, RUN_1_JOURNAL, late_after=[Span(10.0, 15.8, "the broker was down")])[T]
+    assert history.count("task-succeeded") == 2
+
+
+def test_when_run_2_ends_both_successes_are_counted() -> None:
+    events = {T: TaskHistory(T, [*LATE_SUCCESS[T].events, TaskEvent("task-succeeded", T, W, 25.49, 25.49)])}
+    journal = [*RUN_1_JOURNAL, *written(("task-succeeded", 25.49))]
+    history = merge(events, journal, late_after=[RESTART])[T]
+    assert [(e.timestamp, sorted(e.witnesses)) for e in history.events if e.type == "task-succeeded"] == [
+        (5.08, ["events", "journal"]),
+        (25.49, ["events", "journal"]),
+    ]
+    judge(SEND, {T: history}, blind=both_blind([RESTART], [])).assert_counts(duplicated=1)

@@ -1,4 +1,9 @@
-"""The run report: drawn from a scenario's data, and checked in a real browser."""
+"""The run report: drawn from a scenario's data, and checked in a real browser.
+
+The browser cases run a real scenario in an inner pytest on the broker this run was given, read the
+report's data, open the page in Chromium at 1400 px and save a screenshot in this run's report folder
+(``<harness_report>/screenshots/``, where CI keeps artefacts) as well as in the inner report.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from harness import browser, options
-from harness.report import plot, section
+from harness.plots import runs
+from harness.report import section
+from harness.verdict import FATES
 
 pytest_plugins = ["pytester"]
 
@@ -21,12 +28,16 @@ BROKER_OPTIONS = (
 )  # fmt: skip
 
 
+W = "worker_hello@harness"
+BOTH = ["events", "journal"]
+
+
 def synthetic_record() -> dict:
     t0 = time.time()
     events = [
-        {"type": "task-sent", "hostname": "web", "at": t0 + 0.1, "exception": None},
-        {"type": "task-started", "hostname": "worker_hello@harness", "at": t0 + 1.0, "exception": None},
-        {"type": "task-succeeded", "hostname": "worker_hello@harness", "at": t0 + 1.5, "exception": None},
+        {"type": "task-sent", "hostname": "web", "at": t0 + 0.1, "exception": None, "witnesses": ["events"]},
+        {"type": "task-started", "hostname": W, "at": t0 + 1.0, "exception": None, "witnesses": BOTH},
+        {"type": "task-succeeded", "hostname": W, "at": t0 + 1.5, "exception": None, "witnesses": BOTH},
     ]
     samples = [{"at": t0 + i / 10, "queue": "hello_queue", "ready": i % 3, "unacked": None} for i in range(20)]
     return {
@@ -44,10 +55,32 @@ def synthetic_record() -> dict:
     }
 
 
-def test_a_scenario_is_drawn_as_a_png_inside_its_section() -> None:
-    assert plot(synthetic_record()).startswith(b"\x89PNG")
+def test_a_scenario_is_drawn_as_inline_svg_inside_its_section() -> None:
     html = section(synthetic_record(), "data/x.json")
-    assert "data:image/png;base64," in html and "What a user sees: something." in html
+    assert '<figure class="plot"><svg' in html and "What a user sees: something." in html
+
+
+def test_the_fate_table_shows_the_fates_that_occurred_and_every_fate_on_demand() -> None:
+    html = section(synthetic_record(), "data/x.json")
+    shown, _, on_demand = html.partition("<details class=allfates>")
+    first_table = shown[shown.index("<table class=fates>") :]
+    assert "succeeded" in first_table and not any(f in first_table for f in FATES if f != "succeeded")
+    assert all(f"{fate}</td>" in on_demand for fate in FATES)
+
+
+def test_each_task_has_a_row_with_each_step_and_the_witnesses_that_saw_it() -> None:
+    html = section(synthetic_record(), "data/x.json")
+    row = html[html.index("id='scenarios-test_x.py-test_x-task-1'") :]
+    row = row[: row.index("</tr>")]
+    assert "<b>task-started</b> on worker_hello@harness" in row and "[events+journal]" in row
+
+
+def outer_report_folder(config: pytest.Config) -> Path:
+    """Where this run's report goes (CI keeps it): screenshots are saved under it."""
+    folder = Path(options.get(config, "harness_report"))
+    folder = folder if folder.is_absolute() else config.rootpath / folder
+    (folder / "screenshots").mkdir(parents=True, exist_ok=True)
+    return folder / "screenshots"
 
 
 def outer_broker_args(config: pytest.Config) -> list[str]:
@@ -60,38 +93,114 @@ def outer_broker_args(config: pytest.Config) -> list[str]:
     return args
 
 
+def run_for_report(pytester: pytest.Pytester, config: pytest.Config, scenario: str, *args: str) -> tuple[Path, dict]:
+    """Run one scenario of scenarios/ in an inner pytest on this run's broker; its report folder and data."""
+    (pytester.path / "scenarios").mkdir()  # the report covers what lives under scenarios/
+    for name in (scenario, "conftest.py"):
+        shutil.copy(ROOT / "scenarios" / name, pytester.path / "scenarios")
+    folder = pytester.path / "report"
+    result = pytester.runpytest_subprocess(
+        f"scenarios/{scenario}", *args, f"--harness-report={folder}", "--harness-stack=app_under_test.stack:demo",
+        *outer_broker_args(config), timeout=300,
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    [data] = (folder / "data").glob("*.json")
+    return folder, json.loads(data.read_text())
+
+
+def open_in_browser(folder: Path, screenshot: Path) -> dict:
+    """Open the report at 1400 px in Chromium; measure what a reader sees; save a full-page screenshot."""
+    with browser.browser_page() as page:
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.goto((folder / "index.html").as_uri())
+        seen = page.evaluate(
+            """() => {
+              const plots = [...document.querySelectorAll("figure.plot svg")];
+              const texts = plots.flatMap(svg => [...svg.querySelectorAll("text")]);
+              return {
+                plots: plots.length,
+                widths: plots.map(svg => svg.getBoundingClientRect().width
+                                         / svg.closest("section").getBoundingClientRect().width),
+                smallest_text_px: Math.min(...texts.map(t => t.getBoundingClientRect().height)),
+                texts: texts.map(t => t.textContent).join(" "),
+              };
+            }"""
+        )
+        page.screenshot(path=str(screenshot), full_page=True)
+        # Click task #1 where a reader would: on its mark with the largest area (its end marker).
+        x, y = page.evaluate(
+            """() => {
+              const marks = [...document.querySelectorAll("figure.plot svg g[id*='-task-1-']")];
+              const area = g => { const b = g.getBoundingClientRect(); return b.width * b.height; };
+              const box = marks.sort((a, b) => area(b) - area(a))[0].getBoundingClientRect();
+              return [box.x + box.width / 2, box.y + box.height / 2];
+            }"""
+        )
+        page.mouse.click(x, y)
+        seen["clicked_row"] = page.evaluate(
+            """() => {
+              const row = document.getElementById(location.hash.slice(1));
+              if (!row) return null;
+              const box = row.getBoundingClientRect();
+              return {open: row.closest("details").open, visible: box.height > 0 && box.top < innerHeight,
+                      text: row.textContent};
+            }"""
+        )
+        page.screenshot(path=str(screenshot.with_name(f"{screenshot.stem}-task-history.png")), full_page=True)
+    shutil.copy(screenshot, folder / "screenshot.png")
+    return seen
+
+
+def assert_readable(seen: dict, plots: int) -> None:
+    assert seen["plots"] == plots, seen
+    assert all(ratio >= 0.95 for ratio in seen["widths"]), f"plot width / section width: {seen['widths']}"
+    assert seen["smallest_text_px"] >= 12, f"the smallest text in a plot is {seen['smallest_text_px']:.1f} px high"
+    row = seen["clicked_row"]
+    assert row and row["open"] and row["visible"] and "task-" in row["text"], f"after a click on a task: {row}"
+
+
 @pytest.mark.browser
 def test_the_worker_outage_report_shows_the_backlog_and_opens_in_a_browser(
     pytester: pytest.Pytester, pytestconfig: pytest.Config
 ) -> None:
     """After the worker-outage scenario the report shows the queue rising to N while the worker is
-    stopped and falling to 0 after it starts, both marked; a real Chromium renders every plot."""
+    stopped and falling to 0 after it starts, both marked; a real Chromium renders the plot at the page's
+    width with legible text, and a click on a task opens its history."""
     if reason := browser.missing():
         pytest.skip(reason)
-    (pytester.path / "scenarios").mkdir()  # the report covers what lives under scenarios/
-    for name in ("test_worker_outage.py", "conftest.py"):
-        shutil.copy(ROOT / "scenarios" / name, pytester.path / "scenarios")
-    folder = pytester.path / "report"
-    result = pytester.runpytest_subprocess(
-        "scenarios/test_worker_outage.py",
-        f"--harness-report={folder}",
-        "--harness-stack=app_under_test.stack:demo",
-        *outer_broker_args(pytestconfig),
-        timeout=300,
-    )
-    result.assert_outcomes(passed=1)
+    folder, record = run_for_report(pytester, pytestconfig, "test_worker_outage.py")
 
-    [data] = (folder / "data").glob("*.json")
-    record = json.loads(data.read_text())
     marks = {m["label"]: m["at"] for m in record["timeline"]["marks"]}
     depth = [(s["at"], s["ready"]) for s in record["timeline"]["samples"] if s["queue"] == "hello_queue"]
     stopped, started = marks["worker_hello stopped"], marks["worker_hello started"]
     assert max(ready for at, ready in depth if stopped < at < started) == 20, "the backlog rose to 20"
     assert [ready for at, ready in depth if at > started][-1] == 0, "and drained to 0 after the start"
 
-    with browser.browser_page() as page:
-        page.goto((folder / "index.html").as_uri())
-        widths = page.eval_on_selector_all("section img.plot", "images => images.map(i => i.naturalWidth)")
-        page.screenshot(path=str(folder / "screenshot.png"), full_page=True)
-    assert len(widths) == 1 and all(w > 0 for w in widths), f"plot widths: {widths}"
-    assert (folder / "screenshot.png").stat().st_size > 0
+    seen = open_in_browser(folder, outer_report_folder(pytestconfig) / "worker-outage.png")
+    assert_readable(seen, plots=1)
+    assert "20 sends" in seen["texts"], "the twenty clicks are counted on the plot"
+
+
+@pytest.mark.browser
+def test_the_acks_late_broker_restart_report_shows_both_runs_ended_and_the_broker_down_span(
+    pytester: pytest.Pytester, pytestconfig: pytest.Config
+) -> None:
+    """The task ran twice: the first run ended (its success written by the worker's journal while the broker
+    was down, Celery's event for it only after the redelivery), the second too. The report's data has both
+    runs ending in a success and the broker-down span; the page draws the span labelled."""
+    if reason := browser.missing():
+        pytest.skip(reason)
+    if options.get(pytestconfig, "harness_broker") == "url":
+        pytest.skip("a broker restart needs a broker the harness owns (local or docker)")
+    folder, record = run_for_report(pytester, pytestconfig, "test_broker_restart.py", "-k", "acks_late")
+
+    [task] = record["tasks"].values()
+    first, second = runs(task["events"])
+    assert (first.how, second.how) == ("task-succeeded", "task-succeeded"), (first, second)
+    [down] = record["timeline"]["broker_down"]
+    assert down["what"] == "broker down" and down["end"] is not None, down
+    assert down["start"] < first.end < down["end"] < second.start, "run 1 ended while the broker was down"
+
+    seen = open_in_browser(folder, outer_report_folder(pytestconfig) / "acks-late-broker-restart.png")
+    assert_readable(seen, plots=1)
+    assert "broker down:" in seen["texts"] and "no samples" in seen["texts"], seen["texts"]

@@ -88,3 +88,20 @@ def test_an_app_with_its_own_interpreter_runs_on_a_copy_of_the_launcher(stack, p
     click = producer.send()
     ledger.wait_settled([click.task_id], timeout=10)
     stack.verdict().assert_counts(succeeded=1)
+
+
+def test_a_deploy_restarts_the_program_with_its_new_environment_and_marks_the_timeline(stack, producer, ledger):
+    old_pid = stack.supervisor.info("web")["pid"]
+    change = stack.deploy("web", env={"HELLO_PRODUCER": "v2"})
+    assert change == "HELLO_PRODUCER=v2 (was v1)" and stack.supervisor.info("web")["pid"] != old_pid
+    click = producer.send()  # v2 sends say_hello(name, greeting) to a v1 worker
+    ledger.wait_settled([click.task_id], timeout=10)
+    assert ledger.history(click.task_id).exception_type == "TypeError"
+    assert [f.label for f in stack.timeline.faults] == ["web deployed: HELLO_PRODUCER=v2 (was v1)"]
+
+
+def test_a_deploy_of_another_worker_app_runs_that_code(stack, producer, ledger):
+    stack.deploy(WORKER, app="app_under_test.tasks_v2:app")  # say_hello(name, greeting): v1 clicks now fail
+    click = producer.send()
+    ledger.wait_settled([click.task_id], timeout=10)
+    assert ledger.history(click.task_id).exception_type == "TypeError"  # the v1 worker would have succeeded

@@ -7,14 +7,18 @@ option parser (what supervisord makes of it), in process; nothing is started.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import shlex
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from supervisor.options import ProcessConfig, ServerOptions
 
 from harness.errors import HarnessError
-from harness.supervisor import Program, render_config
+from harness.supervisor import Program, Supervisor, render_config
+from harness.waiting import eventually
 
 
 def written(programs: list[Program], workdir: Path) -> configparser.RawConfigParser:
@@ -111,3 +115,26 @@ def test_a_value_with_both_kinds_of_quote_is_refused_with_a_clear_error(tmp_path
     program = Program("w", ["true"], environment={"BAD": 'it\'s "quoted"'})
     with pytest.raises(HarnessError, match="BAD holds both kinds of quote"):
         render_config([program], tmp_path, tmp_path / "sv.sock")
+
+
+def test_a_replaced_program_runs_again_with_its_new_environment(tmp_path: Path) -> None:
+    """What ``harness ctl deploy`` does, from another process: attach to the running supervisord by its config
+    and socket, replace one program's environment; supervisord rereads it and the program restarts with it."""
+    out = tmp_path / "seen.txt"
+    code = "import os, pathlib, time; pathlib.Path(os.environ['OUT']).write_text(os.environ['X']); time.sleep(60)"
+    program = Program("app", [sys.executable, "-c", code], {"OUT": str(out), "X": "v1"})
+    supervisor = Supervisor(tmp_path, [program]).start()
+    try:
+        eventually(lambda: out.exists() and out.read_text(), until=lambda text: text == "v1", timeout=10, what="v1")
+        before = supervisor.info("app")["pid"]
+
+        attached = Supervisor.attach(supervisor.config_path, supervisor.socket)
+        assert attached.programs == supervisor.programs
+        attached.replace_program(dataclasses.replace(program, environment={"OUT": str(out), "X": "v2"}))
+
+        eventually(lambda: out.read_text(), until=lambda text: text == "v2", timeout=10, what="v2")
+        assert supervisor.state("app") == "RUNNING" and supervisor.info("app")["pid"] != before
+        assert not psutil.pid_exists(before) or psutil.Process(before).status() == psutil.STATUS_ZOMBIE
+    finally:
+        supervisor.kill_programs()
+        supervisor.close()

@@ -113,6 +113,12 @@ class LocalBroker(Broker):
         return Endpoint("127.0.0.1", self.port, "guest", "guest", "/", f"http://127.0.0.1:{self.management_port}")
 
     @property
+    def pid(self) -> int | None:
+        """The node's start script (the leader of the node's own process group), while it runs."""
+        process = self._executor.process if self._executor is not None else None
+        return process.pid if process is not None else None
+
+    @property
     def log_path(self) -> Path:
         return self.dir / "stdout.log"
 

@@ -1,0 +1,44 @@
+"""``python -m harness <command>`` (or the console script ``celery-harness``): the harness's tools outside pytest.
+
+Each command is a module of its own with ``main(argv) -> int``; ``COMMANDS`` maps a command's name to its
+module and a one-line summary. Adding a command is one line there (the module is imported only when its
+command runs).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("harness.up", "bring the broker and the stack up, and show how to drive them by hand"),
+    "ctl": ("harness.ctl", "stop, start, kill or redeploy a program of the stack that is up; its status"),
+    "down": ("harness.down", "tear down the stack that is up here, leaving nothing behind"),
+    "bench": ("harness.bench", "measure how long the harness's parts take"),
+    "docs": ("harness.docs", "rewrite docs/scenarios.md and the README's table from the scenarios"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    head = "usage: python -m harness <command> [options]   (<command> --help for its options)"
+    return "\n".join([head, "", "commands:", *lines])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, *rest = argv
+    if name not in COMMANDS:
+        print(f"harness: no command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    sys.argv[0] = f"python -m harness {name}"
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,304 @@
+"""``python -m harness up``, ``ctl`` and ``down``: the README's by-hand demo replayed, and nothing left behind.
+
+Each case starts ``python -m harness up`` from the checkout (its ``harness_stack`` is the demo) in a real
+subprocess with a private TMPDIR and its own state file (``HARNESS_STATE``), so that the README's commands
+run verbatim: the walkthrough drives the page over HTTP, reads the queue in the management API, and runs
+``python -m harness ctl ...`` exactly as the README prints it. SIGINT reaches the child only because it is
+started with SIGINT reset to the default (a background job of a non-interactive shell ignores it, and
+Python keeps ignoring it; see the note in ENVIRONMENT.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import requests
+from kombu import Connection
+from run_leftovers import describe, kill, survivors
+
+from harness.management import ManagementAPI
+from harness.up import with_env
+from harness.waiting import WaitTimeout, eventually, never
+from harness.web import WebClient
+
+if TYPE_CHECKING:
+    from conftest import DockerSetup, RunContainers
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+# The README's commands ("Try it by hand"), run verbatim.
+UP = "python -m harness up --harness-broker local --env HELLO_WORK_SECONDS=2"
+STOP = "python -m harness ctl stop worker_hello"
+START = "python -m harness ctl start worker_hello"
+DEPLOY_V2 = "python -m harness ctl deploy web --env HELLO_PRODUCER=v2"
+LOGS = "python -m harness ctl logs worker_hello"
+STATUS = "python -m harness ctl status"
+DOWN = "python -m harness down"
+README_COMMANDS = (UP, STOP, START, DEPLOY_V2, LOGS, STATUS, DOWN)
+
+WORK_S = 2.0  # HELLO_WORK_SECONDS in UP
+INLINE_S = 2.0  # the demo's inline work (INLINE_WORK_SECONDS)
+CLICK_BOUND_S = 1.0  # a Celery click only publishes a message
+BROKER_AND_STACK_TIMEOUT_S = 120.0  # a broker boot (~6-12 s) and the stack, on a loaded machine
+STACK_AFTER_BROKER_S = 15.0  # the issue's bound: the demo is up within 15 s of the broker
+EXIT_TIMEOUT_S = 60.0
+# Re-enable SIGINT in the child, then become ``python -m harness ...``.
+SIGINT_DEFAULT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.executable, sys.argv[1:])"
+)
+
+
+def command_argv(command: str) -> list[str]:
+    """A README command (``python -m harness ...``) as this interpreter runs it."""
+    words = shlex.split(command)
+    assert words[0] == "python", command
+    return [sys.executable, *words[1:]]
+
+
+@dataclass
+class Up:
+    """One ``harness up`` in a subprocess, with its private TMPDIR and state file."""
+
+    root: Path
+    process: subprocess.Popen | None = None
+    containers: RunContainers | None = None
+    socket_dirs: list[Path] = field(default_factory=list)
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "up.json"
+
+    @property
+    def output_path(self) -> Path:
+        return self.root / "up-output.txt"
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "TMPDIR": str(self.tmp), "HARNESS_STATE": str(self.state_path)}
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace") if self.output_path.exists() else "(no output)"
+
+    def start(self, command: str = UP, broker_args: tuple[str, ...] = ()) -> dict:
+        """Start ``command`` (with ``broker_args`` instead of its own broker flags, if given) and wait until the
+        stack is up: its state file exists. Returns the state."""
+        self.tmp.mkdir(parents=True)
+        argv = command_argv(command)
+        if broker_args:
+            at = argv.index("--harness-broker")
+            argv[at : at + 2] = list(broker_args)
+        with self.output_path.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", SIGINT_DEFAULT, *argv], cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL,
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        eventually(
+            lambda: self.state_path.exists() or self.process.poll() is not None, timeout=BROKER_AND_STACK_TIMEOUT_S,
+            what="harness up to write its state file (the stack is up)", interval=0.2,
+        )  # fmt: skip
+        assert self.state_path.exists(), f"harness up ended before its stack was up:\n{self.output()}"
+        state = json.loads(self.state_path.read_text())
+        self.socket_dirs.append(Path(state["supervisor_socket"]).parent)
+        return state
+
+    def run(self, command: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        """A README command, in the checkout, on this stack (HARNESS_STATE)."""
+        return subprocess.run(
+            command_argv(command), cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=timeout
+        )
+
+    def status(self) -> dict:
+        done = self.run(f"{STATUS} --json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def wait_exit(self, timeout: float = EXIT_TIMEOUT_S) -> int:
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"harness up did not exit within {timeout:.0f}s; its output:\n{self.output()}")
+
+    def leftovers(self) -> tuple[list, list[str], list[str]]:
+        processes = survivors(self.tmp)
+        files = sorted(p.name for p in self.tmp.iterdir()) + [str(p) for p in [self.state_path] if p.exists()]
+        files += [str(d) for d in self.socket_dirs if d.exists() and not d.is_relative_to(self.tmp)]
+        containers = self.containers.of(self.process.pid) if self.containers and self.process else []
+        return processes, files, containers
+
+    def assert_nothing_left(self) -> None:
+        try:
+            eventually(self.leftovers, until=lambda left: not any(left), timeout=5, what="the run's leftovers to go")
+        except WaitTimeout:
+            processes, files, containers = self.leftovers()
+            pytest.fail(
+                f"harness up left {[describe(p) for p in processes]}, files {files}, containers {containers}\n"
+                f"--- its output ---\n{self.output()[-3000:]}"
+            )
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    run = Up(tmp_path)
+    yield run
+    print(f"--- harness up's output (tail) ---\n{run.output()[-4000:]}")  # shown when the test failed
+    if run.process is not None and run.process.poll() is None:
+        run.process.send_signal(signal.SIGTERM)
+        try:
+            run.process.wait(timeout=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            run.process.kill()
+    kill(survivors(run.tmp))
+
+
+@pytest.fixture(params=["local", "docker"])
+def broker_args(request: pytest.FixtureRequest, up: Up) -> tuple[str, ...]:
+    """The README's local broker, or the docker provider (skipped, saying why, without an engine or image)."""
+    if request.param == "docker":
+        setup: DockerSetup = request.getfixturevalue("docker_setup")
+        up.containers = request.getfixturevalue("run_containers")
+        return setup.args()
+    return ()
+
+
+def post_hello(web: WebClient) -> tuple[requests.Response, float]:
+    started = time.monotonic()
+    answer = web.request("POST", "/hello", json={})
+    return answer, time.monotonic() - started
+
+
+def ready_in(state: dict, queue: str) -> int:
+    """Ready messages, exact, over AMQP (a passive declare)."""
+    with Connection(state["amqp_url"], connect_timeout=3) as connection:
+        return connection.default_channel.queue_declare(queue=queue, passive=True)[1]
+
+
+def test_the_readme_shows_the_commands_this_test_runs() -> None:
+    text = README.read_text()
+    section = text[text.index("## Try it by hand") :]
+    section = section[: section.index("\n## ", 3)]
+    missing = [command for command in README_COMMANDS if command not in section]
+    assert not missing, f"README's 'Try it by hand' does not show: {missing}"
+
+
+def test_the_readme_walkthrough_replays_against_harness_up(up: Up, broker_args: tuple[str, ...]) -> None:
+    state = up.start(UP, broker_args)
+    stack_s = float(re.search(r"stack up in ([\d.]+) s after it", up.output())[1])
+    assert stack_s <= STACK_AFTER_BROKER_S, f"the stack took {stack_s} s after the broker:\n{up.output()}"
+    # One stack per folder (state file): a second up says so at once.
+    second = up.run(UP, timeout=30)
+    assert second.returncode == 2 and "already up" in second.stderr, second
+    web = WebClient(state["web_url"])
+    management = ManagementAPI(state["management_url"], state["user"], state["password"])
+
+    # 1. The inline click: the work runs inside the request, and the whole site waits for it.
+    slow = web.begin("POST", "/hello/inline")
+    page_wait = web.time_page("/")
+    status, inline_s = slow.finish()
+    assert status == 200 and inline_s >= INLINE_S, (status, inline_s)
+    assert page_wait >= INLINE_S * 0.75, f"the page answered in {page_wait:.2f}s while the inline work ran"
+
+    # 2. The Celery click answers at once; the worker does the work.
+    answer, click_s = post_hello(web)
+    assert answer.status_code == 202 and click_s < CLICK_BOUND_S, (answer.status_code, click_s)
+    eventually(up.status, until=lambda s: s["tasks"]["succeeded"] == 1, timeout=15, what="the first task to succeed")
+
+    # 3. Stop the worker (the README's command), 4. click five times.
+    assert up.run(STOP).returncode == 0
+    assert up.status()["programs"]["worker_hello"] == "STOPPED"
+    for _ in range(5):
+        answer, click_s = post_hello(web)
+        assert answer.status_code == 202 and click_s < CLICK_BOUND_S, (answer.status_code, click_s)
+
+    # 5. Five messages ready, as the management UI shows them (its API; its counters lag a little).
+    eventually(
+        lambda: management.queues(state["vhost"]).get("hello_queue"), until=lambda q: q is not None and q.ready == 5,
+        timeout=15, what="the management API to show 5 ready messages in hello_queue",
+    )  # fmt: skip
+
+    # 6. Start the worker and watch the drain: five 2 s tasks, one after the other.
+    started = time.monotonic()
+    done = up.run(START)
+    assert done.returncode == 0, done.stderr
+    final = eventually(
+        up.status, until=lambda s: s["tasks"]["succeeded"] == 6, timeout=5 * WORK_S + 20,
+        what="the backlog to drain (6 succeeded)",
+    )  # fmt: skip
+    drain_s = time.monotonic() - started
+    assert drain_s >= 5 * WORK_S * 0.9, f"five {WORK_S} s tasks drained in {drain_s:.1f} s"
+    assert final["queues"]["hello_queue"]["ready"] == 0 and final["workers_online"] == ["worker_hello"], final
+
+    # 7. Deploy the v2 producer; 8. a click fails on the worker with TypeError, and the queue stays empty.
+    done = up.run(DEPLOY_V2)
+    assert done.returncode == 0, done.stderr
+    answer, _ = post_hello(web)
+    assert answer.status_code == 202, answer.text
+    failed = eventually(
+        up.status, until=lambda s: s["tasks"]["failed"] == 1, timeout=15, what="the v2 click's task to fail"
+    )
+    assert failed["failures"] == {"TypeError": 1} and failed["tasks"]["succeeded"] == 6, failed
+    never(
+        lambda: ready_in(state, "hello_queue"), until=lambda n: n != 0, for_=1.0,
+        what="hello_queue holds a message although the failed task was consumed",
+    )  # fmt: skip
+    logs = up.run(LOGS)
+    # The README promises this line in the worker's log: check the promise, not Celery's wording elsewhere.
+    assert logs.returncode == 0 and "TypeError" in logs.stdout, logs.stdout[-2000:]
+
+    # 9. Down: everything goes, and up itself exits cleanly.
+    done = up.run(DOWN, timeout=EXIT_TIMEOUT_S + 10)
+    assert done.returncode == 0, done.stderr
+    assert up.wait_exit() == 0, up.output()
+    up.assert_nothing_left()
+
+
+def test_ctrl_c_tears_everything_down(up: Up) -> None:
+    state = up.start()
+    assert WebClient(state["web_url"]).ready("/healthz")
+    assert survivors(up.tmp), "no process of the run seen before Ctrl-C: the leak check would prove nothing"
+    os.kill(up.process.pid, signal.SIGINT)
+    assert up.wait_exit() == 0, up.output()
+    assert "everything is down" in up.output()
+    up.assert_nothing_left()
+
+
+def test_down_cleans_up_after_an_up_that_was_killed(up: Up) -> None:
+    up.start()
+    os.kill(up.process.pid, signal.SIGKILL)  # up cannot clean up: its broker node and supervisord live on
+    up.wait_exit()
+    assert survivors(up.tmp), "nothing outlived the killed up: the test would prove nothing"
+    done = up.run(DOWN)
+    assert done.returncode == 0 and "had died" in done.stdout, (done.stdout, done.stderr)
+    up.assert_nothing_left()
+
+
+def test_ctl_without_a_stack_says_how_to_start_one(tmp_path: Path) -> None:
+    env = {**os.environ, "HARNESS_STATE": str(tmp_path / "none.json")}
+    done = subprocess.run(command_argv(STATUS), cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "python -m harness up" in done.stderr, done.stderr
+
+
+def test_env_reaches_every_program_over_the_stacks_own_values() -> None:
+    from app_under_test.stack import demo
+
+    spec = with_env(demo(), {"HELLO_PRODUCER": "v2", "HELLO_WORK_SECONDS": "2"})
+    assert spec.web.env["HELLO_PRODUCER"] == "v2" and spec.env["HELLO_WORK_SECONDS"] == "2"
+    assert all(w.env["HELLO_WORK_SECONDS"] == "2" for w in spec.workers)
