@@ -19,7 +19,7 @@ The modules, one job each:
 - ``harness.report``: the run report (HTML, JSON); ``harness.plots``: its plots (SVG);
 - ``harness.keep``: ``--keep-on-failure``, a failed scenario's stack kept up;
 - ``harness.__main__``: ``python -m harness <command>``: ``up`` (``harness.up``, with ``harness.screen``,
-  ``harness.status``, ``harness.state``), ``ctl`` (``harness.ctl``, ``harness.deploy``), ``down``
+  ``harness.status``, ``harness.state``), ``ctl`` (``harness.ctl``, ``harness.redeploy``), ``down``
   (``harness.down``), ``bench``, ``docs``; ``harness.standalone`` and ``harness.cli_options`` serve them;
 - ``harness.docs``: ``python -m harness.docs``, the scenario catalogue from the docstrings;
 - ``harness.bench``: ``python -m harness.bench``, boot and scenario timings;

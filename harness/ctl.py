@@ -10,7 +10,7 @@ answers). Commands:
 - ``stop NAME`` (TERM to its process group, as ``supervisorctl stop``), ``start NAME``, ``restart NAME``,
   ``kill NAME`` (SIGKILL to the whole group), ``signal NAME SIG`` (to the main process only);
 - ``deploy NAME --env NAME=VALUE | --celery-app module:app | --web-app module:app``: restart it as
-  another version (``harness.deploy``);
+  another version (``harness.redeploy``);
 - ``logs NAME [--stdout] [-f]``: the end of its log.
 """
 
@@ -23,9 +23,9 @@ import time
 import xmlrpc.client
 from pathlib import Path
 
-from harness.deploy import deploy, parse_env
 from harness.errors import HarnessError
 from harness.journal import JournalReader
+from harness.redeploy import deploy, parse_env
 from harness.state import STATE_HELP, StackState, path_for
 from harness.status import StatusReader
 from harness.supervisor import SIGNALS, STOPPED_STATES, Supervisor

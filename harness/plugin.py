@@ -8,6 +8,7 @@ probed unless a scenario is collected.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -44,11 +45,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if options.get(config, "keep_on_failure") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(KeepOnFailure(config), "harness-keep-on-failure")
     folder = options.get(config, "harness_report")
-    if folder and not options.get(config, "harness_no_report") and not hasattr(config, "workerinput"):
+    if folder and not options.get(config, "harness_no_report"):
         path = Path(folder)
         if not path.is_absolute():
             path = config.rootpath / path
-        config.pluginmanager.register(ReportPlugin(path), "harness-report")
+        worker = getattr(config, "workerinput", None)  # a pytest-xdist worker: records only, the controller writes
+        run_id = worker.get("harness_report_run_id", "run") if worker else uuid.uuid4().hex[:12]
+        config.pluginmanager.register(ReportPlugin(path, run_id, writes_page=worker is None), "harness-report")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import os
+
 import port_for
 
 from harness.errors import HarnessError
+
+# Under pytest-xdist, workers pick ports at the same moment: two could find the same port free and both
+# take it. Each worker picks from a slice of its own of port-for's good ports (gw0 the first slice...).
+SLICES = 16
+
+
+def _own_slice() -> set[int] | None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return None
+    good = sorted(port_for.available_good_ports())
+    return set(good[int(worker[2:]) % SLICES :: SLICES])
 
 
 def free_ports(count: int, exclude: list[int] | tuple[int, ...] = ()) -> list[int]:
     """``count`` distinct free ports, none of them in ``exclude`` (ports already promised elsewhere)."""
     chosen: list[int] = []
+    own = _own_slice()
     while len(chosen) < count:
-        chosen.append(port_for.select_random(exclude_ports=[*exclude, *chosen]))
+        candidates = set(own) if own is not None else None
+        chosen.append(port_for.select_random(candidates, exclude_ports=[*exclude, *chosen]))
     return chosen
 
 

@@ -15,6 +15,7 @@ import html
 import inspect
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -202,22 +203,30 @@ window.addEventListener("load", openTarget);
 
 
 class ReportPlugin:
-    """Collects a record per scenario that ran a stack, and writes the page at the end of the run."""
+    """Writes a record per scenario that ran a stack, and the page at the end of the run.
 
-    def __init__(self, folder: Path) -> None:
+    Records are written by whichever process runs the scenario: the only one, or each pytest-xdist worker,
+    into ``data/<run id>/`` (the controller hands its run id to the workers). At the end of the run, the
+    process that owns the terminal (the only one, or the controller) moves the run's records to ``data/``,
+    replacing the previous run's, and writes the page from them all. A run without scenarios (the
+    harness's own tests) leaves the last report alone.
+    """
+
+    def __init__(self, folder: Path, run_id: str, writes_page: bool = True) -> None:
         self.folder = folder
-        self.records: list[tuple[dict, str]] = []
+        self.run_id = run_id
+        self.writes_page = writes_page
         self.started = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.written = False
 
-    def _start_data(self) -> None:
-        """On the run's first scenario, replace the previous run's records (a run without scenarios,
-        such as the harness's own tests, leaves the last report alone)."""
-        if self.records:
-            return
-        data = self.folder / "data"
-        data.mkdir(parents=True, exist_ok=True)
-        for old in data.glob("*.json"):
-            old.unlink()
+    @property
+    def staging(self) -> Path:
+        return self.folder / "data" / self.run_id
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        """pytest-xdist: each worker writes this run's records where the controller will look."""
+        node.workerinput["harness_report_run_id"] = self.run_id
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
@@ -230,27 +239,36 @@ class ReportPlugin:
             except Exception as exc:  # a broken stack must not hide the scenario's own outcome
                 report.sections.append(("harness report", f"no report data: {exc!r}"))
             else:
-                self._start_data()
-                name = f"data/{_slug(item.nodeid)}.json"
-                (self.folder / name).write_text(json.dumps(record, indent=1))
-                self.records.append((record, name))
+                self.staging.mkdir(parents=True, exist_ok=True)
+                (self.staging / f"{_slug(item.nodeid)}.json").write_text(json.dumps(record, indent=1))
         return report
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.records:
+        if not self.writes_page or not self.staging.is_dir():
             return
-        passed = sum(1 for r, _ in self.records if r["outcome"] == "passed")
+        data = self.folder / "data"
+        for old in data.glob("*.json"):
+            old.unlink()
+        for new in self.staging.glob("*.json"):
+            new.replace(data / new.name)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        records = [(json.loads(path.read_text()), f"data/{path.name}") for path in data.glob("*.json")]
+        records.sort(key=lambda pair: pair[0]["timeline"]["started"])  # in the order they ran
+        if not records:
+            return
+        passed = sum(1 for r, _ in records if r["outcome"] == "passed")
         toc = "".join(
             f"<li><a href='#{html.escape(_slug(r['nodeid']))}'>{html.escape(r['name'])}</a> ({r['outcome']})</li>"
-            for r, _ in self.records
+            for r, _ in records
         )
         page = PAGE.format(
-            summary=f"{len(self.records)} scenarios, {passed} passed; run started {self.started}.",
+            summary=f"{len(records)} scenarios, {passed} passed; run started {self.started}.",
             toc=toc,
-            sections="".join(section(record, name) for record, name in self.records),
+            sections="".join(section(record, name) for record, name in records),
         )
         (self.folder / "index.html").write_text(page)
+        self.written = True
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.records:
+        if self.written:
             terminalreporter.write_line(f"harness report: {(self.folder / 'index.html').resolve().as_uri()}")

@@ -20,7 +20,6 @@ from typing import Any
 
 import psutil
 
-from harness.deploy import deploy
 from harness.errors import HarnessError
 from harness.faults import (
     BROKER_DOWN,
@@ -35,6 +34,7 @@ from harness.faults import (
 from harness.ledger import Ledger
 from harness.ports import free_ports
 from harness.producers import Sender
+from harness.redeploy import deploy
 from harness.spec import StackSpec, WebSpec, WorkerSpec
 from harness.supervisor import STOPPED_STATES, Program, Supervisor
 from harness.timeline import Timeline

@@ -28,8 +28,8 @@ from pathlib import Path
 from harness import cli_options, screen
 from harness.brokers.base import Broker
 from harness.brokers.select import make_broker
-from harness.deploy import parse_env
 from harness.errors import HarnessError
+from harness.redeploy import parse_env
 from harness.spec import StackSpec
 from harness.standalone import running
 from harness.state import STATE_HELP, StackState, path_for
