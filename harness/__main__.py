@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "down": ("harness.down", "tear down the stack that is up here, leaving nothing behind"),
     "bench": ("harness.bench", "measure how long the harness's parts take"),
     "docs": ("harness.docs", "rewrite docs/scenarios.md and the README's table from the scenarios"),
+    "deploy-check": ("harness.deploy_check", "will this release break the tasks already in flight? (--prove)"),
+    "soak": ("harness.soak", "run the suite N times back to back; failures and leftovers per run"),
 }
 
 

@@ -20,7 +20,7 @@ from harness.keep import KeepOnFailure
 from harness.report import ReportPlugin
 from harness.stack import AppStack
 from harness.terminal import TerminalProgress, notice
-from harness.waiting import set_progress_sink
+from harness.waiting import WaitTimeout, set_progress_sink
 
 pytest_plugins = ["harness.fixtures", "harness.deploy.fixtures"]
 
@@ -94,8 +94,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         try:
             for name, text in app.logs().items():
                 report.sections.append((f"{name} stderr (tail)", text))
-            for name, text in app.stacks().items():
-                report.sections.append((f"{name} threads (py-spy dump)", text))
+            if call.excinfo is not None and call.excinfo.errisinstance(WaitTimeout):  # something did not happen
+                for name, text in app.stacks().items():
+                    report.sections.append((f"{name} threads (py-spy dump)", text))
             verdict = app.verdict()
             report.sections.append(("task ledger", verdict.explain() or "no tasks"))
             if verdict.children is not None:

@@ -26,8 +26,11 @@ def free_ports(count: int, exclude: list[int] | tuple[int, ...] = ()) -> list[in
     chosen: list[int] = []
     own = _own_slice()
     while len(chosen) < count:
-        candidates = set(own) if own is not None else None
-        chosen.append(port_for.select_random(candidates, exclude_ports=[*exclude, *chosen]))
+        excluded = [*exclude, *chosen]
+        if own is None:
+            chosen.append(port_for.select_random(exclude_ports=excluded))
+        else:
+            chosen.append(port_for.select_random(set(own), exclude_ports=excluded))
     return chosen
 
 

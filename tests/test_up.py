@@ -115,6 +115,11 @@ class Up:
             what="harness up to write its state file (the stack is up)", interval=0.2,
         )  # fmt: skip
         assert self.state_path.exists(), f"harness up ended before its stack was up:\n{self.output()}"
+        # The state file is written just before the screen is printed: wait for the screen too.
+        eventually(
+            lambda: "stack up in" in self.output() or self.process.poll() is not None, timeout=10,
+            what="harness up to print its screen", interval=0.1,
+        )  # fmt: skip
         state = json.loads(self.state_path.read_text())
         self.socket_dirs.append(Path(state["supervisor_socket"]).parent)
         return state
