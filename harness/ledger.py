@@ -199,12 +199,18 @@ class Ledger:
             what=f"a worker to receive all {len(ids)} tasks",
         )  # fmt: skip
 
-    def wait_running(self, ids: Iterable[str], timeout: float = 10.0) -> str:
-        """Wait until one of ``ids`` has started and has not ended; return its id."""
+    def wait_running(self, ids: Iterable[str], timeout: float = 10.0, accepted: bool = False) -> str:
+        """Wait until one of ``ids`` has started and has not ended; return its id.
+
+        ``accepted``: started as the worker's main process knows it. The journal's start is written by the
+        pool process as the task begins; the main process learns of it a moment later, and only then sends
+        ``task-started`` and treats the task as active (a cold shutdown cancels active tasks only: one that
+        came a few milliseconds earlier let the task run to its end). A fault aimed at a running task waits
+        for that event."""
         ids = list(ids)
 
         def running() -> list[str]:
-            histories = self.histories()
+            histories = self.event_histories() if accepted else self.histories()
             return [
                 i for i in ids if i in histories and histories[i].count("task-started") and not histories[i].terminal
             ]

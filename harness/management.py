@@ -18,7 +18,12 @@ class QueueStats:
 
 
 class ManagementAPI:
-    def __init__(self, base_url: str, user: str, password: str, timeout: float = 3.0) -> None:
+    # A broker busy booting its neighbours (parallel runs on two cores) can take seconds to answer. Setting a
+    # scenario up (vhost, permissions, policy) is idempotent and done once: a slow answer is asked again.
+    # Readings during a scenario (queue counts) are asked once, so a frozen broker costs one timeout.
+    PATIENT_ATTEMPTS = 3
+
+    def __init__(self, base_url: str, user: str, password: str, timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
@@ -28,13 +33,21 @@ class ManagementAPI:
     def _url(self, *parts: str) -> str:
         return "/".join([self.base_url, "api", *(quote(p, safe="") for p in parts)])
 
-    def _call(self, method: str, *parts: str, json: object | None = None) -> requests.Response:
+    def _call(self, method: str, *parts: str, json: object | None = None, patient: bool = False) -> requests.Response:
         url = self._url(*parts)
-        try:
-            response = self._session.request(method, url, json=json, timeout=self.timeout)
-        except requests.RequestException as exc:
+        attempts = self.PATIENT_ATTEMPTS if patient else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._session.request(method, url, json=json, timeout=self.timeout)
+                break
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt < attempts:
+                    continue
+                error = exc
+            except requests.RequestException as exc:
+                error = exc
             raise HarnessError(
-                f"the RabbitMQ management API at {self.base_url} does not answer ({type(exc).__name__}); "
+                f"the RabbitMQ management API at {self.base_url} does not answer ({type(error).__name__}); "
                 "check the broker is running and the management plugin is enabled"
             ) from None
         if response.status_code == 401:
@@ -56,18 +69,18 @@ class ManagementAPI:
         return response.json()
 
     def create_vhost(self, vhost: str) -> None:
-        self._call("PUT", "vhosts", vhost).raise_for_status()
+        self._call("PUT", "vhosts", vhost, patient=True).raise_for_status()
         permissions = {"configure": ".*", "write": ".*", "read": ".*"}
-        self._call("PUT", "permissions", vhost, self._user, json=permissions).raise_for_status()
+        self._call("PUT", "permissions", vhost, self._user, json=permissions, patient=True).raise_for_status()
 
     def delete_vhost(self, vhost: str) -> None:
-        response = self._call("DELETE", "vhosts", vhost)
+        response = self._call("DELETE", "vhosts", vhost, patient=True)
         if response.status_code not in (204, 404):
             response.raise_for_status()
 
     def put_policy(self, vhost: str, name: str, pattern: str, definition: dict) -> None:
         body = {"pattern": pattern, "definition": definition, "apply-to": "queues", "priority": 0}
-        self._call("PUT", "policies", vhost, name, json=body).raise_for_status()
+        self._call("PUT", "policies", vhost, name, json=body, patient=True).raise_for_status()
 
     def vhosts(self) -> list[str]:
         response = self._call("GET", "vhosts")

@@ -323,7 +323,7 @@ class AppStack:
             raise HarnessError("busy_worker sends tasks: give the stack a producer (StackSpec(producer=...))")
         ids = [sent.task_id for sent in self.producer.send_many(tasks)]
         self.ledger.wait_received(ids, timeout=timeout)
-        return ids, self.ledger.wait_running(ids, timeout=timeout)
+        return ids, self.ledger.wait_running(ids, timeout=timeout, accepted=True)
 
     # -- observation -------------------------------------------------------------------------
     def verdict(self) -> Verdict:
