@@ -73,13 +73,15 @@ def test_broker_restart_with_acks_late_runs_the_in_flight_task_twice(owned_broke
     by itself, runs it again. Both runs are on record even though the broker was down for the first
     one's end: the worker's journal saw it at once, and Celery's success event comes only once the worker
     has reconnected (its main process reads the pool's result then), after the redelivery. (The RabbitMQ
-    application restarts inside its node, as ``rabbitmqctl stop_app`` / ``start_app`` do: the worker's
-    connection is cut all the same; Celery's own reconnect backoff is left as users have it.)
+    application stops inside its node until the first run has ended, then starts again, as ``rabbitmqctl
+    stop_app`` / ``start_app`` do: the worker's connection is cut all the same; Celery's own reconnect
+    backoff is left as users have it.)
     """
     task_id = producer.send().task_id
     ledger.wait_running([task_id])
 
-    owned_broker.restart_broker(how="app")
+    with owned_broker.stopped(how="app"):
+        ledger.wait_settled([task_id], timeout=10)  # the first run ends while the broker is away
     stack.wait_worker_reconnected(WORKER)
     eventually(
         lambda: ledger.history(task_id), until=lambda h: h.count("task-succeeded") == 2,
