@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("harness.bench", "measure how long the harness's parts take"),
     "docs": ("harness.docs", "rewrite docs/scenarios.md and the README's table from the scenarios"),
     "deploy-check": ("harness.deploy_check", "will this release break the tasks already in flight? (--prove)"),
+    "broker": ("harness.brokers.warm", "start, stop or show the warm broker that outlives test runs"),
     "soak": ("harness.soak", "run the suite N times back to back; failures and leftovers per run"),
 }
 

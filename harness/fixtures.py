@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -110,6 +111,8 @@ def broker(broker_options: BrokerOptions, pytestconfig: pytest.Config) -> Iterat
         yield instance
     finally:
         instance.close()
+        if instance.kind == "warm":
+            notice(pytestconfig, "harness: the warm broker stays up for the next run (python -m harness broker stop)")
 
 
 def introspect(
@@ -141,31 +144,63 @@ def introspect(
     return json.loads(done.stdout)
 
 
+class AppInfo:
+    """What the app declares, read by ``introspect`` in a thread, so a scenario's set-up need not wait for it:
+    ``result()`` waits, and raises the HarnessError the reading met."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        self._value: dict[str, Any] | None = None
+        self._error: HarnessError | None = None
+        self._thread = threading.Thread(target=self._run, args=(read,), name="harness-introspect", daemon=True)
+        self._thread.start()
+
+    def _run(self, read: Callable[[], dict[str, Any]]) -> None:
+        try:
+            self._value = read()
+        except HarnessError as error:
+            self._error = error
+        except Exception as exc:  # a reading that broke in an unforeseen way still says what
+            self._error = HarnessError(f"the app could not be read: {exc!r}")
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    @property
+    def error(self) -> HarnessError | None:
+        return self._error if self.done else None
+
+    def result(self) -> dict[str, Any]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self.result()[key]
+
+
 @pytest.fixture(scope="session")
-def _introspections() -> dict[tuple[str, str, str | None], Any]:
+def _introspections() -> dict[tuple, AppInfo]:
     return {}
 
 
 @pytest.fixture
 def app_info(
     stack_spec: StackSpec, pytestconfig: pytest.Config, _introspections: dict, harness_workdir: Path
-) -> dict[str, Any] | None:
-    """What the stack's Celery app declares (queues, tasks, settings); read once per app and session."""
+) -> AppInfo | None:
+    """What the stack's Celery app declares (queues, tasks, settings); read once per app and session, in the
+    background (``app_info.result()`` or ``app_info["queues"]`` wait for it)."""
     if not stack_spec.celery_app:
         return None
     cwd = str(Path(stack_spec.cwd or pytestconfig.rootpath).resolve())
     key = (stack_spec.celery_app, cwd, stack_spec.python, tuple(sorted(stack_spec.env.items())))
     if key not in _introspections:
-        try:
-            _introspections[key] = introspect(
-                stack_spec.celery_app, cwd, stack_spec.python, harness_workdir, env=stack_spec.env
-            )
-        except HarnessError as error:
-            _introspections[key] = error
-    found = _introspections[key]
-    if isinstance(found, HarnessError):
-        harness_error(found)
-    return found
+        _introspections[key] = AppInfo(
+            lambda: introspect(stack_spec.celery_app, cwd, stack_spec.python, harness_workdir, env=stack_spec.env)
+        )
+    return _introspections[key]
 
 
 # -- a scenario ------------------------------------------------------------------------------------
@@ -180,9 +215,10 @@ def owned_broker(broker: Broker) -> Broker:
 
 
 @pytest.fixture
-def app_queues(app_info: dict[str, Any] | None) -> tuple[str, ...]:
-    """The queues the app declares: purged on a shared (url, no management) vhost, the verdict's fallback."""
-    return tuple(app_info["queues"]) if app_info else ()
+def app_queues(app_info: AppInfo | None) -> Callable[[], tuple[str, ...]]:
+    """The queues the app declares (when first needed): purged on a shared (url, no management) vhost, the
+    verdict's fallback, and what a queue named in a scenario is checked against."""
+    return lambda: attempt(lambda: tuple(app_info["queues"])) if app_info else ()
 
 
 @pytest.fixture
@@ -192,7 +228,9 @@ def scenario_dir(harness_workdir: Path) -> Path:
 
 
 @pytest.fixture
-def vhost(broker: Broker, request: pytest.FixtureRequest, app_queues: tuple[str, ...]) -> Iterator[ScenarioVhost]:
+def vhost(
+    broker: Broker, request: pytest.FixtureRequest, app_queues: Callable[[], tuple[str, ...]]
+) -> Iterator[ScenarioVhost]:
     label = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
     with opened(lambda: ScenarioVhost.open(broker, label, app_queues)) as scenario_vhost:
         yield scenario_vhost
@@ -297,19 +335,28 @@ def stack(
     timeline: Timeline,
     scenario_dir: Path,
     celery_config: Mapping[str, Any],
-    app_info: dict[str, Any] | None,
+    app_info: AppInfo | None,
     pytestconfig: pytest.Config,
 ) -> Iterator[AppStack]:
     """The app under supervisord, every program ready, the producer bound."""
-    if app_info is not None:
-        attempt(lambda: check_worker_queues(stack_spec, app_info))
+    if app_info is not None and app_info.error is not None:  # the app does not import: say why at once
+        harness_error(app_info.error)
     app = attempt(
         lambda: AppStack(
             stack_spec, vhost, ledger, scenario_dir, timeline, celery_config, cwd=str(pytestconfig.rootpath)
         )
     )
     try:
-        attempt(app.launch)
+        try:
+            app.launch()
+        except HarnessError as error:  # the reading of the app may say it better than a program's stderr
+            problem = (app_info.error if app_info is not None and app_info.done else None) or error
+        else:
+            problem = None
+        if problem is not None:
+            harness_error(problem)
+        if app_info is not None:
+            attempt(lambda: check_worker_queues(stack_spec, app_info.result()))
         yield app
     finally:
         app.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from amqp.exceptions import NotFound
@@ -47,17 +48,21 @@ class Depth:
 
 
 class ScenarioVhost:
-    def __init__(self, broker: Broker, name: str, queues: tuple[str, ...], isolated: bool) -> None:
+    def __init__(
+        self, broker: Broker, name: str, queues: tuple[str, ...] | Callable[[], tuple[str, ...]], isolated: bool
+    ) -> None:
         self.broker = broker
         self.name = name
-        self.queues = queues
+        # The app's declared queues, or a function that finds them (read in the background: a scenario on a
+        # vhost of its own needs them only to check a queue name, so its set-up need not wait for them).
+        self._queues = queues
         self.isolated = isolated
         self.amqp_url = broker.endpoint.amqp_url(name)
         self._management = broker.management
         self._connection: Connection | None = None
 
     @classmethod
-    def open(cls, broker: Broker, label: str, queues: tuple[str, ...]) -> ScenarioVhost:
+    def open(cls, broker: Broker, label: str, queues: tuple[str, ...] | Callable[[], tuple[str, ...]]) -> ScenarioVhost:
         management = broker.management
         if management is not None:
             name = f"harness-{label[:40]}-{uuid.uuid4().hex[:6]}"
@@ -82,9 +87,15 @@ class ScenarioVhost:
             f"{', '.join(self.queues) or 'none found'} (task_default_queue, task_queues, task_routes)"
         )
 
+    @property
+    def queues(self) -> tuple[str, ...]:
+        if callable(self._queues):
+            self._queues = tuple(self._queues())
+        return self._queues
+
     def reader(self) -> ScenarioVhost:
         """Another handle on the same vhost, with its own connection (for a thread of its own)."""
-        return ScenarioVhost(self.broker, self.name, self.queues, self.isolated)
+        return ScenarioVhost(self.broker, self.name, self._queues, self.isolated)
 
     def disconnect(self) -> None:
         """Close this handle's connection; the vhost itself stays."""

@@ -16,6 +16,7 @@ PROVIDERS: dict[str, str] = {
     "url": "harness.brokers.url:UrlBroker",
     "docker": "harness.brokers.docker:DockerBroker",
     "local": "harness.brokers.local:LocalBroker",
+    "warm": "harness.brokers.warm:WarmBroker",  # never picked by auto: only when asked for
 }
 
 

@@ -60,4 +60,5 @@ AUTO_REASONS = {
     "url": "a broker URL was given",
     "docker": "a Docker engine answers and has the image",
     "local": "no Docker engine with the image answered; rabbitmq-server found",
+    "warm": "",
 }

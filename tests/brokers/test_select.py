@@ -17,7 +17,7 @@ def only(*kinds: str):
 
 
 def test_the_registry_lists_every_provider_in_autos_order() -> None:
-    assert list(PROVIDERS) == ["url", "docker", "local"]
+    assert list(PROVIDERS) == ["url", "docker", "local", "warm"]
 
 
 def test_auto_picks_url_when_a_url_is_given() -> None:
@@ -51,7 +51,8 @@ def test_an_explicit_kind_is_kept_even_with_a_url() -> None:
 
 
 def test_an_unknown_kind_errors() -> None:
-    with pytest.raises(HarnessError, match="--harness-broker 'kubernetes' is not one of auto, url, docker, local"):
+    expected = r"--harness-broker 'kubernetes' is not one of auto, url, docker, local, warm"
+    with pytest.raises(HarnessError, match=expected):
         choose_kind(BrokerOptions(kind="kubernetes"))
 
 
