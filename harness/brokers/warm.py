@@ -21,6 +21,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import psutil
 import requests
 
 from harness.brokers.local import LocalBroker
@@ -39,13 +40,11 @@ def home() -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """A process that runs (a zombie waiting for its parent to reap it has ended)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 class WarmBroker(LocalBroker):

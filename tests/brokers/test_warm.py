@@ -1,0 +1,50 @@
+"""The warm provider: a node that outlives the run, found again by the next one, still the harness's own."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.brokers.select import BrokerOptions
+from harness.brokers.warm import WarmBroker, main
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("rabbitmq-server", path="/usr/sbin:/usr/bin") is None, reason="no rabbitmq-server"
+)
+
+
+@pytest.fixture
+def warm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("HARNESS_WARM_HOME", str(tmp_path / "warm"))
+    yield tmp_path / "warm"
+    found = WarmBroker.found()
+    if found is not None:  # whatever the test did, no node outlives it
+        found.shut_down()
+
+
+def test_a_second_run_finds_the_node_the_first_left_up_and_stop_removes_it(warm_home: Path) -> None:
+    first = WarmBroker.from_options(BrokerOptions(kind="warm"))
+    first.start()
+    first.close()  # the end of a run: the node stays up
+    again = WarmBroker.found()
+    assert again is not None and again.endpoint == first.endpoint and again._pid == first._pid
+    assert main(["status"]) == 0
+    assert main(["stop"]) == 0
+    assert WarmBroker.found() is None and not (warm_home / "state.json").exists()
+    assert not psutil.pid_exists(first._pid) or psutil.Process(first._pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_fault_calls_work_on_the_warm_node(warm_home: Path) -> None:
+    node = WarmBroker.from_options(BrokerOptions(kind="warm"))
+    node.start()
+    port = node.port
+    node.restart_broker()
+    assert node.answering() and node.port == port
+    found = WarmBroker.found()
+    assert found is not None and found._pid == node._pid, "the restarted node's pid is saved for the next run"
+    node.restart_broker(how="app")
+    assert node.answering()
