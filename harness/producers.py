@@ -179,8 +179,8 @@ class HttpSender:
                     f"(body starts {response.text[:120]!r}); set HttpProducer(task_id=...) to where the app "
                     "puts it, or check that the route enqueues a task"
                 )
-            # The middleware knows whether the publish itself returned; where it says, it decides.
-            oks = [i in published if TASK_IDS_HEADER in response.headers and i in attempted else True for i in ids]
+            # The middleware knows whether each publish returned; for an id it did not see, trust the status.
+            oks = [task_id in published if task_id in attempted else True for task_id in ids]
             for task_id, ok in zip(ids, oks, strict=True):
                 self.ledger.record_send(task_id, ok=ok, error=None if ok else "the publish raised")
             return Sent(ids[0], all(oks), seconds, status, None, tuple(ids))
