@@ -41,11 +41,11 @@ from harness.brokers.base import Broker
 from harness.brokers.docker import DEFAULT_IMAGE, NETWORKS, DockerBroker, container_settings, docker_client
 from harness.brokers.local import LocalBroker
 from harness.brokers.url import UrlBroker
-from harness.ledger import Ledger
-from harness.ports import free_ports
 from harness.errors import HarnessError
 from harness.fixtures import load_stack
+from harness.ledger import Ledger
 from harness.options import ini_value
+from harness.ports import free_ports
 from harness.spec import StackSpec
 from harness.stack import AppStack
 from harness.timeline import DepthSampler, Timeline

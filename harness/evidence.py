@@ -7,6 +7,11 @@ clocks agree within ``MATCH_WINDOW_S`` (same machine, so they do; a buffered eve
 made, not the time it was flushed): a pair is one step seen twice, anything left unpaired is a step only
 one witness saw. A run recorded by any witness happened, so the merged history holds the union.
 
+An end of a run (succeeded, failed) can be written far apart by the two: the journal writes it in the
+pool process as the task ends, while Celery's event is made by the worker's main process when it reads
+the result, which it does only once it is connected again if the broker was away meanwhile. Such ends
+are still one step when no start of that worker lies between them: two runs' ends always have one.
+
 ``both_blind`` intersects the spans each witness could not see; the verdict flags the tasks whose life
 overlaps what remains (``unverified``).
 """
@@ -22,6 +27,8 @@ from harness.verdict import JOURNAL, Span, TaskEvent, TaskHistory
 MATCH_WINDOW_S = 1.0
 # Steps only the journal writes: shown in histories, ignored by the fates.
 JOURNAL_ONLY = ("task-published", "task-postrun")
+# Ends of a run whose event the worker's main process may make long after the journal wrote them.
+LATE_ENDS = ("task-succeeded", "task-failed")
 
 
 def from_journal(entry: Entry) -> TaskEvent:
@@ -47,15 +54,37 @@ def _pair(seen: list[TaskEvent], written: list[TaskEvent]) -> list[TaskEvent]:
             merged.append(event)
             continue
         left.remove(match)
-        fields = {**match.fields, **event.fields}  # the event's own fields (exception, traceback) win
-        # The step happened when the first witness wrote it down (an event is stamped after the signal).
-        merged.append(
-            TaskEvent(
-                event.type, event.task_id, event.hostname, min(event.timestamp, match.timestamp),
-                event.received_at, fields, event.witnesses | match.witnesses,
-            )
-        )  # fmt: skip
+        merged.append(_both(event, match))
     return merged + left
+
+
+def _both(event: TaskEvent, match: TaskEvent) -> TaskEvent:
+    fields = {**match.fields, **event.fields}  # the event's own fields (exception, traceback) win
+    # The step happened when the first witness wrote it down (an event is stamped after the signal).
+    return TaskEvent(
+        event.type, event.task_id, event.hostname, min(event.timestamp, match.timestamp), event.received_at,
+        fields, event.witnesses | match.witnesses,
+    )  # fmt: skip
+
+
+def _pair_late_ends(steps: list[TaskEvent]) -> list[TaskEvent]:
+    """Pair an end seen by one witness only with the other's end of the same type on the same worker
+    when no start of that worker lies between them (the same run, its event made late)."""
+    merged = list(steps)
+    for step in sorted(steps, key=lambda e: e.timestamp):
+        if step not in merged or step.type not in LATE_ENDS or step.witnesses != {JOURNAL}:
+            continue
+        for other in sorted(merged, key=lambda e: e.timestamp):
+            if other.type != step.type or other.hostname != step.hostname or JOURNAL in other.witnesses:
+                continue
+            low, high = sorted((step.timestamp, other.timestamp))
+            starts = [s for s in merged if s.type == "task-started" and s.hostname == step.hostname]
+            if not any(low < s.timestamp < high for s in starts):
+                merged.remove(step)
+                merged.remove(other)
+                merged.append(_both(other, step))
+                break
+    return merged
 
 
 def merge_history(task_id: str, events: Iterable[TaskEvent], journal: Iterable[TaskEvent]) -> TaskHistory:
@@ -64,7 +93,7 @@ def merge_history(task_id: str, events: Iterable[TaskEvent], journal: Iterable[T
         groups[_key(event)][0].append(event)
     for step in journal:
         groups[_key(step)][1].append(step)
-    steps = [step for seen, written in groups.values() for step in _pair(seen, written)]
+    steps = _pair_late_ends([step for seen, written in groups.values() for step in _pair(seen, written)])
     return TaskHistory(task_id, sorted(steps, key=lambda e: e.timestamp))
 
 

@@ -14,6 +14,7 @@ is never recorded without an id, and an answer the spec did not expect is an err
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -121,7 +122,8 @@ class Header:
 
 @dataclass(frozen=True)
 class HttpProducer:
-    """A route of the web app that enqueues a task: e.g. ``HttpProducer("/signup", form={"email": "user-{n}@example.com"})``.
+    """A route of the web app that enqueues a task, e.g.
+    ``HttpProducer("/signup", form={"email": "user-{n}@example.com"})``.
 
     ``accepted``: statuses meaning "queued"; ``refused``: statuses meaning the app knew it could not queue
     (recorded as a failed send); anything else raises with the start of the answer's body.
@@ -237,25 +239,32 @@ class DirectProducer:
         path = self.celery_app or stack.spec.celery_app
         if not path:
             raise HarnessError("DirectProducer needs a Celery app: pass celery_app= or --celery-app")
-        return DirectSender(self, load_app(path, stack.cwd), stack)
+        return DirectSender(self, load_app(path, stack.cwd, stack.vhost.amqp_url), stack)
 
 
-def load_app(path: str, cwd: str) -> Any:
-    """The user's Celery app, imported into the test process (its folder first on the import path)."""
+def load_app(path: str, cwd: str, broker_url: str | None = None) -> Any:
+    """The user's Celery app, imported into the test process (its folder first on the import path).
+
+    ``CELERY_BROKER_URL`` is the scenario's while the app is imported, as in the launcher: apps that insist
+    on a broker URL at import get one (the sends themselves always use the scenario's vhost)."""
     from harness.launcher import LaunchError, load_celery_app
 
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    saved = os.environ.get("CELERY_BROKER_URL")
+    if broker_url and saved is None:
+        os.environ["CELERY_BROKER_URL"] = broker_url
     try:
         return load_celery_app(path)
     except LaunchError as error:
         raise HarnessError(str(error)) from None
+    finally:
+        if saved is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
 
 
 class DirectSender:
     def __init__(self, spec: DirectProducer, app: Any, stack: AppStack) -> None:
-        from kombu import Connection
-
         self.spec = spec
         self.app = app
         self.ledger = stack.ledger
@@ -265,14 +274,18 @@ class DirectSender:
         settings = {"task_send_sent_event": True, **stack.settings_for(None)}
         self._saved = {key: app.conf.get(key) for key in settings}
         app.conf.update(settings)
-        self._connection = Connection(stack.vhost.amqp_url, connect_timeout=3)
+        # The app's own connection settings (connect timeout, transport options), to the scenario's vhost.
+        self._connection = app.connection_for_write(stack.vhost.amqp_url)
 
     def send(self, n: int = 0) -> Sent:
+        return self.send_call(_render(tuple(self.spec.args), n), _render(dict(self.spec.kwargs), n))
+
+    def send_call(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Sent:
+        """One send of the task with these arguments, recorded in the ledger with its task id."""
         import uuid
 
         spec = self.spec
         task_id = str(uuid.uuid4())
-        args, kwargs = _render(tuple(spec.args), n), _render(dict(spec.kwargs), n)
         options = {**spec.options, "task_id": task_id, "ignore_result": True}
         started = time.monotonic()
         try:

@@ -233,6 +233,7 @@ table.fates td, table.fates th {{ padding: .1rem .8rem; text-align: left; }}
 <h1>Run report</h1>
 <p>{summary}</p>
 <ul>{toc}</ul>
+{extra}
 {sections}
 </body></html>
 """
@@ -244,6 +245,7 @@ class ReportPlugin:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.records: list[tuple[dict, str]] = []
+        self.extra_sections: list[str] = []  # HTML other plugins add before the scenarios (the audit's table)
         self.started = time.strftime("%Y-%m-%d %H:%M:%S")
 
     def _start_data(self) -> None:
@@ -284,6 +286,7 @@ class ReportPlugin:
         page = PAGE.format(
             summary=f"{len(self.records)} scenarios, {passed} passed; run started {self.started}.",
             toc=toc,
+            extra="".join(self.extra_sections),
             sections="".join(section(record, name) for record, name in self.records),
         )
         (self.folder / "index.html").write_text(page)

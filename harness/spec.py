@@ -72,12 +72,21 @@ class WebSpec:
 
 
 @dataclass(frozen=True)
+class ProbeSpec:
+    """The resilience audit's probe task (``harness.probe``), registered on the app by every worker's
+    launcher: routed like the app's task ``like`` and given its delivery options (None: the app's defaults)."""
+
+    like: str | None = None
+
+
+@dataclass(frozen=True)
 class StackSpec:
     """A scenario's stack: the web app (or None), its workers, how tasks are sent, and shared settings.
 
     ``producer`` is a producer spec from ``harness.producers`` (``HttpProducer``, ``DirectProducer``);
     ``cwd`` is the programs' working directory and import path (default: the pytest rootdir);
-    ``python`` their interpreter (default: the one running pytest).
+    ``python`` their interpreter (default: the one running pytest); ``probe`` registers the resilience
+    audit's probe task on every worker (``ProbeSpec``).
     """
 
     celery_app: str | None = None
@@ -89,6 +98,7 @@ class StackSpec:
     cwd: str | None = None
     python: str | None = None
     ready_timeout: float = 7.0  # a worker is online in about 1 s; leaves a bad-input run under 10 s
+    probe: ProbeSpec | None = None  # the audit's probe task on every worker (harness.probe)
 
     def __post_init__(self) -> None:
         names = [w.name for w in self.workers] + ([self.web.name] if self.web else [])

@@ -43,7 +43,7 @@ from harness.web import WebClient
 
 # "ModuleNotFoundError: No module named 'x'", "HarnessLaunchError: ...": the line that says why.
 _ERROR_LINE = re.compile(r"^(\w[\w.]*(Error|Exception)\b|Error:)")
-LAUNCHER_FILES = ("launcher.py", "journal.py", "introspect.py")
+LAUNCHER_FILES = ("launcher.py", "journal.py", "introspect.py", "probe.py")
 COPIED_PACKAGE = "_celery_harness"
 
 
@@ -117,6 +117,8 @@ class AppStack:
             "fair": worker.fair,
             "max_tasks_per_child": worker.max_tasks_per_child,
             "extra_args": list(worker.extra_args),
+            # The resilience audit's probe task, registered on the app by the launcher (harness.probe).
+            **({"probe": {"like": self.spec.probe.like}} if self.spec.probe is not None else {}),
         }
 
     def _web_config(self, web: WebSpec, port: int) -> dict[str, Any]:
@@ -134,7 +136,7 @@ class AppStack:
 
     def _launcher(self) -> tuple[list[str], dict[str, str]]:
         """How to run the launcher: as the harness's own module, or, under another interpreter (an app with
-        its own virtualenv), as a copy of the three modules it needs, so the harness's dependencies stay out."""
+        its own virtualenv), as a copy of the modules it needs, so the harness's dependencies stay out."""
         if Path(self.python).resolve() == Path(sys.executable).resolve() and self.python == sys.executable:
             return [self.python, "-m", "harness.launcher"], {}
         folder = self.workdir / "launcher" / COPIED_PACKAGE

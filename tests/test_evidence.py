@@ -92,3 +92,26 @@ def test_a_send_pairs_whatever_name_the_producer_had_in_each_witness() -> None:
 def test_both_blind_is_the_intersection() -> None:
     spans = both_blind([Span(0, 10, "a"), Span(20, None, "b")], [Span(5, 25, "c")])
     assert [(s.start, s.end) for s in spans] == [(5, 10), (20, 25)]
+
+
+def test_an_end_whose_event_the_worker_made_after_reconnecting_is_one_step() -> None:
+    # Early acknowledgement; the broker is down from 1 to 17. The pool process ends the task at 3 (the
+    # journal writes it then); the worker's main process reads the result, and makes the event, only
+    # once it is connected again, at 21: the same run's end, seen by both, not a second success.
+    events = seen(("task-received", 0.0), ("task-started", 0.01), ("task-succeeded", 21.0))
+    journal = written(("task-received", 0.0), ("task-started", 0.01), ("task-succeeded", 3.0))
+    history = merge(events, journal)[T]
+    assert [(e.type, e.timestamp, sorted(e.witnesses)) for e in history.events][-1] == (
+        "task-succeeded", 3.0, ["events", "journal"],
+    )  # fmt: skip
+    judge(SEND, {T: history}).assert_counts(succeeded=1)
+
+
+def test_ends_with_a_start_between_them_are_two_runs() -> None:
+    # Run 1 ends at 8 (only the journal saw it), run 2 starts at 12 and ends at 15 (only the events saw
+    # the end: the journal was cut): a start lies between the two ends, so they are two runs.
+    events = seen(("task-started", 0.0), ("task-started", 12.0), ("task-succeeded", 15.0))
+    journal = written(("task-started", 0.0), ("task-succeeded", 8.0), ("task-started", 12.0))
+    history = merge(events, journal)[T]
+    assert history.count("task-succeeded") == 2
+    judge(SEND, {T: history}).assert_counts(duplicated=1)
