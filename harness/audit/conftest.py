@@ -37,20 +37,15 @@ def _plan(config: pytest.Config) -> AuditPlan:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def _audit_plan(pytestconfig: pytest.Config) -> AuditPlan | HarnessError:
+@pytest.fixture(scope="session", autouse=True)
+def audit_plan(pytestconfig: pytest.Config) -> AuditPlan:
+    """What the audit runs. Made first (autouse, session): a problem with the options or the app is every
+    scenario's one sentence, before any broker boots."""
     try:
         return _plan(pytestconfig)
     except HarnessError as error:
-        return error
-
-
-@pytest.fixture
-def audit_plan(_audit_plan: AuditPlan | HarnessError) -> AuditPlan:
-    """What the audit runs; a problem with the options or the app is each scenario's one sentence."""
-    if isinstance(_audit_plan, HarnessError):
-        harness_error(_audit_plan)
-    return _audit_plan
+        problem = error
+    harness_error(problem)
 
 
 @pytest.fixture

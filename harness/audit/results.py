@@ -139,6 +139,11 @@ class AuditRecorder:
     def has(self, failure: str) -> bool:
         return any(row.failure == failure for row in self.rows)
 
+    @property
+    def recorded(self) -> bool:
+        """Whether any failure was run to its end (a run whose every scenario errored says why by itself)."""
+        return any(row.outcome == "recorded" for row in self.rows)
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
         """A failure whose scenario was skipped, or broke before recording, still gets its row."""
@@ -159,7 +164,7 @@ class AuditRecorder:
 
     @pytest.hookimpl(tryfirst=True)  # before the run report writes its page
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.rows:
+        if not self.recorded:
             return
         self.json_path.parent.mkdir(parents=True, exist_ok=True)
         self.json_path.write_text(as_json(self.rows, self.meta))
@@ -168,7 +173,7 @@ class AuditRecorder:
             report.extra_sections.append(html_section(self.rows, self.meta))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.rows:
+        if not self.recorded:
             return
         terminalreporter.section("harness audit")
         for line in table(self.rows, self.meta):

@@ -28,7 +28,7 @@ from harness.verdict import FATES, Verdict
 from harness.vhost import ScenarioVhost
 from harness.waiting import WaitTimeout, eventually
 
-QUIET_S = 1.0  # a requeued message is redelivered to an idle worker within milliseconds
+QUIET_S = 0.5  # a requeued message is redelivered to an idle, connected worker within milliseconds
 HELD_CAP = 16  # tasks sent to fill a worker whose prefetch is unlimited, or very large
 INSTANT = 0.0
 
