@@ -90,6 +90,8 @@ class Failure:
         return {key: facts.get(key) for key in self.decided_by}
 
 
+# The catalogue's mid-task scenarios keep one worker process busy with three tasks prefetched behind it.
+HELD_4 = {"worker_prefetch_multiplier": 4, "concurrency": 1}
 EARLY = {"acks_late": False}
 LATE = {"acks_late": True}
 LATE_REJECT = {"acks_late": True, "reject_on_worker_lost": True}
@@ -134,7 +136,7 @@ FAILURES: tuple[Failure, ...] = (
             ),
         ),
         # A killed worker's connection dies with it: reject_on_worker_lost plays no part.
-        (Match(KILLED_EARLY, EARLY), Match(KILLED_LATE, LATE)),
+        (Match(KILLED_EARLY, {**EARLY, **HELD_4}), Match(KILLED_LATE, {**LATE, **HELD_4})),
     ),
     Failure(
         "pool_process_killed",
@@ -155,8 +157,8 @@ FAILURES: tuple[Failure, ...] = (
             ),
         ),
         (
-            Match(POOL_EARLY, {"acks_late": False, "retry_on_worker_lost": False}),
-            Match(POOL_REJECT, {**LATE_REJECT, "retry_on_worker_lost": False}),
+            Match(POOL_EARLY, {**EARLY, "retry_on_worker_lost": False, **HELD_4}),
+            Match(POOL_REJECT, {**LATE_REJECT, "retry_on_worker_lost": False, **HELD_4}),
         ),
     ),
     Failure(
@@ -172,7 +174,7 @@ FAILURES: tuple[Failure, ...] = (
                 GROUP_STOP,
             ),
         ),
-        (Match(WARM, EARLY),),
+        (Match(WARM, {**EARLY, **HELD_4}),),
     ),
     Failure(
         "supervisorctl_stop",
@@ -192,7 +194,7 @@ FAILURES: tuple[Failure, ...] = (
                 WARM,
             ),
         ),
-        (Match(GROUP_STOP, EARLY),),
+        (Match(GROUP_STOP, {**EARLY, **HELD_4}),),
     ),
     Failure(
         "cold_shutdown",
@@ -212,7 +214,7 @@ FAILURES: tuple[Failure, ...] = (
                 COLD,
             ),
         ),
-        (Match(COLD, {**EARLY, "worker_soft_shutdown_timeout": 0.0}),),
+        (Match(COLD, {**EARLY, "worker_soft_shutdown_timeout": 0.0, **HELD_4}),),
     ),
     Failure(
         "broker_restart_backlog",

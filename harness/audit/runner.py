@@ -205,6 +205,10 @@ class Audit:
             ids = list(ids)
             failure = BY_KEY[key]
             counts = {fate: n for fate in FATES if (n := sum(1 for i in ids if fate_of.get(i) == fate))}
+            if counts.get("queued"):
+                where = sorted({verdict.where.get(i, "a queue") for i in ids if fate_of.get(i) == "queued"})
+                waiting = f"{counts['queued']} still waiting in {', '.join(where)}"
+                self.note(key, f"{waiting} when the audit stopped the worker")
             row = Row.of(
                 key, tasks=len(ids), fates=counts, decided_by=failure.deciding(known),
                 lever=lever_dict(failure.lever(known)), same_as=failure.same_as(known),

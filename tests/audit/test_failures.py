@@ -49,6 +49,9 @@ def test_a_scenario_matches_only_when_every_deciding_setting_agrees() -> None:
     assert pool.same_as(known(acks_late=True, reject_on_worker_lost=True)) == POOL_REJECT
     assert pool.same_as(known(acks_late=True)) is None, "acks_late without reject_on_worker_lost: no catalogue twin"
     assert pool.lever(known(acks_late=True)).shown_by == POOL_REJECT
+    one_prefetched = {**CONFIG, "settings": {**CONFIG["settings"], "worker_prefetch_multiplier": 1}}
+    killed = facts(one_prefetched, "harness.probe", WORKER, "emails")
+    assert BY_KEY["worker_killed"].same_as(killed) is None, "one task held, not the catalogue's four"
 
 
 @pytest.mark.parametrize(
