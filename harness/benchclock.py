@@ -2,7 +2,8 @@
 
 Loaded with ``-p harness.benchclock`` in a pytest run started by the bench, with the environment
 variable ``HARNESS_BENCH_CLOCK`` naming a file: at the end of the session it writes there the seconds
-from the end of the ``broker`` fixture's set-up (the broker booted and answering) to the end of the run.
+from the end of the ``broker`` fixture's set-up (the broker booted and answering) to the end of the run,
+its reports written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureR
     return result
 
 
+@pytest.hookimpl(trylast=True)  # after the run report and the audit's JSON are written
 def pytest_sessionfinish(session: pytest.Session) -> None:
     target = os.environ.get(CLOCK)
     if target and _broker_up:

@@ -65,7 +65,8 @@ def ordered(rows: list[Row]) -> list[Row]:
 
 
 def table(rows: list[Row], meta: Mapping[str, Any]) -> list[str]:
-    """The terminal table: a line per failure, then what would change it and what was noticed."""
+    """The terminal table: a line per failure, then what would change it, the catalogue scenario that shows
+    that, and what the audit noticed."""
     rows = ordered(rows)
     width = max([len("failure")] + [len(row.title) for row in rows])
     fates_width = max([len("fates")] + [len(fates_text(row.fates)) for row in rows])
@@ -84,12 +85,11 @@ def table(rows: list[Row], meta: Mapping[str, Any]) -> list[str]:
             f"{row.title:<{width}}  {row.tasks:>5}  {fates_text(row.fates):<{fates_width}}  "
             f"{decided_text(row.decided_by)}{flag}"
         )
-        indent = " " * (width + 2)
         if row.lever:
-            shown = f" (see {row.lever['shown_by']})" if row.lever["shown_by"] else " (no catalogue scenario yet)"
-            lines.append(f"{indent}to change it: {row.lever['change']}: {row.lever['effect']}{shown}")
+            lines.append(f"    would change it: {row.lever['change']} -> {row.lever['effect']}")
+            lines.append(f"    shown by: {row.lever['shown_by'] or 'no catalogue scenario yet'}")
         for note in row.notes:
-            lines.append(f"{indent}noticed: {note}")
+            lines.append(f"    noticed: {note}")
     return lines
 
 

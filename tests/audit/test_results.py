@@ -26,7 +26,7 @@ def test_the_table_lists_failures_in_catalogue_order_with_fates_settings_and_lev
     killed = next(line for line in lines if line.startswith("worker killed"))
     assert "succeeded 3, lost 1" in killed and "acks_late=False" in killed
     assert "more than accepted: lost=1 > 0" in killed
-    assert "to change it: task_acks_late = True: it runs again (see scenarios/x.py::t)" in body
+    assert "would change it: task_acks_late = True -> it runs again\n    shown by: scenarios/x.py::t" in body
     assert "skipped: the url broker is not the harness's to stop" in body
 
 
