@@ -17,8 +17,11 @@ The modules, one job each:
 - ``harness.browser``: headless Chromium through Playwright;
 - ``harness.plugin``: the pytest plugin (options and fixtures);
 - ``harness.report``: the run report (HTML, plots, JSON);
+- ``harness.probe``: the resilience audit's probe task, registered on the user's app by the launcher;
+- ``harness.audit``: the resilience audit (``pytest --pyargs harness.audit``, ``python -m harness.audit``):
+  the catalogue's failures against the user's app, and a table of fates per failure;
 - ``harness.docs``: ``python -m harness.docs``, the scenario catalogue from the docstrings;
-- ``harness.bench``: ``python -m harness.bench``, boot and scenario timings.
+- ``harness.bench``: ``python -m harness.bench``, boot, scenario and audit timings (``harness.benchclock``).
 """
 
 from harness.errors import HarnessError

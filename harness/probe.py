@@ -6,7 +6,8 @@ route the app's router gives the real task (its queue, exchange, routing key, pr
 message lands where the real task's would and the worker treats it as it would treat the real task:
 acknowledged early or late, rejected or failed when its process is lost, cut by its time limits, held
 back by its rate limit. Its work is a sleep of the length it is sent (``probe(seconds)``), so a fault can
-land mid-task; it sends no email and writes no row. Without ``like`` it has the app's defaults and the
+land mid-task, or a wait until the audit releases it (``probe(seconds, hold=path)``); it sends no email
+and writes no row. Without ``like`` it has the app's defaults and the
 app's default route.
 
 The launcher registers it in each worker when the stack asks for it (its ``probe`` config key), and the
@@ -16,6 +17,7 @@ the user's environment (copied next to the launcher): it depends on the standard
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -52,9 +54,14 @@ class ProbeError(Exception):
     """The task the probe should imitate is not one of the app's (one sentence)."""
 
 
-def probe(seconds: float = 0.0, *args: Any, **kwargs: Any) -> str:
-    """The probe's work: sleep ``seconds`` (extra arguments are ignored), then return."""
-    time.sleep(max(0.0, float(seconds)))
+def probe(seconds: float = 0.0, hold: str | None = None, *args: Any, **kwargs: Any) -> str:
+    """The probe's work: sleep ``seconds``; or, given ``hold`` (a file path), until that file exists, at most
+    ``seconds`` (the audit releases a run at the moment it chooses). Extra arguments are ignored."""
+    deadline = time.monotonic() + max(0.0, float(seconds))
+    if hold is None:
+        time.sleep(max(0.0, float(seconds)))
+    while hold is not None and not os.path.exists(hold) and time.monotonic() < deadline:
+        time.sleep(0.02)
     return "probe"
 
 

@@ -42,9 +42,10 @@ class AuditSender:
         self.direct = direct
         self.probe = probe
 
-    def send(self, seconds: float = 0.0) -> Sent:
+    def send(self, seconds: float = 0.0, hold: str | None = None) -> Sent:
+        """A probe that works ``seconds``, or until the file ``hold`` exists (at most ``seconds``)."""
         if self.probe:
-            return self.direct.send_call((round(seconds, 3),), {})
+            return self.direct.send_call((round(seconds, 3),), {"hold": hold} if hold else {})
         return self.direct.send()
 
     def send_many(self, count: int, seconds: float = 0.0) -> list[Sent]:

@@ -155,8 +155,10 @@ class AuditRecorder:
             longrepr = report.longrepr
             why = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
             outcome = "skipped"
+        elif call.excinfo is not None:  # what broke, in its own words (a wait says what it waited for)
+            why, outcome = call.excinfo.exconly().strip().splitlines()[0][:300], "error"
         else:
-            why, outcome = str(report.longrepr).strip().splitlines()[-1][:200] if report.longrepr else "", "error"
+            why, outcome = str(report.longrepr).strip().splitlines()[-1][:300], "error"
         for failure in marker.args:
             if not self.has(failure):
                 self.add(Row.of(failure, outcome=outcome, notes=[why.removeprefix("Skipped: ")], nodeid=item.nodeid))

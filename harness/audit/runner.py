@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -69,11 +70,14 @@ class Audit:
 
     @property
     def work_s(self) -> float:
-        """How long a probe works when a fault must land mid-task: ``--audit-work``, kept under the task's
-        time limits so that the limits do not end it first."""
+        """How long a probe works when a fault must land mid-task: ``--audit-work``, under its time limits."""
+        return self.capped(self.plan.work_s)
+
+    def capped(self, seconds: float) -> float:
+        """``seconds``, kept under the task's time limits so that the limits do not end a probe first."""
         options = self.task_options()
         limits = [float(options[k]) for k in ("soft_time_limit", "time_limit") if options.get(k)]
-        return min([self.plan.work_s, *(0.8 * limit for limit in limits)])
+        return min([seconds, *(0.8 * limit for limit in limits)])
 
     def held(self) -> int:
         """How many tasks the worker takes at once: concurrency x prefetch multiplier (Celery's prefetch)."""
@@ -82,14 +86,18 @@ class Audit:
         return min(HELD_CAP, concurrency * multiplier) if multiplier > 0 else min(HELD_CAP, 4 * concurrency)
 
     # -- sending -------------------------------------------------------------------------------
-    def send(self, seconds: float = INSTANT) -> str:
-        sent = self.stack.producer.send(seconds)
+    def send(self, seconds: float = INSTANT, hold: Path | None = None) -> str:
+        sent = self.stack.producer.send(seconds, str(hold) if hold else None)
         if not sent.ok:
             raise AssertionError(f"the broker refused a send the audit needed: {sent.error}")
         return sent.task_id
 
     def send_many(self, count: int, seconds: float = INSTANT) -> list[Sent]:
         return self.stack.producer.send_many(count, seconds)
+
+    def release_file(self, name: str) -> Path:
+        """A path a held probe waits for (``send(..., hold=path)``); ``path.touch()`` releases it."""
+        return self.stack.workdir / f"release-{name}"
 
     def sends_in_background(self, count: int) -> BackgroundSends:
         """``count`` sends in a thread of their own, for sends that may block (the broker is down)."""
@@ -176,6 +184,11 @@ class Audit:
             )  # fmt: skip
         except WaitTimeout:
             return self.vhost.ready(self.queue)
+
+    def first_end(self, task_id: str) -> float:
+        """When the task's first run ended (its first success or failure; infinity if it never ended)."""
+        ends = [e.timestamp for e in self.ledger.history(task_id).events if e.type in ("task-succeeded", "task-failed")]
+        return min(ends, default=float("inf"))
 
     def exited(self) -> bool:
         return self.stack.state(self.worker) in STOPPED_STATES

@@ -31,7 +31,7 @@ def test_a_task_past_the_consumer_timeout(consumer_timeout, stack, audit, ledger
     audit.broker.update(consumer_timeout_ms=consumer_timeout, consumer_timeout_audit_ms=CONSUMER_TIMEOUT_MS)
     audit.note("consumer_timeout", f"the broker's consumer_timeout is {consumer_timeout} ms; shortened to "
                f"{CONSUMER_TIMEOUT_MS} ms for a {LONG_S:.0f}s task")  # fmt: skip
-    long, behind = audit.send(LONG_S), audit.send()
+    long, behind = audit.send(audit.capped(LONG_S)), audit.send()
     both = [long, behind]
     eventually(
         lambda: audit.exited() or ledger.settled(both) == 2, timeout=LONG_S + 15,
