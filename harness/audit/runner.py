@@ -190,6 +190,25 @@ class Audit:
         ends = [e.timestamp for e in self.ledger.history(task_id).events if e.type in ("task-succeeded", "task-failed")]
         return min(ends, default=float("inf"))
 
+    def shut_down(self, signal: str, timeout: float = 30.0) -> None:
+        """``kill -<signal> <worker pid>``, then wait until the worker exits; if it does not, say whether it
+        ever began its shutdown (the journal's ``worker-stopping``) and how soon after its start it was sent."""
+        sent = time.time()
+        self.stack.signal(self.worker, signal)
+        try:
+            self.stack.wait_exited(self.worker, timeout=timeout)
+        except WaitTimeout:
+            steps = [
+                e for e in (self.ledger.journal.entries() if self.ledger.journal else []) if e.program == self.worker
+            ]
+            began = [e.t - sent for e in steps if e.type == "worker-stopping" and e.t >= sent]
+            online = max((e.t for e in steps if e.type == "worker-online" and e.t <= sent), default=sent)
+            how = f"it began its shutdown {began[0]:.1f}s after the signal" if began else "it never began a shutdown"
+            raise AssertionError(
+                f"the worker did not exit within {timeout:.0f}s of SIG{signal}, sent {sent - online:.3f}s after it was "
+                f"ready: {how}"
+            ) from None
+
     def exited(self) -> bool:
         return self.stack.state(self.worker) in STOPPED_STATES
 

@@ -13,8 +13,7 @@ def test_warm_shutdown_mid_task(stack, audit):
     ones run once after the restart.
     """
     ids, _ = audit.busy()
-    stack.signal(audit.worker, "TERM")
-    stack.wait_exited(audit.worker)
+    audit.shut_down("TERM")
     stack.start(audit.worker)
     audit.settle(ids)
     stack.stop(audit.worker)
@@ -45,8 +44,7 @@ def test_cold_shutdown_mid_task(stack, audit):
     requeued, and that the prefetched ones run once.
     """
     ids, _ = audit.busy()
-    stack.signal(audit.worker, "QUIT")
-    stack.wait_exited(audit.worker)
+    audit.shut_down("QUIT")
     stack.start(audit.worker)
     audit.settle(ids)
     stack.stop(audit.worker)  # no consumer left: what is neither done nor queued is lost
