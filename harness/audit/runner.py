@@ -25,13 +25,27 @@ from harness.ledger import Ledger
 from harness.producers import Sent
 from harness.stack import AppStack
 from harness.supervisor import STOPPED_STATES
-from harness.verdict import FATES, Verdict
+from harness.verdict import FATES, TaskHistory, Verdict
 from harness.vhost import ScenarioVhost
 from harness.waiting import WaitTimeout, eventually
 
 QUIET_S = 0.5  # a requeued message is redelivered to an idle, connected worker within milliseconds
 HELD_CAP = 16  # tasks sent to fill a worker whose prefetch is unlimited, or very large
 INSTANT = 0.0
+PRODUCER_STEPS = ("task-sent", "task-published")
+
+
+def is_held(history: TaskHistory, worker_up: bool, pool_process_alive: bool) -> bool:
+    """Whether a live process holds a task that has not ended: its last step is a start in a pool process
+    that is alive, or a receipt by the worker while it runs (prefetched, waiting for a pool process or its
+    rate limit). The producer's steps say nothing of who holds it, and its sent event is often stamped
+    after the worker received the message: they are left out."""
+    steps = [e.type for e in history.events if e.type not in PRODUCER_STEPS]
+    if not steps or history.terminal is not None:
+        return False
+    if steps[-1] == "task-received":
+        return worker_up
+    return steps[-1] in ("task-started", "task-postrun") and pool_process_alive
 
 
 class Audit:
@@ -135,17 +149,12 @@ class Audit:
         entries = self.ledger.journal.entries() if self.ledger.journal else []
         started_by = {e.uuid: e.pid for e in entries if e.type == "task-started"}  # the latest start's process
         worker_up = self.stack.state(self.worker) == "RUNNING"
-        held = []
-        for task_id in ids:
-            history = histories.get(task_id)
-            if history is None or history.terminal is not None or not history.events:
-                continue
-            last = history.events[-1].type
-            waiting = last == "task-received" and worker_up
-            working = last in ("task-started", "task-postrun") and psutil.pid_exists(started_by.get(task_id, -1))
-            if waiting or working:
-                held.append(task_id)
-        return held
+        return [
+            task_id
+            for task_id in ids
+            if task_id in histories
+            and is_held(histories[task_id], worker_up, psutil.pid_exists(started_by.get(task_id, -1)))
+        ]
 
     def ready(self) -> int | None:
         """Messages ready in the vhost's queues (None while the broker cannot tell)."""
