@@ -52,7 +52,7 @@ def test_broker_restart_under_load(owned_broker, stack, audit, ledger):
     audit.settle([in_flight, *backlog, *sent_while_down, *accepted], timeout=60)
     if audit.first_end(in_flight) < down_at:
         audit.note("broker_restart_in_flight", "it ended before the broker was down: no task was in flight")
-    stack.stop(audit.worker)
+    audit.finish([in_flight, *backlog, *sent_while_down, *accepted])
     audit.record(
         stack.verdict(), broker_restart_in_flight=[in_flight], broker_restart_backlog=backlog,
         publish_while_broker_down=sent_while_down + accepted,

@@ -46,5 +46,5 @@ def test_a_task_past_the_consumer_timeout(consumer_timeout, stack, audit, ledger
             lambda: ledger.history(long).count("task-started") >= 2 or ledger.settled(both) == 2,
             timeout=LONG_S + 15, what="the long task to start again, or both tasks to end",
         )  # fmt: skip
-    stack.stop(audit.worker)
+    audit.finish(both)
     audit.record(stack.verdict(), consumer_timeout=[long], consumer_timeout_behind=[behind])

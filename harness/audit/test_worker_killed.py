@@ -17,7 +17,7 @@ def test_worker_killed_mid_task(stack, audit):
     stack.kill(audit.worker)
     stack.start(audit.worker)
     audit.settle(ids)
-    stack.stop(audit.worker)  # no consumer left: what is neither done nor queued is lost
+    audit.finish(ids)  # the worker stopped if a task did not end: what is neither done nor queued is lost
     audit.record(stack.verdict(), worker_killed=ids)
 
 
@@ -33,5 +33,5 @@ def test_pool_process_killed_mid_task(stack, audit):
     ids, _ = audit.busy()
     stack.kill_pool_process(audit.worker)
     audit.settle(ids)
-    stack.stop(audit.worker)
+    audit.finish(ids)
     audit.record(stack.verdict(), pool_process_killed=ids)

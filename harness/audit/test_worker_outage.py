@@ -23,5 +23,5 @@ def test_worker_outage_and_drain(stack, audit):
 
     stack.start(audit.worker)
     audit.settle(sent)
-    stack.stop(audit.worker)  # no consumer left: what is neither done nor queued is lost
+    audit.finish(sent)  # the worker stopped if a task did not end: what is neither done nor queued is lost
     audit.record(stack.verdict(), worker_outage=sent)

@@ -16,7 +16,7 @@ def test_warm_shutdown_mid_task(stack, audit):
     audit.shut_down("TERM")
     stack.start(audit.worker)
     audit.settle(ids)
-    stack.stop(audit.worker)
+    audit.finish(ids)
     audit.record(stack.verdict(), warm_shutdown=ids)
 
 
@@ -32,7 +32,7 @@ def test_supervisorctl_stop_mid_task(stack, audit):
     stack.stop(audit.worker)
     stack.start(audit.worker)
     audit.settle(ids)
-    stack.stop(audit.worker)
+    audit.finish(ids)
     audit.record(stack.verdict(), supervisorctl_stop=ids)
 
 
@@ -47,5 +47,5 @@ def test_cold_shutdown_mid_task(stack, audit):
     audit.shut_down("QUIT")
     stack.start(audit.worker)
     audit.settle(ids)
-    stack.stop(audit.worker)  # no consumer left: what is neither done nor queued is lost
+    audit.finish(ids)  # the worker stopped if a task did not end: what is neither done nor queued is lost
     audit.record(stack.verdict(), cold_shutdown=ids)
