@@ -30,7 +30,7 @@ from kombu import Queue
 
 from harness.errors import HarnessError
 from harness.verdict import Span
-from harness.waiting import eventually
+from harness.waiting import WaitTimeout, eventually
 
 QUEUE_PREFIX = "harness.ledger."
 # A queue left by a run that was killed (a url broker keeps it: its vhost is not ours to delete) goes
@@ -152,18 +152,30 @@ class EventWitness:
 
     def wait_listening_since(self, since: float, timeout: float = 30.0) -> None:
         """Wait until the consumer was (re)established after ``since`` (a broker restart, say)."""
-        eventually(
-            lambda: self.listening_since, until=lambda t: t >= since, timeout=timeout,
-            what="the ledger to listen to Celery events again",
-        )  # fmt: skip
+        try:
+            eventually(
+                lambda: self.listening_since, until=lambda t: t >= since, timeout=timeout,
+                what="the ledger to listen to Celery events again",
+            )  # fmt: skip
+        except WaitTimeout as timeout_:
+            raise WaitTimeout(f"{timeout_} (the witness's last error: {self._error!r})") from None
 
     def _run(self) -> None:
-        try:
-            # A short drain interval keeps close() quick; no wakeup broadcast is needed since the
-            # witness listens before any worker starts.
-            self._receiver.run(safety_interval=0.1, wakeup=False)
-        except BaseException as exc:
-            self._error = exc
+        while True:
+            receiver = self._receiver
+            try:
+                # A short drain interval keeps close() quick; no wakeup broadcast is needed since the
+                # witness listens before any worker starts.
+                receiver.run(safety_interval=0.1, wakeup=False)
+                return
+            except BaseException as exc:
+                self._error = exc
+                # kombu's consume loop survives only the errors it expects; a broker going down mid-close
+                # can raise another. Once listening, the witness consumes again rather than go deaf.
+                if receiver.should_stop or not self._ready.is_set() or not isinstance(exc, Exception):
+                    return
+                self._on_lost()
+                time.sleep(0.1)
 
     def close(self, delete_queue: bool = True) -> None:
         if self._receiver is not None:
