@@ -280,8 +280,9 @@ class DirectSender:
     def send(self, n: int = 0) -> Sent:
         return self.send_call(_render(tuple(self.spec.args), n), _render(dict(self.spec.kwargs), n))
 
-    def send_call(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Sent:
-        """One send of the task with these arguments, recorded in the ledger with its task id."""
+    def send_call(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], connection: Any = None) -> Sent:
+        """One send of the task with these arguments, recorded in the ledger with its task id; on another
+        connection than the sender's own if given (sends from several threads at once)."""
         import uuid
 
         spec = self.spec
@@ -289,7 +290,7 @@ class DirectSender:
         options = {**spec.options, "task_id": task_id, "ignore_result": True}
         started = time.monotonic()
         try:
-            producer = self.app.amqp.Producer(self._connection)
+            producer = self.app.amqp.Producer(connection or self._connection)
             if spec.via == "apply_async":
                 self.app.tasks[spec.task].apply_async(args, kwargs, producer=producer, **options)
             else:
@@ -302,6 +303,10 @@ class DirectSender:
 
     def send_many(self, count: int) -> list[Sent]:
         return [self.send(n) for n in range(count)]
+
+    def connection(self) -> Any:
+        """A connection of the app's own settings to the scenario's vhost (release it after use)."""
+        return self.app.connection_for_write(self._connection.as_uri(include_password=True))
 
     def close(self) -> None:
         self.app.conf.update(self._saved)

@@ -42,11 +42,16 @@ class AuditSender:
         self.direct = direct
         self.probe = probe
 
-    def send(self, seconds: float = 0.0, hold: str | None = None) -> Sent:
-        """A probe that works ``seconds``, or until the file ``hold`` exists (at most ``seconds``)."""
+    def send(self, seconds: float = 0.0, hold: str | None = None, connection: Any = None) -> Sent:
+        """A probe that works ``seconds``, or until the file ``hold`` exists (at most ``seconds``); on
+        ``connection`` if given (a thread's own)."""
         if self.probe:
-            return self.direct.send_call((round(seconds, 3),), {"hold": hold} if hold else {})
-        return self.direct.send()
+            return self.direct.send_call((round(seconds, 3),), {"hold": hold} if hold else {}, connection)
+        spec = self.direct.spec
+        return self.direct.send_call(tuple(spec.args), dict(spec.kwargs), connection)
+
+    def connection(self) -> Any:
+        return self.direct.connection()
 
     def send_many(self, count: int, seconds: float = 0.0) -> list[Sent]:
         return [self.send(seconds) for _ in range(count)]

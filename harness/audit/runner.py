@@ -114,7 +114,7 @@ class Audit:
         return self.stack.workdir / f"release-{name}"
 
     def sends_in_background(self, count: int) -> BackgroundSends:
-        """``count`` sends in a thread of their own, for sends that may block (the broker is down)."""
+        """``count`` sends at once, in threads, for sends that may block (the broker is down)."""
         return BackgroundSends(self, count).start()
 
     def busy(self, timeout: float = 10.0) -> tuple[list[str], list[str]]:
@@ -286,35 +286,43 @@ class Audit:
 
 
 class BackgroundSends:
-    """Sends in a thread: the scenario waits for them with a bound, and says so if they are still blocked."""
+    """Sends at once, each in a thread of its own on a connection of its own (users click at the same
+    time); the scenario waits for them with a bound, and says so if they are still blocked."""
 
     def __init__(self, audit: Audit, count: int) -> None:
-        self.audit = audit
+        self.producer = audit.stack.producer
         self.count = count
         self.sent: list[Sent] = []
-        self.error: BaseException | None = None
+        self.errors: list[BaseException] = []
         self.started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="harness-audit-sends", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._send, name=f"harness-audit-send-{n}", daemon=True) for n in range(count)
+        ]
 
     def start(self) -> BackgroundSends:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
-    def _run(self) -> None:
+    def _send(self) -> None:
         try:
-            for _ in range(self.count):
-                self.sent.append(self.audit.stack.producer.send(INSTANT))
+            connection = self.producer.connection()
+            try:
+                self.sent.append(self.producer.send(INSTANT, connection=connection))
+            finally:
+                connection.release()
         except BaseException as exc:  # reported by result(), in the scenario's thread
-            self.error = exc
+            self.errors.append(exc)
 
     def wait(self, timeout: float) -> bool:
         """Whether every send returned within ``timeout`` seconds (from the start)."""
-        self._thread.join(max(0.0, timeout - (time.monotonic() - self.started)))
-        return not self._thread.is_alive()
+        for thread in self._threads:
+            thread.join(max(0.0, timeout - (time.monotonic() - self.started)))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def result(self, timeout: float) -> list[Sent]:
         if not self.wait(timeout):
-            raise AssertionError(f"{self.count} sends had not returned {timeout:.0f}s after they began")
-        if self.error is not None:
-            raise self.error
+            raise AssertionError(f"{self.count} sends had not all returned {timeout:.0f}s after they began")
+        if self.errors:
+            raise self.errors[0]
         return self.sent
