@@ -25,6 +25,10 @@ The modules, one job each:
 - ``harness.bench``: ``python -m harness.bench``, boot and scenario timings;
 - ``harness.deploy_check``: ``python -m harness.deploy_check``, will a release break the tasks in flight
   (the machinery in ``harness.deploy``; ``harness.deploy_check_test`` runs it as a CI test).
+- ``harness.probe``: the resilience audit's probe task, registered on the user's app by the launcher;
+- ``harness.audit``: the resilience audit (``pytest --pyargs harness.audit``, ``python -m harness audit``):
+  the catalogue's failures against the user's app, and a table of fates per failure (``harness.benchclock``
+  times it for the bench);
 """
 
 from harness.errors import HarnessError

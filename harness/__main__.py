@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "docs": ("harness.docs", "rewrite docs/scenarios.md and the README's table from the scenarios"),
     "deploy-check": ("harness.deploy_check", "will this release break the tasks already in flight? (--prove)"),
     "broker": ("harness.brokers.warm", "start, stop or show the warm broker that outlives test runs"),
+    "audit": (
+        "harness.audit.__main__",
+        "run the failure catalogue against your app's configuration; fates per failure",
+    ),
     "soak": ("harness.soak", "run the suite N times back to back; failures and leftovers per run"),
 }
 

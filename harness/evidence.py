@@ -7,14 +7,10 @@ clocks agree within ``MATCH_WINDOW_S`` (same machine, so they do; a buffered eve
 made, not the time it was flushed): a pair is one step seen twice, anything left unpaired is a step only
 one witness saw. A run recorded by any witness happened, so the merged history holds the union.
 
-One step is seen twice at different times: a run's end while its worker is cut off from the broker. The
-pool process writes it to the journal when the task returns, but the worker's main process, busy
-reconnecting, reads the pool's result only once the broker is back, and only then makes the Celery event
-(measured with ``task_acks_late`` and a broker restart: the event came 17.5 s after the journal's line,
-just after the redelivered message was received again). So an end step that only the events witness saw
-is paired with an earlier one that only the journal saw, on the same worker, when the events witness was
-blind at the journal's time (``late_after``: the broker was down); the step keeps the journal's time and
-says how late the event was (``reported_late_s``).
+An end of a run (succeeded, failed) can be written far apart by the two: the journal writes it in the
+pool process as the task ends, while Celery's event is made by the worker's main process when it reads
+the result, which it does only once it is connected again if the broker was away meanwhile. Such ends
+are still one step when no start of that worker lies between them: two runs' ends always have one.
 
 ``both_blind`` intersects the spans each witness could not see; the verdict flags the tasks whose life
 overlaps what remains (``unverified``).
@@ -29,10 +25,10 @@ from harness.journal import Entry
 from harness.verdict import JOURNAL, Span, TaskEvent, TaskHistory
 
 MATCH_WINDOW_S = 1.0
-# Steps the worker's main process reports from the pool's result, which it may read late.
-LATE_REPORTED = ("task-succeeded", "task-failed", "task-retried")
 # Steps only the journal writes: shown in histories, ignored by the fates.
 JOURNAL_ONLY = ("task-published", "task-postrun")
+# Ends of a run whose event the worker's main process may make long after the journal wrote them.
+LATE_ENDS = ("task-succeeded", "task-failed")
 
 
 def from_journal(entry: Entry) -> TaskEvent:
@@ -48,76 +44,70 @@ def _key(event: TaskEvent) -> tuple[str, str]:
     return event.type, "*" if event.type == "task-sent" else event.hostname
 
 
-def _pair(seen: list[TaskEvent], written: list[TaskEvent], late_after: list[Span] = ()) -> list[TaskEvent]:
-    """One step per pair within the window (earliest first), then late reports paired with the journal's
-    record (see the module's docstring), plus every step left unpaired."""
+def _pair(seen: list[TaskEvent], written: list[TaskEvent]) -> list[TaskEvent]:
+    """One step per pair within the window (earliest first), plus every step left unpaired."""
     merged: list[TaskEvent] = []
     left = sorted(written, key=lambda e: e.timestamp)
-    unpaired: list[TaskEvent] = []
     for event in sorted(seen, key=lambda e: e.timestamp):
         match = next((w for w in left if abs(w.timestamp - event.timestamp) <= MATCH_WINDOW_S), None)
-        if match is None:
-            unpaired.append(event)
-            continue
-        left.remove(match)
-        fields = {**match.fields, **event.fields}  # the event's own fields (exception, traceback) win
-        # The step happened when the first witness wrote it down (an event is stamped after the signal).
-        merged.append(
-            TaskEvent(
-                event.type, event.task_id, event.hostname, min(event.timestamp, match.timestamp),
-                event.received_at, fields, event.witnesses | match.witnesses,
-            )
-        )  # fmt: skip
-    for event in unpaired:
-        match = next((w for w in left if event.type in LATE_REPORTED and _reported_late(w, event, late_after)), None)
         if match is None:
             merged.append(event)
             continue
         left.remove(match)
-        fields = {**match.fields, **event.fields, "reported_late_s": round(event.timestamp - match.timestamp, 3)}
-        merged.append(
-            TaskEvent(
-                event.type, event.task_id, event.hostname, match.timestamp, event.received_at, fields,
-                event.witnesses | match.witnesses,
-            )
-        )  # fmt: skip
+        merged.append(_both(event, match))
     return merged + left
 
 
-def _reported_late(written: TaskEvent, event: TaskEvent, late_after: list[Span]) -> bool:
-    """The journal wrote the step while the events witness was blind, and the event came after it."""
-    return written.timestamp < event.timestamp and any(
-        span.start <= written.timestamp and (span.end is None or written.timestamp <= span.end) for span in late_after
-    )
+def _both(event: TaskEvent, match: TaskEvent) -> TaskEvent:
+    fields = {**match.fields, **event.fields}  # the event's own fields (exception, traceback) win
+    if event.timestamp - match.timestamp > MATCH_WINDOW_S:  # an end whose event was made late (see above)
+        fields["reported_late_s"] = round(event.timestamp - match.timestamp, 3)
+    # The step happened when the first witness wrote it down (an event is stamped after the signal).
+    return TaskEvent(
+        event.type, event.task_id, event.hostname, min(event.timestamp, match.timestamp), event.received_at,
+        fields, event.witnesses | match.witnesses,
+    )  # fmt: skip
 
 
-def merge_history(
-    task_id: str, events: Iterable[TaskEvent], journal: Iterable[TaskEvent], late_after: Iterable[Span] = ()
-) -> TaskHistory:
+def _pair_late_ends(steps: list[TaskEvent]) -> list[TaskEvent]:
+    """Pair an end seen by one witness only with the other's end of the same type on the same worker
+    when no start of that worker lies between them (the same run, its event made late)."""
+    merged = list(steps)
+    for step in sorted(steps, key=lambda e: e.timestamp):
+        if step not in merged or step.type not in LATE_ENDS or step.witnesses != {JOURNAL}:
+            continue
+        for other in sorted(merged, key=lambda e: e.timestamp):
+            if other.type != step.type or other.hostname != step.hostname or JOURNAL in other.witnesses:
+                continue
+            low, high = sorted((step.timestamp, other.timestamp))
+            starts = [s for s in merged if s.type == "task-started" and s.hostname == step.hostname]
+            if not any(low < s.timestamp < high for s in starts):
+                merged.remove(step)
+                merged.remove(other)
+                merged.append(_both(other, step))
+                break
+    return merged
+
+
+def merge_history(task_id: str, events: Iterable[TaskEvent], journal: Iterable[TaskEvent]) -> TaskHistory:
     groups: dict[tuple[str, str], tuple[list[TaskEvent], list[TaskEvent]]] = defaultdict(lambda: ([], []))
     for event in events:
         groups[_key(event)][0].append(event)
     for step in journal:
         groups[_key(step)][1].append(step)
-    blind = list(late_after)
-    steps = [step for seen, written in groups.values() for step in _pair(seen, written, blind)]
+    steps = _pair_late_ends([step for seen, written in groups.values() for step in _pair(seen, written)])
     return TaskHistory(task_id, sorted(steps, key=lambda e: e.timestamp))
 
 
-def merge(
-    events: dict[str, TaskHistory], entries: Iterable[Entry], late_after: Iterable[Span] = ()
-) -> dict[str, TaskHistory]:
-    """Every task's history from both witnesses; ``late_after``: the spans the events witness was blind."""
+def merge(events: dict[str, TaskHistory], entries: Iterable[Entry]) -> dict[str, TaskHistory]:
+    """Every task's history from both witnesses."""
     written: dict[str, list[TaskEvent]] = defaultdict(list)
     for entry in entries:
         if entry.uuid and entry.type.startswith("task-"):
             written[entry.uuid].append(from_journal(entry))
     ids = [*events, *(i for i in written if i not in events)]
-    blind = list(late_after)
     return {
-        task_id: merge_history(
-            task_id, events[task_id].events if task_id in events else [], written.get(task_id, []), blind
-        )
+        task_id: merge_history(task_id, events[task_id].events if task_id in events else [], written.get(task_id, []))
         for task_id in ids
     }
 

@@ -24,6 +24,7 @@ task_rejected          task-rejected       the main process (a message it cannot
 task_revoked           task-revoked        the main process
 task_postrun           task-postrun        the pool process (journal only)
 worker_ready           worker-online       the main process
+worker_shutting_down   worker-stopping     the main process (a shutdown signal was handled)
 worker_shutdown        worker-offline      the main process
 =====================  ==================  =========================================
 
@@ -179,6 +180,9 @@ def connect(writer: JournalWriter) -> None:
     def ready(sender=None, **_: Any) -> None:
         writer.write("worker-online", None, getattr(sender, "hostname", None))
 
+    def stopping(sender=None, sig=None, how=None, **_: Any) -> None:
+        writer.write("worker-stopping", None, signal=sig, how=how)
+
     def shutdown(sender=None, **_: Any) -> None:
         writer.write("worker-offline", None)
 
@@ -198,6 +202,7 @@ def connect(writer: JournalWriter) -> None:
         (signals.task_rejected, rejected),
         (signals.task_revoked, revoked),
         (signals.worker_ready, ready),
+        (signals.worker_shutting_down, stopping),
         (signals.worker_shutdown, shutdown),
         (signals.worker_process_shutdown, process_shutdown),
     ):

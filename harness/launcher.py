@@ -12,6 +12,7 @@ supervisord starts every web and worker program through this launcher instead of
 4. the journal (``harness.journal``): signal handlers that write every step to a file, the witness that
    needs no broker; and, in a web program, a middleware that tells the harness which task ids each
    request published (``X-Harness-Task-Ids``);
+   in a worker asked to (config key ``probe``), the resilience audit's probe task (``harness.probe``);
 5. then it runs the program in this same process: the Celery worker (``app.worker_main``), or the
    WSGI app under gunicorn, or an ASGI app under uvicorn.
 
@@ -51,7 +52,10 @@ FORCED = {
 REPORTED_SETTINGS = (
     "task_acks_late",
     "task_acks_on_failure_or_timeout",
+    "task_acks_on_failure",
+    "task_acks_on_timeout",
     "task_reject_on_worker_lost",
+    "task_retry_on_worker_lost",
     "worker_prefetch_multiplier",
     "task_default_delivery_mode",
     "task_default_queue",
@@ -76,10 +80,14 @@ REPORTED_SETTINGS = (
     "worker_detect_quorum_queues",
     "worker_max_tasks_per_child",
     "worker_concurrency",
+    "worker_soft_shutdown_timeout",
+    "task_default_rate_limit",
 )
 TASK_OPTIONS = (
     "acks_late",
+    "acks_on_failure_or_timeout",
     "reject_on_worker_lost",
+    "retry_on_worker_lost",
     "max_retries",
     "default_retry_delay",
     "time_limit",
@@ -88,6 +96,8 @@ TASK_OPTIONS = (
     "ignore_result",
     "queue",
     "serializer",
+    "delivery_mode",
+    "priority",
 )
 
 
@@ -189,15 +199,24 @@ def describe_tasks(app: Any) -> dict[str, dict[str, Any]]:
         if name.startswith("celery."):
             continue
         options = {key: getattr(task, key, None) for key in TASK_OPTIONS}
-        try:
-            # As apply_async routes it: the task's own queue option first, then task_routes, then the default.
-            own = {"queue": options["queue"]} if options["queue"] else {}
-            route = router.route(own, name, args=(), kwargs={}, task_type=task)
+        try:  # routed as apply_async routes it: the task's own options (queue=...), then the app's routes
+            route = router.route(dict(task._get_exec_options()), name, args=(), kwargs={}, task_type=task)
             options["queue"] = route["queue"].name if route.get("queue") is not None else options["queue"]
         except Exception:  # an unusual router: the task's own option stays
             pass
         tasks[name] = options
     return tasks
+
+
+def add_probe(app: Any, probe: dict[str, Any]) -> None:
+    """The resilience audit's hook (config key ``probe``): register its probe task on the user's app,
+    imitating the task ``probe["like"]`` (see ``harness.probe``)."""
+    from .probe import ProbeError, register_probe
+
+    try:
+        register_probe(app, probe.get("like"))
+    except ProbeError as error:
+        raise LaunchError(f"--audit-like: {error}") from None
 
 
 # -- web programs ------------------------------------------------------------------------------
@@ -336,6 +355,8 @@ def launch(config: dict[str, Any]) -> int:
         app = load_celery_app(config["celery_app"])
         for each in {id(a): a for a in [app, *active_apps()]}.values():
             configure(each, config["broker_url"], settings)
+        if config.get("probe") is not None:
+            add_probe(app, config["probe"])
         writer.write("config", None, app=app.main, settings=describe_settings(app), tasks=describe_tasks(app))
         return app.worker_main(worker_argv(config)) or 0
     web = load_object(config["web_app"], "--web-app")

@@ -123,7 +123,7 @@ class Ledger:
         seen = self.event_histories()
         if self.journal is None:
             return seen
-        return evidence.merge(seen, self.journal.entries(), late_after=self.events_blind())
+        return evidence.merge(seen, self.journal.entries())
 
     def history(self, task_id: str) -> TaskHistory:
         return self.histories().get(task_id, TaskHistory(task_id))

@@ -104,6 +104,14 @@ class ManagementAPI:
             for q in response.json()
         }
 
+    def queue(self, vhost: str, queue: str) -> dict | None:
+        """Everything the API says of one queue (durable, type, arguments, effective policy...)."""
+        response = self._call("GET", "queues", vhost, queue)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
     def queue_stats(self, vhost: str, queue: str) -> QueueStats | None:
         """Counts as the management plugin last sampled them (it lags by its statistics interval)."""
         response = self._call("GET", "queues", vhost, queue)

@@ -123,6 +123,40 @@ OPTIONS = (
         flag=True,
     ),
     Option(
+        "audit_like",
+        "the resilience audit's probe is routed like this task of the app and gets its options "
+        "(e.g. proj.tasks.send_email); default: the app's default queue and settings",
+        env="HARNESS_AUDIT_LIKE",
+    ),
+    Option(
+        "audit_task",
+        "audit with this real task of the app instead of the probe (one safe to run again and again)",
+        env="HARNESS_AUDIT_TASK",
+    ),
+    Option("audit_args", "the real task's positional arguments, a JSON list (e.g. '[1]')", env="HARNESS_AUDIT_ARGS"),
+    Option(
+        "audit_work",
+        "seconds the probe works when a fault must land mid-task (default 1.0)",
+        env="HARNESS_AUDIT_WORK",
+        convert=float,
+    ),
+    Option(
+        "audit_config",
+        "Celery settings over the app's own for the audit, a JSON object (e.g. '{\"task_acks_late\": true}')",
+        env="HARNESS_AUDIT_CONFIG",
+    ),
+    Option(
+        "audit_expect",
+        "the fates the audit accepts, e.g. lost=0,duplicated=0 or worker_killed:duplicated=1 (ini: one per "
+        "line); a failure with more fails its test",
+        env="HARNESS_AUDIT_EXPECT",
+    ),
+    Option(
+        "audit_json",
+        "where the audit writes its table as JSON (default: audit.json in the report folder), relative to the rootdir",
+        env="HARNESS_AUDIT_JSON",
+    ),
+    Option(
         "harness_progress",
         "show long waits' progress: auto (terminals only), on, off",
         "auto",

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import options
+from harness.audit.results import AuditRecorder
 from harness.brokers.select import AUTO_REASONS, choose_kind
 from harness.errors import HarnessError
 from harness.keep import KeepOnFailure
@@ -27,6 +28,11 @@ pytest_plugins = ["harness.fixtures", "harness.deploy.fixtures"]
 MARKERS = (
     "scenario: a failure scenario that runs against the real stack (added to every test that uses the stack)",
     "celery_config(**settings): Celery settings the harness applies to the app in every program of the scenario",
+    "audit(*failures): a scenario of the resilience audit, and the failures (rows of its table) it fills in",
+    "worker_fault: failures of a worker (killed, stopped, shut down)",
+    "broker_fault: failures of the broker (restarted, unreachable, its timeouts); skipped on a url broker",
+    "bad_message: undecodable or unaccepted messages",
+    "limits: time limits, retries and broker timeouts",
 )
 
 
@@ -52,6 +58,14 @@ def pytest_configure(config: pytest.Config) -> None:
         worker = getattr(config, "workerinput", None)  # a pytest-xdist worker: records only, the controller writes
         run_id = worker.get("harness_report_run_id", "run") if worker else uuid.uuid4().hex[:12]
         config.pluginmanager.register(ReportPlugin(path, run_id, writes_page=worker is None), "harness-report")
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(AuditRecorder(audit_json_path(config)), "harness-audit")
+
+
+def audit_json_path(config: pytest.Config) -> Path:
+    """``--audit-json``, else ``audit.json`` in the report folder; relative to the rootdir."""
+    path = Path(options.get(config, "audit_json") or Path(options.get(config, "harness_report")) / "audit.json")
+    return path if path.is_absolute() else config.rootpath / path
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -264,8 +264,6 @@ def load_app(path: str, cwd: str, broker_url: str) -> Any:
 
 class DirectSender:
     def __init__(self, spec: DirectProducer, app: Any, stack: AppStack) -> None:
-        from kombu import Connection
-
         self.spec = spec
         self.app = app
         self.ledger = stack.ledger
@@ -277,18 +275,23 @@ class DirectSender:
         settings = {"task_send_sent_event": True, **stack.settings_for(None)}
         self._saved = {key: app.conf.get(key) for key in settings}
         app.conf.update(settings)
-        self._connection = Connection(stack.vhost.amqp_url, connect_timeout=3)
+        # The app's own connection settings (connect timeout, transport options), to the scenario's vhost.
+        self._connection = app.connection_for_write(stack.vhost.amqp_url)
 
     def send(self, n: int = 0) -> Sent:
+        return self.send_call(_render(tuple(self.spec.args), n), _render(dict(self.spec.kwargs), n))
+
+    def send_call(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], connection: Any = None) -> Sent:
+        """One send of the task with these arguments, recorded in the ledger with its task id; on another
+        connection than the sender's own if given (sends from several threads at once)."""
         import uuid
 
         spec = self.spec
         task_id = str(uuid.uuid4())
-        args, kwargs = _render(tuple(spec.args), n), _render(dict(spec.kwargs), n)
         options = {**spec.options, "task_id": task_id, "ignore_result": True}
         started = time.monotonic()
         try:
-            producer = self.app.amqp.Producer(self._connection)
+            producer = self.app.amqp.Producer(connection or self._connection)
             if spec.via == "apply_async":
                 self.app.tasks[spec.task].apply_async(args, kwargs, producer=producer, **options)
             else:
@@ -301,6 +304,10 @@ class DirectSender:
 
     def send_many(self, count: int) -> list[Sent]:
         return [self.send(n) for n in range(count)]
+
+    def connection(self) -> Any:
+        """A connection of the app's own settings to the scenario's vhost (release it after use)."""
+        return self.app.connection_for_write(self._connection.as_uri(include_password=True))
 
     def close(self) -> None:
         self.app.conf.update(self._saved)

@@ -197,6 +197,7 @@ window.addEventListener("load", openTarget);
 <h1>Run report</h1>
 <p>{summary}</p>
 <ul>{toc}</ul>
+{extra}
 {sections}
 </body></html>
 """
@@ -216,6 +217,7 @@ class ReportPlugin:
         self.folder = folder
         self.run_id = run_id
         self.writes_page = writes_page
+        self.extra_sections: list[str] = []  # HTML other plugins add before the scenarios (the audit's table)
         self.started = time.strftime("%Y-%m-%d %H:%M:%S")
         self.written = False
 
@@ -264,6 +266,7 @@ class ReportPlugin:
         page = PAGE.format(
             summary=f"{len(records)} scenarios, {passed} passed; run started {self.started}.",
             toc=toc,
+            extra="".join(self.extra_sections),
             sections="".join(section(record, name) for record, name in records),
         )
         (self.folder / "index.html").write_text(page)

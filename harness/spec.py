@@ -82,13 +82,22 @@ class WebSpec:
 
 
 @dataclass(frozen=True)
+class ProbeSpec:
+    """The resilience audit's probe task (``harness.probe``), registered on the app by every worker's
+    launcher: routed like the app's task ``like`` and given its delivery options (None: the app's defaults)."""
+
+    like: str | None = None
+
+
+@dataclass(frozen=True)
 class StackSpec:
     """A scenario's stack: the web app (or None), its workers, how tasks are sent, and shared settings.
 
     ``producer`` is a producer spec from ``harness.producers`` (``HttpProducer``, ``DirectProducer``);
     ``cwd`` is the programs' working directory and import path (default: the pytest rootdir);
     ``python`` their interpreter (default: the one running pytest); ``deploys`` the versions ``harness up``
-    offers to deploy by hand.
+    offers to deploy by hand; ``probe`` registers the resilience audit's probe task on every worker
+    (``ProbeSpec``).
     """
 
     celery_app: str | None = None
@@ -105,6 +114,7 @@ class StackSpec:
     # The versions a person may deploy by hand (``harness up`` lists them): program -> ``harness ctl deploy``
     # arguments, e.g. {"web": ("--env PRODUCER=v2",), "worker": ("--celery-app proj.tasks_v2:app",)}.
     deploys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    probe: ProbeSpec | None = None  # the audit's probe task on every worker (harness.probe)
 
     def __post_init__(self) -> None:
         names = [w.name for w in self.workers] + ([self.web.name] if self.web else [])

@@ -45,7 +45,7 @@ from harness.web import WebClient
 
 # "ModuleNotFoundError: No module named 'x'", "HarnessLaunchError: ...": the line that says why.
 _ERROR_LINE = re.compile(r"^(\w[\w.]*(Error|Exception)\b|Error:)")
-LAUNCHER_FILES = ("launcher.py", "journal.py", "introspect.py")
+LAUNCHER_FILES = ("launcher.py", "journal.py", "introspect.py", "probe.py")
 COPIED_PACKAGE = "_celery_harness"
 
 
@@ -138,6 +138,8 @@ class AppStack:
             "fair": worker.fair,
             "max_tasks_per_child": worker.max_tasks_per_child,
             "extra_args": list(worker.extra_args),
+            # The resilience audit's probe task, registered on the app by the launcher (harness.probe).
+            **({"probe": {"like": self.spec.probe.like}} if self.spec.probe is not None else {}),
         }
 
     def _web_config(self, web: WebSpec, port: int) -> dict[str, Any]:

@@ -112,31 +112,43 @@ RESTART = Span(1.5, 15.8, "the broker was down")
 
 
 def test_a_success_reported_late_is_one_step_not_a_second_run() -> None:
-    # Before run 2 ends: one success (run 1's), seen by both witnesses at the journal's time.
-    history = merge(LATE_SUCCESS, RUN_1_JOURNAL, late_after=[RESTART])[T]
+    # Before run 2 ends: one success (run 1's), seen by both witnesses at the journal's time (no start of
+    # that worker lies between the journal's line and the late event: run 2 starts at 22.49).
+    history = merge(LATE_SUCCESS, RUN_1_JOURNAL)[T]
     [success] = [e for e in history.events if e.type == "task-succeeded"]
     assert success.timestamp == 5.08 and success.witnesses == {"events", "journal"}
     assert success.fields["reported_late_s"] == pytest.approx(17.4)
 
 
-def test_without_the_blind_span_the_late_report_counts_as_a_second_success() -> None:
-    # What the merge did before it knew of late reports: a waiter for "two successes" stopped before run 2 ended.
-    history = merge(LATE_SUCCESS, RUN_1_JOURNAL)[T]
-    assert history.count("task-succeeded") == 2
-
-
-def test_a_late_report_pairs_only_with_a_step_written_while_the_events_were_blind() -> None:
-    # The journal's success at 5.08 s is outside any blind span: the event at 22.48 s is another step.
-    history = merge(LATE_SUCCESS, RUN_1_JOURNAL, late_after=[Span(10.0, 15.8, "the broker was down")])[T]
-    assert history.count("task-succeeded") == 2
-
-
 def test_when_run_2_ends_both_successes_are_counted() -> None:
     events = {T: TaskHistory(T, [*LATE_SUCCESS[T].events, TaskEvent("task-succeeded", T, W, 25.49, 25.49)])}
     journal = [*RUN_1_JOURNAL, *written(("task-succeeded", 25.49))]
-    history = merge(events, journal, late_after=[RESTART])[T]
+    history = merge(events, journal)[T]
     assert [(e.timestamp, sorted(e.witnesses)) for e in history.events if e.type == "task-succeeded"] == [
         (5.08, ["events", "journal"]),
         (25.49, ["events", "journal"]),
     ]
     judge(SEND, {T: history}, blind=both_blind([RESTART], [])).assert_counts(duplicated=1)
+
+
+def test_an_end_whose_event_the_worker_made_after_reconnecting_is_one_step() -> None:
+    # Early acknowledgement; the broker is down from 1 to 17. The pool process ends the task at 3 (the
+    # journal writes it then); the worker's main process reads the result, and makes the event, only
+    # once it is connected again, at 21: the same run's end, seen by both, not a second success.
+    events = seen(("task-received", 0.0), ("task-started", 0.01), ("task-succeeded", 21.0))
+    journal = written(("task-received", 0.0), ("task-started", 0.01), ("task-succeeded", 3.0))
+    history = merge(events, journal)[T]
+    assert [(e.type, e.timestamp, sorted(e.witnesses)) for e in history.events][-1] == (
+        "task-succeeded", 3.0, ["events", "journal"],
+    )  # fmt: skip
+    judge(SEND, {T: history}).assert_counts(succeeded=1)
+
+
+def test_ends_with_a_start_between_them_are_two_runs() -> None:
+    # Run 1 ends at 8 (only the journal saw it), run 2 starts at 12 and ends at 15 (only the events saw
+    # the end: the journal was cut): a start lies between the two ends, so they are two runs.
+    events = seen(("task-started", 0.0), ("task-started", 12.0), ("task-succeeded", 15.0))
+    journal = written(("task-started", 0.0), ("task-succeeded", 8.0), ("task-started", 12.0))
+    history = merge(events, journal)[T]
+    assert history.count("task-succeeded") == 2
+    judge(SEND, {T: history}).assert_counts(duplicated=1)

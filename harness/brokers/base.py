@@ -170,16 +170,17 @@ class Broker(ABC):
         raise BrokerNotOwned(f"the {self.kind} broker is not the harness's to reconfigure")
 
     @contextmanager
-    def rabbit_settings(self, **settings: int) -> Iterator[None]:
+    def rabbit_settings(self, **settings: int) -> Iterator[dict[str, int | None]]:
         """Change settings of the node's ``rabbit`` application for channels opened inside the block
-        (e.g. ``consumer_timeout``), and restore them after it. Takes a few seconds: rabbitmqctl's start-up."""
+        (e.g. ``consumer_timeout``), and restore them after it; the block gets the values they had (None:
+        unset). Takes a few seconds: rabbitmqctl's start-up."""
         keys = ", ".join(settings)
         sets = ", ".join(f"application:set_env(rabbit, {k}, {int(v)})" for k, v in settings.items())
         before = self.rabbitmqctl("eval", f"Old = [application:get_env(rabbit, K) || K <- [{keys}]], {sets}, Old.")
         old = re.findall(r"\{ok,(\d+)\}|undefined", before)
         self.faults.publish(BrokerReconfigured(settings=", ".join(f"{k}={v}" for k, v in settings.items())))
         try:
-            yield
+            yield {key: int(value) if value else None for key, value in zip(settings, old, strict=True)}
         finally:
             restore = [
                 f"application:set_env(rabbit, {k}, {v})" if v else f"application:unset_env(rabbit, {k})"

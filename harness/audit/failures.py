@@ -1,0 +1,399 @@
+"""The audit's failures, what decides each one's outcome, and what would change it. Pure data and logic.
+
+Each failure of the audit is a ``Failure``: a title, the facts that decide its outcome (``decided_by``:
+keys of the ``facts`` the audit gathers about the app as its worker ran it, its queue and its broker),
+the catalogue scenarios whose arrangement and settings it repeats (``matches``: the audit's figures for
+that failure equal theirs when the facts agree), and its levers: the setting that would change the
+outcome under the current facts, with the catalogue scenario that shows the other outcome.
+
+The catalogue scenarios are named by their node id in this project's ``scenarios/`` folder (a test
+checks that each one exists); the audit itself never runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CATALOGUE = "scenarios"
+
+
+def scenario(path: str, name: str) -> str:
+    return f"{CATALOGUE}/{path}::{name}"
+
+
+KILLED = "test_worker_killed.py"
+SHUTDOWN = "test_worker_shutdown.py"
+RESTART = "test_broker_restart.py"
+KILLED_EARLY = scenario(KILLED, "test_worker_killed_with_early_ack_loses_the_running_task")
+KILLED_LATE = scenario(KILLED, "test_worker_killed_with_acks_late_reruns_the_running_task")
+POOL_EARLY = scenario(KILLED, "test_pool_process_killed_with_early_ack_fails_the_running_task")
+POOL_REJECT = scenario(KILLED, "test_pool_process_killed_with_reject_on_worker_lost_reruns_the_task")
+WARM = scenario(SHUTDOWN, "test_warm_shutdown_finishes_the_running_task_and_requeues_the_rest")
+GROUP_STOP = scenario(SHUTDOWN, "test_supervisorctl_stop_with_stopasgroup_kills_the_running_task")
+COLD = scenario(SHUTDOWN, "test_cold_shutdown_cancels_the_running_task_and_it_is_lost")
+OUTAGE = scenario("test_worker_outage.py", "test_worker_outage_tasks_wait_in_the_queue_and_all_run_once_after_restart")
+PERSISTENT = scenario(RESTART, "test_broker_restart_keeps_a_persistent_backlog_and_every_task_runs_once")
+TRANSIENT = scenario(RESTART, "test_broker_restart_drops_transient_messages")
+IN_FLIGHT_LATE = scenario(RESTART, "test_broker_restart_with_acks_late_runs_the_in_flight_task_twice")
+PUBLISH_DOWN = scenario(
+    "test_publish_while_broker_down.py", "test_clicks_while_the_broker_is_down_fail_fast_and_clearly_then_work_again"
+)
+CONSUMER_TIMEOUT = scenario(
+    "test_consumer_timeout.py", "test_a_task_longer_than_the_consumer_timeout_crashes_the_worker_and_runs_again"
+)
+BAD_DROPPED = scenario("test_bad_messages.py", "test_bad_messages_are_dropped_and_the_worker_keeps_serving")
+BAD_KEPT = scenario("test_bad_messages.py", "test_with_a_dead_letter_exchange_the_refused_message_is_kept")
+
+
+@dataclass(frozen=True)
+class Lever:
+    """What would change the outcome, under the facts in ``when`` (all must hold; empty: always)."""
+
+    change: str
+    effect: str
+    shown_by: str | None = None  # the catalogue scenario showing the outcome after the change
+    when: Mapping[str, Any] = field(default_factory=dict)
+
+    def applies(self, facts: Mapping[str, Any]) -> bool:
+        return all(facts.get(key) == value for key, value in self.when.items())
+
+
+@dataclass(frozen=True)
+class Match:
+    """A catalogue scenario with the same arrangement, whose figures the audit's equal when ``when`` holds."""
+
+    scenario: str
+    when: Mapping[str, Any] = field(default_factory=dict)
+
+    def applies(self, facts: Mapping[str, Any]) -> bool:
+        return all(facts.get(key) == value for key, value in self.when.items())
+
+
+@dataclass(frozen=True)
+class Failure:
+    key: str
+    title: str
+    what: str  # what the audit does, in one sentence
+    decided_by: tuple[str, ...]
+    levers: tuple[Lever, ...] = ()
+    matches: tuple[Match, ...] = ()
+
+    def lever(self, facts: Mapping[str, Any]) -> Lever | None:
+        return next((lever for lever in self.levers if lever.applies(facts)), None)
+
+    def same_as(self, facts: Mapping[str, Any]) -> str | None:
+        return next((match.scenario for match in self.matches if match.applies(facts)), None)
+
+    def deciding(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: facts.get(key) for key in self.decided_by}
+
+
+# The catalogue's mid-task scenarios keep one worker process busy with three tasks prefetched behind it.
+HELD_4 = {"worker_prefetch_multiplier": 4, "concurrency": 1}
+EARLY = {"acks_late": False}
+LATE = {"acks_late": True}
+LATE_REJECT = {"acks_late": True, "reject_on_worker_lost": True}
+IDEMPOTENT = "make the task safe to run twice (idempotent)"
+
+FAILURES: tuple[Failure, ...] = (
+    Failure(
+        "worker_outage",
+        "worker outage and drain",
+        "the worker is stopped while tasks are sent, then started again",
+        ("queue", "queue_durable", "message_ttl", "max_length"),
+        (
+            Lever(
+                "x-message-ttl or x-max-length on the queue",
+                "tasks waiting out a long outage expire or overflow instead of running late",
+                OUTAGE,
+                {"message_ttl": None, "max_length": None},
+            ),
+            Lever(
+                "remove the queue's x-message-ttl / x-max-length", "waiting tasks run once the worker is back", OUTAGE
+            ),
+        ),
+        (Match(OUTAGE, {"message_ttl": None, "max_length": None}),),
+    ),
+    Failure(
+        "worker_killed",
+        "worker killed mid-task",
+        "SIGKILL to every process of the worker while a task runs (the machine died), then a restart",
+        ("acks_late", "worker_prefetch_multiplier"),
+        (
+            Lever(
+                "task_acks_late = True",
+                "the running task's message is redelivered: it runs again instead of never",
+                KILLED_LATE,
+                EARLY,
+            ),
+            Lever(
+                f"{IDEMPOTENT}, or task_acks_late = False",
+                "with early acknowledgement the running task would be lost instead of run twice",
+                KILLED_EARLY,
+                LATE,
+            ),
+        ),
+        # A killed worker's connection dies with it: reject_on_worker_lost plays no part.
+        (Match(KILLED_EARLY, {**EARLY, **HELD_4}), Match(KILLED_LATE, {**LATE, **HELD_4})),
+    ),
+    Failure(
+        "pool_process_killed",
+        "pool process OOM-killed",
+        "SIGKILL to the pool process running a task (the kernel's OOM killer); the worker survives",
+        ("acks_late", "reject_on_worker_lost", "retry_on_worker_lost"),
+        (
+            Lever(
+                f"{IDEMPOTENT}, or task_reject_on_worker_lost = False",
+                "without reject_on_worker_lost the task fails with WorkerLostError instead of running twice",
+                POOL_EARLY,
+                LATE_REJECT,
+            ),
+            Lever(
+                "task_acks_late = True and task_reject_on_worker_lost = True (or task_retry_on_worker_lost = True)",
+                "the lost task is requeued and runs again instead of failing with WorkerLostError",
+                POOL_REJECT,
+            ),
+        ),
+        (
+            Match(POOL_EARLY, {**EARLY, "retry_on_worker_lost": False, **HELD_4}),
+            Match(POOL_REJECT, {**LATE_REJECT, "retry_on_worker_lost": False, **HELD_4}),
+        ),
+    ),
+    Failure(
+        "warm_shutdown",
+        "warm shutdown",
+        "SIGTERM to the worker's main process while a task runs (Celery's warm shutdown), then a restart",
+        ("acks_late", "worker_prefetch_multiplier"),
+        (
+            Lever(
+                "a process manager stop timeout shorter than the longest task",
+                "the running task is killed mid-way (supervisord stopwaitsecs, Kubernetes "
+                "terminationGracePeriodSeconds): keep the timeout above it",
+                GROUP_STOP,
+            ),
+        ),
+        (Match(WARM, {**EARLY, **HELD_4}),),
+    ),
+    Failure(
+        "supervisorctl_stop",
+        "supervisorctl stop (group stop)",
+        "supervisorctl stop with stopasgroup=true while a task runs: SIGTERM to the pool processes too",
+        ("stopasgroup", "acks_late", "reject_on_worker_lost"),
+        (
+            Lever(
+                f"{IDEMPOTENT}, or signal the main process only",
+                "with stopasgroup=false (killasgroup=true) the worker shuts down warmly and the task finishes once",
+                WARM,
+                LATE_REJECT,
+            ),
+            Lever(
+                "stopasgroup=false, killasgroup=true (TERM to the main process only)",
+                "a warm shutdown: the running task finishes before the worker exits",
+                WARM,
+            ),
+        ),
+        (Match(GROUP_STOP, {**EARLY, **HELD_4}),),
+    ),
+    Failure(
+        "cold_shutdown",
+        "cold shutdown",
+        "SIGQUIT to the worker's main process while a task runs (Celery's cold shutdown), then a restart",
+        ("acks_late", "worker_soft_shutdown_timeout"),
+        (
+            Lever(
+                "task_acks_late = True, or worker_soft_shutdown_timeout > 0 (Celery 5.5+)",
+                "the running task's message is requeued (or the task gets time to finish) instead of lost",
+                None,
+                EARLY,
+            ),
+            Lever(
+                f"{IDEMPOTENT}, or task_acks_late = False",
+                "with early acknowledgement the cancelled task is lost instead of run again",
+                COLD,
+            ),
+        ),
+        (Match(COLD, {**EARLY, "worker_soft_shutdown_timeout": 0.0, **HELD_4}),),
+    ),
+    Failure(
+        "broker_restart_backlog",
+        "broker restart with a backlog",
+        "RabbitMQ stops and starts again (same data) while tasks wait in the queue",
+        ("delivery_mode", "queue_durable", "queue_type"),
+        (
+            Lever(
+                'task_default_delivery_mode = "persistent" (Celery\'s default), on a durable queue',
+                "the waiting tasks survive the restart instead of vanishing",
+                PERSISTENT,
+                {"delivery_mode": "transient"},
+            ),
+            Lever(
+                'task_default_delivery_mode = "transient", or a queue that is not durable',
+                "every waiting task vanishes with the restart",
+                TRANSIENT,
+            ),
+        ),
+        (
+            Match(PERSISTENT, {"delivery_mode": "persistent", "queue_durable": True}),
+            Match(TRANSIENT, {"delivery_mode": "transient"}),
+        ),
+    ),
+    Failure(
+        "broker_restart_in_flight",
+        "broker restart with a task running",
+        "the same restart while the worker runs a task; the worker reconnects by itself",
+        ("acks_late", "delivery_mode"),
+        (
+            Lever(
+                f"{IDEMPOTENT}, or task_acks_late = False",
+                "the acknowledgement is lost with the connection and the task runs again after the restart",
+                IN_FLIGHT_LATE,
+                LATE,
+            ),
+            Lever(
+                "task_acks_late = True",
+                "the running task runs twice: its acknowledgement has nowhere to go while the broker is away",
+                IN_FLIGHT_LATE,
+            ),
+        ),
+        (Match(IN_FLIGHT_LATE, {**LATE, "delivery_mode": "persistent"}),),
+    ),
+    Failure(
+        "publish_while_broker_down",
+        "publishing while the broker is down",
+        "tasks are sent through the app while RabbitMQ is down, then again once it is back",
+        ("task_publish_retry", "task_publish_retry_policy", "broker_connection_timeout"),
+        (
+            Lever(
+                "task_publish_retry_policy (max_retries, intervals) and broker_connection_timeout",
+                "bound how long a send waits before the app hears the error; catch it and tell the user",
+                PUBLISH_DOWN,
+            ),
+        ),
+        (Match(PUBLISH_DOWN),),
+    ),
+    Failure(
+        "consumer_timeout",
+        "a task past the broker's consumer timeout",
+        "one task runs longer than the broker's consumer_timeout (shortened for the audit)",
+        ("acks_late", "consumer_timeout"),
+        (
+            Lever(
+                "consumer_timeout above the longest task (rabbitmq.conf), or task_acks_late = False",
+                "the broker closes the worker's channel: the worker exits and the task runs again, in a loop",
+                CONSUMER_TIMEOUT,
+                LATE,
+            ),
+            Lever(
+                "task_acks_late = True",
+                "the task's own delivery stays unacknowledged past the timeout: it runs again and the worker "
+                "exits each time",
+                CONSUMER_TIMEOUT,
+            ),
+        ),
+        (Match(CONSUMER_TIMEOUT, LATE),),
+    ),
+    Failure(
+        "consumer_timeout_behind",
+        "a task prefetched behind it",
+        "a second task waits, prefetched, behind the long one",
+        ("acks_late", "worker_prefetch_multiplier", "consumer_timeout"),
+        (
+            Lever(
+                "consumer_timeout above the longest task plus its wait, or long tasks on a worker of their own",
+                "a prefetched delivery also counts: the worker's channel is closed even with early "
+                "acknowledgement, and the worker exits",
+                None,
+            ),
+        ),
+    ),
+    Failure(
+        "bad_message",
+        "a bad message on the app's queue",
+        "an undecodable message and one in a content type the worker refuses, before good ones",
+        ("accept_content", "dead_letter_exchange"),
+        (
+            Lever(
+                "a dead-letter exchange on the queue (x-dead-letter-exchange, or a policy)",
+                "the refused message is kept for inspection instead of dropped (the undecodable one is "
+                "acknowledged and gone either way)",
+                BAD_KEPT,
+                {"dead_letter_exchange": None},
+            ),
+        ),
+        (Match(BAD_DROPPED, {"dead_letter_exchange": None}),),
+    ),
+)
+BY_KEY = {failure.key: failure for failure in FAILURES}
+
+
+# -- facts ------------------------------------------------------------------------------------------
+
+DELIVERY_MODES = {1: "transient", 2: "persistent", "1": "transient", "2": "persistent"}
+
+
+def delivery_mode(task_mode: Any, default_mode: Any) -> str:
+    """``persistent`` or ``transient``: the task's own delivery mode, else the app's default (persistent)."""
+    mode = task_mode if task_mode is not None else default_mode
+    if mode is None:
+        return "persistent"
+    return DELIVERY_MODES.get(mode, str(mode))
+
+
+def queue_facts(info: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What decides a queue's behaviour, from the management API's view of it (arguments and policy)."""
+    if not info:
+        return {"queue_durable": None, "queue_type": None, "dead_letter_exchange": None}
+    arguments = dict(info.get("arguments") or {})
+    policy = dict(info.get("effective_policy_definition") or {})
+
+    def setting(argument: str, key: str) -> Any:
+        return arguments.get(argument, policy.get(key))
+
+    return {
+        "queue_durable": info.get("durable"),
+        "queue_type": info.get("type") or arguments.get("x-queue-type") or "classic",
+        "dead_letter_exchange": setting("x-dead-letter-exchange", "dead-letter-exchange"),
+        "message_ttl": setting("x-message-ttl", "message-ttl"),
+        "max_length": setting("x-max-length", "max-length"),
+    }
+
+
+def facts(
+    config: Mapping[str, Any] | None,
+    task: str,
+    worker: Mapping[str, Any],
+    queue: str,
+    queue_info: Mapping[str, Any] | None = None,
+    broker: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything the levers and matches read: the task's options and the app's settings as the worker saw
+    them (the launcher's ``config`` line), the worker's options, the queue's and the broker's."""
+    config = config or {}
+    settings = dict(config.get("settings") or {})
+    options = dict((config.get("tasks") or {}).get(task) or {})
+    prefetch = settings.get("worker_prefetch_multiplier")
+    return {
+        "acks_late": bool(options.get("acks_late")),
+        "reject_on_worker_lost": bool(options.get("reject_on_worker_lost")),
+        "retry_on_worker_lost": bool(options.get("retry_on_worker_lost")),
+        "acks_on_failure_or_timeout": options.get("acks_on_failure_or_timeout"),
+        "time_limit": options.get("time_limit"),
+        "soft_time_limit": options.get("soft_time_limit"),
+        "rate_limit": options.get("rate_limit"),
+        "max_retries": options.get("max_retries"),
+        "worker_prefetch_multiplier": prefetch,
+        "concurrency": worker.get("concurrency"),
+        "pool": worker.get("pool"),
+        "stopasgroup": True,  # how the harness's supervisord stops a program, as many deployments do
+        "delivery_mode": delivery_mode(options.get("delivery_mode"), settings.get("task_default_delivery_mode")),
+        "queue": queue,
+        **queue_facts(queue_info),
+        "consumer_timeout": (broker or {}).get("consumer_timeout_ms"),
+        "task_publish_retry": settings.get("task_publish_retry"),
+        "task_publish_retry_policy": settings.get("task_publish_retry_policy"),
+        "broker_connection_timeout": settings.get("broker_connection_timeout"),
+        "accept_content": settings.get("accept_content"),
+        "worker_soft_shutdown_timeout": float(settings.get("worker_soft_shutdown_timeout") or 0.0),
+    }

@@ -1,0 +1,139 @@
+"""What the audit runs: the user's stack reduced to the worker that consumes the probe's queue, the probe
+(or a real task), the settings over the app's, and what the team accepts. Built once per session from
+the options (``--audit-*``, with ini twins) and what the app declares (``harness.introspect``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from harness.audit.expect import Expectations, parse
+from harness.audit.failures import FAILURES
+from harness.audit.producer import AuditProducer
+from harness.errors import HarnessError
+from harness.probe import PROBE_NAME
+from harness.spec import ProbeSpec, StackSpec, WorkerSpec
+
+DEFAULT_WORK_S = 1.0
+
+
+@dataclass(frozen=True)
+class AuditPlan:
+    celery_app: str
+    spec: StackSpec  # one worker, no web app, the audit's producer, the probe on the worker
+    worker: WorkerSpec
+    queue: str  # where the audited task goes
+    like: str | None  # the real task the probe imitates
+    task: str  # what is sent: the probe, or the real task of --audit-task
+    args: tuple[Any, ...]
+    work_s: float  # how long the probe works when a fault must land mid-task
+    settings: dict[str, Any]  # --audit-config, over the app's own settings
+    expectations: Expectations
+
+    @property
+    def real_task(self) -> bool:
+        return self.task != PROBE_NAME
+
+    def describe(self) -> str:
+        if self.real_task:
+            what = f"the real task {self.task}{list(self.args)}"
+        else:
+            what = f"the probe, routed like {self.like}" if self.like else "the probe, with the app's defaults"
+        return f"{what} (queue {self.queue})"
+
+    def as_dict(self) -> dict[str, Any]:
+        worker = self.worker
+        return {
+            "celery_app": self.celery_app,
+            "task": self.task,
+            "like": self.like,
+            "args": list(self.args),
+            "queue": self.queue,
+            "work_s": self.work_s,
+            "worker": {
+                "name": worker.name,
+                "queues": list(worker.queues or ()),
+                "concurrency": worker.concurrency,
+                "pool": worker.pool,
+            },
+            "audit_config": self.settings,
+            "expect": self.expectations.describe(),
+        }
+
+
+def _json(option: str, text: str | None, kind: type, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise HarnessError(f"--{option} {text!r} is not JSON: {exc}") from None
+    if not isinstance(value, kind):
+        raise HarnessError(f"--{option} {text!r} must be a JSON {'list' if kind is list else 'object'}")
+    return value
+
+
+def _task_queue(info: dict[str, Any], name: str | None, option: str) -> str:
+    tasks = info.get("tasks", {})
+    if name is None:
+        return info.get("default_queue") or "celery"
+    if name not in tasks:
+        known = ", ".join(sorted(tasks)) or "none"
+        raise HarnessError(f"--{option} {name}: the app has no such task; its tasks: {known}")
+    return tasks[name]["options"].get("queue") or info.get("default_queue") or "celery"
+
+
+def audited_worker(spec: StackSpec, queue: str) -> WorkerSpec:
+    """The worker that consumes ``queue``: the first that names it, else the first that names no queue
+    (it is given the queue, as a deployment runs a worker with -Q for it)."""
+    for worker in spec.workers:
+        if worker.queues and queue in worker.queues:
+            return worker
+    for worker in spec.workers:
+        if not worker.queues:
+            return dataclasses.replace(worker, queues=(queue,))
+    consumed = "; ".join(f"{w.name}: {', '.join(w.queues or ())}" for w in spec.workers)
+    raise HarnessError(
+        f"the audited task goes to queue {queue!r}, which no worker of the stack consumes ({consumed}); "
+        "pass --audit-like a task that one of them runs"
+    )
+
+
+def make_plan(
+    base: StackSpec,
+    info: dict[str, Any],
+    like: str | None = None,
+    task: str | None = None,
+    args: str | None = None,
+    work_s: float | None = None,
+    config: str | None = None,
+    expect: str | None = None,
+) -> AuditPlan:
+    """The audit's plan from the default stack, what its app declares, and the ``--audit-*`` options."""
+    if not base.celery_app:
+        raise HarnessError("the audit needs your Celery app: --celery-app proj.celery:app (or the celery_app ini key)")
+    like, task = like or None, task or None
+    like_queue = _task_queue(info, like, "audit-like")  # an unknown task: one sentence, before anything starts
+    queue = _task_queue(info, task, "audit-task") if task else like_queue
+    worker = audited_worker(base, queue)
+    settings = _json("audit-config", config, dict, {})
+    call_args = tuple(_json("audit-args", args, list, []))
+    work = DEFAULT_WORK_S if work_s is None else float(work_s)
+    if work <= 0:
+        raise HarnessError(f"--audit-work {work_s} must be a positive number of seconds")
+    sent = task or PROBE_NAME
+    probe_like = like or task
+    spec = base.replace(
+        web=None,
+        workers=(worker,),
+        producer=AuditProducer(base.celery_app, probe_like, sent, call_args),
+        probe=ProbeSpec(like=probe_like),
+        celery_config={**base.celery_config, **settings},
+    )
+    return AuditPlan(
+        base.celery_app, spec, worker, queue, probe_like, sent, call_args, work, settings,
+        parse(expect, [f.key for f in FAILURES]),
+    )  # fmt: skip

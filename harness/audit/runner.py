@@ -1,0 +1,328 @@
+"""The audit's side of a scenario (the ``audit`` fixture): send probes, keep the worker busy, wait until
+nothing moves any more, and record each failure's row.
+
+The audit does not know the outcome in advance, so its waits end on what can be observed: every task
+has ended, or nothing has moved for ``QUIET_S`` while no live process holds a task (a pool process that
+started it is alive, or a running worker received it) and no message is ready in any queue. The worker
+is then stopped, so what is neither done nor queued is lost for good, and the verdict is read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from harness.audit.failures import BY_KEY, facts
+from harness.audit.plan import AuditPlan
+from harness.audit.results import AuditRecorder, Row, lever_dict
+from harness.ledger import Ledger
+from harness.producers import Sent
+from harness.stack import AppStack
+from harness.supervisor import STOPPED_STATES
+from harness.verdict import FATES, TaskHistory, Verdict
+from harness.vhost import ScenarioVhost
+from harness.waiting import WaitTimeout, eventually
+
+QUIET_S = 0.5  # a requeued message is redelivered to an idle, connected worker within milliseconds
+HELD_CAP = 16  # tasks sent to fill a worker whose prefetch is unlimited, or very large
+INSTANT = 0.0
+PRODUCER_STEPS = ("task-sent", "task-published")
+
+
+def is_held(history: TaskHistory, worker_up: bool, pool_process_alive: bool) -> bool:
+    """Whether a live process holds a task that has not ended: its last step is a start in a pool process
+    that is alive, or a receipt by the worker while it runs (prefetched, waiting for a pool process or its
+    rate limit). The producer's steps say nothing of who holds it, and its sent event is often stamped
+    after the worker received the message: they are left out."""
+    steps = [e.type for e in history.events if e.type not in PRODUCER_STEPS]
+    if not steps or history.terminal is not None:
+        return False
+    if steps[-1] == "task-received":
+        return worker_up
+    return steps[-1] in ("task-started", "task-postrun") and pool_process_alive
+
+
+class Audit:
+    def __init__(
+        self,
+        plan: AuditPlan,
+        stack: AppStack,
+        ledger: Ledger,
+        vhost: ScenarioVhost,
+        recorder: AuditRecorder,
+        nodeid: str = "",
+    ) -> None:
+        self.plan = plan
+        self.stack = stack
+        self.ledger = ledger
+        self.vhost = vhost
+        self.recorder = recorder
+        self.nodeid = nodeid
+        self.notes: dict[str, list[str]] = {}
+        self.broker: dict[str, Any] = {}
+
+    # -- what runs -----------------------------------------------------------------------------
+    @property
+    def worker(self) -> str:
+        return self.plan.worker.name
+
+    @property
+    def queue(self) -> str:
+        return self.plan.queue
+
+    def config(self) -> dict[str, Any]:
+        return self.ledger.program_config(self.worker) or {}
+
+    def task_options(self) -> dict[str, Any]:
+        return (self.config().get("tasks") or {}).get(self.plan.task) or {}
+
+    @property
+    def work_s(self) -> float:
+        """How long a probe works when a fault must land mid-task: ``--audit-work``, under its time limits."""
+        return self.capped(self.plan.work_s)
+
+    def capped(self, seconds: float) -> float:
+        """``seconds``, kept under the task's time limits so that the limits do not end a probe first."""
+        options = self.task_options()
+        limits = [float(options[k]) for k in ("soft_time_limit", "time_limit") if options.get(k)]
+        return min([seconds, *(0.8 * limit for limit in limits)])
+
+    def held(self) -> int:
+        """How many tasks the worker takes at once: concurrency x prefetch multiplier (Celery's prefetch)."""
+        multiplier = int((self.config().get("settings") or {}).get("worker_prefetch_multiplier") or 0)
+        concurrency = self.plan.worker.concurrency
+        return min(HELD_CAP, concurrency * multiplier) if multiplier > 0 else min(HELD_CAP, 4 * concurrency)
+
+    # -- sending -------------------------------------------------------------------------------
+    def send(self, seconds: float = INSTANT, hold: Path | None = None) -> str:
+        sent = self.stack.producer.send(seconds, str(hold) if hold else None)
+        if not sent.ok:
+            raise AssertionError(f"the broker refused a send the audit needed: {sent.error}")
+        return sent.task_id
+
+    def send_many(self, count: int, seconds: float = INSTANT) -> list[Sent]:
+        return self.stack.producer.send_many(count, seconds)
+
+    def release_file(self, name: str) -> Path:
+        """A path a held probe waits for (``send(..., hold=path)``); ``path.touch()`` releases it."""
+        return self.stack.workdir / f"release-{name}"
+
+    def sends_in_background(self, count: int) -> BackgroundSends:
+        """``count`` sends at once, in threads, for sends that may block (the broker is down)."""
+        return BackgroundSends(self, count).start()
+
+    def busy(self, timeout: float = 10.0) -> tuple[list[str], list[str]]:
+        """Fill the worker as its prefetch allows: one long task per pool process, running, and short ones
+        prefetched behind them. Returns every id and the running ones."""
+        held = self.held()
+        running_count = min(self.plan.worker.concurrency, held)
+        long = [self.send(self.work_s) for _ in range(running_count)]
+        ids = long + [self.send() for _ in range(held - running_count)]
+        self.ledger.wait_received(ids, timeout=timeout)
+        try:
+            eventually(
+                lambda: self.running(long), until=lambda found: len(found) == len(long), timeout=timeout,
+                what=f"{len(long)} long task(s) to be running",
+            )  # fmt: skip
+        except WaitTimeout:
+            if any(self.ledger.history(i).terminal for i in long):
+                pytest.skip(f"{self.plan.task} ended before a fault could land mid-task; audit it with the probe")
+            raise
+        return ids, long
+
+    # -- observing -----------------------------------------------------------------------------
+    def running(self, ids: Iterable[str]) -> list[str]:
+        """Tasks that started and have not ended (per the ledger)."""
+        histories = self.ledger.histories()
+        return [i for i in ids if i in histories and histories[i].count("task-started") and not histories[i].terminal]
+
+    def in_hand(self, ids: Iterable[str]) -> list[str]:
+        """Tasks a live process holds: started in a pool process that is still alive, or last received by
+        the worker while it runs (prefetched, waiting for a pool process or its rate limit)."""
+        histories = self.ledger.histories()
+        entries = self.ledger.journal.entries() if self.ledger.journal else []
+        started_by = {e.uuid: e.pid for e in entries if e.type == "task-started"}  # the latest start's process
+        worker_up = self.stack.state(self.worker) == "RUNNING"
+        return [
+            task_id
+            for task_id in ids
+            if task_id in histories
+            and is_held(histories[task_id], worker_up, psutil.pid_exists(started_by.get(task_id, -1)))
+        ]
+
+    def ready(self) -> int | None:
+        """Messages ready in the vhost's queues (None while the broker cannot tell)."""
+        try:
+            return sum(self.vhost.depth(queue).ready for queue in self.vhost.queue_names())
+        except Exception:  # the broker restarting: not quiet
+            return None
+
+    def settle(self, ids: Iterable[str], timeout: float = 30.0) -> None:
+        """Wait until every task ended, or nothing moved for ``QUIET_S`` with no task held by a live process
+        and no message ready."""
+        ids = list(ids)
+        last: dict[str, Any] = {"state": None, "since": time.monotonic()}
+
+        def observe() -> tuple[int, int, bool]:
+            ended = self.ledger.settled(ids)
+            state = (ended, self.ledger.event_count(ids), len(self.in_hand(ids)), self.ready())
+            if state != last["state"]:
+                last.update(state=state, since=time.monotonic())
+            still = state[2] == 0 and state[3] == 0 and time.monotonic() - last["since"] >= QUIET_S
+            return ended, len(ids), still
+
+        eventually(
+            observe, until=lambda seen: seen[0] == seen[1] or seen[2], timeout=timeout,
+            what=f"all {len(ids)} tasks to end, or nothing to move for {QUIET_S}s",
+            progress=lambda seen: f"{seen[0]}/{seen[1]} ended",
+        )  # fmt: skip
+
+    def waiting(self, count: int, timeout: float = 5.0) -> int:
+        """Wait until ``count`` messages are ready in the audited queue; return how many are (fewer if the
+        queue drops or caps them)."""
+        try:
+            return eventually(
+                lambda: self.vhost.ready(self.queue), until=lambda n: n >= count, timeout=timeout,
+                what=f"{count} ready messages in {self.queue}",
+            )  # fmt: skip
+        except WaitTimeout:
+            return self.vhost.ready(self.queue)
+
+    def first_end(self, task_id: str) -> float:
+        """When the task's first run ended (its first success or failure; infinity if it never ended)."""
+        ends = [e.timestamp for e in self.ledger.history(task_id).events if e.type in ("task-succeeded", "task-failed")]
+        return min(ends, default=float("inf"))
+
+    def finish(self, ids: Iterable[str]) -> None:
+        """Stop the worker if a task has not ended: with no consumer left, what is neither done nor queued is
+        lost for good, and a prefetched message goes back to its queue. When every task ended there is
+        nothing left to judge, and a warm shutdown (a second or two) is saved."""
+        sends = self.ledger.sends()
+        delivered = [i for i in ids if i not in sends or sends[i].ok]  # an unsent task's fate needs no queue
+        if self.ledger.settled(delivered) < len(delivered) and not self.exited():
+            self.stack.stop(self.worker)
+
+    def shut_down(self, signal: str, timeout: float = 30.0) -> None:
+        """``kill -<signal> <worker pid>``, then wait until the worker exits; if it does not, say whether it
+        ever began its shutdown (the journal's ``worker-stopping``) and how soon after its start it was sent."""
+        sent = time.time()
+        self.stack.signal(self.worker, signal)
+        try:
+            self.stack.wait_exited(self.worker, timeout=timeout)
+        except WaitTimeout:
+            steps = [
+                e for e in (self.ledger.journal.entries() if self.ledger.journal else []) if e.program == self.worker
+            ]
+            began = [e.t - sent for e in steps if e.type == "worker-stopping" and e.t >= sent]
+            online = max((e.t for e in steps if e.type == "worker-online" and e.t <= sent), default=sent)
+            how = f"it began its shutdown {began[0]:.1f}s after the signal" if began else "it never began a shutdown"
+            raise AssertionError(
+                f"the worker did not exit within {timeout:.0f}s of SIG{signal}, sent {sent - online:.3f}s after it was "
+                f"ready: {how}"
+            ) from None
+
+    def exited(self) -> bool:
+        return self.stack.state(self.worker) in STOPPED_STATES
+
+    def note(self, failure: str, text: str) -> None:
+        self.notes.setdefault(failure, []).append(text)
+
+    # -- recording -----------------------------------------------------------------------------
+    def queue_info(self) -> dict[str, Any] | None:
+        management = self.vhost.broker.management
+        if management is None or not self.vhost.isolated:
+            return None
+        try:
+            return management.queue(self.vhost.name, self.queue)
+        except Exception:  # the management API is optional to the row
+            return None
+
+    def record(self, verdict: Verdict, **groups: Iterable[str]) -> None:
+        """One row per failure (``failure_key=task ids``); fails the scenario if a row's fates exceed what
+        the team accepts (``--audit-expect``)."""
+        config = self.config()
+        worker = {"concurrency": self.plan.worker.concurrency, "pool": self.plan.worker.pool}
+        known = facts(config, self.plan.task, worker, self.queue, self.queue_info(), self.broker)
+        fate_of = {task_id: fate for fate, ids in verdict.fates.items() for task_id in ids}
+        breaches = []
+        for key, ids in groups.items():
+            ids = list(ids)
+            failure = BY_KEY[key]
+            counts = {fate: n for fate in FATES if (n := sum(1 for i in ids if fate_of.get(i) == fate))}
+            if counts.get("queued"):
+                where = sorted({verdict.where.get(i, "a queue") for i in ids if fate_of.get(i) == "queued"})
+                waiting = f"{counts['queued']} still waiting in {', '.join(where)}"
+                self.note(key, f"{waiting} when the audit stopped the worker")
+            row = Row.of(
+                key, tasks=len(ids), fates=counts, decided_by=failure.deciding(known),
+                lever=lever_dict(failure.lever(known)), same_as=failure.same_as(known),
+                notes=self.notes.get(key, []), exceeded=self.plan.expectations.exceeded(key, counts),
+                nodeid=self.nodeid,
+            )  # fmt: skip
+            self.recorder.add(row)
+            if row.exceeded:
+                breaches.append(f"{row.title}: {', '.join(row.exceeded)}")
+        self.recorder.meta.update(self.meta(config))
+        if breaches:
+            accepted = self.plan.expectations.describe()
+            pytest.fail(f"the audit accepts {accepted}; " + "; ".join(breaches), pytrace=False)
+
+    def meta(self, config: dict[str, Any]) -> dict[str, Any]:
+        worker = self.plan.worker
+        return {
+            **self.plan.as_dict(),
+            "describe": self.plan.describe(),
+            "worker": f"{worker.name} (-Q {','.join(worker.queues or ())} -c {worker.concurrency} -P {worker.pool})",
+            "settings": config.get("settings"),
+            "task_options": (config.get("tasks") or {}).get(self.plan.task),
+            "broker": {**self.recorder.meta.get("broker", {}), **self.broker, "kind": self.vhost.broker.kind},
+        }
+
+
+class BackgroundSends:
+    """Sends at once, each in a thread of its own on a connection of its own (users click at the same
+    time); the scenario waits for them with a bound, and says so if they are still blocked."""
+
+    def __init__(self, audit: Audit, count: int) -> None:
+        self.producer = audit.stack.producer
+        self.count = count
+        self.sent: list[Sent] = []
+        self.errors: list[BaseException] = []
+        self.started = time.monotonic()
+        self._threads = [
+            threading.Thread(target=self._send, name=f"harness-audit-send-{n}", daemon=True) for n in range(count)
+        ]
+
+    def start(self) -> BackgroundSends:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _send(self) -> None:
+        try:
+            connection = self.producer.connection()
+            try:
+                self.sent.append(self.producer.send(INSTANT, connection=connection))
+            finally:
+                connection.release()
+        except BaseException as exc:  # reported by result(), in the scenario's thread
+            self.errors.append(exc)
+
+    def wait(self, timeout: float) -> bool:
+        """Whether every send returned within ``timeout`` seconds (from the start)."""
+        for thread in self._threads:
+            thread.join(max(0.0, timeout - (time.monotonic() - self.started)))
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def result(self, timeout: float) -> list[Sent]:
+        if not self.wait(timeout):
+            raise AssertionError(f"{self.count} sends had not all returned {timeout:.0f}s after they began")
+        if self.errors:
+            raise self.errors[0]
+        return self.sent

@@ -1,0 +1,56 @@
+"""harness.audit.plan: the worker, queue, task and settings the audit runs, from the options and the app."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.audit.plan import make_plan
+from harness.errors import HarnessError
+from harness.probe import PROBE_NAME
+from harness.spec import StackSpec, WebSpec, WorkerSpec
+
+INFO = {  # what harness.introspect says of the app
+    "default_queue": "celery",
+    "tasks": {"mail.send": {"options": {"queue": "emails"}}, "mail.tidy": {"options": {"queue": "celery"}}},
+}
+BASE = StackSpec(celery_app="proj:app", web=WebSpec(app="proj.wsgi:app"), workers=(WorkerSpec("worker"),))
+
+
+def test_the_probe_goes_where_the_real_task_goes_on_the_worker_that_consumes_it() -> None:
+    plan = make_plan(BASE, INFO, like="mail.send", config='{"task_acks_late": true}', expect="lost=0")
+    assert (plan.task, plan.queue, plan.spec.probe.like) == (PROBE_NAME, "emails", "mail.send")
+    assert plan.spec.web is None and plan.spec.workers == (WorkerSpec("worker", queues=("emails",)),)
+    assert plan.spec.celery_config == {"task_acks_late": True}
+    assert plan.expectations.limits("worker_killed") == {"lost": 0}
+
+
+def test_a_named_worker_for_the_queue_is_the_one_audited() -> None:
+    base = BASE.replace(workers=(WorkerSpec("default", queues=("celery",)), WorkerSpec("mail", queues=("emails",))))
+    assert make_plan(base, INFO, like="mail.send").worker.name == "mail"
+    with pytest.raises(HarnessError, match=r"queue 'emails', which no worker of the stack consumes \(default: celery"):
+        make_plan(base.replace(workers=base.workers[:1]), INFO, like="mail.send")
+
+
+def test_a_real_task_is_sent_with_its_arguments() -> None:
+    plan = make_plan(BASE, INFO, task="mail.tidy", args="[1, 2]")
+    assert (plan.task, plan.args, plan.queue, plan.real_task) == ("mail.tidy", (1, 2), "celery", True)
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"like": "mail.nope"}, "--audit-like mail.nope: the app has no such task; its tasks: mail.send, mail.tidy"),
+        ({"config": "{not json"}, "--audit-config '{not json' is not JSON"),
+        ({"args": '{"a": 1}'}, "--audit-args .* must be a JSON list"),
+        ({"work_s": 0}, "--audit-work 0 must be a positive number of seconds"),
+        ({"expect": "lost"}, "is not fate=N"),
+    ],
+)
+def test_bad_options_are_one_sentence(options: dict, says: str) -> None:
+    with pytest.raises(HarnessError, match=says):
+        make_plan(BASE, INFO, **options)
+
+
+def test_the_audit_needs_an_app() -> None:
+    with pytest.raises(HarnessError, match="the audit needs your Celery app"):
+        make_plan(StackSpec(), INFO)
