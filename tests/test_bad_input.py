@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from conftest import DockerSetup, RunContainers  # tests/conftest.py: the docker cases' fixtures
 
 pytest_plugins = ["pytester"]
+# Cases on the system broker share its vhost "/": in a parallel run they go to one worker, one by one.
+pytestmark = pytest.mark.xdist_group("system-broker")
 
 BOUND_S = 10.0  # the requirement: bad input ends the run within 10 s
 HANG_GUARD_S = 60.0  # a run that hangs fails the test instead of blocking the suite

@@ -152,7 +152,7 @@ def test_a_requested_port_is_used(tmp_path: Path) -> None:
 def test_the_other_ports_never_reuse_a_requested_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wanted, *others = local.free_ports(4)
 
-    def select_random(exclude_ports: list[int] | None = None, **kwargs: object) -> int:
+    def select_random(ports: object = None, exclude_ports: list[int] | None = None) -> int:
         # port_for picks at random among free ports: here the requested one comes up second.
         return next(p for p in (others[0], wanted, *others[1:]) if p not in (exclude_ports or ()))
 
