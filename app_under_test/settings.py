@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 
 from celery import Celery
 
@@ -51,5 +53,13 @@ def worker_app() -> Celery:
 
 
 def do_the_work() -> None:
-    """The slow part of every version of say_hello."""
-    time.sleep(seconds("HELLO_WORK_SECONDS", 2.0))
+    """The slow part of every version of say_hello: ``HELLO_WORK_SECONDS`` of it; or, with
+    ``HELLO_HOLD_UNTIL`` (a file name in the program's temporary folder), until that file exists, so that a
+    scenario ends the task at the moment it chooses (while the broker is away, say)."""
+    hold = os.environ.get("HELLO_HOLD_UNTIL")
+    if not hold:
+        time.sleep(seconds("HELLO_WORK_SECONDS", 2.0))
+        return
+    release, deadline = Path(tempfile.gettempdir()) / hold, time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)

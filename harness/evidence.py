@@ -8,9 +8,14 @@ made, not the time it was flushed): a pair is one step seen twice, anything left
 one witness saw. A run recorded by any witness happened, so the merged history holds the union.
 
 An end of a run (succeeded, failed) can be written far apart by the two: the journal writes it in the
-pool process as the task ends, while Celery's event is made by the worker's main process when it reads
-the result, which it does only once it is connected again if the broker was away meanwhile. Such ends
-are still one step when no start of that worker lies between them: two runs' ends always have one.
+pool process as the task returns, while Celery's event is made by the worker's main process when it
+reads the result, which it does only once it is connected again if the broker was away meanwhile
+(measured: 17 s later, after the redelivered message had arrived). So ends are paired by what is
+certain, not by nearness: both witnesses record a worker's ends in the order its runs ended, and an
+event is never made before the journal's line (``END_SKEW_S`` allows for nothing but the clock's read);
+an event pairs with the earliest unpaired journal end not after it with no start of that worker between
+them (another run's). If that leaves more ends than the worker had runs (a start can come before the
+previous run's late event), the leftovers pair in order too: a run ends once.
 
 ``both_blind`` intersects the spans each witness could not see; the verdict flags the tasks whose life
 overlaps what remains (``unverified``).
@@ -29,6 +34,7 @@ MATCH_WINDOW_S = 1.0
 JOURNAL_ONLY = ("task-published", "task-postrun")
 # Ends of a run whose event the worker's main process may make long after the journal wrote them.
 LATE_ENDS = ("task-succeeded", "task-failed")
+END_SKEW_S = 0.05
 
 
 def from_journal(entry: Entry) -> TaskEvent:
@@ -69,24 +75,30 @@ def _both(event: TaskEvent, match: TaskEvent) -> TaskEvent:
     )  # fmt: skip
 
 
-def _pair_late_ends(steps: list[TaskEvent]) -> list[TaskEvent]:
-    """Pair an end seen by one witness only with the other's end of the same type on the same worker
-    when no start of that worker lies between them (the same run, its event made late)."""
-    merged = list(steps)
-    for step in sorted(steps, key=lambda e: e.timestamp):
-        if step not in merged or step.type not in LATE_ENDS or step.witnesses != {JOURNAL}:
+def _pair_ends(seen: list[TaskEvent], written: list[TaskEvent], starts: list[float]) -> list[TaskEvent]:
+    """One worker's ends of one type (see the module's docstring): in order, causally, a run ending once."""
+    merged: list[TaskEvent] = []
+    left = sorted(written, key=lambda e: e.timestamp)
+    alone: list[TaskEvent] = []
+    for event in sorted(seen, key=lambda e: e.timestamp):
+        match = next(
+            (
+                w for w in left
+                if w.timestamp <= event.timestamp + END_SKEW_S
+                and not any(w.timestamp < s < event.timestamp for s in starts)
+            ),
+            None,
+        )  # fmt: skip
+        if match is None:
+            alone.append(event)
             continue
-        for other in sorted(merged, key=lambda e: e.timestamp):
-            if other.type != step.type or other.hostname != step.hostname or JOURNAL in other.witnesses:
-                continue
-            low, high = sorted((step.timestamp, other.timestamp))
-            starts = [s for s in merged if s.type == "task-started" and s.hostname == step.hostname]
-            if not any(low < s.timestamp < high for s in starts):
-                merged.remove(step)
-                merged.remove(other)
-                merged.append(_both(other, step))
-                break
-    return merged
+        left.remove(match)
+        merged.append(_both(event, match))
+    extra = len(merged) + len(alone) + len(left) - len(starts)
+    while extra > 0 and alone and left:  # more ends than runs: pair what is left, in order
+        merged.append(_both(alone.pop(0), left.pop(0)))
+        extra -= 1
+    return merged + alone + left
 
 
 def merge_history(task_id: str, events: Iterable[TaskEvent], journal: Iterable[TaskEvent]) -> TaskHistory:
@@ -95,7 +107,13 @@ def merge_history(task_id: str, events: Iterable[TaskEvent], journal: Iterable[T
         groups[_key(event)][0].append(event)
     for step in journal:
         groups[_key(step)][1].append(step)
-    steps = _pair_late_ends([step for seen, written in groups.values() for step in _pair(seen, written)])
+    steps = [
+        step for key, (seen, written) in groups.items() if key[0] not in LATE_ENDS for step in _pair(seen, written)
+    ]
+    for (kind, worker), (seen, written) in groups.items():
+        if kind in LATE_ENDS:
+            starts = [s.timestamp for s in steps if s.type == "task-started" and s.hostname == worker]
+            steps += _pair_ends(seen, written, starts)
     return TaskHistory(task_id, sorted(steps, key=lambda e: e.timestamp))
 
 

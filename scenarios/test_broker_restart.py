@@ -62,8 +62,11 @@ def test_broker_restart_drops_transient_messages(owned_broker, stack, producer, 
     stack.verdict().assert_counts(lost=CLICKS)
 
 
+RELEASE = "release-the-task"  # the task works until the scenario creates this file in the programs' TMPDIR
+
+
 @pytest.mark.celery_config(task_acks_late=True)
-@pytest.mark.parametrize("stack_spec", [demo(work_seconds=3)], indirect=True, ids=["3s-task"])
+@pytest.mark.parametrize("stack_spec", [demo(env={"HELLO_HOLD_UNTIL": RELEASE})], indirect=True, ids=["held-task"])
 def test_broker_restart_with_acks_late_runs_the_in_flight_task_twice(owned_broker, stack, producer, ledger):
     """The broker restarts while a worker runs a task, with ``task_acks_late`` on.
 
@@ -81,7 +84,8 @@ def test_broker_restart_with_acks_late_runs_the_in_flight_task_twice(owned_broke
     ledger.wait_running([task_id])
 
     with owned_broker.stopped(how="app"):
-        ledger.wait_settled([task_id], timeout=10)  # the first run ends while the broker is away
+        (stack.workdir / RELEASE).touch()  # the first run ends now, while the broker is away
+        ledger.wait_settled([task_id], timeout=10)
     stack.wait_worker_reconnected(WORKER)
     eventually(
         lambda: ledger.history(task_id), until=lambda h: h.count("task-succeeded") == 2,

@@ -152,3 +152,32 @@ def test_ends_with_a_start_between_them_are_two_runs() -> None:
     history = merge(events, journal)[T]
     assert history.count("task-succeeded") == 2
     judge(SEND, {T: history}).assert_counts(duplicated=1)
+
+
+def test_a_late_end_and_the_next_runs_end_made_milliseconds_apart_pair_by_order_not_nearness() -> None:
+    # Measured with a held task released while the broker was down: run 1 ends at 5.216 (journal); after
+    # the reconnect the redelivery is received at 7.199, run 1's event is made at 7.301, run 2 starts at
+    # 7.305 and ends at 7.307 (journal) / 7.3072 (event). Pairing by nearness took run 1's late event for
+    # run 2's end and counted three successes; by order, two.
+    events = seen(
+        ("task-received", 2.9394), ("task-started", 2.9426), ("task-received", 7.1994),
+        ("task-succeeded", 7.3010), ("task-started", 7.3050), ("task-succeeded", 7.3072),
+    )  # fmt: skip
+    journal = written(
+        ("task-received", 2.9394), ("task-started", 2.9426), ("task-succeeded", 5.2158),
+        ("task-received", 7.1994), ("task-started", 7.3050), ("task-succeeded", 7.3070),
+    )  # fmt: skip
+    successes = [e for e in merge(events, journal)[T].events if e.type == "task-succeeded"]
+    assert [(e.timestamp, sorted(e.witnesses)) for e in successes] == [
+        (5.2158, ["events", "journal"]),
+        (7.3070, ["events", "journal"]),
+    ]
+
+
+def test_a_run_ends_once_even_when_the_next_start_came_before_the_late_event() -> None:
+    # Run 2 starts (7.20) before run 1's late event is made (7.30): the start blocks the pairing by order,
+    # which would leave three ends for two runs; a run ends once, so the leftovers pair.
+    events = seen(("task-started", 2.0), ("task-started", 7.2), ("task-succeeded", 7.3), ("task-succeeded", 7.41))
+    journal = written(("task-started", 2.0), ("task-succeeded", 5.0), ("task-started", 7.2), ("task-succeeded", 7.4))
+    history = merge(events, journal)[T]
+    assert history.count("task-succeeded") == 2 and history.count("task-started") == 2

@@ -17,6 +17,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import psutil
 import requests
 from mirakuru import TCPExecutor
 from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
@@ -24,6 +25,7 @@ from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 from harness.brokers.base import Broker, Endpoint
 from harness.errors import HarnessError
 from harness.ports import free_ports, require_free
+from harness.waiting import eventually
 
 INSTALL_HINT = (
     "install it (Debian/Ubuntu: apt-get install -y rabbitmq-server), name one with --harness-rabbitmq-server PATH, "
@@ -233,13 +235,33 @@ class LocalBroker(Broker):
         return done.stdout
 
     def _pause(self) -> None:
-        """SIGSTOP the node's process group: its sockets stay open, nothing answers."""
-        if self._executor is not None and self._executor.process is not None:
-            os.killpg(self._executor.process.pid, signal.SIGSTOP)
+        """SIGSTOP the node's process group: its sockets stay open, nothing answers. Checked: a fault that
+        was not injected must not pass for one."""
+        group = self._group()
+        os.killpg(group, signal.SIGSTOP)
+        eventually(
+            lambda: all(p.status() == psutil.STATUS_STOPPED for p in self._members(group)), timeout=5,
+            interval=0.02, what="every process of the RabbitMQ node to be stopped (SIGSTOP)",
+        )  # fmt: skip
 
     def _resume(self) -> None:
-        if self._executor is not None and self._executor.process is not None:
-            os.killpg(self._executor.process.pid, signal.SIGCONT)
+        os.killpg(self._group(), signal.SIGCONT)
+
+    def _group(self) -> int:
+        if self.pid is None:
+            raise HarnessError("the local RabbitMQ node is not running (stopped, and not started again)")
+        return os.getpgid(self.pid)
+
+    @staticmethod
+    def _members(group: int) -> list[psutil.Process]:
+        members = []
+        for process in psutil.process_iter(["pid"]):
+            try:
+                if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
+                    members.append(process)
+            except (ProcessLookupError, psutil.Error):
+                continue
+        return members
 
     def close(self) -> None:
         try:
