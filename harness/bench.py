@@ -12,6 +12,11 @@ Figures (seconds):
 - outage_scenario_s: one scenario file (``--outage``, default ``scenarios/test_worker_outage.py``) run by
   pytest against the broker already up: its set-up, body and tear-down as JUnit times them;
 - seed_suite_s: ``pytest scenarios -m seed`` once, against the broker already up (target <= 60 s);
+- cold_single_scenario_s / warm_single_scenario_s: the outage scenario as one pytest run, with a broker
+  booted for it / with the warm broker (``--harness-broker warm``); warm_beyond_body_s: the warm run's wall
+  time beyond the scenario's body (target <= 1.5 s);
+- suite_serial_s / suite_parallel_s (``--suite``): the whole scenario suite on the local provider, serial and
+  with ``-n --workers`` (target: parallel <= 0.25 x serial);
 - audit_s: the resilience audit (``pytest --pyargs harness.audit``) once, from its broker being up to its
   end, its run report and JSON written (target <= 60 s). Its broker faults need a broker it owns, so it
   boots its own (``--broker`` local or docker; not measured with ``--broker url``), and the clock starts
@@ -211,6 +216,63 @@ def boot(kind: str, options: argparse.Namespace, work_root: Path, add: Callable[
     return kept
 
 
+def wall(command: list[str], env: dict[str, str] | None = None) -> tuple[float, Path]:
+    """A pytest command's wall time (it must pass) and its JUnit file."""
+    import os
+
+    report = Path(tempfile.mkdtemp(prefix="harness-bench-junit-")) / "junit.xml"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *command, "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
+        capture_output=True, text=True, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"pytest {' '.join(command)} failed:\n{done.stdout[-3000:]}")
+    return seconds, report
+
+
+def single_scenario(options: argparse.Namespace, add: Callable[[str, float], None]) -> None:
+    """One scenario file, as a person iterating on it runs it: cold (a broker booted for the run) and warm
+    (``--harness-broker warm``, its node left up by a first run); and what the warm run costs beyond the
+    scenario's body (its call time in JUnit)."""
+    import xml.etree.ElementTree as ElementTree
+
+    from harness.brokers.warm import WarmBroker
+
+    cold, _ = wall([options.outage, "--harness-broker", "local", "--harness-no-report"])
+    add("cold_single_scenario_s", cold)
+    home = tempfile.mkdtemp(prefix="harness-bench-warm-")
+    env = {"HARNESS_WARM_HOME": home}
+    try:
+        wall([options.outage, "--harness-broker", "warm", "--harness-no-report"], env)  # boots the warm node
+        for _ in range(options.repeat):
+            seconds, report = wall([options.outage, "--harness-broker", "warm", "--harness-no-report", "-o",
+                                    "junit_duration_report=call"], env)  # fmt: skip
+            body = sum(float(case.get("time", 0)) for case in ElementTree.parse(report).iter("testcase"))
+            add("warm_single_scenario_s", seconds)
+            add("warm_beyond_body_s", seconds - body)
+    finally:
+        import os
+
+        os.environ["HARNESS_WARM_HOME"] = home
+        try:
+            found = WarmBroker.found()
+            if found is not None:
+                found.shut_down()
+        finally:
+            del os.environ["HARNESS_WARM_HOME"]
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def whole_suite(options: argparse.Namespace, add: Callable[[str, float], None]) -> None:
+    """The scenario suite on the local provider, serial and in parallel (``-n N``), in the same run."""
+    serial, _ = wall(["scenarios", "--harness-broker", "local", "--harness-no-report"])
+    add("suite_serial_s", serial)
+    parallel, _ = wall(["scenarios", "--harness-broker", "local", "--harness-no-report", "-n", str(options.workers)])
+    add("suite_parallel_s", parallel)
+
+
 def measure(options: argparse.Namespace) -> dict[str, float]:
     work_root = Path(tempfile.mkdtemp(prefix="harness-bench-"))
     figures: dict[str, list[float]] = {}
@@ -231,6 +293,10 @@ def measure(options: argparse.Namespace) -> dict[str, float]:
             broker.close()
         if options.audit and options.broker != "url":  # after the bench's broker is gone: one boots at a time
             add("audit_s", audit(options, work_root))
+        if options.single:
+            single_scenario(options, add)
+        if options.suite:
+            whole_suite(options, add)
     finally:
         shutil.rmtree(work_root, ignore_errors=True)
     return {name: round(statistics.median(values), 3) for name, values in figures.items()}
@@ -250,6 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-audit", dest="audit", action="store_false", help="skip audit_s (the resilience audit, once)"
     )
+    parser.add_argument(
+        "--no-single", dest="single", action="store_false",
+        help="skip cold_single_scenario_s / warm_single_scenario_s (the outage scenario as one pytest run)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--suite", action="store_true", help="also suite_serial_s and suite_parallel_s (the whole suite, twice)"
+    )
+    parser.add_argument("--workers", type=int, default=4, help="pytest-xdist workers for suite_parallel_s")
     parser.add_argument("--stack", default=None, help="module:attribute of the StackSpec (default: ini harness_stack)")
     parser.add_argument("--outage", default="scenarios/test_worker_outage.py", help="the scenario file to time")
     args = parser.parse_args(argv)
@@ -272,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'broker boot / raw':<{width}}  {figures['broker_boot_s'] / raw:8.2f}x (target <= 1.10)")
     beyond = figures["scenario_overhead_s"] - figures["worker_boot_s"]
     print(f"{'overhead - worker boot':<{width}}  {beyond:8.3f} (target <= 1.5)")
+    if "warm_beyond_body_s" in figures:
+        print(f"{'warm run beyond the body':<{width}}  {figures['warm_beyond_body_s']:8.3f} (target <= 1.5)")
+    if "suite_parallel_s" in figures:
+        ratio = figures["suite_parallel_s"] / figures["suite_serial_s"]
+        print(f"{'parallel / serial':<{width}}  {ratio:8.2f}x (target <= 0.25)")
     if "audit_s" in figures:
         print(f"{'audit, broker up':<{width}}  {figures['audit_s']:8.3f} (target <= 60)")
     if args.json:
