@@ -26,6 +26,7 @@ from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 from supervisor.xmlrpc import SupervisorTransport
 
 from harness.errors import HarnessError
+from harness.executors import without_pid_in_tag
 
 PROGRAMS_FILE = "programs.json"  # the programs as the harness defined them, next to supervisord.conf
 SIGNALS = ("TERM", "INT", "QUIT", "KILL", "HUP", "USR1", "USR2")
@@ -145,13 +146,15 @@ class Supervisor:
     def start(self) -> Supervisor:
         self._write_config()
         output = (self.workdir / "supervisord.stdout.log").open("ab")
-        self._executor = UnixSocketExecutor(
-            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config_path)],
-            socket_name=str(self.socket),
-            timeout=self.start_timeout,
-            sleep=0.02,
-            stdout=output,
-            stderr=output,
+        self._executor = without_pid_in_tag(
+            UnixSocketExecutor(
+                [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config_path)],
+                socket_name=str(self.socket),
+                timeout=self.start_timeout,
+                sleep=0.02,
+                stdout=output,
+                stderr=output,
+            )
         )
         try:
             self._executor.start()

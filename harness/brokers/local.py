@@ -24,6 +24,7 @@ from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 
 from harness.brokers.base import Broker, Endpoint
 from harness.errors import HarnessError
+from harness.executors import without_pid_in_tag
 from harness.ports import free_ports, require_free
 from harness.waiting import eventually
 
@@ -65,6 +66,7 @@ class RabbitMQNode(TCPExecutor):
     def __init__(self, *args, management_url: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.management_url = management_url
+        without_pid_in_tag(self)
 
     def after_start_check(self) -> bool:
         if not super().after_start_check():
