@@ -4,7 +4,9 @@ With a management API each scenario gets a new vhost (created before, deleted af
 scenario sees another's messages, and the verdict reads every queue in it (``queue_names``): a task
 waiting in a queue no fixture names is still found. Without one (a ``url`` broker that only speaks
 AMQP), scenarios share the URL's vhost, the queues are those the app declares (read from its
-configuration by ``harness.introspect``), and the harness purges them before and after each scenario.
+configuration by ``harness.introspect``), and the harness purges them before and after each scenario;
+scenarios on such a shared vhost take turns (``SharedVhostTurn``), whichever run or xdist worker they
+come from, since one would purge another's queues and their workers would share node names.
 
 Ready counts come from a passive ``queue.declare`` over AMQP: exact at the moment of the call.
 Unacknowledged counts exist only in the management API, which samples them periodically.
@@ -17,15 +19,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from amqp.exceptions import NotFound
+from amqp.exceptions import NotFound, ResourceLocked
 from kombu import Connection
 
 from harness.brokers.base import Broker
 from harness.errors import HarnessError
-from harness.waiting import eventually, never
+from harness.waiting import WaitTimeout, eventually, never
 
 # Queues of the harness and of Celery's own machinery, not the app's: never read for tasks.
-INTERNAL_PREFIXES = ("harness.ledger.", "celeryev.", "amq.")
+INTERNAL_PREFIXES = ("harness.ledger.", "harness.turn.", "celeryev.", "amq.")
+SHARED_VHOST_WAIT_S = 600  # a turn waits this long for the scenario before it (the longest take ~1 min)
 INTERNAL_SUFFIXES = (".pidbox",)
 
 
@@ -47,6 +50,59 @@ class Depth:
         return self.ready + (self.unacked or 0)
 
 
+class SharedVhostTurn:
+    """This scenario's turn on a vhost that other scenarios (other runs, other xdist workers) share.
+
+    The turn is an exclusive queue held by one connection: the broker refuses it to anyone else
+    (RESOURCE_LOCKED) and deletes it when the connection goes, however its owner ends (a killed run
+    frees its turn with its socket). Held on the broker itself, so runs on different machines take
+    turns too; no file lock or lock service would see them.
+    """
+
+    QUEUE = "harness.turn.shared-vhost"
+
+    def __init__(self, amqp_url: str, vhost: str) -> None:
+        self.amqp_url = amqp_url
+        self.vhost = vhost
+        self._connection: Connection | None = None
+
+    def _try(self) -> Connection | None:
+        connection = Connection(self.amqp_url, connect_timeout=3, transport_options={"max_retries": 1})
+        try:
+            connection.default_channel.queue_declare(queue=self.QUEUE, exclusive=True, auto_delete=True)
+        except ResourceLocked:
+            connection.release()
+            return None
+        except Exception:
+            connection.release()
+            raise
+        return connection
+
+    def take(self, timeout: float = SHARED_VHOST_WAIT_S) -> SharedVhostTurn:
+        try:
+            self._connection = self._wait(timeout)
+        except WaitTimeout as exc:
+            raise HarnessError(str(exc).splitlines()[0]) from None
+        return self
+
+    def _wait(self, timeout: float) -> Connection:
+        return eventually(
+            self._try, until=lambda c: c is not None, timeout=timeout, interval=0.2,
+            what=f"this scenario's turn on vhost {self.vhost!r}, which another harness run or xdist worker "
+            "is using (scenarios on a shared vhost take turns; give each run a vhost of its own in "
+            "--harness-broker-url, or use a broker with the management API)",
+            progress=lambda _: f"waiting for vhost {self.vhost!r}, in use by another run",
+        )  # fmt: skip
+
+    def give_back(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # its socket is already gone, and the broker dropped the queue with it
+                pass
+
+
 class ScenarioVhost:
     def __init__(
         self, broker: Broker, name: str, queues: tuple[str, ...] | Callable[[], tuple[str, ...]], isolated: bool
@@ -60,6 +116,7 @@ class ScenarioVhost:
         self.amqp_url = broker.endpoint.amqp_url(name)
         self._management = broker.management
         self._connection: Connection | None = None
+        self.turn: SharedVhostTurn | None = None
 
     @classmethod
     def open(cls, broker: Broker, label: str, queues: tuple[str, ...] | Callable[[], tuple[str, ...]]) -> ScenarioVhost:
@@ -69,7 +126,12 @@ class ScenarioVhost:
             management.create_vhost(name)
             return cls(broker, name, queues, isolated=True)
         vhost = cls(broker, broker.endpoint.vhost, queues, isolated=False)
-        vhost.purge()
+        vhost.turn = SharedVhostTurn(vhost.amqp_url, vhost.name).take()
+        try:
+            vhost.purge()
+        except BaseException:
+            vhost.turn.give_back()
+            raise
         return vhost
 
     def queue_names(self) -> list[str]:
@@ -257,5 +319,9 @@ class ScenarioVhost:
         if self.isolated and self._management is not None:
             self._management.delete_vhost(self.name)
         else:
-            self.purge()
-            self._reset_channel()
+            try:
+                self.purge()
+            finally:
+                self._reset_channel()
+                if self.turn is not None:
+                    self.turn.give_back()

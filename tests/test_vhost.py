@@ -6,7 +6,7 @@ import pytest
 from kombu import Connection, Exchange, Queue
 
 from harness.errors import HarnessError
-from harness.vhost import ScenarioVhost
+from harness.vhost import ScenarioVhost, SharedVhostTurn
 
 
 def publish(amqp_url: str, queue: str, count: int) -> list[str]:
@@ -38,8 +38,9 @@ def test_a_queue_the_app_declares_but_nobody_made_yet_has_depth_zero(vhost):
 
 
 def test_a_queue_that_neither_exists_nor_is_declared_by_the_app_is_a_clear_error(vhost):
-    with pytest.raises(HarnessError, match="names queue 'hello_queeu', which the app does not declare"):
-        vhost.depth("hello_queeu")
+    typo = f"hello_queeu{uuid.uuid4().hex[:4]}"  # unique: on a shared (url) vhost anyone may have made one
+    with pytest.raises(HarnessError, match=f"names queue '{typo}', which the app does not declare"):
+        vhost.depth(typo)
     assert vhost.ready("hello_queue") == 0  # the channel still works
 
 
@@ -59,9 +60,28 @@ def test_each_scenario_has_its_own_vhost_and_it_is_deleted_after(broker, vhost):
 def test_shared_vhost_is_purged_when_opened(broker, vhost):
     if broker.management is not None:
         pytest.skip("with a management API each scenario has a fresh vhost; nothing is shared to purge")
-    publish(vhost.amqp_url, "hello_queue", 2)
+    vhost.close()  # this scenario's turn on the shared vhost given back
+    publish(vhost.amqp_url, "hello_queue", 2)  # left behind by someone between two scenarios
     again = ScenarioVhost.open(broker, "again", ("hello_queue",))
     try:
         assert again.ready("hello_queue") == 0
     finally:
         again.close()
+
+
+def test_scenarios_on_a_shared_vhost_take_turns_across_connections(broker):
+    """Two turns on one vhost: the second waits for the first, and says why when it gives up."""
+    url = broker.endpoint.amqp_url(broker.endpoint.vhost)
+    queue = f"harness.turn.test-{uuid.uuid4().hex[:8]}"  # not the real turn: another run may hold that
+    first = SharedVhostTurn(url, "shared")
+    first.QUEUE = queue
+    second = SharedVhostTurn(url, "shared")
+    second.QUEUE = queue
+    first.take(timeout=5)
+    try:
+        with pytest.raises(HarnessError, match="turn on vhost 'shared', which another harness run"):
+            second.take(timeout=0.6)
+    finally:
+        first.give_back()
+    second.take(timeout=5)  # the broker dropped the first turn's queue with its connection
+    second.give_back()

@@ -120,7 +120,7 @@ class UrlBroker(Broker):
             )
         self.management_problem = (
             f"no management API answers at {url}: scenarios share vhost {e.vhost!r} (its queues are purged before "
-            "and after each scenario, so two runs must not use it at once) and unacknowledged counts are known "
+            "and after each scenario, and scenarios of concurrent runs take turns on it) and unacknowledged counts are known "
             "only for queues without consumers; enable the management plugin or pass --harness-management-url for a "
             "fresh vhost per scenario"
         )
