@@ -120,8 +120,8 @@ class UrlBroker(Broker):
             )
         self.management_problem = (
             f"no management API answers at {url}: scenarios share vhost {e.vhost!r} (its queues are purged before "
-            "and after each scenario, and scenarios of concurrent runs take turns on it) and unacknowledged counts are known "
-            "only for queues without consumers; enable the management plugin or pass --harness-management-url for a "
-            "fresh vhost per scenario"
+            "and after each scenario, and scenarios of concurrent runs take turns on it) and unacknowledged "
+            "counts are known only for queues without consumers; enable the management plugin or pass "
+            "--harness-management-url for a fresh vhost per scenario"
         )
         return e
