@@ -104,6 +104,13 @@ def broker(broker_options: BrokerOptions, pytestconfig: pytest.Config) -> Iterat
     except BaseException:  # the one sentence, or Ctrl-C during the boot: stop what was started
         instance.close()
         raise
+    try:
+        attempt(lambda: instance.check_version(broker_options.rabbitmq_version))
+        if instance.owned:
+            notice(pytestconfig, f"harness: RabbitMQ {instance.server_version()} ({instance.kind} broker)")
+    except BaseException:
+        instance.close()
+        raise
     problem = getattr(instance, "management_problem", None)
     if problem:
         notice(pytestconfig, f"harness: {problem}", yellow=True)

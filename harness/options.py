@@ -69,6 +69,14 @@ OPTIONS = (
         "rabbitmq-server script for the local provider (default: the one on PATH)",
         env="HARNESS_RABBITMQ_SERVER",
     ),
+    Option(
+        "harness_rabbitmq_version",
+        "RabbitMQ major version of the broker the harness starts (local, docker): 3 (default) or 4 "
+        "(local: a Debian 13 root made by scripts/build-rabbitmq-root; docker: scripts/build-rabbitmq-image 4)",
+        "3",
+        "HARNESS_RABBITMQ_VERSION",
+        choices=("3", "4"),
+    ),
     Option("harness_rabbitmq_port", "AMQP port of the local node (default: a free one)", convert=int),
     Option(
         "harness_rabbitmq_image",
@@ -199,7 +207,7 @@ def get(config: pytest.Config, name: str) -> Any:
 BROKER_OPTIONS = (
     "harness_broker", "harness_broker_url", "harness_management_url", "harness_rabbitmq_server",
     "harness_rabbitmq_port", "harness_rabbitmq_image", "harness_docker_network", "harness_docker_ryuk",
-    "harness_boot_timeout",
+    "harness_boot_timeout", "harness_rabbitmq_version",
 )  # fmt: skip
 
 
@@ -216,6 +224,7 @@ def broker_options_with(value: Callable[[str], Any], work_root: str | None = Non
         docker_network=value("harness_docker_network"),
         docker_ryuk=value("harness_docker_ryuk"),
         boot_timeout=value("harness_boot_timeout"),
+        rabbitmq_version=value("harness_rabbitmq_version") or "3",
     )
 
 

@@ -82,6 +82,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.scenario)
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """The RabbitMQ version asked for (the one that ran is said once the broker answers, and in the report)."""
+    return f"harness: RabbitMQ version {options.get(config, 'harness_rabbitmq_version')} (--harness-rabbitmq-version)"
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Say which broker the scenarios will use, once, and only if any scenario was collected."""
     if not any(is_scenario(item) for item in session.items) or hasattr(session.config, "workerinput"):

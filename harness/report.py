@@ -63,7 +63,17 @@ def scenario_record(item: pytest.Item, report: pytest.TestReport, stack: AppStac
         "sends": {i: {"at": send.at, "ok": send.ok, "error": send.error} for i, send in verdict.sends.items()},
         "fate_of": fate_of,
         "ended": time.time(),
+        "rabbitmq": broker_version(item),
     }
+
+
+def broker_version(item: pytest.Item) -> str | None:
+    """The RabbitMQ version the scenario ran on (None if the broker could not say)."""
+    broker = getattr(item, "funcargs", {}).get("broker")
+    try:
+        return broker.server_version() if broker is not None else None
+    except Exception:  # a broker that stopped answering: the scenario's outcome matters more
+        return None
 
 
 def _markup(text: str) -> str:
@@ -264,7 +274,9 @@ class ReportPlugin:
             for r, _ in records
         )
         page = PAGE.format(
-            summary=f"{len(records)} scenarios, {passed} passed; run started {self.started}.",
+            summary=f"{len(records)} scenarios, {passed} passed; run started {self.started}"
+            + "".join(sorted({f"; RabbitMQ {r['rabbitmq']}" for r, _ in records if r.get("rabbitmq")}))
+            + ".",
             toc=toc,
             extra="".join(self.extra_sections),
             sections="".join(section(record, name) for record, name in records),

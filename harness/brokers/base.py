@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from harness.errors import HarnessError
 from harness.faults import BrokerFrozen, BrokerReconfigured, BrokerResumed, BrokerStarted, BrokerStopped, FaultBus
 from harness.management import ManagementAPI
 
@@ -82,6 +83,36 @@ class Broker(ABC):
         if url is None:
             return None
         return ManagementAPI(url, self.endpoint.user, self.endpoint.password)
+
+    def server_version(self) -> str:
+        """The RabbitMQ version the broker says it runs (the management API, else AMQP's server properties),
+        read once: scenarios whose outcome depends on it assert per version, and reports say which ran."""
+        known = self.__dict__.get("_server_version")
+        if known is None:
+            management = self.management
+            if management is not None:
+                known = str(management.overview()["rabbitmq_version"])
+            else:
+                from kombu import Connection
+
+                with Connection(self.endpoint.amqp_url(), connect_timeout=10) as connection:
+                    connection.connect()
+                    known = str(connection.connection.server_properties.get("version", "unknown"))
+            self.__dict__["_server_version"] = known
+        return known
+
+    def check_version(self, asked: str | None) -> None:
+        """A broker the harness started must run the major version asked for (an image named by an
+        environment variable may hold another one): a wrong one is refused with what to change."""
+        if not self.owned or not asked:
+            return
+        running = self.server_version()
+        if running.split(".")[0] != asked:
+            raise HarnessError(
+                f"the {self.kind} broker runs RabbitMQ {running}, but --harness-rabbitmq-version {asked} was asked "
+                "for; name a RabbitMQ " + asked + " image with --harness-rabbitmq-image (scripts/build-rabbitmq-image "
+                f"{asked} builds harness-rabbitmq:{asked}-management-local) or ask for version {running.split('.')[0]}"
+            )
 
     def describe(self) -> str:
         mode = "management API" if self.endpoint.management_url else "AMQP only"

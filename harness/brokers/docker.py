@@ -27,6 +27,9 @@ from harness.ports import free_ports
 from harness.waiting import WaitTimeout, eventually
 
 DEFAULT_IMAGE = "rabbitmq:3.13.7-management"
+# --harness-rabbitmq-version -> the image used when none is named (4: built from Debian 13's packages by
+# scripts/build-rabbitmq-image 4, the same root the local provider runs).
+DEFAULT_IMAGES = {"3": DEFAULT_IMAGE, "4": "harness-rabbitmq:4-management-local"}
 NETWORKS = ("bridge", "host")
 LABEL = "io.github.celery-failure-harness"
 LABEL_PID = f"{LABEL}.pid"
@@ -151,7 +154,8 @@ class DockerBroker(Broker):
 
     @classmethod
     def from_options(cls, options) -> DockerBroker:
-        return cls(options.image, options.docker_network, options.boot_timeout, options.docker_ryuk)
+        image = options.image or DEFAULT_IMAGES.get(options.rabbitmq_version, DEFAULT_IMAGE)
+        return cls(image, options.docker_network, options.boot_timeout, options.docker_ryuk)
 
     @classmethod
     def available(cls, options) -> bool:
@@ -161,7 +165,7 @@ class DockerBroker(Broker):
         except HarnessError:
             return False
         try:
-            client.images.get(options.image or DEFAULT_IMAGE)
+            client.images.get(options.image or DEFAULT_IMAGES.get(options.rabbitmq_version, DEFAULT_IMAGE))
         except Exception:  # ImageNotFound, or an engine that stopped answering
             return False
         finally:

@@ -1,5 +1,9 @@
 """The ``local`` provider: a private RabbitMQ node, started from the ``rabbitmq-server`` on PATH.
 
+``--harness-rabbitmq-version 4`` runs RabbitMQ 4 the same way without Docker: from a Debian 13 root
+(``scripts/build-rabbitmq-root``), with chroot, in a mount namespace of its own where ``/proc`` and
+``/etc/hosts`` are mounted (so the mounts end with the node's processes, even when they are killed).
+
 The node lives in its own temporary directory with its own config, cookie (HOME), node name and
 free ports, so it never collides with a system broker, and the whole directory goes at the end.
 mirakuru starts it in its own session and waits until both the AMQP listener and the management
@@ -60,6 +64,43 @@ def find_server(given: str | None) -> Path:
     return path
 
 
+VERSIONS = ("3", "4")
+ROOT_HINT = "run scripts/build-rabbitmq-root (as root, about 40 s) or name a built root with HARNESS_RABBITMQ_4_ROOT"
+# Inside the root: Debian's real script (its /usr/sbin one su's to the rabbitmq user).
+ROOT_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+
+def rabbitmq_4_root() -> Path:
+    """Where scripts/build-rabbitmq-root puts the Debian 13 root (``HARNESS_RABBITMQ_4_ROOT`` overrides)."""
+    given = os.environ.get("HARNESS_RABBITMQ_4_ROOT")
+    if given:
+        return Path(given)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "celery-failure-harness" / "rabbitmq-4-root"
+
+
+def find_root(version: str) -> Path:
+    """The built root for ``version`` (only 4 has one), or HarnessError saying how to build it."""
+    if version not in VERSIONS:
+        raise HarnessError(f"--harness-rabbitmq-version {version!r} is not one of {', '.join(VERSIONS)}")
+    root = rabbitmq_4_root()
+    if not (root / ".harness-complete").is_file() or not (root / ROOT_SERVER.lstrip("/")).exists():
+        raise HarnessError(f"RabbitMQ {version} needs a Debian 13 root at {root}, which is not built; {ROOT_HINT}")
+    if os.geteuid() != 0:
+        raise HarnessError(
+            "RabbitMQ 4 on the local provider runs in a chroot, which needs root; run as root or use docker"
+        )
+    return root
+
+
+def chrooted(root: Path, argv: list[str]) -> list[str]:
+    """``argv`` run inside ``root``, in a private mount namespace holding its /proc and /etc/hosts: the
+    mounts go when the last process in it ends, so nothing is left mounted on the host. Each step execs
+    the next, so the node's pid stays the command's pid (and its process group's leader)."""
+    script = 'mount -t proc proc "$0/proc" && mount --bind /etc/hosts "$0/etc/hosts" && exec chroot "$0" "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(root), *argv]
+
+
 class RabbitMQNode(TCPExecutor):
     """Ready when the AMQP port accepts connections and the management API answers."""
 
@@ -83,10 +124,15 @@ class LocalBroker(Broker):
 
     @classmethod
     def from_options(cls, options) -> LocalBroker:
-        return cls(options.rabbitmq_server, options.rabbitmq_port, options.boot_timeout, work_root=options.work_root)
+        return cls(
+            options.rabbitmq_server, options.rabbitmq_port, options.boot_timeout, work_root=options.work_root,
+            version=options.rabbitmq_version,
+        )  # fmt: skip
 
     @classmethod
     def available(cls, options) -> bool:
+        if options.rabbitmq_version != "3":
+            return (rabbitmq_4_root() / ".harness-complete").is_file()
         return bool(options.rabbitmq_server or which_server())
 
     def __init__(
@@ -96,8 +142,22 @@ class LocalBroker(Broker):
         boot_timeout: float = 90.0,
         extra_erl_args: str = "",
         work_root: str | None = None,
+        version: str = "3",
     ) -> None:
-        self.server = find_server(server)
+        self.version = version
+        self.root: Path | None = None
+        if version == "3":
+            self.server = find_server(server)
+        else:
+            if server:
+                raise HarnessError(
+                    "--harness-rabbitmq-server names a 3.x script; leave it out with --harness-rabbitmq-version 4"
+                )
+            self.root = find_root(version)
+            self.server = Path(ROOT_SERVER)
+            # The node sees only the root: its directory lives inside it (a 3.x data dir could not be reused anyway).
+            work_root = str(self.root / "var/lib/harness-nodes")
+            Path(work_root).mkdir(parents=True, exist_ok=True)
         self.ctl = self.server.with_name("rabbitmqctl")
         if port is not None:
             require_free(port, "the local RabbitMQ node", "--harness-rabbitmq-port")
@@ -148,8 +208,16 @@ class LocalBroker(Broker):
             )
         )
 
+    def _command(self, argv: list[str]) -> list[str]:
+        return argv if self.root is None else chrooted(self.root, argv)
+
+    @property
+    def node_dir(self) -> Path:
+        """The node's directory as the node sees it (inside the root, for version 4)."""
+        return self.dir if self.root is None else Path("/") / self.dir.relative_to(self.root)
+
     def _environment(self) -> dict[str, str]:
-        d = self.dir
+        d = self.node_dir
         return {
             "HOME": str(d),  # the Erlang cookie goes here, shared with rabbitmqctl
             "RABBITMQ_NODENAME": self.nodename,
@@ -174,7 +242,7 @@ class LocalBroker(Broker):
         """Start the node (again): same directory, data and ports."""
         log = self.log_path.open("ab")
         self._executor = RabbitMQNode(
-            [str(self.server)],
+            self._command([str(self.server)]),
             host="127.0.0.1",
             port=self.port,
             management_url=self.endpoint.management_url,
@@ -229,9 +297,8 @@ class LocalBroker(Broker):
 
     def rabbitmqctl(self, *args: str) -> str:
         env = {**os.environ, **self._environment()}
-        done = subprocess.run(
-            [str(self.ctl), "-n", self.nodename, *args], env=env, capture_output=True, text=True, timeout=60
-        )
+        command = self._command([str(self.ctl), "-n", self.nodename, *args])
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         if done.returncode != 0:
             raise HarnessError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
         return done.stdout

@@ -24,6 +24,7 @@ class BrokerOptions:
     image: str | None = None
     docker_network: str = "bridge"
     docker_ryuk: bool = False
+    rabbitmq_version: str = "3"  # the broker's major version, on the providers the harness owns
 
 
 NO_BROKER = (
