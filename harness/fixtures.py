@@ -122,6 +122,13 @@ def broker(broker_options: BrokerOptions, pytestconfig: pytest.Config) -> Iterat
             notice(pytestconfig, "harness: the warm broker stays up for the next run (python -m harness broker stop)")
 
 
+@pytest.fixture(scope="session")
+def rabbitmq_version(broker: Broker) -> tuple[int, ...]:
+    """The broker's RabbitMQ version as numbers, e.g. ``(4, 0, 5)``: a scenario whose outcome depends on it
+    asserts per version (``if rabbitmq_version >= (4,): ...``) instead of skipping."""
+    return tuple(int(part) for part in re.findall(r"\d+", attempt(broker.server_version))[:3])
+
+
 def introspect(
     celery_app: str, cwd: str, python: str | None = None, workdir: Path | None = None, timeout: float = 30.0,
     env: Mapping[str, str] | None = None,

@@ -33,6 +33,7 @@ MARKERS = (
     "broker_fault: failures of the broker (restarted, unreachable, its timeouts); skipped on a url broker",
     "bad_message: undecodable or unaccepted messages",
     "limits: time limits, retries and broker timeouts",
+    "quorum: quorum queues (RabbitMQ 3.8+; what changes with RabbitMQ 4 and Celery 5.5+)",
 )
 
 

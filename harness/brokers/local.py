@@ -208,7 +208,7 @@ class LocalBroker(Broker):
             )
         )
 
-    def _command(self, argv: list[str]) -> list[str]:
+    def _in_root(self, argv: list[str]) -> list[str]:
         return argv if self.root is None else chrooted(self.root, argv)
 
     @property
@@ -242,7 +242,7 @@ class LocalBroker(Broker):
         """Start the node (again): same directory, data and ports."""
         log = self.log_path.open("ab")
         self._executor = RabbitMQNode(
-            self._command([str(self.server)]),
+            self._in_root([str(self.server)]),
             host="127.0.0.1",
             port=self.port,
             management_url=self.endpoint.management_url,
@@ -297,7 +297,7 @@ class LocalBroker(Broker):
 
     def rabbitmqctl(self, *args: str) -> str:
         env = {**os.environ, **self._environment()}
-        command = self._command([str(self.ctl), "-n", self.nodename, *args])
+        command = self._in_root([str(self.ctl), "-n", self.nodename, *args])
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         if done.returncode != 0:
             raise HarnessError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
