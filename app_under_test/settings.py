@@ -42,7 +42,20 @@ def celery_config() -> dict:
         # How long a click may wait on a broker that is down before the app gives up and says so.
         "broker_connection_timeout": seconds("CELERY_CONNECT_TIMEOUT", 2.0),
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
+        **quorum_topic_queue(),
     }
+
+
+def quorum_topic_queue() -> dict:
+    """With ``HELLO_QUORUM_TOPIC=1``: hello_queue declared as a quorum queue bound to a topic exchange, which
+    Celery's native delayed delivery needs (a queue made from a route gets a direct exchange)."""
+    if not flag("HELLO_QUORUM_TOPIC"):
+        return {}
+    from kombu import Exchange, Queue
+
+    exchange = Exchange(HELLO_QUEUE, type="topic")
+    queue = Queue(HELLO_QUEUE, exchange, routing_key=HELLO_QUEUE, queue_arguments={"x-queue-type": "quorum"})
+    return {"task_queues": [queue], "task_default_queue": HELLO_QUEUE}
 
 
 def worker_app() -> Celery:

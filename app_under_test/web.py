@@ -51,8 +51,10 @@ def hello():
     # The id is chosen before publishing so that a failed publish can still be reported by id.
     task_id = str(uuid.uuid4())
     try:
-        call = make_call(name)
-        celery.send_task(call.task, args=call.args, kwargs=call.kwargs, task_id=task_id)
+        # Knobs of the quorum-queue scenarios: a countdown, and a big argument (HELLO_PADDING_BYTES more bytes).
+        call = make_call(name + "." * int(settings.seconds("HELLO_PADDING_BYTES", 0)))
+        countdown = settings.seconds("HELLO_COUNTDOWN", 0) or None
+        celery.send_task(call.task, args=call.args, kwargs=call.kwargs, task_id=task_id, countdown=countdown)
     except Exception as exc:  # the broker is down or refused us: tell the user, don't hang
         app.logger.error("could not queue say_hello %s: %r", task_id, exc)
         return jsonify(task_id=task_id, queued=False, error=type(exc).__name__), 503

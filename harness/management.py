@@ -112,6 +112,14 @@ class ManagementAPI:
         response.raise_for_status()
         return response.json()
 
+    def queue_bindings(self, vhost: str, queue: str) -> set[tuple[str, str]]:
+        """``queue``'s bindings as (exchange, routing key) pairs (bindings are not readable over AMQP)."""
+        response = self._call("GET", "queues", vhost, queue, "bindings")
+        if response.status_code == 404:
+            return set()
+        response.raise_for_status()
+        return {(binding["source"], binding["routing_key"]) for binding in response.json()}
+
     def queue_stats(self, vhost: str, queue: str) -> QueueStats | None:
         """Counts as the management plugin last sampled them (it lags by its statistics interval)."""
         response = self._call("GET", "queues", vhost, queue)

@@ -6,7 +6,8 @@ Each task id gets exactly one fate, so the counts always add up to every id seen
 - failed: ran to an end once and raised (or was refused by the worker): its work will not be done
   unless something retries it;
 - duplicated: started more often than its retries explain, or succeeded more than once;
-- lost: sent, never ran to an end, not in any queue, and no message is left unacknowledged;
+- lost: sent, never ran to an end, not in any queue, and no message is left unacknowledged (even if it
+  started more than once: every run was cut off, so its work was never done);
 - queued: not run yet, its message is ready in a queue;
 - unsettled: not run to an end and not ready in a queue, but the broker still holds unacknowledged
   messages (or cannot say): it may be in flight, so it is not called lost;
@@ -210,6 +211,11 @@ def fate_of(send: Send | None, history: TaskHistory | None, queued: bool, unacke
     if not send.ok:
         return "recovered" if history.ran else "unsent"
     started, retried = history.count("task-started"), history.count("task-retried")
+    ended = history.count("task-succeeded") + history.count("task-failed")
+    if not ended and not queued and unacked == 0 and started > 1 + retried:
+        # Started again and again, never ran to an end, and its message is gone (a quorum queue's delivery
+        # limit dropped it): the work was never done, which matters more than the repeated starts.
+        return "lost"
     if started > 1 + retried or history.count("task-succeeded") > 1:
         return "duplicated"
     terminal = history.terminal

@@ -238,6 +238,10 @@ class ScenarioVhost:
             what=f"{queue} left {count} ready messages although {why}",
         )  # fmt: skip
 
+    def bindings(self, queue: str) -> set[tuple[str, str]]:
+        """``queue``'s bindings, (exchange, routing key) pairs (empty where no management API can tell)."""
+        return self._management.queue_bindings(self.name, queue) if self._management is not None else set()
+
     def peek_task_ids(self, queue: str, limit: int = 10_000) -> list[str]:
         """Task ids of the ready messages in ``queue``, left in place.
 
