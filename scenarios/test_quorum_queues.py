@@ -119,7 +119,7 @@ def test_broker_restart_keeps_transient_tasks_on_a_quorum_queue_only(
         stack.verdict().assert_counts(lost=10)
 
 
-COUNTDOWN_S = 4.0
+COUNTDOWN_S = 6.0
 
 
 @pytest.mark.worker_fault
@@ -138,7 +138,7 @@ COUNTDOWN_S = 4.0
 def test_countdown_task_on_a_quorum_queue_survives_a_worker_restart_during_its_delay(
     stack, producer, vhost, ledger, request
 ):
-    """A task sent with a 4 s countdown to a quorum queue; the worker restarts during the delay.
+    """A task sent with a 6 s countdown to a quorum queue; the worker restarts during the delay.
 
     What a user sees: the task runs once, not before its time. Where it waits depends on how the queue is
     declared: Celery's native delayed delivery (the ``celery_delayed_*`` exchanges and queues on the broker)
@@ -156,10 +156,10 @@ def test_countdown_task_on_a_quorum_queue_survives_a_worker_restart_during_its_d
                    what="hello_queue bound to celery_delayed_delivery by the worker")  # fmt: skip
     sent = producer.send()
     if topic:  # on the broker, in the delayed queue of its countdown's bits
-        eventually(lambda: delayed_ready(vhost), until=lambda n: n == 1, timeout=COUNTDOWN_S / 2,
+        eventually(lambda: delayed_ready(vhost), until=lambda n: n == 1, timeout=COUNTDOWN_S - 2,
                    what="the countdown task in a celery_delayed_* queue")  # fmt: skip
     else:  # already with the worker, which holds it until its time
-        ledger.wait_received([sent.task_id], timeout=COUNTDOWN_S / 2)
+        ledger.wait_received([sent.task_id], timeout=COUNTDOWN_S - 2)
     stack.restart(WORKER)
     ledger.wait_settled([sent.task_id], timeout=COUNTDOWN_S + 20)
 
@@ -175,3 +175,85 @@ def test_countdown_task_on_a_quorum_queue_survives_a_worker_restart_during_its_d
 def delayed_ready(vhost) -> int:
     """Messages waiting in Celery's native delayed-delivery queues (``celery_delayed_0`` ... ``_27``)."""
     return sum(vhost.depth(q).ready for q in vhost.queue_names() if q.startswith("celery_delayed_"))
+
+
+BIG_BYTES = 17 * 2**20  # above RabbitMQ 4.0's default max_message_size (16 MiB), below 3.x's (128 MiB)
+
+
+@pytest.mark.bad_message
+@pytest.mark.parametrize(
+    "confirms", [pytest.param("confirms", marks=pytest.mark.celery_config(**QUORUM)), "no-confirms"]
+)
+@pytest.mark.parametrize(
+    "stack_spec", [demo(worker_version="tasks_quorum", env={"HELLO_PADDING_BYTES": str(BIG_BYTES)})],
+    indirect=True, ids=["17MiB"],
+)  # fmt: skip
+def test_a_task_above_16_mib_is_refused_by_rabbitmq_4(stack, producer, ledger, rabbitmq_version, confirms):
+    """The web app sends a task with a 17 MiB argument (a document, an image inlined as base64).
+
+    What a user sees on RabbitMQ 4: the broker refuses the message (its ``max_message_size`` is 16 MiB by
+    default, 128 MiB on 3.x). With publisher confirms (``confirm_publish``, which quorum queues want) the
+    publish raises and the page answers 503: the producer knows. Without them (Celery's default) the publish
+    returns, the page says "queued", and the broker closes the channel behind it: the task is lost silently.
+    On RabbitMQ 3 the task runs.
+    """
+    sent = producer.send()
+    if rabbitmq_version < (4,):
+        ledger.wait_settled([sent.task_id], timeout=20)
+        stack.verdict().assert_counts(succeeded=1)
+    elif confirms == "confirms":
+        assert not sent.ok, "the publish failed and the page said so"
+        stack.verdict().assert_counts(unsent=1)
+    else:
+        assert sent.ok, "the page said queued"
+        never(lambda: ledger.history(sent.task_id).count("task-received"), for_=3, what="the big task delivered")
+        stack.verdict().assert_counts(lost=1)
+
+
+def two_workers(**env: str):
+    """worker_a and worker_b, -c 1 each; the task named world-0 works 4 s, the others 0.05 s."""
+    from app_under_test.stack import worker
+
+    workers = (worker("worker_a", "tasks_quorum"), worker("worker_b", "tasks_quorum"))
+    return demo(workers=workers, env={"HELLO_LONG_NAME": "world-0", "HELLO_LONG_SECONDS": "4", **env})
+
+
+PREFETCH_ONE = {**QUORUM, "task_acks_late": True, "worker_prefetch_multiplier": 1}
+
+
+@pytest.mark.parametrize(
+    "lever",
+    [
+        "classic",
+        pytest.param("quorum", marks=pytest.mark.celery_config(**QUORUM)),
+        pytest.param("quorum-acks-late-prefetch-1", marks=pytest.mark.celery_config(**PREFETCH_ONE)),
+    ],
+)
+@pytest.mark.parametrize("stack_spec", [two_workers()], indirect=True, ids=["two-workers"])
+def test_short_tasks_wait_behind_a_long_one_under_prefetch(stack, producer, ledger, lever):
+    """One long task (4 s) and six short ones, on two idle workers (``-c 1``, Celery's default prefetch).
+
+    What a user sees: some short tasks wait 4 s behind the long one although the other worker is idle: the
+    busy worker had prefetched them (Celery acknowledges a task when it starts, so the long task leaves room
+    for four more). Quorum queues change nothing here: Celery turns global QoS off for them (per-consumer
+    prefetch, as kombu does on any queue of RabbitMQ 4), and one worker's prefetch is the same number. The
+    lever is the same for both queue types: ``task_acks_late`` with ``worker_prefetch_multiplier = 1``; then
+    no short task waits behind the long one.
+    """
+    long_id = producer.send(0).task_id
+    ledger.wait_running([long_id], timeout=10)
+    short = [producer.send(n).task_id for n in range(1, 7)]
+    ledger.wait_settled([long_id, *short], timeout=30)
+
+    stack.verdict().assert_counts(succeeded=7)
+    long_run = ledger.history(long_id)
+    busy, long_end = long_run.finished_by, long_run.terminal.timestamp
+    held = [i for i in short if ledger.history(i).finished_by == busy and first(ledger, i, "task-started") >= long_end]
+    if lever.startswith("quorum-acks-late"):
+        assert held == [], "every short task ran on the idle worker"
+    else:
+        assert 1 <= len(held) <= 4, f"{len(held)} short tasks waited for the long one on its worker"
+
+
+def first(ledger, task_id: str, event_type: str) -> float:
+    return next(e.timestamp for e in ledger.history(task_id).events if e.type == event_type)
