@@ -48,6 +48,14 @@ def test_duplicated_when_started_twice_without_a_retry() -> None:
     assert fate("task-started", "task-started", "task-succeeded") == "duplicated"
 
 
+def test_lost_when_started_again_and_again_never_ended_and_its_message_is_gone() -> None:
+    # A quorum queue's delivery limit dropped a task that crashed its worker every time.
+    runs = ("task-received", "task-started", "task-rejected") * 3
+    assert fate("task-sent", *runs) == "lost"
+    assert fate("task-sent", *runs, queued=True) == "duplicated"  # still there: it will start again
+    assert fate("task-sent", *runs, unacked=1) == "duplicated"
+
+
 def test_duplicated_when_it_succeeded_twice() -> None:
     assert fate("task-started", "task-succeeded", "task-succeeded") == "duplicated"
 
