@@ -3,6 +3,8 @@ against classic queues, and between RabbitMQ 3.x and 4.x (run with ``--harness-r
 
 A scenario whose outcome depends on the broker's version asserts per version (``rabbitmq_version``)."""
 
+import dataclasses
+
 import pytest
 
 from app_under_test.stack import HELLO_QUEUE, WORKER, demo
@@ -215,7 +217,8 @@ def two_workers(**env: str):
     from app_under_test.stack import worker
 
     workers = (worker("worker_a", "tasks_quorum"), worker("worker_b", "tasks_quorum"))
-    return demo(workers=workers, env={"HELLO_LONG_NAME": "world-0", "HELLO_LONG_SECONDS": "4", **env})
+    spec = demo(workers=workers, env={"HELLO_LONG_NAME": "world-0", "HELLO_LONG_SECONDS": "4", **env})
+    return dataclasses.replace(spec, ready_timeout=30)  # two workers booting at once on a loaded machine
 
 
 PREFETCH_ONE = {**QUORUM, "task_acks_late": True, "worker_prefetch_multiplier": 1}
