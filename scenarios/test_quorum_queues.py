@@ -7,7 +7,8 @@ import dataclasses
 
 import pytest
 
-from app_under_test.stack import HELLO_QUEUE, WORKER, demo
+from app_under_test.stack import HELLO_QUEUE, WORKER
+from app_under_test.stack import demo as demo_stack
 from harness.waiting import eventually, never
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.quorum]
@@ -21,6 +22,14 @@ QUICK_LOSS = {"worker_lost_wait": 0.2}
 # RabbitMQ 4.0's default delivery-limit for quorum queues (3.x: none): a message returned 20 times (rejected,
 # or its consumer's channel closed) is dropped, so it is delivered 21 times (measured on 4.0.5, x-delivery-count 20).
 DELIVERY_LIMIT_4 = 20
+
+
+def demo(**options):
+    """The demo's stack, its workers given 30 s to say they are online: a worker on quorum queues declares
+    Celery's 28 delayed-delivery queues first (quorum queues too), which on a loaded machine takes seconds."""
+    return dataclasses.replace(demo_stack(**options), ready_timeout=30)
+
+
 POISON = demo(worker_version="tasks_quorum", env={"HELLO_CRASH_POOL": "1"})
 
 
@@ -47,7 +56,7 @@ def test_poison_task_on_a_quorum_queue_is_dropped_after_the_delivery_limit_on_ra
     if rabbitmq_version >= (4,):
         eventually(lambda: deliveries(ledger, task_id), until=lambda n: n > DELIVERY_LIMIT_4, timeout=90,
                    what="the poison task's 21st delivery", progress=str)  # fmt: skip
-        vhost.wait_for_empty(HELLO_QUEUE, timeout=10)
+        vhost.wait_for_empty(HELLO_QUEUE, timeout=30)
         watched = never(lambda: deliveries(ledger, task_id), until=lambda n: n > DELIVERY_LIMIT_4 + 1, for_=3,
                         what="a delivery past the limit")  # fmt: skip
         stack.stop(WORKER)
@@ -94,6 +103,7 @@ def test_worker_killed_with_acks_late_on_a_quorum_queue_reruns_the_task_as_on_cl
 
 @pytest.mark.broker_fault
 @by_queue_type(pytest.mark.celery_config(task_default_delivery_mode="transient"))
+@pytest.mark.parametrize("stack_spec", [demo()], indirect=True, ids=["demo"])
 def test_broker_restart_keeps_transient_tasks_on_a_quorum_queue_only(
     owned_broker, stack, producer, vhost, ledger, queue_type
 ):
@@ -217,8 +227,7 @@ def two_workers(**env: str):
     from app_under_test.stack import worker
 
     workers = (worker("worker_a", "tasks_quorum"), worker("worker_b", "tasks_quorum"))
-    spec = demo(workers=workers, env={"HELLO_LONG_NAME": "world-0", "HELLO_LONG_SECONDS": "4", **env})
-    return dataclasses.replace(spec, ready_timeout=30)  # two workers booting at once on a loaded machine
+    return demo(workers=workers, env={"HELLO_LONG_NAME": "world-0", "HELLO_LONG_SECONDS": "4", **env})
 
 
 PREFETCH_ONE = {**QUORUM, "task_acks_late": True, "worker_prefetch_multiplier": 1}
