@@ -38,6 +38,10 @@ def record(report: Path) -> dict:
             versions.add(data["rabbitmq"])
         fates = {fate: n for fate, n in data["fates"].items() if n}
         scenarios[data["nodeid"]] = {"outcome": data["outcome"], "fates": fates}
+    # Scenarios that never reached their body (a setup error, a skip) leave no report data: the JUnit XML
+    # of the run, when there is one, says what became of them.
+    for nodeid, outcome in junit_outcomes(report / "junit.xml").items():
+        scenarios.setdefault(nodeid, {"outcome": outcome, "fates": {}})
     if len(versions) != 1:
         raise SystemExit(f"matrix: {report} holds runs of RabbitMQ {sorted(versions) or 'unknown'}: one version a run")
     return {
@@ -46,6 +50,21 @@ def record(report: Path) -> dict:
         "kombu": _version("kombu"),
         "scenarios": scenarios,
     }
+
+
+def junit_outcomes(path: Path) -> dict[str, str]:
+    """nodeid -> error / failed / skipped, for the test cases of a JUnit XML file that did not pass."""
+    if not path.exists():
+        return {}
+    import xml.etree.ElementTree as ElementTree
+
+    outcomes = {}
+    for case in ElementTree.parse(path).iter("testcase"):
+        kinds = [child.tag for child in case if child.tag in ("error", "failure", "skipped")]
+        if kinds:
+            module = case.get("classname", "").replace(".", "/") + ".py"
+            outcomes[f"{module}::{case.get('name')}"] = {"failure": "failed"}.get(kinds[0], kinds[0])
+    return outcomes
 
 
 def _version(package: str) -> str:
@@ -70,7 +89,7 @@ def load(root: Path) -> list[dict]:
 def cell(entry: dict | None) -> str:
     if entry is None:
         return "not run"
-    fates = ", ".join(f"{entry['fates'][f]} {f}" for f in FATES if entry["fates"].get(f)) or "no task"
+    fates = ", ".join(f"{entry['fates'][f]} {f}" for f in FATES if entry["fates"].get(f)) or "no task seen"
     return fates if entry["outcome"] == "passed" else f"**{entry['outcome']}**: {fates}"
 
 
@@ -138,7 +157,7 @@ def run_catalogue(version: str, pytest_args: list[str], root: Path) -> Path:
     """The catalogue on one version, through pytest; returns the report folder (kept for the record)."""
     report = Path(tempfile.mkdtemp(prefix=f"harness-matrix-{version}-"))
     command = [sys.executable, "-m", "pytest", *CATALOGUE_ARGS, "--harness-rabbitmq-version", version,
-               f"--harness-report={report}", *pytest_args]  # fmt: skip
+               f"--harness-report={report}", f"--junitxml={report / 'junit.xml'}", *pytest_args]  # fmt: skip
     print("matrix:", " ".join(command), flush=True)
     subprocess.run(command, cwd=root, check=False)  # failed scenarios are recorded as such
     return report

@@ -49,3 +49,15 @@ def test_the_committed_matrix_comes_from_runs_of_rabbitmq_3_and_4_and_is_current
     majors = sorted(run["rabbitmq"].split(".")[0] for run in matrix.load(ROOT))
     assert majors == ["3", "4"], f"docs/matrix/ records runs of RabbitMQ {majors}"
     assert matrix.write(ROOT, check=True) == [], "run python -m harness.matrix"
+
+
+def test_a_scenario_that_errored_before_its_body_is_recorded_from_the_junit_xml(tmp_path: Path) -> None:
+    folder = report(tmp_path, "4.0.5", {"scenarios/test_a.py::test_ran": ("passed", {"succeeded": 1})})
+    (folder / "junit.xml").write_text(
+        '<testsuites><testsuite><testcase classname="scenarios.test_a" name="test_ran"/>'
+        '<testcase classname="scenarios.test_a" name="test_broke[x]"><error message="boom"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    run = matrix.record(folder)
+    assert run["scenarios"]["scenarios/test_a.py::test_broke[x]"] == {"outcome": "error", "fates": {}}
+    assert matrix.cell(run["scenarios"]["scenarios/test_a.py::test_broke[x]"]) == "**error**: no task seen"
