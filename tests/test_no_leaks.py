@@ -134,8 +134,14 @@ class Provider:
         return programs if self.containers is not None else ("broker node", *programs)
 
 
-@pytest.fixture(params=["local", "docker"])
+@pytest.fixture(params=["local", "docker", "local-rabbitmq-4"])
 def provider(request: pytest.FixtureRequest) -> Provider:
+    if request.param == "local-rabbitmq-4":  # its node in a chroot, in a mount namespace of its own
+        from harness.brokers.local import rabbitmq_4_root
+
+        if not (rabbitmq_4_root() / ".harness-complete").is_file() or os.geteuid() != 0:
+            pytest.skip("RabbitMQ 4 needs root and the root scripts/build-rabbitmq-root makes")
+        return Provider(("--harness-broker", "local", "--harness-rabbitmq-version", "4"))
     if request.param == "docker":
         setup: DockerSetup = request.getfixturevalue("docker_setup")
         return Provider(setup.args(), request.getfixturevalue("run_containers"))
