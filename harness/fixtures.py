@@ -36,7 +36,7 @@ from harness.brokers.select import BrokerOptions, make_broker
 from harness.errors import HarnessError
 from harness.ledger import Ledger
 from harness.options import broker_options_from
-from harness.producers import Sender
+from harness.sent import Sender
 from harness.spec import StackSpec, WebSpec, WorkerSpec
 from harness.stack import AppStack, harness_module
 from harness.terminal import notice

@@ -33,8 +33,8 @@ from harness.faults import (
 )
 from harness.ledger import Ledger
 from harness.ports import free_ports
-from harness.producers import Sender
 from harness.redeploy import deploy
+from harness.sent import Sender
 from harness.spec import StackSpec, WebSpec, WorkerSpec
 from harness.supervisor import STOPPED_STATES, Program, Supervisor
 from harness.timeline import Timeline

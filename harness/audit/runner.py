@@ -22,7 +22,7 @@ from harness.audit.failures import BY_KEY, facts
 from harness.audit.plan import AuditPlan
 from harness.audit.results import AuditRecorder, Row, lever_dict
 from harness.ledger import Ledger
-from harness.producers import Sent
+from harness.sent import Sent
 from harness.stack import AppStack
 from harness.supervisor import STOPPED_STATES
 from harness.verdict import FATES, TaskHistory, Verdict
