@@ -44,6 +44,7 @@ from harness.timeline import DepthSampler, Timeline
 from harness.vhost import ScenarioVhost
 from harness.waiting import progress_shown
 from harness.web import WebClient
+from harness.xdist_root import workers_root
 
 T = TypeVar("T")
 # A URL no broker answers at: apps that insist on a broker URL at import get one while being read.
@@ -79,9 +80,9 @@ def opened(open_: Callable[[], T]) -> Iterator[T]:
 
 
 @pytest.fixture(scope="session")
-def harness_workdir() -> Iterator[Path]:
+def harness_workdir(pytestconfig: pytest.Config) -> Iterator[Path]:
     """One temporary directory for the run (broker node, supervisord configs, logs); removed after."""
-    path = Path(tempfile.mkdtemp(prefix="harness-"))
+    path = Path(tempfile.mkdtemp(prefix="harness-", dir=workers_root(pytestconfig)))
     try:
         yield path
     finally:

@@ -22,6 +22,7 @@ from harness.report import ReportPlugin
 from harness.stack import AppStack
 from harness.terminal import TerminalProgress, notice
 from harness.waiting import WaitTimeout, set_progress_sink
+from harness.xdist_root import WorkersRoot
 
 pytest_plugins = ["harness.fixtures", "harness.deploy.fixtures"]
 
@@ -60,6 +61,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ReportPlugin(path, run_id, writes_page=worker is None), "harness-report")
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(AuditRecorder(audit_json_path(config)), "harness-audit")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(WorkersRoot(), "harness-workers-root")
 
 
 def audit_json_path(config: pytest.Config) -> Path:

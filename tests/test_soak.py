@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.soak import RunResult, processes_of, read_junit, table
+from harness.processes import processes_of
+from harness.soak import RunResult, read_junit, table
 
 JUNIT = """<?xml version="1.0"?>
 <testsuites><testsuite>
