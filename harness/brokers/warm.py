@@ -56,6 +56,12 @@ class WarmBroker(LocalBroker):
 
     @classmethod
     def from_options(cls, options) -> WarmBroker:
+        if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+            # One node for every worker: a scenario that restarts or freezes it would hit its neighbours.
+            raise HarnessError(
+                "the warm broker is one node, shared: run without -n (it is for the one-scenario edit-run loop), "
+                "or use --harness-broker local for parallel runs (a node per xdist worker)"
+            )
         found = cls.found()
         if found is not None:
             return found
