@@ -342,6 +342,9 @@ def stack(
     """The app under supervisord, every program ready, the producer bound."""
     if app_info is not None and app_info.error is not None:  # the app does not import: say why at once
         harness_error(app_info.error)
+    ready_timeout = options.get(pytestconfig, "harness_ready_timeout")
+    if stack_spec.ready_timeout is None and ready_timeout is not None:
+        stack_spec = stack_spec.replace(ready_timeout=ready_timeout)
     app = attempt(
         lambda: AppStack(
             stack_spec, vhost, ledger, scenario_dir, timeline, celery_config, cwd=str(pytestconfig.rootpath)

@@ -43,6 +43,10 @@ from harness.vhost import ScenarioVhost
 from harness.waiting import WaitTimeout, eventually
 from harness.web import WebClient
 
+# A worker is online in about 1 s on an idle machine, several on a loaded one (15 s seen at load 20 on 2
+# cores); a program that exits while starting is reported at once, so only a hanging one waits this long.
+DEFAULT_READY_TIMEOUT_S = 15.0
+
 # "ModuleNotFoundError: No module named 'x'", "HarnessLaunchError: ...": the line that says why.
 _ERROR_LINE = re.compile(r"^(\w[\w.]*(Error|Exception)\b|Error:)")
 LAUNCHER_FILES = ("launcher.py", "journal.py", "introspect.py", "probe.py")
@@ -203,15 +207,20 @@ class AppStack:
 
         try:
             eventually(
-                still_pending, until=lambda left: not left, timeout=self.spec.ready_timeout,
+                still_pending, until=lambda left: not left, timeout=self.ready_timeout,
                 what="programs to be ready", progress=lambda left: f"waiting on {', '.join(sorted(left))}",
             )  # fmt: skip
         except WaitTimeout:
             details = "; ".join(f"{name}: {self._not_ready_reason(name)}" for name in sorted(pending))
             raise HarnessError(
-                f"{', '.join(sorted(pending))} did not become ready within {self.spec.ready_timeout:.0f}s ({details}); "
-                "an app that needs longer to start: StackSpec(ready_timeout=...)"
+                f"{', '.join(sorted(pending))} did not become ready within {self.ready_timeout:.0f}s ({details}); "
+                "an app (or a machine) that needs longer: --harness-ready-timeout SECONDS, or "
+                "StackSpec(ready_timeout=...)"
             ) from None
+
+    @property
+    def ready_timeout(self) -> float:
+        return self.spec.ready_timeout if self.spec.ready_timeout is not None else DEFAULT_READY_TIMEOUT_S
 
     def _not_ready_reason(self, name: str) -> str:
         if name in self.workers:
