@@ -46,6 +46,8 @@ from harness.web import WebClient
 # A worker is online in about 1 s on an idle machine, several on a loaded one (15 s seen at load 20 on 2
 # cores); a program that exits while starting is reported at once, so only a hanging one waits this long.
 DEFAULT_READY_TIMEOUT_S = 15.0
+# A web app that answers its ready path with 5xx this long is not slow to start: it is failing.
+WEB_ERRING_S = 5.0
 
 # "ModuleNotFoundError: No module named 'x'", "HarnessLaunchError: ...": the line that says why.
 _ERROR_LINE = re.compile(r"^(\w[\w.]*(Error|Exception)\b|Error:)")
@@ -248,7 +250,18 @@ class AppStack:
             )
         if name in self.workers:
             return self.ledger.worker_online_since(self.workers[name].nodename, since)
-        return self.web is not None and self.web.ready(self.spec.web.ready_path if self.spec.web else None)
+        path = self.spec.web.ready_path if self.spec.web else None
+        if self.web is None:
+            return False
+        if self.web.ready(path):
+            return True
+        if self.web.erring_since is not None and time.monotonic() - self.web.erring_since > WEB_ERRING_S:
+            # Up and answering, with an error: that is the app's answer, not a slow start.
+            raise HarnessError(
+                f"{name} answers GET {path} with {self.web.last_error_status} (for {WEB_ERRING_S:.0f}s): "
+                f"{self._stderr_gist(name) or 'its stderr is empty'} - fix the app, or its ready_path"
+            )
+        return False
 
     # -- the operator's controls -------------------------------------------------------------
     def _record(self, fault: Fault) -> None:
