@@ -46,6 +46,8 @@ from harness.web import WebClient
 # A worker is online in about 1 s on an idle machine, several on a loaded one (15 s seen at load 20 on 2
 # cores); a program that exits while starting is reported at once, so only a hanging one waits this long.
 DEFAULT_READY_TIMEOUT_S = 15.0
+# How long the verdict keeps trying to read the queues (a broker that was just restarted may not answer yet).
+VERDICT_READ_S = 30.0
 # A web app that answers its ready path with 5xx this long is not slow to start: it is failing.
 WEB_ERRING_S = 5.0
 
@@ -351,14 +353,25 @@ class AppStack:
 
     # -- observation -------------------------------------------------------------------------
     def verdict(self) -> Verdict:
-        """The fate of every task sent so far; every queue of the vhost is read for tasks still waiting."""
-        queued: dict[str, str] = {}
-        unacked: int | None = 0
-        for queue in self.vhost.queue_names():
-            depth = self.vhost.depth(queue)
-            if depth.ready:
-                queued.update(dict.fromkeys(self.vhost.peek_task_ids(queue), queue))
-            unacked = None if unacked is None or depth.unacked is None else unacked + depth.unacked
+        """The fate of every task sent so far; every queue of the vhost is read for tasks still waiting.
+
+        A reading that fails (the harness's connection died with a restarted broker) is made again on a
+        fresh connection, for a while: the broker may still be coming back."""
+
+        def read() -> tuple[dict[str, str], int | None]:
+            queued: dict[str, str] = {}
+            unacked: int | None = 0
+            for queue in self.vhost.queue_names():
+                depth = self.vhost.depth(queue)
+                if depth.ready:
+                    queued.update(dict.fromkeys(self.vhost.peek_task_ids(queue), queue))
+                unacked = None if unacked is None or depth.unacked is None else unacked + depth.unacked
+            return queued, unacked
+
+        queued, unacked = eventually(
+            read, until=lambda _: True, timeout=VERDICT_READ_S,
+            what="the vhost's queues to be read for the verdict (is the broker up?)",
+        )  # fmt: skip
         return self.ledger.verdict(queued, unacked)
 
     def logs(self) -> dict[str, str]:

@@ -212,11 +212,13 @@ def fate_of(send: Send | None, history: TaskHistory | None, queued: bool, unacke
     started, retried = history.count("task-started"), history.count("task-retried")
     if started > 1 + retried or history.count("task-succeeded") > 1:
         return "duplicated"
+    if queued:
+        # Even after a run that ended: its message is back (an acks_late run whose ack never reached the
+        # broker), so the task will run again. Calling it succeeded now would be wrong soon.
+        return "queued"
     terminal = history.terminal
     if terminal is not None:
         return "succeeded" if terminal.type == "task-succeeded" else "failed"
-    if queued:
-        return "queued"
     if unacked is None or unacked > 0:
         return "unsettled"
     return "lost"
