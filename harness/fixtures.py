@@ -290,12 +290,18 @@ def load_stack(path: str) -> StackSpec:
 
 
 def spec_from(stack: str | None, celery_app: str | None, web_app: str | None, rootpath: Path) -> StackSpec:
-    """``stack`` (``--harness-stack``) if given, imported from ``rootpath``; else the stack from ``--celery-app``
-    / ``--web-app``: one worker, and the web app if one is named."""
+    """``stack`` (``--harness-stack``) if given, imported from ``rootpath``, with the apps ``--celery-app`` /
+    ``--web-app`` name in place of its own (an app named is never ignored); else the stack from those two: one
+    worker, and the web app if one is named."""
     if stack:
         if str(rootpath) not in sys.path:
             sys.path.insert(0, str(rootpath))
-        return load_stack(stack)
+        spec = load_stack(stack)
+        if celery_app and celery_app != spec.celery_app:
+            spec = spec.replace(celery_app=celery_app)
+        if web_app and (spec.web is None or web_app != spec.web.app):
+            spec = spec.replace(web=spec.web.replace(app=web_app) if spec.web else WebSpec(app=web_app))
+        return spec
     return StackSpec(celery_app=celery_app, web=WebSpec(app=web_app) if web_app else None, workers=(WorkerSpec(),))
 
 

@@ -254,10 +254,20 @@ class Ledger:
 
         def pending() -> list[str]:
             wanted = list(self.sent_ids if given is None else given)
-            if children:
-                wanted += self.child_ids()
             histories = self.histories()
-            return [i for i in wanted if i not in histories or histories[i].terminal is None]
+            left = [i for i in wanted if i not in histories or histories[i].terminal is None]
+            if children:
+                left += [i for i in self.child_ids() if histories[i].terminal is None and not unsent(i, histories)]
+            return left
+
+        def unsent(child: str, histories: dict) -> bool:
+            """Its publish raised (say, the broker was down): it will never run, so it is settled (``unsent``).
+            Known once the task that sent it has ended without the publish having returned."""
+            history = histories[child]
+            if history.count("task-published") or "events" in history.sent_by_a_task.witnesses:
+                return False
+            parent = histories.get(history.sent_by_a_task.fields.get("parent_id"))
+            return parent is not None and parent.terminal is not None
 
         def describe(left: list[str]) -> str:
             histories = self.histories()
