@@ -8,6 +8,8 @@ probed unless a scenario is collected.
 
 from __future__ import annotations
 
+import signal
+import threading
 import uuid
 from pathlib import Path
 
@@ -41,8 +43,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_options(parser)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.hookimpl(trylast=True)  # after the terminal reporter exists
 def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (a CI runner cancelling a job, `kill`) ends pytest with no teardown at all: make it a Ctrl-C,
+    # whose teardown stops brokers and programs and removes their folders.
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     reporter = config.pluginmanager.get_plugin("terminalreporter")

@@ -353,9 +353,13 @@ def test_a_finished_run_leaves_no_process_and_no_temporary_directory(
     assert_nothing_left(run)
 
 
-@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+@pytest.mark.parametrize(
+    ("workers", "signum"),
+    [((), signal.SIGINT), (("-n", "2"), signal.SIGINT), ((), signal.SIGTERM)],
+    ids=["serial", "xdist", "sigterm"],
+)
 def test_a_run_interrupted_with_ctrl_c_leaves_no_process_and_no_temporary_directory(
-    run: Run, workers: tuple[str, ...]
+    run: Run, workers: tuple[str, ...], signum: int
 ) -> None:
     """Under xdist the Ctrl-C reaches the controller only; it stops its workers, killing any whose teardown
     has not ended within seconds: what they started must go anyway."""
@@ -382,7 +386,7 @@ def test_a_run_interrupted_with_ctrl_c_leaves_no_process_and_no_temporary_direct
     if run.provider.containers is not None:
         assert run.containers(), "no container of the run seen before Ctrl-C"
 
-    os.kill(process.pid, signal.SIGINT)  # Ctrl-C, to pytest's pid only
+    os.kill(process.pid, signum)  # Ctrl-C (or a CI runner's SIGTERM), to pytest's pid only
     code = run.wait(INTERRUPT_EXIT_TIMEOUT_S)
 
     assert code == EXIT_INTERRUPTED, (
