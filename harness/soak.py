@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,8 @@ import time
 import xml.etree.ElementTree as ElementTree
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import psutil
 
 from harness.processes import processes_of
 
@@ -93,8 +96,15 @@ def harness_network_leftovers() -> list[str]:
         found += [f"netns {line.split()[0]}" for line in done.stdout.splitlines() if "harness" in line]
     if shutil.which("iptables"):
         done = subprocess.run(["iptables", "-S"], capture_output=True, text=True)
-        found += [f"iptables {line}" for line in done.stdout.splitlines() if "harness" in line]
+        found += [f"iptables {line}" for line in done.stdout.splitlines() if "harness" in line and orphaned(line)]
     return found
+
+
+def orphaned(rule: str) -> bool:
+    """A rule whose comment names its owner's pid (``celery-failure-harness pid=N``) is a leftover only once
+    that owner is gone: a live owner is another run at work (runs in parallel share the machine's rules)."""
+    owner = re.search(r"pid=(\d+)", rule)
+    return owner is None or not psutil.pid_exists(int(owner[1]))
 
 
 def leftovers(tmpdir: Path, pid: int, network_before: set[str]) -> list[str]:
