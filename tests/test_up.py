@@ -307,3 +307,12 @@ def test_env_reaches_every_program_over_the_stacks_own_values() -> None:
     spec = with_env(demo(), {"HELLO_PRODUCER": "v2", "HELLO_WORK_SECONDS": "2"})
     assert spec.web.env["HELLO_PRODUCER"] == "v2" and spec.env["HELLO_WORK_SECONDS"] == "2"
     assert all(w.env["HELLO_WORK_SECONDS"] == "2" for w in spec.workers)
+
+
+def test_down_with_nothing_up_says_so_and_succeeds(tmp_path: Path) -> None:
+    """A CI job's "always tear down" step runs down whether or not a stack came up."""
+    state = tmp_path / "none.json"
+    env = {**os.environ, "HARNESS_STATE": str(state)}
+    done = subprocess.run(command_argv(DOWN), cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "nothing is up here" in done.stdout and not state.exists()
