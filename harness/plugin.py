@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness import options
-from harness.audit.results import AuditRecorder
+from harness.audit.results import FOLDER as AUDIT_FOLDER
+from harness.audit.results import AuditRecorder, is_audit_run
 from harness.brokers.select import AUTO_REASONS, choose_kind
 from harness.errors import HarnessError
 from harness.keep import KeepOnFailure
@@ -61,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
         set_progress_sink(TerminalProgress(config))
     if options.get(config, "keep_on_failure") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(KeepOnFailure(config), "harness-keep-on-failure")
-    folder = options.get(config, "harness_report")
+    folder = report_folder(config)
     if folder and not options.get(config, "harness_no_report"):
         path = Path(folder)
         if not path.is_absolute():
@@ -75,9 +76,18 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(WorkersRoot(), "harness-workers-root")
 
 
+def report_folder(config: pytest.Config) -> str:
+    """The run report's folder: ``--harness-report`` as given, else the configured one (``harness-report``
+    by default), with the audit's report in its ``audit`` subfolder so that it leaves the scenarios' be."""
+    folder = options.get(config, "harness_report")
+    if folder and config.getoption("harness_report", default=None) is None and is_audit_run(config):
+        return str(Path(folder) / AUDIT_FOLDER)
+    return folder
+
+
 def audit_json_path(config: pytest.Config) -> Path:
     """``--audit-json``, else ``audit.json`` in the report folder; relative to the rootdir."""
-    path = Path(options.get(config, "audit_json") or Path(options.get(config, "harness_report")) / "audit.json")
+    path = Path(options.get(config, "audit_json") or Path(report_folder(config)) / "audit.json")
     return path if path.is_absolute() else config.rootpath / path
 
 

@@ -71,6 +71,7 @@ class StackState:
     web_ready_path: str | None = None
     ready_timeout: float = 7.0
     queues: list[str] = field(default_factory=list)  # the app's declared queues (used without a management API)
+    routed_queues: list[str] = field(default_factory=list)  # the queues its tasks go to: each needs a consumer
     deploys: dict[str, list[str]] = field(default_factory=dict)
     # For cleaning up after an owner that died without doing it (``harness down``).
     work_root: str | None = None
