@@ -109,6 +109,13 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+def proof_broker_words(broker: Broker) -> str:
+    """What the proof does about its broker: a url broker is only used (the harness starts nothing)."""
+    if broker.kind == "url":
+        return f"using the url broker at {broker.endpoint.redacted()} for the proof"
+    return f"starting the {broker.kind} broker for the proof"
+
+
 @contextmanager
 def broker_from(args: argparse.Namespace, work_root: str) -> Iterator[Broker]:
     chosen = BrokerOptions(
@@ -123,7 +130,7 @@ def broker_from(args: argparse.Namespace, work_root: str) -> Iterator[Broker]:
     )
     broker = make_broker(chosen)
     try:
-        print(f"deploy-check: starting the {broker.kind} broker for the proof", file=sys.stderr, flush=True)
+        print(f"deploy-check: {proof_broker_words(broker)}", file=sys.stderr, flush=True)
         broker.start()
         yield broker
     finally:

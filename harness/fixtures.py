@@ -36,7 +36,7 @@ from harness.brokers.select import BrokerOptions, make_broker
 from harness.errors import HarnessError
 from harness.ledger import Ledger
 from harness.options import broker_options_from
-from harness.producers import Sender
+from harness.sent import Sender
 from harness.spec import StackSpec, WebSpec, WorkerSpec
 from harness.stack import AppStack, harness_module
 from harness.terminal import notice
@@ -44,6 +44,7 @@ from harness.timeline import DepthSampler, Timeline
 from harness.vhost import ScenarioVhost
 from harness.waiting import progress_shown
 from harness.web import WebClient
+from harness.xdist_root import workers_root
 
 T = TypeVar("T")
 # A URL no broker answers at: apps that insist on a broker URL at import get one while being read.
@@ -79,9 +80,9 @@ def opened(open_: Callable[[], T]) -> Iterator[T]:
 
 
 @pytest.fixture(scope="session")
-def harness_workdir() -> Iterator[Path]:
+def harness_workdir(pytestconfig: pytest.Config) -> Iterator[Path]:
     """One temporary directory for the run (broker node, supervisord configs, logs); removed after."""
-    path = Path(tempfile.mkdtemp(prefix="harness-"))
+    path = Path(tempfile.mkdtemp(prefix="harness-", dir=workers_root(pytestconfig)))
     try:
         yield path
     finally:
@@ -303,12 +304,18 @@ def load_stack(path: str) -> StackSpec:
 
 
 def spec_from(stack: str | None, celery_app: str | None, web_app: str | None, rootpath: Path) -> StackSpec:
-    """``stack`` (``--harness-stack``) if given, imported from ``rootpath``; else the stack from ``--celery-app``
-    / ``--web-app``: one worker, and the web app if one is named."""
+    """``stack`` (``--harness-stack``) if given, imported from ``rootpath``, with the apps ``--celery-app`` /
+    ``--web-app`` name in place of its own (an app named is never ignored); else the stack from those two: one
+    worker, and the web app if one is named."""
     if stack:
         if str(rootpath) not in sys.path:
             sys.path.insert(0, str(rootpath))
-        return load_stack(stack)
+        spec = load_stack(stack)
+        if celery_app and celery_app != spec.celery_app:
+            spec = spec.replace(celery_app=celery_app)
+        if web_app and (spec.web is None or web_app != spec.web.app):
+            spec = spec.replace(web=spec.web.replace(app=web_app) if spec.web else WebSpec(app=web_app))
+        return spec
     return StackSpec(celery_app=celery_app, web=WebSpec(app=web_app) if web_app else None, workers=(WorkerSpec(),))
 
 
@@ -355,6 +362,9 @@ def stack(
     """The app under supervisord, every program ready, the producer bound."""
     if app_info is not None and app_info.error is not None:  # the app does not import: say why at once
         harness_error(app_info.error)
+    ready_timeout = options.get(pytestconfig, "harness_ready_timeout")
+    if stack_spec.ready_timeout is None and ready_timeout is not None:
+        stack_spec = stack_spec.replace(ready_timeout=ready_timeout)
     app = attempt(
         lambda: AppStack(
             stack_spec, vhost, ledger, scenario_dir, timeline, celery_config, cwd=str(pytestconfig.rootpath)

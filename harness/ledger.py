@@ -13,6 +13,7 @@ whose life overlaps a span that neither witness saw. Scenarios record what they 
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -135,13 +136,20 @@ class Ledger:
         return sum(1 for h in chosen if h is not None and h.count(event_type) > 0)
 
     def retry_waits(self, task_id: str) -> list[float]:
-        """Seconds from each ``task-retried`` to the next ``task-started`` of the same task."""
+        """For each run that ended in a retry: seconds from its start to the next run's start.
+
+        Measured from the start, not from ``task-retried``: the worker sends that event after it has
+        published the retry (whose countdown began when the task called ``retry()``), so under load the
+        event can come tens of milliseconds into the countdown. The start precedes the call: the wait
+        from it is at least the countdown, whatever the load.
+        """
         events = self.history(task_id).events
-        return [
-            next(s.timestamp for s in events[n:] if s.type == "task-started") - e.timestamp
-            for n, e in enumerate(events)
-            if e.type == "task-retried" and any(s.type == "task-started" for s in events[n:])
-        ]
+        starts = [n for n, e in enumerate(events) if e.type == "task-started"]
+        waits = []
+        for this, following in itertools.pairwise(starts):
+            if any(e.type == "task-retried" for e in events[this:following]):
+                waits.append(events[following].timestamp - events[this].timestamp)
+        return waits
 
     def worker_events(
         self, hostname: str | None = None, type: str | None = None, witness: str | None = None
@@ -223,6 +231,17 @@ class Ledger:
             what=f"task {task_id} to start on a worker",
         )  # fmt: skip
 
+    def wait_each_has(self, type: str, ids: Iterable[str], timeout: float = 5.0) -> None:
+        """Wait until each of ``ids`` has an event of ``type`` (a custom event the task sends, say). Only
+        Celery's events carry those, and the journal may have ended the task before they arrive: a check
+        made right after ``wait_settled`` could look too early."""
+        ids = list(ids)
+        eventually(
+            lambda: [i for i in ids if not self.history(i).count(type)], until=lambda missing: not missing,
+            timeout=timeout, what=f"a {type} event for each of {len(ids)} tasks",
+            progress=lambda missing: f"{len(ids) - len(missing)}/{len(ids)}",
+        )  # fmt: skip
+
     def child_ids(self) -> list[str]:
         """Tasks that other tasks sent (seen so far)."""
         sends = self.sends()
@@ -235,10 +254,20 @@ class Ledger:
 
         def pending() -> list[str]:
             wanted = list(self.sent_ids if given is None else given)
-            if children:
-                wanted += self.child_ids()
             histories = self.histories()
-            return [i for i in wanted if i not in histories or histories[i].terminal is None]
+            left = [i for i in wanted if i not in histories or histories[i].terminal is None]
+            if children:
+                left += [i for i in self.child_ids() if histories[i].terminal is None and not unsent(i, histories)]
+            return left
+
+        def unsent(child: str, histories: dict) -> bool:
+            """Its publish raised (say, the broker was down): it will never run, so it is settled (``unsent``).
+            Known once the task that sent it has ended without the publish having returned."""
+            history = histories[child]
+            if history.count("task-published") or "events" in history.sent_by_a_task.witnesses:
+                return False
+            parent = histories.get(history.sent_by_a_task.fields.get("parent_id"))
+            return parent is not None and parent.terminal is not None
 
         def describe(left: list[str]) -> str:
             histories = self.histories()

@@ -99,6 +99,13 @@ OPTIONS = (
         convert=float,
     ),
     Option(
+        "harness_ready_timeout",
+        "seconds each program may take to be ready, for stacks that do not set StackSpec(ready_timeout=...) "
+        "(default 15)",
+        env="HARNESS_READY_TIMEOUT",
+        convert=float,
+    ),
+    Option(
         "harness_report",
         "folder of the run report (index.html + data/*.json), relative to the rootdir",
         "harness-report",

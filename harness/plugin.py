@@ -8,13 +8,16 @@ probed unless a scenario is collected.
 
 from __future__ import annotations
 
+import signal
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
 from harness import options
-from harness.audit.results import AuditRecorder
+from harness.audit.results import FOLDER as AUDIT_FOLDER
+from harness.audit.results import AuditRecorder, is_audit_run
 from harness.brokers.select import AUTO_REASONS, choose_kind
 from harness.errors import HarnessError
 from harness.keep import KeepOnFailure
@@ -22,6 +25,7 @@ from harness.report import ReportPlugin
 from harness.stack import AppStack
 from harness.terminal import TerminalProgress, notice
 from harness.waiting import WaitTimeout, set_progress_sink
+from harness.xdist_root import WorkersRoot
 
 pytest_plugins = ["harness.fixtures", "harness.deploy.fixtures"]
 
@@ -41,8 +45,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_options(parser)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.hookimpl(trylast=True)  # after the terminal reporter exists
 def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (a CI runner cancelling a job, `kill`) ends pytest with no teardown at all: make it a Ctrl-C,
+    # whose teardown stops brokers and programs and removes their folders.
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -51,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         set_progress_sink(TerminalProgress(config))
     if options.get(config, "keep_on_failure") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(KeepOnFailure(config), "harness-keep-on-failure")
-    folder = options.get(config, "harness_report")
+    folder = report_folder(config)
     if folder and not options.get(config, "harness_no_report"):
         path = Path(folder)
         if not path.is_absolute():
@@ -61,11 +73,22 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ReportPlugin(path, run_id, writes_page=worker is None), "harness-report")
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(AuditRecorder(audit_json_path(config)), "harness-audit")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(WorkersRoot(), "harness-workers-root")
+
+
+def report_folder(config: pytest.Config) -> str:
+    """The run report's folder: ``--harness-report`` as given, else the configured one (``harness-report``
+    by default), with the audit's report in its ``audit`` subfolder so that it leaves the scenarios' be."""
+    folder = options.get(config, "harness_report")
+    if folder and config.getoption("harness_report", default=None) is None and is_audit_run(config):
+        return str(Path(folder) / AUDIT_FOLDER)
+    return folder
 
 
 def audit_json_path(config: pytest.Config) -> Path:
     """``--audit-json``, else ``audit.json`` in the report folder; relative to the rootdir."""
-    path = Path(options.get(config, "audit_json") or Path(options.get(config, "harness_report")) / "audit.json")
+    path = Path(options.get(config, "audit_json") or Path(report_folder(config)) / "audit.json")
     return path if path.is_absolute() else config.rootpath / path
 
 

@@ -21,39 +21,16 @@ import time
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from harness.errors import HarnessError
 from harness.launcher import PUBLISHED_HEADER, TASK_IDS_HEADER
+from harness.sent import Sent
 
 if TYPE_CHECKING:
     from harness.stack import AppStack
-
-
-@dataclass(frozen=True)
-class Sent:
-    """One send: the task id(s) it produced and whether the app (or broker) accepted it."""
-
-    task_id: str | None
-    ok: bool
-    seconds: float
-    status: int | None = None  # the HTTP status, for a web producer
-    error: str | None = None
-    task_ids: tuple[str, ...] = ()
-
-    @property
-    def queued(self) -> bool:
-        return self.ok
-
-
-class Sender(Protocol):
-    def send(self, n: int = 0) -> Sent: ...
-
-    def send_many(self, count: int) -> list[Sent]: ...
-
-    def close(self) -> None: ...
 
 
 def _render(template: Any, n: int) -> Any:

@@ -1,4 +1,4 @@
-"""The screen a person reads to drive a stack by hand: where the page and the management UI are, the exact
+"""The screen a person reads to drive a stack by hand: where the web app and the management UI are, the exact
 commands to stop, start, kill and redeploy each program, and how to end it all.
 
 Shown by ``harness up`` and by a scenario kept up with ``--keep-on-failure``; everything comes from the
@@ -12,6 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 from urllib.parse import quote
+
+import requests
 
 from harness.state import StackState, default_path
 
@@ -68,16 +70,32 @@ def management_links(state: StackState, queues: list[str]) -> list[str]:
     return lines
 
 
-def render(state: StackState, state_path: Path, queues: list[str] = (), headline: str = "") -> str:
-    """The screen, as text. ``queues``: the queues to link in the management UI."""
+def root_note(web_url: str, timeout: float = 3.0) -> str:
+    """What the web app's root path answers, when that is not a page: an API may have none (checked once)."""
+    try:
+        answer = requests.get(f"{web_url}/", timeout=timeout, allow_redirects=True)
+    except requests.RequestException as exc:
+        return f" (/ did not answer: {type(exc).__name__})"
+    if answer.status_code == 404:
+        return " (no page at /: an API)"
+    return "" if answer.ok else f" (/ answers {answer.status_code})"
+
+
+def render(
+    state: StackState, state_path: Path, queues: list[str] = (), headline: str = "", problems: list[str] = ()
+) -> str:
+    """The screen, as text. ``queues``: the queues to link in the management UI; ``problems``: what the first
+    status read found wrong (a queue no worker consumes)."""
     ctl = command(state_path, "ctl")
     workers = [name for name, role in state.programs.items() if role == "worker"]
     web = next((name for name, role in state.programs.items() if role == "web"), None)
     example = {"worker": workers[0] if workers else None, "web": web or (workers[0] if workers else None)}
     lines = [headline, ""] if headline else []
     if state.web_url:
-        lines.append(f"the page       {state.web_url}/")
+        lines.append(f"the web app    {state.web_url}/{root_note(state.web_url)}")
     lines += management_links(state, list(queues))
+    if problems:
+        lines += ["", "problems:", *(f"  {problem}" for problem in problems)]
     lines += ["", f"the programs ({', '.join(state.programs)}), under supervisord:"]
     commands = []
     for action, kind, what in CONTROLS:

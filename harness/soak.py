@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
+
+from harness.processes import processes_of
 
 REAP_GRACE_S = 5.0
 
@@ -73,28 +76,6 @@ def read_junit(path: Path) -> tuple[dict[str, int], list[str]]:
     return counts, failures
 
 
-def _mentions(text: str, folder: str) -> bool:
-    return text == folder or f"{folder}/" in text
-
-
-def processes_of(folder: Path) -> list[str]:
-    """Live processes that name ``folder`` (the run's TMPDIR) anywhere they can be asked about."""
-    mark = str(folder)
-    found = []
-    for process in psutil.process_iter(["pid", "cmdline", "status"]):
-        if process.info["pid"] == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        try:
-            cmdline = process.info["cmdline"] or []
-            if any(_mentions(arg, mark) for arg in cmdline) or any(
-                _mentions(value, mark) for value in process.environ().values()
-            ):
-                found.append(f"process {process.info['pid']}: {' '.join(cmdline)[:160]}")
-        except (psutil.Error, OSError):
-            continue
-    return found
-
-
 def containers_of(pid: int) -> list[str]:
     if shutil.which("docker") is None:
         return []
@@ -115,8 +96,15 @@ def harness_network_leftovers() -> list[str]:
         found += [f"netns {line.split()[0]}" for line in done.stdout.splitlines() if "harness" in line]
     if shutil.which("iptables"):
         done = subprocess.run(["iptables", "-S"], capture_output=True, text=True)
-        found += [f"iptables {line}" for line in done.stdout.splitlines() if "harness" in line]
+        found += [f"iptables {line}" for line in done.stdout.splitlines() if "harness" in line and orphaned(line)]
     return found
+
+
+def orphaned(rule: str) -> bool:
+    """A rule whose comment names its owner's pid (``celery-failure-harness pid=N``) is a leftover only once
+    that owner is gone: a live owner is another run at work (runs in parallel share the machine's rules)."""
+    owner = re.search(r"pid=(\d+)", rule)
+    return owner is None or not psutil.pid_exists(int(owner[1]))
 
 
 def leftovers(tmpdir: Path, pid: int, network_before: set[str]) -> list[str]:
@@ -126,7 +114,11 @@ def leftovers(tmpdir: Path, pid: int, network_before: set[str]) -> list[str]:
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    files = [f"file {p.name}" for p in tmpdir.iterdir()] if tmpdir.exists() else []
+    # pytest-of-<user> is pytest's own basetemp (made by xdist even for runs that ask for no tmp_path): pytest
+    # keeps the last three on purpose and prunes the rest itself.
+    files = (
+        [f"file {p.name}" for p in tmpdir.iterdir() if not p.name.startswith("pytest-of-")] if tmpdir.exists() else []
+    )
     network = [item for item in harness_network_leftovers() if item not in network_before]
     return left + containers_of(pid) + files + network
 

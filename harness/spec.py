@@ -108,9 +108,9 @@ class StackSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
     python: str | None = None
-    # A worker is online in about 1 s; 6 s leaves a run whose program never gets ready under 10 s on a busy
-    # machine. An app that imports for longer raises it.
-    ready_timeout: float = 6.0
+    # Seconds each program may take to be ready; None: the run's --harness-ready-timeout (default 15 s). A
+    # program that exits while starting is reported at once, whatever this says.
+    ready_timeout: float | None = None
     # The versions a person may deploy by hand (``harness up`` lists them): program -> ``harness ctl deploy``
     # arguments, e.g. {"web": ("--env PRODUCER=v2",), "worker": ("--celery-app proj.tasks_v2:app",)}.
     deploys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)

@@ -33,8 +33,8 @@ from harness.faults import (
 )
 from harness.ledger import Ledger
 from harness.ports import free_ports
-from harness.producers import Sender
 from harness.redeploy import deploy
+from harness.sent import Sender
 from harness.spec import StackSpec, WebSpec, WorkerSpec
 from harness.supervisor import STOPPED_STATES, Program, Supervisor
 from harness.timeline import Timeline
@@ -42,6 +42,14 @@ from harness.verdict import Verdict
 from harness.vhost import ScenarioVhost
 from harness.waiting import WaitTimeout, eventually
 from harness.web import WebClient
+
+# A worker is online in about 1 s on an idle machine, several on a loaded one (15 s seen at load 20 on 2
+# cores); a program that exits while starting is reported at once, so only a hanging one waits this long.
+DEFAULT_READY_TIMEOUT_S = 15.0
+# How long the verdict keeps trying to read the queues (a broker that was just restarted may not answer yet).
+VERDICT_READ_S = 30.0
+# A web app that answers its ready path with 5xx this long is not slow to start: it is failing.
+WEB_ERRING_S = 5.0
 
 # "ModuleNotFoundError: No module named 'x'", "HarnessLaunchError: ...": the line that says why.
 _ERROR_LINE = re.compile(r"^(\w[\w.]*(Error|Exception)\b|Error:)")
@@ -203,15 +211,20 @@ class AppStack:
 
         try:
             eventually(
-                still_pending, until=lambda left: not left, timeout=self.spec.ready_timeout,
+                still_pending, until=lambda left: not left, timeout=self.ready_timeout,
                 what="programs to be ready", progress=lambda left: f"waiting on {', '.join(sorted(left))}",
             )  # fmt: skip
         except WaitTimeout:
             details = "; ".join(f"{name}: {self._not_ready_reason(name)}" for name in sorted(pending))
             raise HarnessError(
-                f"{', '.join(sorted(pending))} did not become ready within {self.spec.ready_timeout:.0f}s ({details}); "
-                "an app that needs longer to start: StackSpec(ready_timeout=...)"
+                f"{', '.join(sorted(pending))} did not become ready within {self.ready_timeout:.0f}s ({details}); "
+                "an app (or a machine) that needs longer: --harness-ready-timeout SECONDS, or "
+                "StackSpec(ready_timeout=...)"
             ) from None
+
+    @property
+    def ready_timeout(self) -> float:
+        return self.spec.ready_timeout if self.spec.ready_timeout is not None else DEFAULT_READY_TIMEOUT_S
 
     def _not_ready_reason(self, name: str) -> str:
         if name in self.workers:
@@ -239,7 +252,18 @@ class AppStack:
             )
         if name in self.workers:
             return self.ledger.worker_online_since(self.workers[name].nodename, since)
-        return self.web is not None and self.web.ready(self.spec.web.ready_path if self.spec.web else None)
+        path = self.spec.web.ready_path if self.spec.web else None
+        if self.web is None:
+            return False
+        if self.web.ready(path):
+            return True
+        if self.web.erring_since is not None and time.monotonic() - self.web.erring_since > WEB_ERRING_S:
+            # Up and answering, with an error: that is the app's answer, not a slow start.
+            raise HarnessError(
+                f"{name} answers GET {path} with {self.web.last_error_status} (for {WEB_ERRING_S:.0f}s): "
+                f"{self._stderr_gist(name) or 'its stderr is empty'} - fix the app, or its ready_path"
+            )
+        return False
 
     # -- the operator's controls -------------------------------------------------------------
     def _record(self, fault: Fault) -> None:
@@ -329,14 +353,25 @@ class AppStack:
 
     # -- observation -------------------------------------------------------------------------
     def verdict(self) -> Verdict:
-        """The fate of every task sent so far; every queue of the vhost is read for tasks still waiting."""
-        queued: dict[str, str] = {}
-        unacked: int | None = 0
-        for queue in self.vhost.queue_names():
-            depth = self.vhost.depth(queue)
-            if depth.ready:
-                queued.update(dict.fromkeys(self.vhost.peek_task_ids(queue), queue))
-            unacked = None if unacked is None or depth.unacked is None else unacked + depth.unacked
+        """The fate of every task sent so far; every queue of the vhost is read for tasks still waiting.
+
+        A reading that fails (the harness's connection died with a restarted broker) is made again on a
+        fresh connection, for a while: the broker may still be coming back."""
+
+        def read() -> tuple[dict[str, str], int | None]:
+            queued: dict[str, str] = {}
+            unacked: int | None = 0
+            for queue in self.vhost.queue_names():
+                depth = self.vhost.depth(queue)
+                if depth.ready:
+                    queued.update(dict.fromkeys(self.vhost.peek_task_ids(queue), queue))
+                unacked = None if unacked is None or depth.unacked is None else unacked + depth.unacked
+            return queued, unacked
+
+        queued, unacked = eventually(
+            read, until=lambda _: True, timeout=VERDICT_READ_S,
+            what="the vhost's queues to be read for the verdict (is the broker up?)",
+        )  # fmt: skip
         return self.ledger.verdict(queued, unacked)
 
     def logs(self) -> dict[str, str]:

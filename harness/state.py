@@ -71,6 +71,7 @@ class StackState:
     web_ready_path: str | None = None
     ready_timeout: float = 7.0
     queues: list[str] = field(default_factory=list)  # the app's declared queues (used without a management API)
+    routed_queues: list[str] = field(default_factory=list)  # the queues its tasks go to: each needs a consumer
     deploys: dict[str, list[str]] = field(default_factory=dict)
     # For cleaning up after an owner that died without doing it (``harness down``).
     work_root: str | None = None
@@ -104,7 +105,7 @@ class StackState:
             management_url=endpoint.management_url if broker.management is not None else None,
             web_url=stack.web.base_url if stack.web is not None else None,
             web_ready_path=stack.spec.web.ready_path if stack.spec.web is not None else None,
-            ready_timeout=stack.spec.ready_timeout,
+            ready_timeout=stack.ready_timeout,
             queues=list(queues),
             deploys={name: list(args) for name, args in stack.spec.deploys.items() if name in roles},
             work_root=str(work_root) if work_root else None,

@@ -4,13 +4,19 @@ status``): each queue's ready and unacknowledged messages, the workers online, t
 Read from what any process can reach through the state file (``harness.state``): the management API (or
 AMQP, for the app's declared queues, without one), supervisord, and the programs' journal. A worker is
 online when supervisord runs it and its current process has announced itself (``worker-online`` in its
-journal) and not said goodbye. Tasks are counted from the journal: sent (the producer's ``task-sent``),
-running, succeeded, failed (with the exception types).
+journal) and not said goodbye. Tasks are counted from the journal with the verdict's rules
+(``harness.verdict.fate_of``): sent (the producer's ``task-sent``), succeeded, failed (with the exception
+types), duplicated (started more often than retries explain: a worker killed under late acknowledgement);
+a task that has not ended is running only while the process that started it lives, else queued while the
+queues hold a message for it, else lost (or unsettled while the broker cannot say what it holds).
+A queue the app's tasks are routed to that no worker consumes is a problem on the line.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,19 +26,62 @@ from kombu import Connection
 from harness import evidence
 from harness.journal import JournalReader
 from harness.management import ManagementAPI
-from harness.state import StackState
+from harness.state import StackState, pid_alive
 from harness.supervisor import Supervisor
+from harness.verdict import FATES, Send, TaskHistory, fate_of
 from harness.vhost import is_internal
 
-FAILED = ("task-failed", "task-rejected", "task-revoked")
+# A task that has not ended, whose process is gone and whose message no queue shows, is called lost only
+# once its last step is this old: between a worker's ack and its journal line, or a send and its queue's
+# count, a task is briefly in neither.
+SETTLE_S = 2.0
+SHOWN = ("sent", "running", "succeeded", "failed")  # always on the line; the other fates when not zero
+
+
+def task_counts(
+    histories: Mapping[str, TaskHistory],
+    started_by: Mapping[str, int],
+    messages: int | None,
+    now: float,
+    alive: Callable[[int], bool] = pid_alive,
+) -> Counter[str]:
+    """Each task's fate as the verdict gives it (``fate_of``), for a stack that is still running.
+
+    ``started_by``: the process of each task's latest start; ``messages``: the ready and unacknowledged
+    messages in the app's queues (None when unknown). A task that has not ended is running while that
+    process lives; else it is queued as long as the queues hold messages enough, and lost past
+    ``SETTLE_S`` when they do not (unsettled when the broker cannot tell)."""
+    counts: Counter[str] = Counter()
+    waiting: list[TaskHistory] = []
+    for task_id, history in histories.items():
+        sent = history.count("task-sent") > 0
+        if not sent and not history.ran:
+            continue
+        counts["sent"] += sent
+        fate = fate_of(Send(task_id, True, history.events[0].timestamp), history, queued=False, unacked=0)
+        if fate != "lost":  # not ended: decided below
+            counts[fate] += 1
+        elif history.count("task-started") and alive(started_by.get(task_id, 0)):
+            counts["running"] += 1
+        else:
+            waiting.append(history)
+    recent = [h for h in waiting if now - max(e.timestamp for e in h.events) < SETTLE_S]
+    old = len(waiting) - len(recent)
+    counts["queued"] += len(recent)
+    if messages is None:  # the broker cannot say what it holds, as the verdict's unsettled
+        counts["unsettled"] += old
+    else:
+        counts["queued"] += min(old, messages)
+        counts["lost"] += old - min(old, messages)
+    return counts
 
 
 @dataclass
 class Status:
     programs: dict[str, str] = field(default_factory=dict)  # name -> supervisord state
-    queues: dict[str, dict[str, int | None]] = field(default_factory=dict)  # name -> ready, unacked
+    queues: dict[str, dict[str, int | None]] = field(default_factory=dict)  # name -> ready, unacked, consumers
     workers_online: list[str] = field(default_factory=list)
-    tasks: dict[str, int] = field(default_factory=dict)  # sent, running, succeeded, failed
+    tasks: dict[str, int] = field(default_factory=dict)  # sent, running, and the verdict's fates
     failures: dict[str, int] = field(default_factory=dict)  # exception type -> tasks
     problems: list[str] = field(default_factory=list)  # what could not be read, and why
 
@@ -45,6 +94,7 @@ class Status:
         if self.failures:
             failed += " (" + ", ".join(f"{kind} {n}" for kind, n in self.failures.items()) + ")"
         tasks = ", ".join(f"{self.tasks.get(k, 0)} {k}" for k in ("sent", "running", "succeeded")) + f", {failed}"
+        tasks += "".join(f", {self.tasks[k]} {k}" for k in FATES if k not in SHOWN and self.tasks.get(k))
         parts = [
             queues or "no queue yet",
             f"workers online: {', '.join(self.workers_online) or 'none'}",
@@ -83,33 +133,35 @@ class StatusReader:
             for name, role in self.state.programs.items()
             if role == "worker" and name in infos and _online(name, infos[name], entries)
         ]
+        messages: int | None = None
         try:
             status.queues = self._queues()
+            unacked = [q["unacked"] for q in status.queues.values()]
+            if None not in unacked:
+                messages = sum(q["ready"] or 0 for q in status.queues.values()) + sum(unacked)
+            status.problems += unconsumed(self.state.routed_queues, status.queues)
         except Exception as exc:  # the broker is down or restarting
             status.problems.append(f"queues: {type(exc).__name__}")
         histories = evidence.merge({}, entries)
-        counts: Counter[str] = Counter()
-        failures: Counter[str] = Counter()
-        for history in histories.values():
-            if history.count("task-sent"):
-                counts["sent"] += 1
-            terminal = history.terminal
-            if terminal is not None and terminal.type == "task-succeeded":
-                counts["succeeded"] += 1
-            elif terminal is not None and terminal.type in FAILED:
-                counts["failed"] += 1
-                failures[history.exception_type or "?"] += 1
-            elif history.count("task-started"):
-                counts["running"] += 1
-        status.tasks = {k: counts.get(k, 0) for k in ("sent", "running", "succeeded", "failed")}
+        started_by = {e.uuid: e.pid for e in entries if e.type == "task-started" and e.uuid}  # the latest start's
+        counts = task_counts(histories, started_by, messages, time.time())
+        failures = Counter(  # the failed tasks' exception types (a duplicated task is counted as such)
+            h.exception_type or "?"
+            for i, h in histories.items()
+            if h.terminal is not None and fate_of(Send(i, True, 0.0), h, False, 0) == "failed"
+        )
+        status.tasks = {k: counts.get(k, 0) for k in SHOWN} | {k: n for k, n in counts.items() if k not in SHOWN and n}
         status.failures = dict(failures)
         return status
 
     def _queues(self) -> dict[str, dict[str, int | None]]:
-        """Ready counts exact, over AMQP (a passive declare), as ``ScenarioVhost.depth`` reads them; unacknowledged
-        ones from the management API (none without a consumer); the queue names from it too, or the app's."""
+        """Ready counts exact, over AMQP (a passive declare), as ``ScenarioVhost.depth`` reads them, with their
+        consumers; unacknowledged ones from the management API (none without a consumer); the queue names from
+        it and the app's (a queue no one declared yet is left out)."""
         stats = self.management.queues(self.state.vhost) if self.management is not None else {}
-        names = sorted(q for q in stats if not is_internal(q)) if self.management is not None else self.state.queues
+        names = sorted(
+            {q for q in stats if not is_internal(q)} | set(self.state.queues) | set(self.state.routed_queues)
+        )
         depths: dict[str, dict[str, int | None]] = {}
         with Connection(self.state.amqp_url, connect_timeout=2, transport_options={"max_retries": 1}) as connection:
             for name in names:
@@ -124,8 +176,18 @@ class StatusReader:
                     except Exception:  # already closed by the broker's answer to a missing queue
                         pass
                 unacked = (stats[name].unacked if name in stats else None) if consumers else 0
-                depths[name] = {"ready": ready, "unacked": unacked}
+                depths[name] = {"ready": ready, "unacked": unacked, "consumers": consumers}
         return depths
+
+
+def unconsumed(app_queues: Iterable[str], depths: Mapping[str, Mapping[str, int | None]]) -> list[str]:
+    """The queues the app's tasks are routed to that no worker consumes: the broker counts no consumer on
+    them, or they do not exist yet (a worker that consumes a queue declares it)."""
+    return [
+        f"queue {name} has no consumer"
+        for name in sorted(set(app_queues))
+        if not (depths.get(name) or {}).get("consumers")
+    ]
 
 
 def _online(name: str, info: dict, entries: list) -> bool:

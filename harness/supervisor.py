@@ -21,12 +21,11 @@ import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mirakuru import UnixSocketExecutor
 from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 from supervisor.xmlrpc import SupervisorTransport
 
 from harness.errors import HarnessError
-from harness.executors import without_pid_in_tag
+from harness.executors import OwnedUnixSocketExecutor
 
 PROGRAMS_FILE = "programs.json"  # the programs as the harness defined them, next to supervisord.conf
 SIGNALS = ("TERM", "INT", "QUIT", "KILL", "HUP", "USR1", "USR2")
@@ -119,7 +118,7 @@ class Supervisor:
             self.socket = self._socket_dir / "sv.sock"
         self.config_path = workdir / "supervisord.conf"
         self.start_timeout = start_timeout
-        self._executor: UnixSocketExecutor | None = None
+        self._executor: OwnedUnixSocketExecutor | None = None
 
     @classmethod
     def attach(cls, config_path: Path, socket: Path) -> Supervisor:
@@ -146,15 +145,13 @@ class Supervisor:
     def start(self) -> Supervisor:
         self._write_config()
         output = (self.workdir / "supervisord.stdout.log").open("ab")
-        self._executor = without_pid_in_tag(
-            UnixSocketExecutor(
-                [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config_path)],
-                socket_name=str(self.socket),
-                timeout=self.start_timeout,
-                sleep=0.02,
-                stdout=output,
-                stderr=output,
-            )
+        self._executor = OwnedUnixSocketExecutor(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config_path)],
+            socket_name=str(self.socket),
+            timeout=self.start_timeout,
+            sleep=0.02,
+            stdout=output,
+            stderr=output,
         )
         try:
             self._executor.start()
@@ -165,6 +162,10 @@ class Supervisor:
             raise HarnessError(
                 f"supervisord did not start ({type(exc).__name__}): {' | '.join(errors) or '(no output)'}"
             ) from None
+        except BaseException:  # Ctrl-C while it started: nobody else would stop it
+            self._executor.kill()
+            self._executor = None
+            raise
         finally:
             output.close()
         return self

@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness import cli_options, screen
-from harness.brokers.base import Broker
 from harness.brokers.select import make_broker
 from harness.errors import HarnessError
 from harness.redeploy import parse_env
@@ -69,13 +68,25 @@ def stop_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def app_queues(broker: Broker, spec: StackSpec, folder: Path) -> tuple[str, ...]:
-    """The app's declared queues, needed only where no management API lists a vhost's queues."""
-    if broker.management is not None or not spec.celery_app:
-        return ()
+def app_queues(spec: StackSpec, folder: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The app's queues (purged where no management API lists a vhost's queues), and those its tasks are
+    routed to (each needs a consumer: one no worker consumes is a problem on the screen and the status line)."""
+    if not spec.celery_app:
+        return (), ()
     from harness.fixtures import introspect
 
-    return tuple(introspect(spec.celery_app, str(Path(spec.cwd or folder).resolve()), spec.python)["queues"])
+    cwd = str(Path(spec.cwd or folder).resolve())
+    info = introspect(spec.celery_app, cwd, spec.python, env=spec.env)
+    return tuple(info["queues"]), routed_queues(info)
+
+
+def routed_queues(info: dict) -> tuple[str, ...]:
+    """The queues the app's tasks are sent to, through the task (its ``queue`` option and the routes) or by
+    name (the routes and the default): Celery's own tasks aside, as introspection gives them."""
+    found = set()
+    for task in (info.get("tasks") or {}).values():
+        found |= {q for q in ((task.get("options") or {}).get("queue"), task.get("queue_by_name")) if q}
+    return tuple(sorted(found))
 
 
 class StatusLine:
@@ -131,6 +142,7 @@ def up(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace, spec: StackSpec, folder: Path, state_path: Path, work_root: Path) -> None:
+    queues, routed = app_queues(spec, folder)  # before the broker boots: an app that does not import is said at once
     broker = make_broker(cli_options.broker_options(args, str(work_root), folder))
     try:
         print(f"harness: starting the {broker.kind} broker ...", flush=True)
@@ -142,17 +154,19 @@ def serve(args: argparse.Namespace, spec: StackSpec, folder: Path, state_path: P
             print(f"harness: {problem}", flush=True)
         print(f"harness: broker up in {broker_s:.1f} s; starting the stack ...", flush=True)
         started = time.monotonic()
-        queues = app_queues(broker, spec, folder)
-        with running(broker, spec, work_root, "up", queues, cwd=str(folder)) as stack:
+        purged = queues if broker.management is None else ()  # a vhost of its own needs no purge
+        with running(broker, spec, work_root, "up", purged, cwd=str(folder)) as stack:
             stack_s = time.monotonic() - started
             state = StackState.of("up", "harness up", stack.stack, broker, queues, work_root)
+            state.routed_queues = list(routed)
             state.write(state_path)
             reader = StatusReader(state)
             headline = (
                 f"harness up: the stack is ready (broker {broker.kind} up in {broker_s:.1f} s, "
                 f"stack up in {stack_s:.1f} s after it)"
             )
-            print("\n" + screen.render(state, state_path, list(reader.read().queues), headline), flush=True)
+            first = reader.read()
+            print("\n" + screen.render(state, state_path, list(first.queues), headline, first.problems), flush=True)
             print(f"\nstop everything: Ctrl-C here, or {screen.command(state_path, 'down')}\n", flush=True)
             line = StatusLine(reader)
             try:

@@ -218,11 +218,13 @@ def fate_of(send: Send | None, history: TaskHistory | None, queued: bool, unacke
         return "lost"
     if started > 1 + retried or history.count("task-succeeded") > 1:
         return "duplicated"
+    if queued:
+        # Even after a run that ended, when its message is back in its queue (``judge`` decides: an acks_late
+        # run whose ack never reached the broker): the task will run again, so "succeeded" would soon be wrong.
+        return "queued"
     terminal = history.terminal
     if terminal is not None:
         return "succeeded" if terminal.type == "task-succeeded" else "failed"
-    if queued:
-        return "queued"
     if unacked is None or unacked > 0:
         return "unsettled"
     return "lost"
@@ -317,6 +319,14 @@ def child_sends(sends: Mapping[str, Send], histories: Mapping[str, TaskHistory])
     return children
 
 
+def requeued(history: TaskHistory, queue: str) -> bool:
+    """An ended task whose message waits again in the queue it was sent to (an ``acks_late`` run whose ack was
+    lost): it will run again. In any other queue (a dead-letter queue) it stays as it ended."""
+    sent_to = {e.fields.get(key) for e in history.events if e.type in ("task-sent", "task-published")
+               for key in ("queue", "routing_key")}  # fmt: skip
+    return queue in sent_to
+
+
 def judge(
     sends: Mapping[str, Send],
     histories: Mapping[str, TaskHistory],
@@ -343,7 +353,8 @@ def judge(
         if send is None and not (history and history.ran):
             # Only a task-sent step from some other producer: nothing ran, nothing to judge.
             continue
-        fate = fate_of(send, history, task_id in where, unacked)
+        queued = task_id in where and (history is None or history.terminal is None or requeued(history, where[task_id]))
+        fate = fate_of(send, history, queued, unacked)
         gap = blind_for(send, history, blind) if fate != "duplicated" else None
         if gap is not None:
             origin = send.at if send else history.events[0].timestamp

@@ -29,9 +29,20 @@ class WebClient:
                 return False
             return True
         try:
-            return self._session.get(f"{self.base_url}{path}", timeout=1, allow_redirects=False).status_code < 500
+            status = self._session.get(f"{self.base_url}{path}", timeout=1, allow_redirects=False).status_code
         except requests.RequestException:
             return False
+        if status < 500:
+            self.erring_since = None
+            return True
+        if self.erring_since is None:
+            self.erring_since = time.monotonic()
+        self.last_error_status = status
+        return False
+
+    # The app answers HTTP, with an error, since this moment (monotonic clock; None: it does not, or no more).
+    erring_since: float | None = None
+    last_error_status: int | None = None
 
     def request(self, method: str, path: str = "/", **kwargs) -> requests.Response:
         return self._session.request(method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs)

@@ -437,7 +437,7 @@ def test_web_app_that_never_answers_its_ready_path(run_scenario: RunScenario, py
     # The programs' working directory is the inner run's rootdir, where this module is written.
     pytester.makepyfile(never_healthy=NEVER_HEALTHY_WSGI_APP)
     run = reached_the_scenario(run_scenario(*SYSTEM, conftest=web_app("never_healthy:app")))
-    assert_ended_with_one_sentence(run, "web", "did not become ready", "/healthz")
+    assert_ended_with_one_sentence(run, "web answers GET /healthz with 503", "fix the app, or its ready_path")
 
 
 # -- 6. a producer whose route answers an error, or hides the task id --------------------------------

@@ -116,3 +116,17 @@ def test_a_run_without_scenarios_probes_no_docker_engine_and_starts_nothing(
         listener.close()
         path.unlink()
         os.rmdir(folder)
+
+
+def test_an_app_named_on_the_command_line_replaces_the_stacks_own(tmp_path, monkeypatch) -> None:
+    """A typo in --celery-app must not be ignored because an ini names a stack: the named app is used."""
+    from harness.fixtures import spec_from
+
+    (tmp_path / "team_stack.py").write_text(
+        "from harness.spec import StackSpec, WebSpec\n"
+        "def stack():\n    return StackSpec(celery_app='proj.celery:app', web=WebSpec(app='proj.web:app'))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert spec_from("team_stack:stack", None, None, tmp_path).celery_app == "proj.celery:app"
+    spec = spec_from("team_stack:stack", "proj.celeri:app", "proj.web:application", tmp_path)
+    assert (spec.celery_app, spec.web.app) == ("proj.celeri:app", "proj.web:application")

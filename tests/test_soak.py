@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from harness.soak import RunResult, processes_of, read_junit, table
+from harness.processes import processes_of
+from harness.soak import RunResult, read_junit, table
 
 JUNIT = """<?xml version="1.0"?>
 <testsuites><testsuite>
@@ -40,3 +42,12 @@ def test_the_table_says_how_many_runs_were_clean() -> None:
     results = [RunResult(1, 0, 10.0, passed=3), RunResult(2, 1, 12.0, passed=2, failed=1, failures=["t::x"])]
     text = table(results)
     assert "t::x" in text and text.endswith("1 of 2 runs passed with nothing left behind")
+
+
+def test_a_rule_whose_owner_lives_is_another_runs_and_one_whose_owner_died_is_a_leftover() -> None:
+    from harness.soak import orphaned
+
+    alive = f'-A INPUT -p tcp --dport 1 -m comment --comment "celery-failure-harness pid={os.getpid()}" -j DROP'
+    assert not orphaned(alive)
+    assert orphaned(alive.replace(f"pid={os.getpid()}", "pid=999999999"))
+    assert orphaned('-A INPUT -m comment --comment "harness" -j DROP'), "no owner named: counted"

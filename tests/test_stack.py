@@ -51,6 +51,18 @@ def test_a_task_waiting_in_a_queue_no_fixture_names_is_queued_not_lost(stack, pr
     assert set(verdict.where.values()) == {"parked"}
 
 
+@pytest.mark.parametrize("stack_spec", [PARKED], indirect=True, ids=["parked"])
+def test_the_verdict_right_after_a_broker_restart_reads_the_queues_on_a_fresh_connection(
+    stack, producer, vhost, owned_broker
+):
+    """The harness's own connection died with the broker: the verdict reads again instead of raising
+    ConnectionResetError (seen by a new user whose scenario asked for the verdict at once)."""
+    producer.send_many(2)
+    vhost.wait_for_ready("parked", 2, timeout=5)  # the vhost's connection is open, and about to die
+    owned_broker.restart_broker()
+    stack.verdict().assert_counts(queued=2)  # persistent messages in a durable queue survive the restart
+
+
 @pytest.fixture(scope="module")
 def venv_without_the_harness(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A virtualenv with Celery, Flask and gunicorn but not the harness: it sees this venv's site-packages

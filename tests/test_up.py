@@ -73,6 +73,7 @@ class Up:
     """One ``harness up`` in a subprocess, with its private TMPDIR and state file."""
 
     root: Path
+    cwd: Path = ROOT  # the folder harness up runs in: its checkout (ini, app)
     process: subprocess.Popen | None = None
     containers: RunContainers | None = None
     socket_dirs: list[Path] = field(default_factory=list)
@@ -107,7 +108,7 @@ class Up:
             argv[at : at + 2] = list(broker_args)
         with self.output_path.open("wb") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", SIGINT_DEFAULT, *argv], cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL,
+                [sys.executable, "-c", SIGINT_DEFAULT, *argv], cwd=self.cwd, env=self.env(), stdin=subprocess.DEVNULL,
                 stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         eventually(
@@ -307,3 +308,77 @@ def test_env_reaches_every_program_over_the_stacks_own_values() -> None:
     spec = with_env(demo(), {"HELLO_PRODUCER": "v2", "HELLO_WORK_SECONDS": "2"})
     assert spec.web.env["HELLO_PRODUCER"] == "v2" and spec.env["HELLO_WORK_SECONDS"] == "2"
     assert all(w.env["HELLO_WORK_SECONDS"] == "2" for w in spec.workers)
+
+
+def test_down_with_nothing_up_says_so_and_succeeds(tmp_path: Path) -> None:
+    """A CI job's "always tear down" step runs down whether or not a stack came up."""
+    state = tmp_path / "none.json"
+    env = {**os.environ, "HARNESS_STATE": str(state)}
+    done = subprocess.run(command_argv(DOWN), cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "nothing is up here" in done.stdout and not state.exists()
+
+
+# An app as a new user brings it (the trial report): late acknowledgement, one task prefetched, and a task
+# routed to a second queue that the one default worker of ``--celery-app`` does not consume.
+TWO_QUEUES_APP = """
+import os
+import time
+
+from celery import Celery
+
+app = Celery("twoqueues")
+app.conf.update(
+    task_default_queue="orders", task_routes={"twoqueues.notify": {"queue": "notifications"}},
+    task_acks_late=True, worker_prefetch_multiplier=1,
+)
+
+
+@app.task(name="twoqueues.process")
+def process(seconds, marker):
+    if not os.path.exists(marker):  # the first run works long enough to be killed; a rerun ends at once
+        open(marker, "w").close()
+        time.sleep(seconds)
+
+
+@app.task(name="twoqueues.notify")
+def notify():
+    pass
+"""
+KILLED_WORK_S = 60.0  # the first run's: it is killed long before it ends
+
+
+def test_the_status_counts_a_killed_run_as_queued_then_duplicated_and_names_an_unconsumed_queue(up: Up) -> None:
+    from celery import Celery
+
+    up.cwd = up.root / "app"
+    up.cwd.mkdir()
+    (up.cwd / "twoqueues.py").write_text(TWO_QUEUES_APP)
+    state = up.start("python -m harness up --harness-broker local --celery-app twoqueues:app")
+    screen = up.output()
+    assert "problems:\n  queue notifications has no consumer" in screen, screen
+    assert "queue orders has no consumer" not in screen, "the default worker consumes the default queue"
+    status = up.status()
+    assert "queue notifications has no consumer" in status["problems"], status
+
+    producer = Celery("producer", broker=state["amqp_url"])
+    producer.conf.task_default_queue = "orders"
+    producer.send_task("twoqueues.process", args=[KILLED_WORK_S, str(up.cwd / "ran-once")])
+    eventually(up.status, until=lambda s: s["tasks"]["running"] == 1, timeout=20, what="the task to be running")
+    assert up.run("python -m harness ctl kill worker").returncode == 0
+    killed = eventually(
+        up.status, until=lambda s: s["tasks"]["running"] == 0, timeout=10, what="the killed run to stop counting"
+    )
+    assert killed["tasks"].get("queued") == 1 and killed["queues"]["orders"]["ready"] == 1, killed
+    assert up.run("python -m harness ctl start worker").returncode == 0
+    final = eventually(
+        up.status, until=lambda s: s["tasks"]["running"] == 0 and s["tasks"].get("duplicated") == 1,
+        timeout=30, what="the redelivered run to end: the task ran twice",
+    )  # fmt: skip
+    assert final["tasks"]["succeeded"] == 0 and not final["tasks"].get("queued"), final
+    assert "1 duplicated" in up.run(STATUS).stdout
+
+    done = up.run(DOWN, timeout=EXIT_TIMEOUT_S + 10)
+    assert done.returncode == 0, done.stderr
+    assert up.wait_exit() == 0, up.output()
+    up.assert_nothing_left()

@@ -82,6 +82,28 @@ def test_queued_when_its_message_is_ready() -> None:
     assert fate_of(sent("t"), None, queued=True, unacked=0) == "queued"
 
 
+def test_a_run_that_ended_with_its_message_back_in_the_queue_is_queued_not_succeeded() -> None:
+    """acks_late across a broker restart: the first run succeeded while the broker was away, its ack was
+    lost, and the message waits again: the task will run again, so 'succeeded' would soon be wrong."""
+    ran_once = history("t", "task-received", "task-started", "task-succeeded")
+    assert fate_of(sent("t"), ran_once, queued=True, unacked=0) == "queued"
+    assert fate_of(sent("t"), ran_once, queued=False, unacked=0) == "succeeded"
+
+
+def test_judge_calls_an_ended_task_queued_only_when_its_message_is_back_in_the_queue_it_was_sent_to() -> None:
+    sent_to_hello = event("task-sent", "t", routing_key="hello_queue")
+    ended = history("t", sent_to_hello, event("task-started", "t", at=1.0), event("task-succeeded", "t", at=2.0))
+    back = judge({"t": sent("t")}, {"t": ended}, {"t": "hello_queue"})
+    assert back.counts()["queued"] == 1 and back.where == {"t": "hello_queue"}
+    dead_lettered = judge({"t": sent("t")}, {"t": ended}, {"t": "harness.dead.hello_queue"})
+    assert dead_lettered.counts()["succeeded"] == 1, "a message kept in a dead-letter queue does not run again"
+
+
+def test_a_known_duplicate_stays_duplicated_even_when_queued_again() -> None:
+    twice = history("t", "task-started", "task-succeeded", "task-started", "task-succeeded")
+    assert fate_of(sent("t"), twice, queued=True, unacked=0) == "duplicated"
+
+
 def test_queued_wins_over_an_unknown_unacked_count() -> None:
     assert fate_of(sent("t"), None, queued=True, unacked=None) == "queued"
 

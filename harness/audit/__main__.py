@@ -8,6 +8,7 @@ Its exit status is pytest's.
 
 from __future__ import annotations
 
+import re
 import sys
 
 
@@ -19,10 +20,18 @@ def command(argv: list[str]) -> list[str]:
     return ["--pyargs", "harness.audit", *app, "-W", "ignore::pytest.PytestAssertRewriteWarning", *args]
 
 
+PARALLEL = re.compile(r"^(-n\S*|--numprocesses(=.*)?|--dist(=.*)?)$")
+ONE_PROCESS = "harness audit: the audit runs in one process (its table gathers every row); leave out -n"
+
+
 def main(argv: list[str] | None = None) -> int:
     import pytest
 
-    return int(pytest.main(command(sys.argv[1:] if argv is None else argv)))
+    args = sys.argv[1:] if argv is None else argv
+    if any(PARALLEL.match(arg) for arg in args):
+        print(ONE_PROCESS, file=sys.stderr)
+        return int(pytest.ExitCode.USAGE_ERROR)
+    return int(pytest.main(command(args)))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ that failure equal theirs when the facts agree), and its levers: the setting tha
 outcome under the current facts, with the catalogue scenario that shows the other outcome.
 
 The catalogue scenarios are named by their node id in this project's ``scenarios/`` folder (a test
-checks that each one exists); the audit itself never runs them.
+checks that each one exists); the audit itself never runs them. A pip-installed harness has no
+``scenarios/`` folder, so the table shows each one as ``reference``: its name and its section of the
+harness repository's ``docs/scenarios.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ CATALOGUE = "scenarios"
 
 def scenario(path: str, name: str) -> str:
     return f"{CATALOGUE}/{path}::{name}"
+
+
+def reference(nodeid: str) -> str:
+    """A catalogue scenario as a user without the harness's repository can find it: its name, and the anchor
+    of its section in ``docs/scenarios.md`` (the heading ``harness.docs`` writes from the name)."""
+    name = nodeid.rpartition("::")[2]
+    anchor = name.removeprefix("test_").replace("_", "-")
+    return f"{name} (catalogue scenario in the harness repository: docs/scenarios.md#{anchor})"
 
 
 KILLED = "test_worker_killed.py"
@@ -48,16 +58,36 @@ BAD_KEPT = scenario("test_bad_messages.py", "test_with_a_dead_letter_exchange_th
 
 
 @dataclass(frozen=True)
+class Setting:
+    """One setting a lever asks for: the fact holding its current value, and how the user writes it."""
+
+    fact: str
+    value: Any
+    text: str
+
+
+@dataclass(frozen=True)
 class Lever:
-    """What would change the outcome, under the facts in ``when`` (all must hold; empty: always)."""
+    """What would change the outcome, under the facts in ``when`` (all must hold; empty: always).
+
+    ``needs``: the settings the change takes together; ``change_for`` names only those not already as
+    asked, then ``change`` (an alternative, or the whole change when ``needs`` is empty)."""
 
     change: str
     effect: str
     shown_by: str | None = None  # the catalogue scenario showing the outcome after the change
     when: Mapping[str, Any] = field(default_factory=dict)
+    needs: tuple[Setting, ...] = ()
 
     def applies(self, facts: Mapping[str, Any]) -> bool:
         return all(facts.get(key) == value for key, value in self.when.items())
+
+    def change_for(self, facts: Mapping[str, Any]) -> str:
+        if not self.needs:
+            return self.change
+        missing = [s.text for s in self.needs if facts.get(s.fact) != s.value] or [s.text for s in self.needs]
+        needed = " and ".join(missing)
+        return f"{needed} ({self.change})" if self.change else needed
 
 
 @dataclass(frozen=True)
@@ -151,9 +181,13 @@ FAILURES: tuple[Failure, ...] = (
                 LATE_REJECT,
             ),
             Lever(
-                "task_acks_late = True and task_reject_on_worker_lost = True (or task_retry_on_worker_lost = True)",
+                "or task_retry_on_worker_lost = True",
                 "the lost task is requeued and runs again instead of failing with WorkerLostError",
                 POOL_REJECT,
+                needs=(
+                    Setting("acks_late", True, "task_acks_late = True"),
+                    Setting("reject_on_worker_lost", True, "task_reject_on_worker_lost = True"),
+                ),
             ),
         ),
         (
@@ -296,14 +330,21 @@ FAILURES: tuple[Failure, ...] = (
     ),
     Failure(
         "consumer_timeout_behind",
-        "a task prefetched behind it",
-        "a second task waits, prefetched, behind the long one",
-        ("acks_late", "worker_prefetch_multiplier", "consumer_timeout"),
+        "a task sent behind it",
+        "a second task is sent right behind the long one (prefetched by the worker if its prefetch allows)",
+        ("acks_late", "worker_prefetch_multiplier", "concurrency", "consumer_timeout", "prefetched_behind"),
         (
             Lever(
                 "consumer_timeout above the longest task plus its wait, or long tasks on a worker of their own",
                 "a prefetched delivery also counts: the worker's channel is closed even with early "
                 "acknowledgement, and the worker exits",
+                None,
+                {"prefetched_behind": True},
+            ),
+            Lever(
+                "long tasks on a worker of their own, or consumer_timeout above the longest task",
+                "nothing was prefetched, so the timeout did not count its delivery; but it waits in the queue "
+                "for as long as the long task holds the worker",
                 None,
             ),
         ),
@@ -326,6 +367,39 @@ FAILURES: tuple[Failure, ...] = (
     ),
 )
 BY_KEY = {failure.key: failure for failure in FAILURES}
+
+
+def prefetches_behind(facts: Mapping[str, Any]) -> bool:
+    """Whether the worker's settings let it take a second task while one long task runs and not start it:
+    one pool process (a second would run it), and a prefetch window (concurrency x multiplier, 0 for none)
+    with room beside the long task's delivery, which holds a slot until its late acknowledgement."""
+    concurrency = int(facts.get("concurrency") or 1)
+    multiplier = int(facts.get("worker_prefetch_multiplier") or 0)
+    if concurrency > 1:
+        return False
+    held_by_long = 1 if facts.get("acks_late") else 0
+    return multiplier == 0 or multiplier * concurrency - held_by_long >= 1
+
+
+def behind_note(facts: Mapping[str, Any], prefetched: bool) -> str:
+    """What the row of the task behind says about its delivery: what was observed, and whether the worker's
+    settings imply it."""
+    window = (
+        f"worker_prefetch_multiplier={facts.get('worker_prefetch_multiplier')} x concurrency "
+        f"{facts.get('concurrency')}, acks_late={facts.get('acks_late')}"
+    )
+    expected = prefetches_behind(facts)
+    if prefetched:
+        said = "the worker prefetched it behind the long task: its unacknowledged delivery counts toward the timeout"
+    elif int(facts.get("concurrency") or 1) > 1:
+        said = "nothing was prefetched behind the long task: a second pool process took the task at once"
+    else:
+        said = (
+            "nothing was prefetched behind the long task: the worker held only the long task's own delivery, "
+            "and the second task waited in the queue"
+        )
+    agrees = "as" if prefetched == expected else "unlike what"
+    return f"{said} ({agrees} {window} implies)"
 
 
 # -- facts ------------------------------------------------------------------------------------------

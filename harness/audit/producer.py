@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.probe import PROBE_NAME, ProbeError, register_probe
-from harness.producers import DirectProducer, DirectSender, Sent, load_app
+from harness.producers import DirectProducer, DirectSender, load_app
+from harness.sent import Sent
 
 if TYPE_CHECKING:
     from harness.stack import AppStack

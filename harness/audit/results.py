@@ -17,10 +17,25 @@ from typing import Any
 
 import pytest
 
-from harness.audit.failures import BY_KEY, FAILURES, Lever
+from harness.audit.failures import BY_KEY, FAILURES, Lever, reference
 from harness.verdict import FATES
 
 MARKER = "audit"  # @pytest.mark.audit("failure_key", ...): the failures a scenario fills in
+FOLDER = "audit"  # the audit's report, in the report folder: the scenarios' run report stays as it was
+PACKAGE = Path(__file__).resolve().parent
+
+
+def is_audit_run(config: pytest.Config) -> bool:
+    """Whether this run is the audit (``--pyargs harness.audit...``, or paths in its package), whose report
+    must not overwrite the scenarios' run report in the same folder."""
+    for arg in config.args:
+        name = str(arg).split("::")[0]
+        if config.option.pyargs and (name == "harness.audit" or name.startswith("harness.audit.")):
+            return True
+        path = Path(name).resolve()
+        if path == PACKAGE or PACKAGE in path.parents:
+            return True
+    return False
 
 
 @dataclass
@@ -42,8 +57,13 @@ class Row:
         return cls(failure, BY_KEY[failure].title, **fields)
 
 
-def lever_dict(lever: Lever | None) -> dict[str, Any] | None:
-    return None if lever is None else {"change": lever.change, "effect": lever.effect, "shown_by": lever.shown_by}
+def lever_dict(lever: Lever | None, facts: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The lever as the row shows it: only the settings not already as it asks (under ``facts``), and its
+    catalogue scenario as a user without the harness's repository finds it."""
+    if lever is None:
+        return None
+    shown_by = reference(lever.shown_by) if lever.shown_by else None
+    return {"change": lever.change_for(facts or {}), "effect": lever.effect, "shown_by": shown_by}
 
 
 def fates_text(fates: Mapping[str, int]) -> str:

@@ -22,7 +22,7 @@ from harness.audit.failures import BY_KEY, facts
 from harness.audit.plan import AuditPlan
 from harness.audit.results import AuditRecorder, Row, lever_dict
 from harness.ledger import Ledger
-from harness.producers import Sent
+from harness.sent import Sent
 from harness.stack import AppStack
 from harness.supervisor import STOPPED_STATES
 from harness.verdict import FATES, TaskHistory, Verdict
@@ -33,6 +33,19 @@ QUIET_S = 0.5  # a requeued message is redelivered to an idle, connected worker 
 HELD_CAP = 16  # tasks sent to fill a worker whose prefetch is unlimited, or very large
 INSTANT = 0.0
 PRODUCER_STEPS = ("task-sent", "task-published")
+
+
+def prefetched_behind(long: TaskHistory, behind: TaskHistory) -> bool:
+    """Whether the worker took ``behind`` while ``long``'s first run went on and did not start it: its first
+    receipt came before that run ended (its first end, or its second start after a redelivery) and its
+    first start did not."""
+
+    def first(history: TaskHistory, *types: str, nth: int = 1) -> float:
+        times = sorted(e.timestamp for e in history.events if e.type in types)
+        return times[nth - 1] if len(times) >= nth else float("inf")
+
+    run_ended = min(first(long, "task-succeeded", "task-failed"), first(long, "task-started", nth=2))
+    return first(behind, "task-received") < run_ended <= first(behind, "task-started")
 
 
 def is_held(history: TaskHistory, worker_up: bool, pool_process_alive: bool) -> bool:
@@ -66,6 +79,7 @@ class Audit:
         self.nodeid = nodeid
         self.notes: dict[str, list[str]] = {}
         self.broker: dict[str, Any] = {}
+        self.observed: dict[str, Any] = {}  # facts the scenario saw (e.g. prefetched_behind), with the settings'
 
     # -- what runs -----------------------------------------------------------------------------
     @property
@@ -230,6 +244,11 @@ class Audit:
     def exited(self) -> bool:
         return self.stack.state(self.worker) in STOPPED_STATES
 
+    def facts(self) -> dict[str, Any]:
+        """The facts the rows are decided by, as the worker ran the app (before any observation)."""
+        worker = {"concurrency": self.plan.worker.concurrency, "pool": self.plan.worker.pool}
+        return facts(self.config(), self.plan.task, worker, self.queue, None, self.broker)
+
     def note(self, failure: str, text: str) -> None:
         self.notes.setdefault(failure, []).append(text)
 
@@ -248,7 +267,7 @@ class Audit:
         the team accepts (``--audit-expect``)."""
         config = self.config()
         worker = {"concurrency": self.plan.worker.concurrency, "pool": self.plan.worker.pool}
-        known = facts(config, self.plan.task, worker, self.queue, self.queue_info(), self.broker)
+        known = {**facts(config, self.plan.task, worker, self.queue, self.queue_info(), self.broker), **self.observed}
         fate_of = {task_id: fate for fate, ids in verdict.fates.items() for task_id in ids}
         breaches = []
         for key, ids in groups.items():
@@ -261,7 +280,7 @@ class Audit:
                 self.note(key, f"{waiting} when the audit stopped the worker")
             row = Row.of(
                 key, tasks=len(ids), fates=counts, decided_by=failure.deciding(known),
-                lever=lever_dict(failure.lever(known)), same_as=failure.same_as(known),
+                lever=lever_dict(failure.lever(known), known), same_as=failure.same_as(known),
                 notes=self.notes.get(key, []), exceeded=self.plan.expectations.exceeded(key, counts),
                 nodeid=self.nodeid,
             )  # fmt: skip

@@ -2,6 +2,8 @@
 
 import pytest
 
+from harness.audit.failures import behind_note
+from harness.audit.runner import prefetched_behind
 from harness.waiting import eventually
 
 CONSUMER_TIMEOUT_MS = 1000  # instead of RabbitMQ's 30 minutes, checked every 250 ms
@@ -21,12 +23,13 @@ def consumer_timeout(owned_broker):
 @pytest.mark.audit("consumer_timeout", "consumer_timeout_behind")
 def test_a_task_past_the_consumer_timeout(consumer_timeout, stack, audit, ledger):
     """One task runs longer than the broker's ``consumer_timeout`` (30 minutes by default: a report, an
-    export, a video), and a second task waits behind it, prefetched.
+    export, a video), and a second task is sent right behind it (prefetched, if the worker's prefetch
+    leaves room beside the long task's delivery).
 
     What the table tells: whether the broker closes the worker's channel (an unacknowledged delivery
-    past the timeout: the long task's own with late acknowledgement, the prefetched one's in any
-    case), which makes the worker exit; and what becomes of both tasks when the worker is started
-    again, as an autorestarting supervisor would.
+    past the timeout: the long task's own with late acknowledgement, a prefetched one's in any case;
+    the second task's row says whether it was prefetched), which makes the worker exit; and what
+    becomes of both tasks when the worker is started again, as an autorestarting supervisor would.
     """
     audit.broker.update(consumer_timeout_ms=consumer_timeout, consumer_timeout_audit_ms=CONSUMER_TIMEOUT_MS)
     audit.note("consumer_timeout", f"the broker's consumer_timeout is {consumer_timeout} ms; shortened to "
@@ -47,4 +50,7 @@ def test_a_task_past_the_consumer_timeout(consumer_timeout, stack, audit, ledger
             timeout=LONG_S + 15, what="the long task to start again, or both tasks to end",
         )  # fmt: skip
     audit.finish(both)
+    prefetched = prefetched_behind(ledger.history(long), ledger.history(behind))
+    audit.observed["prefetched_behind"] = prefetched
+    audit.note("consumer_timeout_behind", behind_note(audit.facts(), prefetched))
     audit.record(stack.verdict(), consumer_timeout=[long], consumer_timeout_behind=[behind])

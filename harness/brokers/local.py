@@ -23,12 +23,11 @@ from pathlib import Path
 
 import psutil
 import requests
-from mirakuru import TCPExecutor
 from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 
 from harness.brokers.base import Broker, Endpoint
 from harness.errors import HarnessError
-from harness.executors import without_pid_in_tag
+from harness.executors import OwnedTCPExecutor
 from harness.ports import free_ports, require_free
 from harness.waiting import eventually
 
@@ -101,13 +100,12 @@ def chrooted(root: Path, argv: list[str]) -> list[str]:
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(root), *argv]
 
 
-class RabbitMQNode(TCPExecutor):
+class RabbitMQNode(OwnedTCPExecutor):
     """Ready when the AMQP port accepts connections and the management API answers."""
 
     def __init__(self, *args, management_url: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.management_url = management_url
-        without_pid_in_tag(self)
 
     def after_start_check(self) -> bool:
         if not super().after_start_check():
@@ -264,6 +262,10 @@ class LocalBroker(Broker):
                 f"the local RabbitMQ node did not answer on port {self.port} within {self.boot_timeout:.0f}s; "
                 f"last log line: {self._log_tail(1) or '(none)'}"
             ) from None
+        except BaseException:  # Ctrl-C during the boot: the half-started node is still ours to stop
+            self._executor.kill()
+            self._executor = None
+            raise
         finally:
             log.close()
 

@@ -61,6 +61,12 @@ class WarmBroker(LocalBroker):
                 "the warm broker runs RabbitMQ 3 only; for version 4 use --harness-broker local (a 4.0 node boots "
                 "in about 4 s) or docker"
             )
+        if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+            # One node for every worker: a scenario that restarts or freezes it would hit its neighbours.
+            raise HarnessError(
+                "the warm broker is one node, shared: run without -n (it is for the one-scenario edit-run loop), "
+                "or use --harness-broker local for parallel runs (a node per xdist worker)"
+            )
         found = cls.found()
         if found is not None:
             return found

@@ -8,6 +8,7 @@ git ref, then each version's app (it must import and register tasks).
 
 from __future__ import annotations
 
+import difflib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -59,6 +60,18 @@ def environment(pairs: tuple[str, ...]) -> dict[str, str]:
     return found
 
 
+def unknown_tasks(policy: CallPolicy, examples: Examples, known: set[str]) -> None:
+    """A task named by ``--calls TASK=...`` or ``--example TASK=...`` that neither version registers is a
+    typo: without this, its convention or values would silently apply to nothing."""
+    for flag, names in (("--calls", [task for task, _ in policy.per_task]), ("--example", list(examples.given))):
+        for name in names:
+            if name in known:
+                continue
+            close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"its tasks: {', '.join(sorted(known))}"
+            raise HarnessError(f"{flag} names {name}, which is not a task of the app at base or head; {hint}")
+
+
 BrokerSource = Broker | Callable[[], AbstractContextManager[Broker]]
 
 
@@ -83,6 +96,7 @@ def check(options: CheckOptions, prove_on: BrokerSource | None = None) -> Report
         else:
             base = versions.same_tree(base_app, options.cwd)
         new = versions.working_tree(options.celery_app, options.cwd)
+        unknown_tasks(policy, examples, set(base.tasks) | set(new.tasks))
         comparison = compare(base.info, new.info, policy, options.via)
         report = Report(comparison, base, new, options.fail_on, options.warn_only)
         if prove_on is not None and comparison.messages:

@@ -7,7 +7,19 @@ from pathlib import Path
 import pytest
 
 from harness import docs
-from harness.audit.failures import BY_KEY, FAILURES, KILLED_EARLY, KILLED_LATE, POOL_REJECT, facts, queue_facts
+from harness.audit.failures import (
+    BY_KEY,
+    FAILURES,
+    KILLED_EARLY,
+    KILLED_LATE,
+    POOL_REJECT,
+    behind_note,
+    facts,
+    prefetches_behind,
+    queue_facts,
+    reference,
+)
+from harness.audit.results import lever_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {  # a worker's config line, as the launcher writes it
@@ -75,3 +87,65 @@ def test_queue_facts_come_from_its_arguments_or_its_policy() -> None:
     policy = queue_facts({"type": "classic", "effective_policy_definition": {"dead-letter-exchange": "dlx"}})
     assert policy["dead_letter_exchange"] == "dlx"
     assert queue_facts(None)["queue_durable"] is None, "unknown without a management API, not guessed"
+
+
+def test_a_lever_names_only_the_settings_not_already_as_it_asks() -> None:
+    pool = BY_KEY["pool_process_killed"]
+    late = known(acks_late=True)  # the trial app's case: acks_late on, reject_on_worker_lost off
+    assert pool.lever(late).change_for(late) == (
+        "task_reject_on_worker_lost = True (or task_retry_on_worker_lost = True)"
+    )
+    early = known()
+    assert pool.lever(early).change_for(early) == (
+        "task_acks_late = True and task_reject_on_worker_lost = True (or task_retry_on_worker_lost = True)"
+    )
+    assert lever_dict(pool.lever(late), late)["change"].startswith("task_reject_on_worker_lost = True")
+    assert "task_acks_late" not in lever_dict(pool.lever(late), late)["change"]
+
+
+def test_no_lever_asks_for_a_setting_that_is_already_as_it_asks() -> None:
+    """Under every combination of the two settings the levers read, a lever's own words never ask for a
+    value the facts already have."""
+    for acks_late in (False, True):
+        for reject in (False, True):
+            facts_now = known(acks_late=acks_late, reject_on_worker_lost=reject)
+            for failure in FAILURES:
+                change = failure.lever(facts_now).change_for(facts_now)
+                if acks_late:
+                    assert "task_acks_late = True" not in change, (failure.key, change)
+                else:
+                    assert "task_acks_late = False" not in change, (failure.key, change)
+                if reject:
+                    assert "task_reject_on_worker_lost = True" not in change, (failure.key, change)
+
+
+def test_a_catalogue_scenario_is_shown_as_a_name_and_a_docs_anchor_a_pip_user_can_follow() -> None:
+    text = reference(POOL_REJECT)
+    assert not text.startswith("scenarios/") and "scenarios/test_" not in text
+    name = POOL_REJECT.rpartition("::")[2]
+    assert text.startswith(name) and "harness repository" in text
+    anchor = text.rpartition("docs/scenarios.md#")[2].rstrip(")")
+    headings = (ROOT / "docs" / "scenarios.md").read_text().splitlines()
+    slugs = {h.removeprefix("#### ").lower().replace(" ", "-") for h in headings if h.startswith("#### ")}
+    assert anchor in slugs, "the anchor of the scenario's heading in docs/scenarios.md"
+
+
+@pytest.mark.parametrize(
+    ("multiplier", "concurrency", "acks_late", "expected"),
+    [(1, 1, True, False), (1, 1, False, True), (4, 1, True, True), (0, 1, True, True), (1, 2, False, False)],
+)
+def test_whether_a_task_is_prefetched_behind_a_long_one_follows_the_prefetch_window(
+    multiplier: int, concurrency: int, acks_late: bool, expected: bool
+) -> None:
+    facts_now = {"worker_prefetch_multiplier": multiplier, "concurrency": concurrency, "acks_late": acks_late}
+    assert prefetches_behind(facts_now) is expected
+
+
+def test_the_row_behind_says_nothing_was_prefetched_with_multiplier_one_and_late_acks() -> None:
+    facts_now = {"worker_prefetch_multiplier": 1, "concurrency": 1, "acks_late": True, "prefetched_behind": False}
+    note = behind_note(facts_now, prefetched=False)
+    assert note.startswith("nothing was prefetched") and "(as worker_prefetch_multiplier=1" in note
+    behind = BY_KEY["consumer_timeout_behind"]
+    assert "prefetched delivery also counts" not in behind.lever(facts_now).effect
+    assert "prefetched delivery also counts" in behind.lever({**facts_now, "prefetched_behind": True}).effect
+    assert "unlike what" in behind_note(facts_now, prefetched=True), "an observation the settings do not explain"

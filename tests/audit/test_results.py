@@ -10,7 +10,7 @@ META = {"celery_app": "proj.celery:app", "describe": "the probe, routed like pro
 ROWS = [
     Row.of(
         "worker_killed", tasks=4, fates={"succeeded": 3, "lost": 1}, decided_by={"acks_late": False},
-        lever={"change": "task_acks_late = True", "effect": "it runs again", "shown_by": "scenarios/x.py::t"},
+        lever={"change": "task_acks_late = True", "effect": "it runs again", "shown_by": "t (catalogue scenario)"},
         exceeded=["lost=1 > 0"], nodeid="harness/audit/test_worker_killed.py::t",
     ),
     Row.of("worker_outage", tasks=20, fates={"succeeded": 20}, decided_by={"queue": "emails"}),
@@ -26,7 +26,7 @@ def test_the_table_lists_failures_in_catalogue_order_with_fates_settings_and_lev
     killed = next(line for line in lines if line.startswith("worker killed"))
     assert "succeeded 3, lost 1" in killed and "acks_late=False" in killed
     assert "more than accepted: lost=1 > 0" in killed
-    assert "would change it: task_acks_late = True -> it runs again\n    shown by: scenarios/x.py::t" in body
+    assert "would change it: task_acks_late = True -> it runs again\n    shown by: t (catalogue scenario)" in body
     assert "skipped: the url broker is not the harness's to stop" in body
 
 

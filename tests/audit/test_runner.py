@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.audit.runner import is_held
+from harness.audit.runner import is_held, prefetched_behind
 from harness.verdict import TaskEvent, TaskHistory
 
 W = "worker@harness"
@@ -29,3 +29,24 @@ def test_an_ended_or_never_received_task_is_not_held() -> None:
     assert not is_held(history(("task-received", 0.1), ("task-started", 0.2), ("task-succeeded", 1.2)), True, True)
     assert not is_held(history(("task-sent", 0.0)), True, True)
     assert not is_held(history(), True, True)
+
+
+def test_a_task_received_while_the_long_one_ran_and_started_after_it_was_prefetched() -> None:
+    long = history(("task-received", 0.0), ("task-started", 0.1), ("task-started", 2.5), ("task-succeeded", 3.6))
+    behind = history(("task-received", 0.2), ("task-received", 2.4), ("task-started", 3.7), ("task-succeeded", 3.8))
+    assert prefetched_behind(long, behind), "received at 0.2 s, during the long task's first run (to 2.5 s)"
+
+
+def test_a_task_first_received_after_the_long_ones_first_run_was_not_prefetched() -> None:
+    # worker_prefetch_multiplier=1 with acks_late: the long task's delivery fills the worker's window.
+    long = history(("task-received", 0.0), ("task-started", 0.1), ("task-started", 2.5))
+    waited = history(("task-sent", 0.05))
+    assert not prefetched_behind(long, waited), "never received at all"
+    late = history(("task-received", 2.6), ("task-started", 9.0))
+    assert not prefetched_behind(long, late), "received only after the long task ran again"
+
+
+def test_a_task_a_second_pool_process_started_at_once_was_not_prefetched() -> None:
+    long = history(("task-received", 0.0), ("task-started", 0.1), ("task-succeeded", 3.0))
+    alongside = history(("task-received", 0.2), ("task-started", 0.21), ("task-succeeded", 0.3))
+    assert not prefetched_behind(long, alongside)

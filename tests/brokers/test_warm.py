@@ -11,6 +11,7 @@ import pytest
 
 from harness.brokers.select import BrokerOptions
 from harness.brokers.warm import WarmBroker, main
+from harness.errors import HarnessError
 
 pytestmark = pytest.mark.skipif(
     shutil.which("rabbitmq-server", path="/usr/sbin:/usr/bin") is None, reason="no rabbitmq-server"
@@ -48,3 +49,10 @@ def test_fault_calls_work_on_the_warm_node(warm_home: Path) -> None:
     assert found is not None and found._pid == node._pid, "the restarted node's pid is saved for the next run"
     node.restart_broker(how="app")
     assert node.answering()
+
+
+def test_a_parallel_run_is_refused_in_one_sentence(warm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
+    with pytest.raises(HarnessError, match=r"^the warm broker is one node, shared: run without -n"):
+        WarmBroker.from_options(BrokerOptions(kind="warm"))
+    assert not (warm_home / "nodes").exists(), "nothing booted, nothing made"

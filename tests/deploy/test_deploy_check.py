@@ -196,3 +196,29 @@ def test_an_app_with_no_tasks(shop_repo: Path, tmp_path: Path):
 )
 def test_bad_options(shop_repo: Path, tmp_path: Path, args: tuple[str, ...], words: tuple[str, ...]):
     assert_one_sentence(deploy_check(shop_repo, "--app", APP, *args, tmp_path=tmp_path), *words)
+
+
+@pytest.mark.parametrize(
+    ("args", "typo", "meant"),
+    [
+        (("--calls", "shop.tasks.send_emial=keyword"), "shop.tasks.send_emial", "shop.tasks.send_email"),
+        (("--example", 'shop.tasks.resise={"path": "a.png"}'), "shop.tasks.resise", "shop.tasks.resize"),
+    ],
+    ids=["calls", "example"],
+)
+def test_a_task_name_that_is_not_the_apps_names_the_close_ones(
+    shop_repo: Path, tmp_path: Path, args: tuple[str, ...], typo: str, meant: str
+):
+    """A misspelt task would otherwise get its convention or values silently applied to nothing."""
+    run = deploy_check(shop_repo, "--app", APP, "--base", "HEAD~1", *args, tmp_path=tmp_path)
+    assert_one_sentence(run, f"{args[0]} names {typo}", "not a task of the app", f"did you mean {meant}")
+
+
+def test_the_proof_says_it_uses_a_url_broker_and_starts_nothing():
+    """A url broker is someone else's: the proof only connects to it (and keeps its password to itself)."""
+    from harness.brokers.url import UrlBroker
+    from harness.deploy_check import proof_broker_words
+
+    words = proof_broker_words(UrlBroker("amqp://ops:s3cret@rabbit.example:5672/prod"))
+    assert words.startswith("using the url broker at amqp://ops:***@rabbit.example:5672/")
+    assert "s3cret" not in words and "starting" not in words

@@ -1,0 +1,84 @@
+"""harness.screen: the web app's line says when its root path has no page (an API), and the problems show."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from harness.screen import render, root_note
+from harness.state import StackState
+
+
+class Api(BaseHTTPRequestHandler):
+    """An API-only app: /health answers, / is 404 (as FastAPI without a root route)."""
+
+    def do_GET(self) -> None:
+        code = 200 if self.path == "/health" else 404
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class Page(Api):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)  # port 0: the kernel picks a free one
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def api_url() -> Iterator[str]:
+    yield from serve(Api)
+
+
+@pytest.fixture
+def page_url() -> Iterator[str]:
+    yield from serve(Page)
+
+
+def state_for(web_url: str, tmp_path: Path) -> StackState:
+    return StackState(
+        owner="up", pid=1, label="harness up", workdir=str(tmp_path), supervisor_conf=str(tmp_path / "s.conf"),
+        supervisor_socket=str(tmp_path / "s.sock"), journal_dir=str(tmp_path),
+        programs={"worker": "worker", "web": "web"},
+        broker_kind="local", amqp_url="amqp://u:p@127.0.0.1:1/v", vhost="v", user="u", password="p",
+        management_url=None, web_url=web_url,
+    )  # fmt: skip
+
+
+def test_an_api_without_a_page_at_its_root_is_said_to_be_one(api_url: str, tmp_path: Path) -> None:
+    assert root_note(api_url) == " (no page at /: an API)"
+    screen = render(state_for(api_url, tmp_path), tmp_path / "state.json")
+    assert f"the web app    {api_url}/ (no page at /: an API)" in screen
+    assert "the page" not in screen
+
+
+def test_a_web_app_with_a_page_is_shown_plainly(page_url: str, tmp_path: Path) -> None:
+    assert root_note(page_url) == ""
+    assert f"the web app    {page_url}/\n" in render(state_for(page_url, tmp_path), tmp_path / "state.json")
+
+
+def test_the_problems_of_the_first_status_read_are_on_the_screen(page_url: str, tmp_path: Path) -> None:
+    screen = render(
+        state_for(page_url, tmp_path), tmp_path / "s.json", problems=["queue notifications has no consumer"]
+    )
+    assert "problems:\n  queue notifications has no consumer" in screen
