@@ -71,6 +71,26 @@ class BrokerReconfigured(Fault):
         return f"broker settings: {self.settings}"
 
 
+@dataclass(frozen=True)
+class BrokerAlarm(Fault):
+    """A resource alarm raised on the broker (``memory`` or ``disk``): every publishing connection is blocked."""
+
+    resource: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"broker {self.resource} alarm"
+
+
+@dataclass(frozen=True)
+class BrokerAlarmCleared(Fault):
+    resource: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"broker {self.resource} alarm cleared"
+
+
 BROKER_DOWN = (BrokerStopped, BrokerFrozen)
 BROKER_UP = (BrokerStarted, BrokerResumed)
 
