@@ -174,8 +174,8 @@ class FaultProxy:
     async def _connect_upstream(self, relay: _Relay) -> None:
         try:
             await self._loop.create_connection(lambda: relay.upstream, *self.upstream)
-        except OSError:  # the broker refuses (it is down): the program sees its connection closed
-            relay.lost(relay.upstream)
+        except OSError:  # the broker refuses (it is down): the program's connection is reset, the nearest a
+            relay.abort()  # relay gets to "connection refused" once the kernel has accepted the connection
             return
         if relay.closed:  # the program went away meanwhile
             assert relay.upstream.transport is not None
@@ -237,6 +237,22 @@ class NetFaults:
     def connections(self, program: str) -> int:
         """How many connections ``program`` has open through its relay now."""
         return len(self._proxy(program).relays)
+
+    def opened(self, program: str) -> int:
+        """How many connections ``program`` has opened through its relay so far (a reconnect adds one)."""
+        return self._proxy(program).connections_total
+
+    def sockets(self, program: str, pid: int) -> list[tuple[int, str]]:
+        """The TCP sockets process ``pid`` has to ``program``'s relay, as (local port, kernel state): what the
+        program itself believes about its connections (a half-open one is still ESTABLISHED here)."""
+        import psutil
+
+        port = self._proxy(program).port
+        try:
+            found = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            return []
+        return sorted((c.laddr.port, c.status) for c in found if c.raddr and c.raddr.port == port)
 
     # -- faults ------------------------------------------------------------------------------
     @contextmanager

@@ -305,6 +305,11 @@ class AppStack:
         self.supervisor.kill_group(name)
         self.wait_exited(name)
 
+    def broker_sockets(self, name: str) -> list[tuple[int, str]]:
+        """The program's main process's TCP sockets to the broker (through its fault proxy), as (local port,
+        state): ESTABLISHED while it believes it is connected, SYN_SENT while it tries to reconnect."""
+        return self.net.sockets(self._known(name), self.supervisor.info(name)["pid"])
+
     def pool_pids(self, name: str) -> list[int]:
         """The worker's pool processes (prefork children of its main process)."""
         return sorted(child.pid for child in psutil.Process(self.supervisor.info(self._known(name))["pid"]).children())

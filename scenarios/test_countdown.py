@@ -1,0 +1,42 @@
+"""Countdown (ETA) tasks are held unacknowledged in the worker's memory until due: what a restart does."""
+
+import pytest
+
+from app_under_test.stack import HELLO_QUEUE, WORKER, demo
+from harness.producers import DirectProducer
+from harness.waiting import eventually
+
+pytestmark = [pytest.mark.catalogue, pytest.mark.worker_fault]
+
+TASKS, COUNTDOWN_S = 5, 6.0
+
+
+@pytest.mark.parametrize(
+    "stack_spec",
+    [demo().replace(producer=DirectProducer("say_hello", args=("world-{n}",), options={"countdown": COUNTDOWN_S}))],
+    indirect=True, ids=["countdown-6s"],
+)  # fmt: skip
+def test_countdown_tasks_survive_a_worker_restart_and_run_once_on_time(stack, producer, ledger, vhost):
+    """Five tasks sent with ``countdown=6`` (a reminder email, a retry later); the worker is restarted
+    (a deploy) before they are due.
+
+    What a user sees: nothing lost, nothing early, nothing twice. The worker had received them at once and
+    held them unacknowledged in memory (the queue shows them unacked, not ready); the restart hands them
+    back to the broker, the new worker receives them again, keeps their ETA, and runs each once, when due.
+    """
+    sends = producer.send_many(TASKS)
+    ids = [s.task_id for s in sends]
+    ledger.wait_received(ids, timeout=10)
+    eventually(
+        lambda: vhost.depth(HELLO_QUEUE), until=lambda d: (d.ready, d.unacked) == (0, TASKS), timeout=15,
+        what="the queue to show every countdown task held unacked by the worker",
+    )  # fmt: skip
+
+    stack.restart(WORKER)
+
+    ledger.wait_settled(ids, timeout=COUNTDOWN_S + 20)
+    histories, sent = ledger.histories(), ledger.sends()
+    early = [i for i in ids if histories[i].terminal.timestamp < sent[i].at + COUNTDOWN_S - 0.1]
+    assert not early, f"{len(early)} tasks ran before their countdown"
+    assert all(ledger.history(i).count("task-received") == 2 for i in ids), "each task was received again"
+    stack.verdict().assert_counts(succeeded=TASKS)
