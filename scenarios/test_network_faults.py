@@ -13,7 +13,6 @@ pytestmark = [pytest.mark.catalogue, pytest.mark.network_fault]
 
 BACKLOG = 30
 BLACKOUT_S = 10.0
-STUCK_WATCH_S = 20.0
 
 
 def succeeded_after(ledger, since: float) -> float:
@@ -58,12 +57,8 @@ def blackout(stack, ledger, producer) -> tuple[list[str], float, int]:
     return ids, noticed_s, opened
 
 
-def starts(ledger) -> int:
-    return sum(h.count("task-started") for h in ledger.histories().values())
-
-
 @pytest.mark.parametrize("stack_spec", [demo(work_seconds=0.2)], indirect=True, ids=["0.2s-tasks"])
-def test_worker_blackholed_mid_backlog_notices_at_once_then_stops_consuming_for_good(
+def test_worker_blackholed_mid_backlog_notices_at_once_then_dies_on_its_locked_pidbox(
     stack, producer, ledger, record_property
 ):
     """The worker's network to RabbitMQ drops every packet for 10 s (a switch reboots, a VM migrates, a
@@ -74,27 +69,25 @@ def test_worker_blackholed_mid_backlog_notices_at_once_then_stops_consuming_for_
     sockets, so the kernel drops a connection whose data goes unacknowledged for a second. It reconnects
     once the network heals, but RabbitMQ still holds its old, silent connection (until that one's own
     heartbeat timeout), and with it the worker's exclusive remote-control queue (``<name>.celery.pidbox``):
-    the new connection's declare fails with ``RESOURCE_LOCKED``, and the worker stays up, connected and
-    idle, consuming nothing, for good (the backlog waits; a restart is the only cure). Executable
-    documentation of Celery issues #3201 / #5157 class; ``worker_enable_remote_control = False`` (no pidbox
-    queue) makes it recover: next scenario.
+    the new connection's declare fails with ``RESOURCE_LOCKED`` and the worker process exits, the rest of
+    the backlog untouched in the queue. Under a supervisor that restarts it, it comes back once RabbitMQ
+    has dropped the old connection; without one, the queue just grows. ``worker_enable_remote_control =
+    False`` (no pidbox queue) makes it recover by itself: next scenario.
     """
     _, noticed_s, opened = blackout(stack, ledger, producer)
+    healed = time.monotonic()
 
     eventually(lambda: stack.net.opened(WORKER) > opened, timeout=30, what="the worker to reconnect")
-    ran = starts(ledger)
-    ledger_watch = never(
-        lambda: starts(ledger), until=lambda n: n > ran, for_=STUCK_WATCH_S,
-        what="the reconnected worker started a task",
-    )  # fmt: skip
+    stack.wait_exited(WORKER, timeout=60)
+    died_s = time.monotonic() - healed
 
     record_property("noticed_s", round(noticed_s, 2))
+    record_property("exited_after_heal_s", round(died_s, 2))
     verdict = stack.verdict()
-    print(f"noticed after {noticed_s:.2f}s; no start for {STUCK_WATCH_S}s after reconnecting; {verdict.summary()}")
-    assert ledger_watch and stack.state(WORKER) == "RUNNING", "the worker is alive all along"
+    print(f"noticed after {noticed_s:.2f}s; exited {died_s:.2f}s after the network healed; {verdict.summary()}")
     assert noticed_s < 5.0, f"the worker took {noticed_s:.1f}s to notice"
     assert verdict.count("lost") == verdict.count("failed") == 0, verdict.summary()
-    assert verdict.count("queued") + verdict.count("unsettled") > 0, verdict.summary()
+    assert verdict.count("queued") > 0, verdict.summary()
 
 
 @pytest.mark.celery_config(worker_enable_remote_control=False)
@@ -122,14 +115,14 @@ def test_worker_blackholed_mid_backlog_without_remote_control_recovers(stack, pr
     assert_nothing_lost(verdict)
 
 
-NO_USER_TIMEOUT = {"socket_settings": {"TCP_USER_TIMEOUT": 0}}  # the kernel's default: minutes of retransmits
+# py-amqp's TCP_USER_TIMEOUT off: the kernel's own default, minutes of retransmits (see app_under_test.settings).
+NO_USER_TIMEOUT = demo(work_seconds=0.2, env={"AMQP_TCP_USER_TIMEOUT_MS": "0"})
 
 
-@pytest.mark.celery_config(broker_transport_options=NO_USER_TIMEOUT)
-@pytest.mark.parametrize("stack_spec", [demo(work_seconds=0.2)], indirect=True, ids=["0.2s-tasks"])
+@pytest.mark.parametrize("stack_spec", [NO_USER_TIMEOUT], indirect=True, ids=["tcp-user-timeout-0"])
 def test_worker_blackholed_without_tcp_user_timeout_never_notices_and_resumes(stack, producer, ledger, record_property):
     """The same 10 s blackout, with py-amqp's ``TCP_USER_TIMEOUT`` turned off
-    (``broker_transport_options={"socket_settings": {"TCP_USER_TIMEOUT": 0}}``, as older py-amqp had it) and
+    (``broker_transport_options={"socket_settings": {socket.TCP_USER_TIMEOUT: 0}}``) and
     the default 120 s heartbeat.
 
     What a user sees: nothing, for the whole blackout. The worker's connection stays ESTABLISHED (a
