@@ -52,7 +52,7 @@ def alarm(broker: Broker, resource: str) -> Iterator[None]:
         )
     getter, setter, limit = LIMITS[resource]
     raise_it = _set_and_wait(resource, setter, limit, True)
-    out = broker.rabbitmqctl("eval", f"Old = {getter}, R = ({raise_it}), {{Old, R}}.")
+    out = broker.rabbitmqctl("eval", f"Old = {getter}, R = begin {raise_it} end, {{Old, R}}.")
     text = " ".join(out.split())
     if not text.startswith("{") or not text.rstrip(".").endswith(",ok}"):
         raise RuntimeError(f"the broker's {resource} alarm was not raised (rabbitmqctl eval answered {text!r})")

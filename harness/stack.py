@@ -274,12 +274,16 @@ class AppStack:
         self._record(ProgramStopped(program=self._known(name)))
         self.supervisor.stop_program(name)
 
-    def start(self, name: str) -> None:
-        """``supervisorctl start NAME``, returning once the program is ready."""
+    def start(self, name: str, wait: bool = True) -> float:
+        """``supervisorctl start NAME``, returning once the program is ready (``wait=False``: at once, for a
+        program expected not to get ready, e.g. a worker started while the broker is down); returns when it
+        was started (for ``wait_ready``)."""
         since = time.time()
         self._record(ProgramStarted(program=self._known(name)))
         self.supervisor.start_program(name)
-        self.wait_ready([name], since)
+        if wait:
+            self.wait_ready([name], since)
+        return since
 
     def deploy(self, name: str, env: Mapping[str, str] | None = None, app: str | None = None) -> str:
         """Roll out another version of one program (new environment variables, or another ``celery_app`` /

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from app_under_test.stack import WORKER, demo
+from harness.producers import assert_all_queued
 from harness.waiting import eventually, never
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.network_fault]
@@ -197,3 +198,46 @@ def test_acks_late_task_in_flight_when_the_connection_is_reset(stack, producer, 
     verdict = stack.verdict()
     assert history.count("task-succeeded") == (1 if cancel else 2), history.describe()
     verdict.assert_counts(succeeded=1 if cancel else 0, duplicated=0 if cancel else 1)
+
+
+WEB = "web"
+WEB_BLACKOUT_S = 5.0
+CLICKS = 3
+
+
+def confirms(on: bool):
+    marks = [pytest.mark.celery_config(broker_transport_options={"confirm_publish": True})] if on else []
+    return pytest.param(on, marks=marks, id="confirm-publish" if on else "default")
+
+
+@pytest.mark.parametrize("confirm", [confirms(False), confirms(True)])
+def test_web_app_blackholed_clicks_are_lost_silently_unless_publishes_are_confirmed(stack, producer, ledger, confirm):
+    """The web app's network to RabbitMQ drops every packet for 5 s while users click (the worker's is fine).
+
+    What a user sees, by default: each click answers "queued" (202) within milliseconds, and the task is
+    never run. ``apply_async`` only writes the message into the socket; py-amqp's ``TCP_USER_TIMEOUT`` (1 s)
+    then makes the kernel drop the connection with the unsent messages in it, and the app never hears of
+    it. After the network heals the app reconnects and new clicks work; the lost ones stay lost. With
+    publisher confirms (``broker_transport_options = {"confirm_publish": True}``) the app waits for
+    RabbitMQ's confirmation: each click takes seconds and answers 503, an honest failure, and nothing is
+    lost silently.
+    """
+    warm = producer.send()  # the web app's connection is open before the fault
+    ledger.wait_settled([warm.task_id], timeout=10)
+
+    with stack.net.blackhole(WEB):
+        started = time.monotonic()
+        clicks = producer.send_many(CLICKS)
+        time.sleep(max(0.0, WEB_BLACKOUT_S - (time.monotonic() - started)))  # the blackout's length, not a wait
+    after = producer.send_many(CLICKS)
+
+    assert_all_queued(after, within=2.0)
+    ledger.wait_settled([warm.task_id, *(c.task_id for c in after)], timeout=20)
+    print(f"clicks during the blackout: {[(c.status, round(c.seconds, 2)) for c in clicks]}")
+    if confirm:
+        assert all(c.status == 503 for c in clicks), clicks
+        stack.verdict().assert_counts(succeeded=1 + CLICKS, unsent=CLICKS)
+    else:
+        assert_all_queued(clicks, within=0.5)
+        ledger.assert_quiet([c.task_id for c in clicks], for_=QUIET_S, why="the clicks' messages never left the app")
+        stack.verdict().assert_counts(succeeded=1 + CLICKS, lost=CLICKS)
