@@ -11,7 +11,7 @@ import time
 from app_under_test import settings
 from app_under_test.tasks import app, say_hello
 
-__all__ = ["add", "app", "boom", "nap", "say_hello", "total"]
+__all__ = ["add", "app", "boom", "fan_out", "nap", "say_hello", "total"]
 
 
 @app.task(name="nap", queue=settings.HELLO_QUEUE)
@@ -34,3 +34,14 @@ def boom(x: int) -> int:
 @app.task(name="total", queue=settings.HELLO_QUEUE)
 def total(values: list[int]) -> int:
     return sum(values)
+
+
+@app.task(name="fan_out", queue=settings.HELLO_QUEUE)
+def fan_out(members: int, failing: int, callback_id: str) -> str:
+    """A chord: ``members`` additions (``failing`` of them raise), then ``total`` of their results, whose task id
+    is ``callback_id`` (so the caller can look its result up). Needs a result backend."""
+    from celery import chord
+
+    header = [add.s(i, i) for i in range(members - failing)] + [boom.s(i) for i in range(failing)]
+    chord(header)(total.s().set(task_id=callback_id))
+    return callback_id
