@@ -2,7 +2,7 @@
 
 import pytest
 
-from app_under_test.stack import HELLO_QUEUE
+from app_under_test.stack import HELLO_QUEUE, PATIENT_READY_S, demo
 from harness.producers import assert_all_queued
 from harness.waiting import never
 
@@ -12,6 +12,7 @@ CLICKS = 3
 WATCH_S = 3.0
 
 
+@pytest.mark.parametrize("stack_spec", [demo(ready_timeout=PATIENT_READY_S)], indirect=True, ids=["demo"])
 def test_memory_alarm_holds_clicks_invisibly_and_loses_nothing_once_cleared(
     owned_broker, stack, producer, ledger, vhost
 ):

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis
 
-from app_under_test.stack import demo, worker
+from app_under_test.stack import PATIENT_READY_S, demo, worker
 from harness.producers import DirectProducer
 from harness.waiting import eventually
 
@@ -19,7 +19,7 @@ QUIET_S = 3.0
 
 
 def lab(work_seconds: float = 0.05):
-    spec = demo(workers=(worker(version="tasks_lab"),), work_seconds=work_seconds)
+    spec = demo(ready_timeout=PATIENT_READY_S, workers=(worker(version="tasks_lab"),), work_seconds=work_seconds)
     return spec.replace(producer=DirectProducer("fan_out", celery_app="app_under_test.tasks_lab:app"))
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app_under_test.stack import demo, worker
+from app_under_test.stack import PATIENT_READY_S, demo, worker
 from harness.producers import DirectProducer
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.worker_fault]
@@ -11,7 +11,10 @@ BACKLOG, CONCURRENCY = 50, 10
 
 
 def recycling(per_child: int | None):
-    spec = demo(workers=(worker(version="tasks_lab", concurrency=CONCURRENCY, max_tasks_per_child=per_child),))
+    spec = demo(
+        ready_timeout=PATIENT_READY_S,
+        workers=(worker(version="tasks_lab", concurrency=CONCURRENCY, max_tasks_per_child=per_child),),
+    )
     return spec.replace(producer=DirectProducer("nap", celery_app="app_under_test.tasks_lab:app", args=(0.05,)))
 
 

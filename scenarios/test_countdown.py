@@ -2,18 +2,19 @@
 
 import pytest
 
-from app_under_test.stack import HELLO_QUEUE, WORKER, demo
+from app_under_test.stack import HELLO_QUEUE, PATIENT_READY_S, WORKER, demo
 from harness.producers import DirectProducer
 from harness.waiting import eventually
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.worker_fault]
 
 TASKS, COUNTDOWN_S = 5, 6.0
+REMINDERS = DirectProducer("say_hello", args=("world-{n}",), options={"countdown": COUNTDOWN_S})
 
 
 @pytest.mark.parametrize(
     "stack_spec",
-    [demo().replace(producer=DirectProducer("say_hello", args=("world-{n}",), options={"countdown": COUNTDOWN_S}))],
+    [demo(ready_timeout=PATIENT_READY_S).replace(producer=REMINDERS)],
     indirect=True, ids=["countdown-6s"],
 )  # fmt: skip
 def test_countdown_tasks_survive_a_worker_restart_and_run_once_on_time(stack, producer, ledger, vhost):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app_under_test.stack import WORKER, demo
+from app_under_test.stack import PATIENT_READY_S, WORKER, demo
 from harness.producers import assert_all_queued
 from harness.waiting import eventually, never
 
@@ -14,6 +14,7 @@ pytestmark = [pytest.mark.catalogue, pytest.mark.network_fault]
 
 BACKLOG = 30
 BLACKOUT_S = 10.0
+SHORT_TASKS = demo(ready_timeout=PATIENT_READY_S, work_seconds=0.2)
 
 
 def succeeded_after(ledger, since: float) -> float:
@@ -58,7 +59,7 @@ def blackout(stack, ledger, producer) -> tuple[list[str], float, int]:
     return ids, noticed_s, opened
 
 
-@pytest.mark.parametrize("stack_spec", [demo(work_seconds=0.2)], indirect=True, ids=["0.2s-tasks"])
+@pytest.mark.parametrize("stack_spec", [SHORT_TASKS], indirect=True, ids=["0.2s-tasks"])
 def test_worker_blackholed_mid_backlog_notices_at_once_then_dies_on_its_locked_pidbox(
     stack, producer, ledger, record_property
 ):
@@ -92,7 +93,7 @@ def test_worker_blackholed_mid_backlog_notices_at_once_then_dies_on_its_locked_p
 
 
 @pytest.mark.celery_config(worker_enable_remote_control=False)
-@pytest.mark.parametrize("stack_spec", [demo(work_seconds=0.2)], indirect=True, ids=["0.2s-tasks"])
+@pytest.mark.parametrize("stack_spec", [SHORT_TASKS], indirect=True, ids=["0.2s-tasks"])
 def test_worker_blackholed_mid_backlog_without_remote_control_recovers(stack, producer, ledger, record_property):
     """The same 10 s blackout, with ``worker_enable_remote_control = False``.
 
@@ -117,7 +118,7 @@ def test_worker_blackholed_mid_backlog_without_remote_control_recovers(stack, pr
 
 
 # py-amqp's TCP_USER_TIMEOUT off: the kernel's own default, minutes of retransmits (see app_under_test.settings).
-NO_USER_TIMEOUT = demo(work_seconds=0.2, env={"AMQP_TCP_USER_TIMEOUT_MS": "0"})
+NO_USER_TIMEOUT = demo(ready_timeout=PATIENT_READY_S, work_seconds=0.2, env={"AMQP_TCP_USER_TIMEOUT_MS": "0"})
 
 
 @pytest.mark.parametrize("stack_spec", [NO_USER_TIMEOUT], indirect=True, ids=["tcp-user-timeout-0"])
@@ -152,6 +153,7 @@ def test_worker_blackholed_without_tcp_user_timeout_never_notices_and_resumes(st
 
 
 RELEASE = "release-the-task"
+HELD = demo(ready_timeout=PATIENT_READY_S, env={"HELLO_HOLD_UNTIL": RELEASE})
 QUIET_S = 2.0
 
 
@@ -162,7 +164,7 @@ def cancel_on_loss(on: bool):
 
 @pytest.mark.celery_config(task_acks_late=True)
 @pytest.mark.parametrize("cancel", [cancel_on_loss(False), cancel_on_loss(True)])
-@pytest.mark.parametrize("stack_spec", [demo(env={"HELLO_HOLD_UNTIL": RELEASE})], indirect=True, ids=["held"])
+@pytest.mark.parametrize("stack_spec", [HELD], indirect=True, ids=["held"])
 def test_acks_late_task_in_flight_when_the_connection_is_reset(stack, producer, ledger, cancel):
     """A worker runs an ``acks_late`` task when its connection to RabbitMQ is cut (a load balancer or NAT
     drops the flow: a TCP reset); ``worker_cancel_long_running_tasks_on_connection_loss`` off (Celery 5's
@@ -211,6 +213,7 @@ def confirms(on: bool):
 
 
 @pytest.mark.parametrize("confirm", [confirms(False), confirms(True)])
+@pytest.mark.parametrize("stack_spec", [demo(ready_timeout=PATIENT_READY_S)], indirect=True, ids=["demo"])
 def test_web_app_blackholed_clicks_are_lost_silently_unless_publishes_are_confirmed(stack, producer, ledger, confirm):
     """The web app's network to RabbitMQ drops every packet for 5 s while users click (the worker's is fine).
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app_under_test.stack import demo, worker
+from app_under_test.stack import PATIENT_READY_S, demo, worker
 from harness.producers import DirectProducer
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.limits]
@@ -13,7 +13,7 @@ LONG_S, SHORT_S, SHORTS = 4.0, 0.05, 8
 def two_workers(**options) -> object:
     """Two ``-c 1`` workers of the lab tasks; the producer sends ``nap`` from the test process."""
     workers = tuple(worker(name, "tasks_lab", **options) for name in ("worker_a", "worker_b"))
-    return demo(workers=workers).replace(
+    return demo(ready_timeout=PATIENT_READY_S, workers=workers).replace(
         producer=DirectProducer("nap", celery_app="app_under_test.tasks_lab:app", args=(SHORT_S,))
     )
 

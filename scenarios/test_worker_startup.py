@@ -2,7 +2,7 @@
 
 import pytest
 
-from app_under_test.stack import HELLO_QUEUE, WORKER
+from app_under_test.stack import HELLO_QUEUE, PATIENT_READY_S, WORKER, demo
 from harness.producers import assert_all_queued
 from harness.waiting import never
 
@@ -17,6 +17,7 @@ def retry_on_startup(on: bool):
     return pytest.param(on, marks=marks, id=f"retry-on-startup-{'on' if on else 'off'}")
 
 
+@pytest.mark.parametrize("stack_spec", [demo(ready_timeout=PATIENT_READY_S)], indirect=True, ids=["demo"])
 @pytest.mark.parametrize("retry", [retry_on_startup(True), retry_on_startup(False)])
 def test_worker_started_while_the_broker_is_down(owned_broker, stack, producer, ledger, vhost, retry):
     """The worker is started while RabbitMQ is down, with a backlog waiting; the broker comes back 5 s later.
