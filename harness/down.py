@@ -63,7 +63,19 @@ def clean_after(state: StackState) -> list[str]:
     return done
 
 
+def remove_network_rules(pid: int | None = None) -> str:
+    """The iptables rules of harness processes that are dead (or of ``pid``): what a killed run left."""
+    from harness.netfaults import remove_stale_rules
+
+    removed = remove_stale_rules({pid} if pid else None)
+    return f"; {len(removed)} network fault rule(s) removed" if removed else ""
+
+
 def down(state_path: Path) -> str:
+    if not state_path.exists():  # no stack here: still clear the network rules a killed run may have left
+        removed = remove_network_rules()
+        if removed:
+            return f"harness: no stack was up{removed}"
     state = StackState.read(state_path)
     if state.alive:
         how = signal.SIGTERM if state.owner == "up" else signal.SIGINT
@@ -73,7 +85,7 @@ def down(state_path: Path) -> str:
                 lambda: not pid_alive(state.pid) and not state_path.exists(), timeout=OWNER_EXIT_TIMEOUT_S,
                 what=f"the stack's process (pid {state.pid}) to tear it down and exit",
             )  # fmt: skip
-            return f"harness: the stack of pid {state.pid} is down"
+            return f"harness: the stack of pid {state.pid} is down{remove_network_rules(state.pid)}"
         except WaitTimeout:
             if pid_alive(state.pid):
                 raise HarnessError(
@@ -82,7 +94,10 @@ def down(state_path: Path) -> str:
                 ) from None
     done = clean_after(state)
     state_path.unlink(missing_ok=True)
-    return f"harness: the stack of pid {state.pid} had died; cleaned up after it ({'; '.join(done) or 'nothing left'})"
+    return (
+        f"harness: the stack of pid {state.pid} had died; cleaned up after it ({'; '.join(done) or 'nothing left'})"
+        f"{remove_network_rules(state.pid)}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
