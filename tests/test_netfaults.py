@@ -19,17 +19,22 @@ from harness.errors import HarnessError
 from harness.faults import Fault, NetworkFault, NetworkHealed
 from harness.netfaults import RULE_TAG, NetFaults, drop_rules, harness_rules, iptables, remove_stale_rules
 
-needs_iptables = pytest.mark.skipif(
-    subprocess.run(["iptables", "-S", "INPUT"], capture_output=True).returncode != 0 if os.path.exists("/usr/sbin/iptables")
-    else True,
-    reason="needs iptables and the right to use it",
-)  # fmt: skip
+
+def _iptables_usable() -> bool:
+    try:
+        return subprocess.run(["iptables", "-S", "INPUT"], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+needs_iptables = pytest.mark.skipif(not _iptables_usable(), reason="needs iptables and the right to use it")
 
 
 @pytest.fixture
 def echo() -> Iterator[int]:
     """An echo server on a free loopback port (the broker's stand-in)."""
     server = socket.create_server(("127.0.0.1", 0))
+    served: list[socket.socket] = []
 
     def serve() -> None:
         while True:
@@ -37,16 +42,21 @@ def echo() -> Iterator[int]:
                 conn, _ = server.accept()
             except OSError:
                 return
+            served.append(conn)
             threading.Thread(target=pump, args=(conn,), daemon=True).start()
 
     def pump(conn: socket.socket) -> None:
-        with conn:
+        try:
             while data := conn.recv(1024):
                 conn.sendall(data)
+        except OSError:  # the reset test cuts it; the fixture closes it
+            pass
 
     threading.Thread(target=serve, daemon=True).start()
     yield server.getsockname()[1]
     server.close()
+    for conn in served:
+        conn.close()
 
 
 @pytest.fixture
@@ -55,12 +65,18 @@ def net(echo: int) -> Iterator[tuple[NetFaults, list[Fault]]]:
     faults = NetFaults(("127.0.0.1", echo), marks.append)
     faults.add("worker")
     yield faults, marks
+    while OPEN:
+        OPEN.pop().close()
     faults.close()
     assert not [line for pid, line in harness_rules() if pid == os.getpid()], "a rule outlived the proxy"
 
 
+OPEN: list[socket.socket] = []  # the tests' client sockets, closed after each test
+
+
 def connect(faults: NetFaults, timeout: float = 2.0) -> socket.socket:
     client = socket.create_connection(("127.0.0.1", faults.port("worker")), timeout=timeout)
+    OPEN.append(client)
     client.sendall(b"ping")
     assert client.recv(16) == b"ping"
     return client
@@ -142,10 +158,12 @@ def test_rules_go_on_ctrl_c(echo):
             net.close()
     """)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
     assert child.stdout.readline().strip() == "in"
     assert [pid for pid, _ in harness_rules() if pid == child.pid]
     child.send_signal(signal.SIGINT)
     child.wait(timeout=20)
+    child.stdout.close()
     assert not [pid for pid, _ in harness_rules() if pid == child.pid]
 
 
