@@ -214,7 +214,9 @@ def confirms(on: bool):
 
 @pytest.mark.parametrize("confirm", [confirms(False), confirms(True)])
 @pytest.mark.parametrize("stack_spec", [demo(ready_timeout=PATIENT_READY_S)], indirect=True, ids=["demo"])
-def test_web_app_blackholed_clicks_are_lost_silently_unless_publishes_are_confirmed(stack, producer, ledger, confirm):
+def test_web_app_blackholed_clicks_are_lost_silently_unless_publishes_are_confirmed(
+    stack, producer, ledger, vhost, confirm
+):
     """The web app's network to RabbitMQ drops every packet for 5 s while users click (the worker's is fine).
 
     What a user sees, by default: each click answers "queued" (202) within milliseconds, and the task is
@@ -243,4 +245,6 @@ def test_web_app_blackholed_clicks_are_lost_silently_unless_publishes_are_confir
     else:
         assert_all_queued(clicks, within=0.5)
         ledger.assert_quiet([c.task_id for c in clicks], for_=QUIET_S, why="the clicks' messages never left the app")
-        stack.verdict().assert_counts(succeeded=1 + CLICKS, lost=CLICKS)
+        # Without the broker's management API (a url broker) unacknowledged messages cannot be counted, so the
+        # harness can only call them unsettled.
+        stack.verdict().assert_counts(succeeded=1 + CLICKS, **{"lost" if vhost.isolated else "unsettled": CLICKS})
