@@ -176,6 +176,19 @@ class NetworkHealed(Fault):
         return f"network healed ({self.kind}): {self.program}"
 
 
+# -- other services the app depends on (a result backend...) -----------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceFault(Fault):
+    service: str = ""  # "result backend (redis)"
+    what: str = ""  # "killed", "back (empty)"
+
+    @property
+    def label(self) -> str:
+        return f"{self.service} {self.what}"
+
+
 Observer = Callable[[Fault], None]
 
 

@@ -395,12 +395,14 @@ def web(stack: AppStack) -> WebClient:
 
 
 @pytest.fixture
-def private_redis(scenario_dir: Path) -> Iterator[Any]:
+def private_redis(scenario_dir: Path, timeline: Timeline) -> Iterator[Any]:
     """A private ``redis-server`` on a free port for the scenario (e.g. its result backend), stopped after;
-    never the system Redis (see ``harness.redis_server``)."""
+    never the system Redis (see ``harness.redis_server``); its crashes are marked on the timeline."""
     from harness.redis_server import RedisServer
 
-    with opened(lambda: RedisServer(scenario_dir / "redis").start()) as server:
+    with opened(
+        lambda: RedisServer(scenario_dir / "redis", timeline.record, "result backend (redis)").start()
+    ) as server:
         yield server
 
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.faults import Fault, ServiceFault
 from harness.ports import free_ports
 from harness.waiting import eventually
 
 
 class RedisServer:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, record: Callable[[Fault], None] | None = None, name: str = "redis") -> None:
+        self._record = record
+        self.name = name
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             raise HarnessError(
@@ -28,6 +32,7 @@ class RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_ports(1)[0]
         self._process: subprocess.Popen | None = None
+        self._started_once = False
 
     @property
     def url(self) -> str:
@@ -42,6 +47,9 @@ class RedisServer:
         self._process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         log.close()
         eventually(self._answers, timeout=10, what=f"the private redis-server on port {self.port} to answer")
+        if self._started_once and self._record is not None:
+            self._record(ServiceFault(service=self.name, what="back (empty)"))
+        self._started_once = True
         return self
 
     def _answers(self) -> bool:
@@ -53,9 +61,15 @@ class RedisServer:
 
     def stop(self) -> None:
         """Kill it (SIGKILL: a crash, nothing flushed); the port is free again at once."""
+        self._kill()
+        if self._record is not None:
+            self._record(ServiceFault(service=self.name, what="killed"))
+
+    def close(self) -> None:
+        self._kill()
+
+    def _kill(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait(timeout=10)
         self._process = None
-
-    close = stop
