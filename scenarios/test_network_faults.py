@@ -74,7 +74,7 @@ def test_worker_blackholed_mid_backlog_notices_at_once_then_dies_on_its_locked_p
     the new connection's declare fails with ``RESOURCE_LOCKED`` and the worker process exits, the rest of
     the backlog untouched in the queue. Under a supervisor that restarts it, it comes back once RabbitMQ
     has dropped the old connection; without one, the queue just grows. ``worker_enable_remote_control =
-    False`` (no pidbox queue) makes it recover by itself: next scenario.
+    False`` (no pidbox queue) or a short ``broker_heartbeat`` make it recover by itself: next scenarios.
     """
     _, noticed_s, opened = blackout(stack, ledger, producer)
     healed = time.monotonic()
@@ -114,6 +114,31 @@ def test_worker_blackholed_mid_backlog_without_remote_control_recovers(stack, pr
     print(f"noticed after {noticed_s:.2f}s; first success {recovery_s:.2f}s after healing; {verdict.summary()}")
     assert noticed_s < 5.0, f"the worker took {noticed_s:.1f}s to notice"
     assert stack.net.opened(WORKER) > opened, "the worker did not reconnect"
+    assert_nothing_lost(verdict)
+
+
+@pytest.mark.celery_config(broker_heartbeat=2)
+@pytest.mark.parametrize("stack_spec", [SHORT_TASKS], indirect=True, ids=["0.2s-tasks"])
+def test_worker_blackholed_mid_backlog_with_a_short_heartbeat_recovers(stack, producer, ledger, record_property):
+    """The same 10 s blackout, remote control on, with ``broker_heartbeat = 2`` (Celery's default is 120 s).
+
+    What a user sees: the worker notices within about a second as before, and this time it comes back by
+    itself once the network heals and drains the backlog: with a 2 s heartbeat RabbitMQ closes the old,
+    silent connection after a few seconds, releasing the worker's pidbox queue before the worker
+    reconnects. Nothing is lost; a task whose acknowledgement was stuck in the blackout may run again.
+    The heartbeat bounds how long the broker keeps a dead client's connection (and its exclusive queues
+    and unacknowledged messages), not how fast the worker notices.
+    """
+    ids, noticed_s, opened = blackout(stack, ledger, producer)
+    healed = time.time()
+
+    ledger.wait_settled(ids, timeout=60)
+    recovery_s = succeeded_after(ledger, healed)
+    record_property("noticed_s", round(noticed_s, 2))
+    record_property("recovery_s", round(recovery_s, 2))
+    verdict = stack.verdict()
+    print(f"noticed after {noticed_s:.2f}s; first success {recovery_s:.2f}s after healing; {verdict.summary()}")
+    assert stack.state(WORKER) == "RUNNING" and stack.net.opened(WORKER) > opened, "the worker did not reconnect"
     assert_nothing_lost(verdict)
 
 
