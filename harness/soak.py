@@ -119,6 +119,17 @@ def harness_network_leftovers() -> list[str]:
     return found
 
 
+def _others(rule: str, pid: int) -> bool:
+    """A network fault rule another live run holds (its comment names the adding pid: ``harness.netfaults``)."""
+    from harness.netfaults import RULE_TAG
+
+    marker = f"{RULE_TAG} pid="
+    if marker not in rule:
+        return False
+    owner = rule.split(marker, 1)[1].split('"', 1)[0].split()[0]
+    return owner.isdigit() and int(owner) != pid and psutil.pid_exists(int(owner))
+
+
 def leftovers(tmpdir: Path, pid: int, network_before: set[str]) -> list[str]:
     deadline = time.monotonic() + REAP_GRACE_S
     while True:  # killed processes may take a moment to be reaped
@@ -127,7 +138,7 @@ def leftovers(tmpdir: Path, pid: int, network_before: set[str]) -> list[str]:
             break
         time.sleep(0.2)
     files = [f"file {p.name}" for p in tmpdir.iterdir()] if tmpdir.exists() else []
-    network = [item for item in harness_network_leftovers() if item not in network_before]
+    network = [item for item in harness_network_leftovers() if item not in network_before and not _others(item, pid)]
     return left + containers_of(pid) + files + network
 
 

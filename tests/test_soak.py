@@ -40,3 +40,15 @@ def test_the_table_says_how_many_runs_were_clean() -> None:
     results = [RunResult(1, 0, 10.0, passed=3), RunResult(2, 1, 12.0, passed=2, failed=1, failures=["t::x"])]
     text = table(results)
     assert "t::x" in text and text.endswith("1 of 2 runs passed with nothing left behind")
+
+
+def test_a_network_rule_of_another_live_run_is_not_this_runs_leftover():
+    import os
+
+    from harness.soak import _others
+
+    rule = 'iptables -A INPUT -i lo -p tcp --dport 4242 -m comment --comment "celery-failure-harness pid={}" -j DROP'
+    assert _others(rule.format(os.getpid()), pid=1)  # alive, and not the run's
+    assert not _others(rule.format(os.getpid()), pid=os.getpid())  # the run's own
+    assert not _others(rule.format(2**22 + 7), pid=1)  # its process is dead: a leak
+    assert not _others("iptables -A INPUT -m comment --comment harness-netns", pid=1)
