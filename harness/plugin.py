@@ -37,6 +37,7 @@ MARKERS = (
     "broker_fault: failures of the broker (restarted, unreachable, its timeouts); skipped on a url broker",
     "bad_message: undecodable or unaccepted messages",
     "limits: time limits, retries and broker timeouts",
+    "network_fault: the network between a program and the broker (blackholed, reset, slow, partitioned)",
 )
 
 
