@@ -43,6 +43,7 @@ def celery_config() -> dict:
         "broker_connection_timeout": seconds("CELERY_CONNECT_TIMEOUT", 2.0),
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
         **quorum_topic_queue(),
+        **socket_settings(),
     }
 
 
@@ -56,6 +57,18 @@ def quorum_topic_queue() -> dict:
     exchange = Exchange(HELLO_QUEUE, type="topic")
     queue = Queue(HELLO_QUEUE, exchange, routing_key=HELLO_QUEUE, queue_arguments={"x-queue-type": "quorum"})
     return {"task_queues": [queue], "task_default_queue": HELLO_QUEUE}
+
+
+def socket_settings() -> dict:
+    """``AMQP_TCP_USER_TIMEOUT_MS``: py-amqp's TCP_USER_TIMEOUT (1000 ms unless set; 0 is the kernel's own,
+    minutes of retransmits). Socket options are keyed by integer, which the harness's JSON settings cannot
+    carry, so the app reads it from its environment."""
+    value = os.environ.get("AMQP_TCP_USER_TIMEOUT_MS")
+    if value is None:
+        return {}
+    import socket
+
+    return {"broker_transport_options": {"socket_settings": {socket.TCP_USER_TIMEOUT: int(value)}}}
 
 
 def worker_app() -> Celery:

@@ -17,6 +17,9 @@ from harness.spec import StackSpec, WebSpec, WorkerSpec
 __all__ = ["BUTTON", "HELLO_QUEUE", "WORKER", "demo", "fleet"]
 
 WORKER = "worker_hello"
+# The second catalogue's stacks wait longer for their programs: several workers, or a pool of ten, start
+# slowly on a loaded two-core machine (seen: a worker online after 6 s while other suites ran).
+PATIENT_READY_S = 20.0
 # The worker's versions: each a tasks module with its own say_hello (see README, "The application under test").
 WORKER_VERSIONS = ("tasks", "tasks_v2", "tasks_v2_default", "tasks_tolerant", "tasks_tolerant_v2")
 # "Say hello (Celery)": POST /hello answers 202 with the task id, or 503 if the broker refused it.
@@ -46,6 +49,7 @@ def demo(
     inline_seconds: float = 2.0,
     workers: tuple[WorkerSpec, ...] | None = None,
     env: Mapping[str, str] | None = None,
+    ready_timeout: float | None = None,
 ) -> StackSpec:
     """The demo's stack: the web app (its producer version: v1, v2, tolerant_v1, tolerant_v2, renamed), one
     worker (its tasks module), how long the work takes (short by default, so scenarios stay fast)."""
@@ -56,6 +60,7 @@ def demo(
         producer=BUTTON,
         env={"HELLO_WORK_SECONDS": str(work_seconds), "INLINE_WORK_SECONDS": str(inline_seconds), **(env or {})},
         deploys=DEPLOYS,
+        ready_timeout=ready_timeout,
     )
 
 

@@ -65,9 +65,18 @@ def clean_after(state: StackState) -> list[str]:
     return done
 
 
+def remove_network_rules(pid: int | None = None) -> str:
+    """The iptables rules of harness processes that are dead (or of ``pid``): what a killed run left."""
+    from harness.netfaults import remove_stale_rules
+
+    removed = remove_stale_rules({pid} if pid else None)
+    return f"; {len(removed)} network fault rule(s) removed" if removed else ""
+
+
 def down(state_path: Path) -> str:
     if not state_path.exists():  # a CI "always tear down" step: nothing to do is not a failure
-        return f"harness: nothing is up here (no {state_path})"
+        # ...but a killed run may have left network fault rules: clear those anyway
+        return f"harness: nothing is up here (no {state_path}){remove_network_rules()}"
     state = StackState.read(state_path)
     if state.alive:
         how = signal.SIGTERM if state.owner == "up" else signal.SIGINT
@@ -77,7 +86,7 @@ def down(state_path: Path) -> str:
                 lambda: not pid_alive(state.pid) and not state_path.exists(), timeout=OWNER_EXIT_TIMEOUT_S,
                 what=f"the stack's process (pid {state.pid}) to tear it down and exit",
             )  # fmt: skip
-            return f"harness: the stack of pid {state.pid} is down"
+            return f"harness: the stack of pid {state.pid} is down{remove_network_rules(state.pid)}"
         except WaitTimeout:
             if pid_alive(state.pid):
                 raise HarnessError(
@@ -86,7 +95,10 @@ def down(state_path: Path) -> str:
                 ) from None
     done = clean_after(state)
     state_path.unlink(missing_ok=True)
-    return f"harness: the stack of pid {state.pid} had died; cleaned up after it ({'; '.join(done) or 'nothing left'})"
+    return (
+        f"harness: the stack of pid {state.pid} had died; cleaned up after it ({'; '.join(done) or 'nothing left'})"
+        f"{remove_network_rules(state.pid)}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,6 +71,26 @@ class BrokerReconfigured(Fault):
         return f"broker settings: {self.settings}"
 
 
+@dataclass(frozen=True)
+class BrokerAlarm(Fault):
+    """A resource alarm raised on the broker (``memory`` or ``disk``): every publishing connection is blocked."""
+
+    resource: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"broker {self.resource} alarm"
+
+
+@dataclass(frozen=True)
+class BrokerAlarmCleared(Fault):
+    resource: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"broker {self.resource} alarm cleared"
+
+
 BROKER_DOWN = (BrokerStopped, BrokerFrozen)
 BROKER_UP = (BrokerStarted, BrokerResumed)
 
@@ -154,6 +174,19 @@ class NetworkHealed(Fault):
     @property
     def label(self) -> str:
         return f"network healed ({self.kind}): {self.program}"
+
+
+# -- other services the app depends on (a result backend...) -----------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceFault(Fault):
+    service: str = ""  # "result backend (redis)"
+    what: str = ""  # "killed", "back (empty)"
+
+    @property
+    def label(self) -> str:
+        return f"{self.service} {self.what}"
 
 
 Observer = Callable[[Fault], None]

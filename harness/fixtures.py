@@ -419,6 +419,18 @@ def web(stack: AppStack) -> WebClient:
 
 
 @pytest.fixture
+def private_redis(scenario_dir: Path, timeline: Timeline) -> Iterator[Any]:
+    """A private ``redis-server`` on a free port for the scenario (e.g. its result backend), stopped after;
+    never the system Redis (see ``harness.redis_server``); its crashes are marked on the timeline."""
+    from harness.redis_server import RedisServer
+
+    with opened(
+        lambda: RedisServer(scenario_dir / "redis", timeline.record, "result backend (redis)").start()
+    ) as server:
+        yield server
+
+
+@pytest.fixture
 def dead_letters(vhost: ScenarioVhost) -> Callable[[str], str]:
     """``dead_letters("queue")``: rejected messages of that app queue go to a dead-letter queue of the harness,
     whose name it returns (a broker policy; needs the management API, skipped without it)."""

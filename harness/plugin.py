@@ -38,6 +38,7 @@ MARKERS = (
     "bad_message: undecodable or unaccepted messages",
     "limits: time limits, retries and broker timeouts",
     "quorum: quorum queues (RabbitMQ 3.8+; what changes with RabbitMQ 4 and Celery 5.5+)",
+    "network_fault: the network between a program and the broker (blackholed, reset, slow, partitioned)",
 )
 
 

@@ -9,6 +9,7 @@ a program as ``supervisorctl`` would, signal it, kill it, kill a pool process.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -32,6 +33,7 @@ from harness.faults import (
     ProgramStopped,
 )
 from harness.ledger import Ledger
+from harness.netfaults import NetFaults
 from harness.ports import free_ports
 from harness.redeploy import deploy
 from harness.sent import Sender
@@ -95,12 +97,26 @@ class AppStack:
         self.workers = {w.name: w for w in spec.workers}
         self.web: WebClient | None = None
         self.producer: Sender | None = None
-        programs = [self._program(w, self._worker_config(w)) for w in spec.workers]
-        if spec.web is not None:
-            port = free_ports(1)[0]
-            programs.append(self._program(spec.web, self._web_config(spec.web, port)))
-            self.web = WebClient(f"http://127.0.0.1:{port}")
+        # Each program reaches the broker through a fault proxy of its own (harness.netfaults): ``stack.net``.
+        endpoint = vhost.broker.endpoint
+        self.net = NetFaults((endpoint.host, endpoint.port), self._record)
+        try:
+            for program in [*spec.workers, *([spec.web] if spec.web is not None else [])]:
+                self.net.add(program.name)
+            programs = [self._program(w, self._worker_config(w)) for w in spec.workers]
+            if spec.web is not None:
+                port = free_ports(1)[0]
+                programs.append(self._program(spec.web, self._web_config(spec.web, port)))
+                self.web = WebClient(f"http://127.0.0.1:{port}")
+        except BaseException:
+            self.net.close()
+            raise
         self.supervisor = Supervisor(workdir, programs)
+
+    def broker_url_for(self, name: str) -> str:
+        """The broker URL a program gets: the scenario's vhost, through the program's own fault proxy."""
+        endpoint = dataclasses.replace(self.vhost.broker.endpoint, host="127.0.0.1", port=self.net.port(name))
+        return endpoint.amqp_url(self.vhost.name)
 
     # -- programs ------------------------------------------------------------------------------
     def settings_for(self, program: WorkerSpec | WebSpec | None) -> dict[str, Any]:
@@ -122,7 +138,7 @@ class AppStack:
             ) from None
         return {
             "name": name,
-            "broker_url": self.vhost.amqp_url,
+            "broker_url": self.broker_url_for(name),
             "settings": settings,
             "journal_dir": str(self.journal_dir),
             "sys_path": [self.program_cwd(program)],
@@ -176,7 +192,7 @@ class AppStack:
         # scenario's directory, which goes at the end.
         environment = {
             **self.spec.env, **env, **launcher_env, "PYTHONUNBUFFERED": "1", "TMPDIR": str(self.workdir),
-            "CELERY_BROKER_URL": self.vhost.amqp_url,
+            "CELERY_BROKER_URL": self.broker_url_for(name),
         }  # fmt: skip
         return Program(name, [*command, "--config", str(path)], environment, self.program_cwd(program))
 
@@ -193,11 +209,14 @@ class AppStack:
         """Kill the programs (their state is thrown away with the vhost), then stop supervisord."""
         if self.producer is not None:
             self.producer.close()
-        if self.supervisor.running:
-            self.supervisor.kill_programs()
-        self.supervisor.close()
-        if self.web is not None:
-            self.web.close()
+        try:
+            if self.supervisor.running:
+                self.supervisor.kill_programs()
+            self.supervisor.close()
+            if self.web is not None:
+                self.web.close()
+        finally:
+            self.net.close()  # every iptables rule of the stack goes, whatever failed above
 
     def wait_ready(self, names: Iterable[str], since: float) -> None:
         """Wait until each program is ready; fail at once, with its stderr, if one exits."""
@@ -279,12 +298,16 @@ class AppStack:
         self._record(ProgramStopped(program=self._known(name)))
         self.supervisor.stop_program(name)
 
-    def start(self, name: str) -> None:
-        """``supervisorctl start NAME``, returning once the program is ready."""
+    def start(self, name: str, wait: bool = True) -> float:
+        """``supervisorctl start NAME``, returning once the program is ready (``wait=False``: at once, for a
+        program expected not to get ready, e.g. a worker started while the broker is down); returns when it
+        was started (for ``wait_ready``)."""
         since = time.time()
         self._record(ProgramStarted(program=self._known(name)))
         self.supervisor.start_program(name)
-        self.wait_ready([name], since)
+        if wait:
+            self.wait_ready([name], since)
+        return since
 
     def deploy(self, name: str, env: Mapping[str, str] | None = None, app: str | None = None) -> str:
         """Roll out another version of one program (new environment variables, or another ``celery_app`` /
@@ -309,6 +332,11 @@ class AppStack:
         self._record(ProgramKilled(program=self._known(name)))
         self.supervisor.kill_group(name)
         self.wait_exited(name)
+
+    def broker_sockets(self, name: str) -> list[tuple[int, str]]:
+        """The program's main process's TCP sockets to the broker (through its fault proxy), as (local port,
+        state): ESTABLISHED while it believes it is connected, SYN_SENT while it tries to reconnect."""
+        return self.net.sockets(self._known(name), self.supervisor.info(name)["pid"])
 
     def pool_pids(self, name: str) -> list[int]:
         """The worker's pool processes (prefork children of its main process)."""

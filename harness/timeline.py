@@ -12,7 +12,17 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-from harness.faults import BROKER_DOWN, BROKER_UP, BrokerFault, BrokerFrozen, Fault, NetworkFault, NetworkHealed
+from harness.faults import (
+    BROKER_DOWN,
+    BROKER_UP,
+    BrokerAlarm,
+    BrokerAlarmCleared,
+    BrokerFault,
+    BrokerFrozen,
+    Fault,
+    NetworkFault,
+    NetworkHealed,
+)
 from harness.vhost import ScenarioVhost
 
 
@@ -25,7 +35,7 @@ class DepthSample:
 
 
 def fault_kind(fault: Fault) -> str:
-    if isinstance(fault, BrokerFault):
+    if isinstance(fault, BrokerFault | BrokerAlarm | BrokerAlarmCleared):
         return "broker"
     if isinstance(fault, NetworkFault | NetworkHealed):
         return "network"

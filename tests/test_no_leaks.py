@@ -93,7 +93,8 @@ FAILING = """
         assert click.status == 202 and click.queued, click
         ledger.wait_settled(timeout=20)
         stack.verdict().assert_counts(succeeded=1)
-        assert False, "deliberate failure: the run must still clean up"
+        with stack.net.blackhole("web"):  # its iptables rules must go too
+            assert False, "deliberate failure: the run must still clean up"
 """
 
 INTERRUPTED = """
@@ -101,10 +102,11 @@ INTERRUPTED = """
 
     def test_blocks_until_interrupted(stack, web):
         assert web.ready("/healthz")
-        record(stack)  # also the signal that the stack is up
-        # Only here to be interrupted. A plain sleep, so the Ctrl-C always lands in it: one landing
-        # inside a harness.waiting probe can be swallowed (tenacity retries KeyboardInterrupt).
-        time.sleep(60)
+        with stack.net.blackhole("web"):  # the Ctrl-C lands inside a network fault: its rules must go
+            record(stack)  # also the signal that the stack is up
+            # Only here to be interrupted. A plain sleep, so the Ctrl-C always lands in it: one landing
+            # inside a harness.waiting probe can be swallowed (tenacity retries KeyboardInterrupt).
+            time.sleep(60)
 """
 
 
@@ -290,7 +292,13 @@ def describe(proc: psutil.Process) -> str:
 
 
 def assert_nothing_left(run: Run) -> None:
-    """No process or container of the run alive and nothing left in its TMPDIR, after a short grace."""
+    """No process or container of the run alive and nothing left in its TMPDIR, after a short grace; no
+    iptables rule of its network faults."""
+    from harness.netfaults import harness_rules
+
+    assert run.process is not None
+    rules = [line for pid, line in harness_rules() if pid == run.process.pid]
+    assert not rules, f"the run left network fault rules: {rules}"
     try:
         eventually(
             lambda: (run.survivors(), run.leftover_dirs(), run.containers()),
@@ -392,6 +400,10 @@ def test_a_run_interrupted_with_ctrl_c_leaves_no_process_and_no_temporary_direct
     if run.provider.containers is not None:
         assert run.containers(), "no container of the run seen before Ctrl-C"
 
+    from harness.netfaults import harness_rules
+
+    run_pids = {process.pid, *(c.pid for c in psutil.Process(process.pid).children(recursive=True))}  # xdist workers
+    assert [line for pid, line in harness_rules() if pid in run_pids], "no network fault rule seen before Ctrl-C"
     os.kill(process.pid, signum)  # Ctrl-C (or a CI runner's SIGTERM), to pytest's pid only
     code = run.wait(INTERRUPT_EXIT_TIMEOUT_S)
 

@@ -241,3 +241,20 @@ class Broker(ABC):
             yield
         finally:
             self.resume_broker()
+
+    # Resource alarms: publishers blocked while the broker is up (see harness.alarms).
+    @contextmanager
+    def memory_alarm(self) -> Iterator[None]:
+        """RabbitMQ's memory alarm is on inside the block: publishers are blocked, consumers are not."""
+        from harness.alarms import alarm
+
+        with alarm(self, "memory"):
+            yield
+
+    @contextmanager
+    def disk_alarm(self) -> Iterator[None]:
+        """RabbitMQ's free-disk alarm is on inside the block: publishers are blocked, consumers are not."""
+        from harness.alarms import alarm
+
+        with alarm(self, "disk"):
+            yield
