@@ -12,6 +12,7 @@ passes; a stack it fails to tear down exits 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -19,7 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from harness.errors import HarnessError
+from harness.processes import live_processes_of
 from harness.state import STATE_HELP, StackState, path_for, pid_alive
 from harness.supervisor import Supervisor
 from harness.waiting import WaitTimeout, eventually
@@ -46,6 +50,11 @@ def clean_after(state: StackState) -> list[str]:
     except Exception:  # supervisord is gone too; its own group goes below
         pass
     _kill_group(state.supervisord_pid)
+    # Programs live in process groups of their own; a supervisord that died (it gets SIGTERM with its owner)
+    # may have left some mid-stop: every process that names the stack's directory goes.
+    for process in live_processes_of(state.workdir):
+        with contextlib.suppress(psutil.Error):
+            process.kill()
     if state.broker_kind == "local" and state.broker_pid:
         _kill_group(state.broker_pid)
         done.append("broker node killed")

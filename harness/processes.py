@@ -12,8 +12,9 @@ def _mentions(text: str, folder: str) -> bool:
     return text == folder or f"{folder}/" in text
 
 
-def processes_of(folder: Path) -> list[str]:
-    """Live processes that name ``folder`` (the run's TMPDIR) anywhere they can be asked about."""
+def live_processes_of(folder: Path | str) -> list[psutil.Process]:
+    """Live processes that name ``folder`` (a run's TMPDIR, a stack's directory) anywhere they can be asked
+    about: their command line or their environment."""
     mark = str(folder)
     found = []
     for process in psutil.process_iter(["pid", "cmdline", "status"]):
@@ -24,7 +25,12 @@ def processes_of(folder: Path) -> list[str]:
             if any(_mentions(arg, mark) for arg in cmdline) or any(
                 _mentions(value, mark) for value in process.environ().values()
             ):
-                found.append(f"process {process.info['pid']}: {' '.join(cmdline)[:160]}")
+                found.append(process)
         except (psutil.Error, OSError):
             continue
     return found
+
+
+def processes_of(folder: Path | str) -> list[str]:
+    """``live_processes_of``, each described in a line."""
+    return [f"process {p.pid}: {' '.join(p.info['cmdline'] or [])[:160]}" for p in live_processes_of(folder)]

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def warm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HARNESS_WARM_HOME", str(tmp_path / "warm"))
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)  # these tests are one run each, in any run
     yield tmp_path / "warm"
     found = WarmBroker.found()
     if found is not None:  # whatever the test did, no node outlives it
