@@ -22,6 +22,8 @@ from harness.deploy.compare import CHANGES as CHANGED
 
 BOUND_S = 10.0  # bad input ends the run within this
 
+pytestmark = pytest.mark.bound  # a time bound: CI runs these on their own, not beside a parallel suite
+
 
 class Run:
     def __init__(self, done: subprocess.CompletedProcess, seconds: float, tmpdir: Path) -> None:
