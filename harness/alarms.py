@@ -12,12 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from harness.faults import BrokerAlarm, BrokerAlarmCleared
+from harness.faults import BrokerAlarm, BrokerAlarmCleared, FaultBus
 
-if TYPE_CHECKING:
-    from harness.brokers.base import Broker
+
+class Node(Protocol):
+    """What an alarm needs of a broker (``harness.brokers.base.Broker`` is one): its ``rabbitmqctl`` and its
+    fault bus. A protocol, so that this module and the broker's stay one-way."""
+
+    faults: FaultBus
+
+    def rabbitmqctl(self, *args: str) -> str: ...
+
 
 # resource -> (read the limit, set the limit, a limit that raises the alarm at once)
 MEMORY, DISK = "vm_memory_monitor", "rabbit_disk_monitor"
@@ -43,13 +50,8 @@ def _set_and_wait(resource: str, setter: str, value: str, raised: bool) -> str:
 
 
 @contextmanager
-def alarm(broker: Broker, resource: str) -> Iterator[None]:
-    from harness.brokers.base import BrokerNotOwned
-
-    if not broker.owned:
-        raise BrokerNotOwned(
-            f"the {broker.kind} broker is not the harness's to raise a {resource} alarm on (it did not start it)"
-        )
+def alarm(broker: Node, resource: str) -> Iterator[None]:
+    """``resource``'s alarm on ``broker`` (one the harness owns: ``Broker.memory_alarm`` checks) inside the block."""
     getter, setter, limit = LIMITS[resource]
     raise_it = _set_and_wait(resource, setter, limit, True)
     out = broker.rabbitmqctl("eval", f"Old = {getter}, R = begin {raise_it} end, {{Old, R}}.")

@@ -244,17 +244,24 @@ class Broker(ABC):
 
     # Resource alarms: publishers blocked while the broker is up (see harness.alarms).
     @contextmanager
+    def _alarm(self, resource: str) -> Iterator[None]:
+        if not self.owned:
+            raise BrokerNotOwned(
+                f"the {self.kind} broker is not the harness's to raise a {resource} alarm on (it did not start it)"
+            )
+        from harness.alarms import alarm  # alarms drive a Broker: imported here, not at the top, to stay one-way
+
+        with alarm(self, resource):
+            yield
+
+    @contextmanager
     def memory_alarm(self) -> Iterator[None]:
         """RabbitMQ's memory alarm is on inside the block: publishers are blocked, consumers are not."""
-        from harness.alarms import alarm
-
-        with alarm(self, "memory"):
+        with self._alarm("memory"):
             yield
 
     @contextmanager
     def disk_alarm(self) -> Iterator[None]:
         """RabbitMQ's free-disk alarm is on inside the block: publishers are blocked, consumers are not."""
-        from harness.alarms import alarm
-
-        with alarm(self, "disk"):
+        with self._alarm("disk"):
             yield
