@@ -33,6 +33,7 @@ from harness.spec import StackSpec
 from harness.standalone import running
 from harness.state import STATE_HELP, StackState, path_for
 from harness.status import StatusReader
+from harness.waiting import WaitTimeout, eventually
 
 
 def with_env(spec: StackSpec, env: Mapping[str, str]) -> StackSpec:
@@ -165,7 +166,7 @@ def serve(args: argparse.Namespace, spec: StackSpec, folder: Path, state_path: P
                 f"harness up: the stack is ready (broker {broker.kind} up in {broker_s:.1f} s, "
                 f"stack up in {stack_s:.1f} s after it)"
             )
-            first = reader.read()
+            first = first_status(reader)
             print("\n" + screen.render(state, state_path, list(first.queues), headline, first.problems), flush=True)
             print(f"\nstop everything: Ctrl-C here, or {screen.command(state_path, 'down')}\n", flush=True)
             line = StatusLine(reader)
@@ -177,6 +178,21 @@ def serve(args: argparse.Namespace, spec: StackSpec, folder: Path, state_path: P
                 line.end()
     finally:
         broker.close()
+
+
+CONSUMERS_SETTLE_S = 3.0  # a worker just online may not be counted on its queue yet
+
+
+def first_status(reader: StatusReader):
+    """The status for the screen: a queue that a worker just online consumes may show no consumer for a
+    moment; give the count a few seconds before calling it a problem."""
+    try:
+        return eventually(
+            reader.read, until=lambda status: not any("has no consumer" in p for p in status.problems),
+            timeout=CONSUMERS_SETTLE_S, what="every routed queue to have a consumer",
+        )  # fmt: skip
+    except WaitTimeout:
+        return reader.read()  # a queue that no worker consumes: the screen says so
 
 
 def main(argv: list[str] | None = None) -> int:
