@@ -16,7 +16,7 @@ import pytest
 
 from harness import browser, options
 from harness.plots import runs
-from harness.report import section
+from harness.report import _drawn_section, section
 from harness.verdict import FATES
 
 pytest_plugins = ["pytester"]
@@ -58,6 +58,16 @@ def synthetic_record() -> dict:
 def test_a_scenario_is_drawn_as_inline_svg_inside_its_section() -> None:
     html = section(synthetic_record(), "data/x.json")
     assert '<figure class="plot"><svg' in html and "What a user sees: something." in html
+
+
+def test_the_page_takes_the_section_its_scenario_drew_and_draws_one_that_is_missing(tmp_path: Path) -> None:
+    record = synthetic_record()
+    drawn, missing = tmp_path / "drawn.json", tmp_path / "missing.json"
+    for path in (drawn, missing):
+        path.write_text(json.dumps(record))
+    drawn.with_suffix(".html").write_text("<section>drawn by the worker</section>")
+    assert _drawn_section(record, drawn) == "<section>drawn by the worker</section>"
+    assert '<figure class="plot"><svg' in _drawn_section(record, missing), "drawn by the controller instead"
 
 
 def test_the_fate_table_shows_the_fates_that_occurred_and_every_fate_on_demand() -> None:
