@@ -16,7 +16,8 @@ Figures (seconds):
   booted for it / with the warm broker (``--harness-broker warm``); warm_beyond_body_s: the warm run's wall
   time beyond the scenario's body (target <= 1.5 s);
 - suite_serial_s / suite_parallel_s (``--suite``): the whole scenario suite on the local provider, serial and
-  with ``-n --workers`` (target: parallel <= 0.25 x serial);
+  with ``-n`` the first of ``--workers`` (target: parallel <= 0.25 x serial); suite_parallel_<N>_workers_s for
+  each count of ``--workers 3,4,6``;
 - audit_s: the resilience audit (``pytest --pyargs harness.audit``) once, from its broker being up to its
   end, its run report and JSON written (target <= 60 s). Its broker faults need a broker it owns, so it
   boots its own (``--broker`` local or docker; not measured with ``--broker url``), and the clock starts
@@ -266,11 +267,15 @@ def single_scenario(options: argparse.Namespace, add: Callable[[str, float], Non
 
 
 def whole_suite(options: argparse.Namespace, add: Callable[[str, float], None]) -> None:
-    """The scenario suite on the local provider, serial and in parallel (``-n N``), in the same run."""
+    """The scenario suite on the local provider, serial and in parallel (``-n N`` for each N of ``--workers``,
+    the first being the count the project uses: ``suite_parallel_s``), in the same run."""
     serial, _ = wall(["scenarios", "--harness-broker", "local", "--harness-no-report"])
     add("suite_serial_s", serial)
-    parallel, _ = wall(["scenarios", "--harness-broker", "local", "--harness-no-report", "-n", str(options.workers)])
-    add("suite_parallel_s", parallel)
+    for index, workers in enumerate(options.workers):
+        parallel, _ = wall(["scenarios", "--harness-broker", "local", "--harness-no-report", "-n", str(workers)])
+        add(f"suite_parallel_{workers}_workers_s", parallel)
+        if index == 0:
+            add("suite_parallel_s", parallel)
 
 
 def measure(options: argparse.Namespace) -> dict[str, float]:
@@ -302,6 +307,16 @@ def measure(options: argparse.Namespace) -> dict[str, float]:
     return {name: round(statistics.median(values), 3) for name, values in figures.items()}
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a worker count or a list like 3,4,6") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: worker counts are 1 or more")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--broker", choices=("local", "docker", "url"), default="local")
@@ -323,7 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--suite", action="store_true", help="also suite_serial_s and suite_parallel_s (the whole suite, twice)"
     )
-    parser.add_argument("--workers", type=int, default=4, help="pytest-xdist workers for suite_parallel_s")
+    parser.add_argument(
+        "--workers", type=_counts, default=[3],
+        help="pytest-xdist workers for suite_parallel_s; a list (3,4,6) also times the others",
+    )  # fmt: skip
     parser.add_argument("--stack", default=None, help="module:attribute of the StackSpec (default: ini harness_stack)")
     parser.add_argument("--outage", default="scenarios/test_worker_outage.py", help="the scenario file to time")
     args = parser.parse_args(argv)
@@ -349,8 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     if "warm_beyond_body_s" in figures:
         print(f"{'warm run beyond the body':<{width}}  {figures['warm_beyond_body_s']:8.3f} (target <= 1.5)")
     if "suite_parallel_s" in figures:
-        ratio = figures["suite_parallel_s"] / figures["suite_serial_s"]
-        print(f"{'parallel / serial':<{width}}  {ratio:8.2f}x (target <= 0.25)")
+        for workers in args.workers:
+            ratio = figures[f"suite_parallel_{workers}_workers_s"] / figures["suite_serial_s"]
+            print(f"{f'parallel ({workers} workers) / serial':<{width}}  {ratio:8.2f}x (target <= 0.25)")
     if "audit_s" in figures:
         print(f"{'audit, broker up':<{width}}  {figures['audit_s']:8.3f} (target <= 60)")
     if args.json:
