@@ -74,8 +74,8 @@ def net(echo: int) -> Iterator[tuple[NetFaults, list[Fault]]]:
 OPEN: list[socket.socket] = []  # the tests' client sockets, closed after each test
 
 
-def connect(faults: NetFaults, timeout: float = 2.0) -> socket.socket:
-    client = socket.create_connection(("127.0.0.1", faults.port("worker")), timeout=timeout)
+def connect(faults: NetFaults, timeout: float = 2.0, program: str = "worker") -> socket.socket:
+    client = socket.create_connection(("127.0.0.1", faults.port(program)), timeout=timeout)
     OPEN.append(client)
     client.sendall(b"ping")
     assert client.recv(16) == b"ping"
@@ -132,6 +132,26 @@ def test_blackhole_drops_packets_without_a_reset_and_heals(net):
     assert client.recv(16) == b"held"  # retransmitted once healed
     assert not [pid for pid, _ in harness_rules() if pid == os.getpid()]
     assert [m.label for m in marks] == ["network blackhole: worker", "network healed (blackhole): worker"]
+
+
+@needs_iptables
+def test_partition_cuts_off_the_programs_named_and_no_other(net):
+    faults, marks = net
+    faults.add("web")
+    faults.add("beat")
+    worker, web, beat = (connect(faults, timeout=0.5, program=name) for name in ("worker", "web", "beat"))
+    with faults.partition("worker", "web"):
+        for client in (worker, web):
+            client.sendall(b"held")
+            with pytest.raises(socket.timeout):
+                client.recv(16)
+        beat.sendall(b"free")
+        assert beat.recv(16) == b"free", "a program outside the partition still reaches the broker"
+    for client in (worker, web):
+        client.settimeout(10)
+        assert client.recv(16) == b"held"  # retransmitted once healed
+    assert not [pid for pid, _ in harness_rules() if pid == os.getpid()]
+    assert [m.label for m in marks][0].startswith("network partition")
 
 
 @needs_iptables
