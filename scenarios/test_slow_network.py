@@ -33,18 +33,22 @@ def test_latency_to_the_broker_costs_a_round_trip_per_task_with_prefetch_1(
     ``task_acks_late`` (the settings recommended against starvation and for long tasks) each task waits
     for its predecessor's acknowledgement to reach the broker and the next delivery to come back: a full
     round trip (300 ms) per task, twenty times (measured: about 0.5 s a task, the task's events crossing
-    the same slow link). Nothing is lost either way; the price is time.
+    the same slow link). Nothing is lost either way; the price is time. (The drain is timed from the
+    worker's first receipt to its last task's end.)
     """
     with stack.net.latency(WORKER, ms=LATENCY_MS):
         sends = producer.send_many(TASKS)
         ledger.wait_settled([s.task_id for s in sends], timeout=60)
 
-    histories = ledger.histories()
-    drain_s = max(histories[s.task_id].terminal.timestamp for s in sends) - min(s_.at for s_ in ledger.sends().values())
+    # The drain: the worker's first receipt to its last task's end (both on the worker's clock), so a slow
+    # first delivery on a loaded machine is not counted as per-task latency.
+    histories = [ledger.history(s.task_id) for s in sends]
+    first_received = min(e.timestamp for h in histories for e in h.events if e.type == "task-received")
+    drain_s = max(h.terminal.timestamp for h in histories) - first_received
     record_property("drain_s", round(drain_s, 2))
     print(f"{setting}: {TASKS} tasks drained in {drain_s:.2f}s with {LATENCY_MS} ms each way")
     stack.verdict().assert_counts(succeeded=TASKS)
     if setting == "default":
-        assert drain_s < TASKS * RTT_S / 2, f"{drain_s:.1f}s: the default prefetch should hide most round trips"
+        assert drain_s < (TASKS - 1) * RTT_S / 2, f"{drain_s:.1f}s: the default prefetch should hide most round trips"
     else:
         assert drain_s >= (TASKS - 1) * RTT_S, f"{drain_s:.1f}s is less than a round trip per task"
