@@ -76,6 +76,9 @@ class Timeline:
         }
 
 
+UNACKED_REFRESH_S = 0.5  # the management API's counters refresh this often (collect_statistics_interval)
+
+
 class DepthSampler:
     """Samples every queue of the vhost into a timeline until stopped; readings that fail (broker down) are
     kept as gaps. The list of queues is read again every second, so queues the app declares later appear."""
@@ -104,7 +107,7 @@ class DepthSampler:
             round_ += 1
             for queue in queues:
                 try:
-                    depth = self._reader.depth(queue)
+                    depth = self._reader.depth(queue, unacked_within=UNACKED_REFRESH_S)
                 except Exception:  # broker restarting or unreachable: a gap in the plot says so
                     self._timeline.samples.append(DepthSample(time.time(), queue, None, None))
                     continue

@@ -15,6 +15,7 @@ Unacknowledged counts exist only in the management API, which samples them perio
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ class ScenarioVhost:
         self.amqp_url = broker.endpoint.amqp_url(name)
         self._management = broker.management
         self._connection: Connection | None = None
+        self._unacked_read: dict[str, tuple[float, int]] = {}  # queue -> (monotonic time, unacked) last read
         self.turn: SharedVhostTurn | None = None
 
     @classmethod
@@ -181,7 +183,9 @@ class ScenarioVhost:
             except Exception:  # releasing a connection whose socket is already dead
                 pass
 
-    def depth(self, queue: str) -> Depth:
+    def depth(self, queue: str, unacked_within: float = 0.0) -> Depth:
+        """``queue``'s counts now. ``unacked_within``: a management reading that recent may be reused (the
+        API's counters refresh every 0.5 s on the harness's brokers, so reading faster only repeats them)."""
         try:
             _, ready, consumers = self._channel().queue_declare(queue=queue, passive=True)
         except NotFound:
@@ -198,8 +202,12 @@ class ScenarioVhost:
         # there are none, whatever the management API's periodic statistics still say.
         unacked: int | None = 0
         if consumers and self._management is not None:
-            stats = self._management.queue_stats(self.name, queue)
-            unacked = stats.unacked if stats else 0
+            read_at, known = self._unacked_read.get(queue, (-1e9, 0))
+            if time.monotonic() - read_at >= unacked_within:
+                stats = self._management.queue_stats(self.name, queue)
+                known = stats.unacked if stats else 0
+                self._unacked_read[queue] = (time.monotonic(), known)
+            unacked = known
         elif consumers:
             unacked = None
         return Depth(ready, unacked, consumers)

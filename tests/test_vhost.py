@@ -85,3 +85,21 @@ def test_scenarios_on_a_shared_vhost_take_turns_across_connections(broker):
         first.give_back()
     second.take(timeout=5)  # the broker dropped the first turn's queue with its connection
     second.give_back()
+
+
+def test_unacked_within_reuses_a_recent_management_reading_and_reads_again_after(vhost, monkeypatch):
+    """The sampler's reading: a consumed queue's unacknowledged count from the management API at most every
+    ``unacked_within`` seconds; plain ``depth()`` (what scenarios assert on) reads it every time."""
+    if vhost._management is None:
+        pytest.skip("unacknowledged counts need the management API")
+    publish(vhost.amqp_url, "hello_queue", 1)
+    calls = []
+    real = vhost._management.queue_stats
+    monkeypatch.setattr(vhost._management, "queue_stats", lambda *args: calls.append(args) or real(*args))
+    with Connection(vhost.amqp_url) as connection:
+        connection.channel().basic_consume("hello_queue", callback=lambda message: None)  # a consumer, no ack
+        for _ in range(3):
+            vhost.depth("hello_queue", unacked_within=60)
+        assert len(calls) == 1, "two of three readings reused the first"
+        vhost.depth("hello_queue")
+        assert len(calls) == 2, "a plain reading asks the management API"
