@@ -217,28 +217,31 @@ def boot(kind: str, options: argparse.Namespace, work_root: Path, add: Callable[
     return kept
 
 
-def wall(command: list[str], env: dict[str, str] | None = None) -> tuple[float, Path]:
-    """A pytest command's wall time (it must pass) and its JUnit file."""
+def wall(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """A pytest command's wall time (it must pass) and the sum of its tests' times as JUnit reports them."""
     import os
+    import xml.etree.ElementTree as ElementTree
 
-    report = Path(tempfile.mkdtemp(prefix="harness-bench-junit-")) / "junit.xml"
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", *command, "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
-        capture_output=True, text=True, env={**os.environ, **(env or {})},
-    )  # fmt: skip
-    seconds = time.monotonic() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"pytest {' '.join(command)} failed:\n{done.stdout[-3000:]}")
-    return seconds, report
+    folder = Path(tempfile.mkdtemp(prefix="harness-bench-junit-"))
+    report = folder / "junit.xml"
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", *command, "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
+            capture_output=True, text=True, env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        seconds = time.monotonic() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"pytest {' '.join(command)} failed:\n{done.stdout[-3000:]}")
+        return seconds, sum(float(case.get("time", 0)) for case in ElementTree.parse(report).iter("testcase"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def single_scenario(options: argparse.Namespace, add: Callable[[str, float], None]) -> None:
     """One scenario file, as a person iterating on it runs it: cold (a broker booted for the run) and warm
     (``--harness-broker warm``, its node left up by a first run); and what the warm run costs beyond the
     scenario's body (its call time in JUnit)."""
-    import xml.etree.ElementTree as ElementTree
-
     from harness.brokers.warm import WarmBroker
 
     cold, _ = wall([options.outage, "--harness-broker", "local", "--harness-no-report"])
@@ -248,9 +251,8 @@ def single_scenario(options: argparse.Namespace, add: Callable[[str, float], Non
     try:
         wall([options.outage, "--harness-broker", "warm", "--harness-no-report"], env)  # boots the warm node
         for _ in range(options.repeat):
-            seconds, report = wall([options.outage, "--harness-broker", "warm", "--harness-no-report", "-o",
-                                    "junit_duration_report=call"], env)  # fmt: skip
-            body = sum(float(case.get("time", 0)) for case in ElementTree.parse(report).iter("testcase"))
+            seconds, body = wall([options.outage, "--harness-broker", "warm", "--harness-no-report", "-o",
+                                  "junit_duration_report=call"], env)  # fmt: skip
             add("warm_single_scenario_s", seconds)
             add("warm_beyond_body_s", seconds - body)
     finally:
