@@ -14,5 +14,5 @@ def test_workers_takes_one_count_or_a_list():
 
 @pytest.mark.parametrize("text", ["", "three", "3,,4", "0", "4,-1"])
 def test_a_bad_worker_count_is_one_sentence(text):
-    with pytest.raises(argparse.ArgumentTypeError, match="worker count|1 or more"):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"worker count|1 or more"):
         _counts(text)
