@@ -1,7 +1,8 @@
 """The worker's code for the second catalogue: ``say_hello`` plus small tasks the scenarios compose.
 
 ``nap`` works for as long as it is told (a long task among short ones), ``add`` / ``boom`` / ``total`` make a
-chord whose member can fail. All on hello_queue, like ``say_hello``.
+chord whose member can fail. All on hello_queue, like ``say_hello``: routed by name in ``settings.task_routes``
+(a task's own ``queue=`` is deprecated, to go in Celery 6).
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ from app_under_test import settings
 from app_under_test.tasks import app, say_hello
 
 __all__ = ["add", "app", "boom", "fan_out", "nap", "say_hello", "total"]
-
-LAB_TASKS = ("nap", "add", "boom", "total", "fan_out")
-# Routed by configuration, like say_hello (the task's own ``queue=`` is deprecated, to go in Celery 6).
-app.conf.task_routes = {**app.conf.task_routes, **{name: {"queue": settings.HELLO_QUEUE} for name in LAB_TASKS}}
 
 
 @app.task(name="nap")
