@@ -50,6 +50,7 @@ from harness.web import WebClient
 DEFAULT_READY_TIMEOUT_S = 15.0
 # How long the verdict keeps trying to read the queues (a broker that was just restarted may not answer yet).
 VERDICT_READ_S = 30.0
+ACK_COUNT_SETTLE_S = 2.5  # five refreshes of the management statistics on the harness's brokers (every 0.5 s)
 # A web app that answers its ready path with 5xx this long is not slow to start: it is failing.
 WEB_ERRING_S = 5.0
 
@@ -380,11 +381,15 @@ class AppStack:
         return ids, self.ledger.wait_running(ids, timeout=timeout, accepted=True)
 
     # -- observation -------------------------------------------------------------------------
-    def verdict(self) -> Verdict:
+    def verdict(self, settle: float = ACK_COUNT_SETTLE_S) -> Verdict:
         """The fate of every task sent so far; every queue of the vhost is read for tasks still waiting.
 
         A reading that fails (the harness's connection died with a restarted broker) is made again on a
-        fresh connection, for a while: the broker may still be coming back."""
+        fresh connection, for a while: the broker may still be coming back. While RabbitMQ holds more
+        unacknowledged messages than there are tasks in flight, ended tasks are ``unsettled`` (an ack was
+        lost; a message will come back): the reading is repeated for up to ``settle`` seconds first. After a
+        network fault, ``settle`` long enough for RabbitMQ to drop the dead connection (and redeliver what it
+        held) gives the final fates."""
 
         def read() -> tuple[dict[str, str], int | None]:
             queued: dict[str, str] = {}
@@ -396,11 +401,21 @@ class AppStack:
                 unacked = None if unacked is None or depth.unacked is None else unacked + depth.unacked
             return queued, unacked
 
-        queued, unacked = eventually(
-            read, until=lambda _: True, timeout=VERDICT_READ_S,
-            what="the vhost's queues to be read for the verdict (is the broker up?)",
-        )  # fmt: skip
-        return self.ledger.verdict(queued, unacked)
+        def judged() -> Verdict:
+            queued, unacked = eventually(
+                read, until=lambda _: True, timeout=VERDICT_READ_S,
+                what="the vhost's queues to be read for the verdict (is the broker up?)",
+            )  # fmt: skip
+            return self.ledger.verdict(queued, unacked)
+
+        # Unacknowledged counts come from the management API's statistics, a refresh behind: an ack sent just
+        # now may still be counted. Beyond the tasks in flight, they are read again for a few refreshes before
+        # the ended tasks are called unsettled (a lost acknowledgement stays; a late count does not).
+        try:
+            return eventually(judged, until=lambda verdict: not verdict.doubt, timeout=settle,
+                              what="the unacknowledged count to match the tasks in flight")  # fmt: skip
+        except WaitTimeout:
+            return judged()
 
     def logs(self) -> dict[str, str]:
         """Each program's stderr tail, for a failed scenario's report."""

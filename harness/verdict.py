@@ -10,7 +10,11 @@ Each task id gets exactly one fate, so the counts always add up to every id seen
   started more than once: every run was cut off, so its work was never done);
 - queued: not run yet, its message is ready in a queue;
 - unsettled: not run to an end and not ready in a queue, but the broker still holds unacknowledged
-  messages (or cannot say): it may be in flight, so it is not called lost;
+  messages (or cannot say): it may be in flight, so it is not called lost. Also a task that ran to an end
+  while the broker holds more unacknowledged messages than there are tasks in flight: one of those is a
+  message whose acknowledgement never reached RabbitMQ (sent on a connection that died), so it will be
+  delivered and run again; which task's it is cannot be told, so no ended task is called done yet
+  (``Verdict.reasons`` says so);
 - unverified: a span of the task's life went unseen by every witness (Celery's events through the
   broker and the programs' journals were both blind, say while the broker was down and a journal was cut
   by a kill): it may have run more often than seen, so no fate is claimed; ``Verdict.reasons`` says what
@@ -236,10 +240,11 @@ class Verdict:
     histories: Mapping[str, TaskHistory]
     sends: Mapping[str, Send]
     unacked: int | None = None
-    reasons: dict[str, str] = field(default_factory=dict)  # why an unverified task got no fate
+    reasons: dict[str, str] = field(default_factory=dict)  # why an unverified or unsettled task got no fate
     where: dict[str, str] = field(default_factory=dict)  # the queue a queued task waits in
     blind: list[Span] = field(default_factory=list)  # spans no witness saw
     children: Verdict | None = None  # the tasks the app's own tasks sent, judged alike
+    doubt: str = ""  # why no ended task is called done yet (see acks_in_doubt), if so
 
     def ids(self, fate: str) -> list[str]:
         return list(self.fates.get(fate, []))
@@ -327,6 +332,31 @@ def requeued(history: TaskHistory, queue: str) -> bool:
     return queue in sent_to
 
 
+def in_flight(histories: Mapping[str, TaskHistory], where: Mapping[str, str]) -> int:
+    """How many tasks a worker holds now: received (or started), not ended, and not back in a queue."""
+    return sum(
+        1
+        for task_id, history in histories.items()
+        if task_id not in where and history.terminal is None and (history.count("task-received") or history.ran)
+    )
+
+
+def acks_in_doubt(histories: Mapping[str, TaskHistory], where: Mapping[str, str], unacked: int | None) -> str:
+    """Why no ended task can be called done yet (empty if it can): the broker holds unacknowledged messages
+    beyond the tasks in flight, so some ended task's acknowledgement was lost and its message will come back.
+    An unknown count (a url broker without a management API) says nothing either way."""
+    if unacked is None:
+        return ""
+    holding = in_flight(histories, where)
+    if unacked <= holding:
+        return ""
+    return (
+        f"RabbitMQ holds {unacked} unacknowledged message(s) and only {holding} task(s) are in flight: an "
+        "acknowledgement that never reached it (a connection lost after a run) will bring a message back, "
+        "to run again"
+    )
+
+
 def judge(
     sends: Mapping[str, Send],
     histories: Mapping[str, TaskHistory],
@@ -334,6 +364,7 @@ def judge(
     unacked: int | None = 0,
     blind: Iterable[Span] = (),
     children: bool = True,
+    doubt: str | None = None,
 ) -> Verdict:
     """Give every id the scenario sent, and every id that ran, exactly one fate; the tasks the app's own
     tasks sent are judged alike in ``Verdict.children``.
@@ -344,6 +375,8 @@ def judge(
     """
     where = dict(queued) if isinstance(queued, Mapping) else {task_id: "a queue" for task_id in queued}
     blind = list(blind)
+    if doubt is None:  # the children are judged with their parents' doubt: the count is the vhost's
+        doubt = acks_in_doubt(histories, where, unacked)
     descendants = child_sends(sends, histories) if children else {}
     fates: dict[str, list[str]] = {fate: [] for fate in FATES}
     reasons: dict[str, str] = {}
@@ -355,6 +388,9 @@ def judge(
             continue
         queued = task_id in where and (history is None or history.terminal is None or requeued(history, where[task_id]))
         fate = fate_of(send, history, queued, unacked)
+        if doubt and fate in ("succeeded", "failed"):
+            reasons[task_id] = f"would be {fate}, but {doubt}"
+            fate = "unsettled"
         gap = blind_for(send, history, blind) if fate != "duplicated" else None
         if gap is not None:
             origin = send.at if send else history.events[0].timestamp
@@ -362,8 +398,8 @@ def judge(
             fate = "unverified"
         fates[fate].append(task_id)
     shown = {i: q for i, q in where.items() if i in fates["queued"]}
-    verdict = Verdict(fates, histories, sends, unacked, reasons, shown, blind)
+    verdict = Verdict(fates, histories, sends, unacked, reasons, shown, blind, doubt=doubt)
     if descendants:
         their = {i: h for i, h in histories.items() if i in descendants}
-        verdict.children = judge(descendants, their, where, unacked, blind, children=False)
+        verdict.children = judge(descendants, their, where, unacked, blind, children=False, doubt=doubt)
     return verdict

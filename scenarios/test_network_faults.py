@@ -14,6 +14,9 @@ pytestmark = [pytest.mark.catalogue, pytest.mark.network_fault]
 
 BACKLOG = 30
 BLACKOUT_S = 10.0
+# RabbitMQ lets go of a dead connection's unacknowledged messages when a retransmission to it meets the
+# RST of the worker's kernel after healing (about 20 s measured), at the latest at its heartbeat timeout.
+HELD_FOR_AT_MOST_S = 90.0
 SHORT_TASKS = demo(ready_timeout=PATIENT_READY_S, work_seconds=0.2)
 
 
@@ -43,7 +46,15 @@ def noticed(stack, before: set[int], within: float) -> float:
 
 
 def assert_nothing_lost(verdict) -> None:
-    assert verdict.count("succeeded") + verdict.count("duplicated") == BACKLOG, verdict.summary()
+    assert verdict.count("succeeded") + verdict.count("duplicated") == BACKLOG, verdict.explain()
+
+
+def final_verdict(stack, healed: float) -> tuple[object, float]:
+    """The verdict once RabbitMQ has let go of what the worker's dead connection held (early acks sent into
+    the blackout never arrived: those messages come back and run again), and when that was, after healing."""
+    verdict = stack.verdict(settle=HELD_FOR_AT_MOST_S)
+    assert not verdict.doubt, f"after {HELD_FOR_AT_MOST_S:.0f}s: {verdict.doubt}"
+    return verdict, time.time() - healed
 
 
 def blackout(stack, ledger, producer) -> tuple[list[str], float, int]:
@@ -99,8 +110,10 @@ def test_worker_blackholed_mid_backlog_without_remote_control_recovers(stack, pr
 
     What a user sees: the worker notices within about a second, keeps trying to reconnect, and once the
     network heals it is back and drains the backlog by itself: with no exclusive pidbox queue, the old
-    silent connection RabbitMQ still holds locks nothing it needs. Nothing is lost; a task whose
-    acknowledgement was stuck in the blackout may run again (duplicated, never lost). The price:
+    silent connection RabbitMQ still holds locks nothing it needs. Nothing is lost, but the tasks whose
+    early acknowledgements went into the dead connection are not done with: RabbitMQ holds their messages
+    until it drops that connection (10 to 25 s after healing here), then delivers them again and they run
+    twice (measured: 4 of 30). Until then the verdict calls the ended tasks unsettled. The price:
     ``celery inspect`` / ``control`` (and Flower's controls) no longer reach this worker.
     """
     ids, noticed_s, opened = blackout(stack, ledger, producer)
@@ -108,10 +121,12 @@ def test_worker_blackholed_mid_backlog_without_remote_control_recovers(stack, pr
 
     ledger.wait_settled(ids, timeout=60)
     recovery_s = succeeded_after(ledger, healed)
+    verdict, held_s = final_verdict(stack, healed)
     record_property("noticed_s", round(noticed_s, 2))
     record_property("recovery_s", round(recovery_s, 2))
-    verdict = stack.verdict()
-    print(f"noticed after {noticed_s:.2f}s; first success {recovery_s:.2f}s after healing; {verdict.summary()}")
+    record_property("held_s", round(held_s, 2))
+    print(f"noticed after {noticed_s:.2f}s; first success {recovery_s:.2f}s after healing; unacked messages held "
+          f"until {held_s:.1f}s after healing; {verdict.summary()}")  # fmt: skip
     assert noticed_s < 5.0, f"the worker took {noticed_s:.1f}s to notice"
     assert stack.net.opened(WORKER) > opened, "the worker did not reconnect"
     assert_nothing_lost(verdict)
@@ -125,7 +140,8 @@ def test_worker_blackholed_mid_backlog_with_a_short_heartbeat_recovers(stack, pr
     What a user sees: the worker notices within about a second as before, and this time it comes back by
     itself once the network heals and drains the backlog: with a 2 s heartbeat RabbitMQ closes the old,
     silent connection after a few seconds, releasing the worker's pidbox queue before the worker
-    reconnects. Nothing is lost; a task whose acknowledgement was stuck in the blackout may run again.
+    reconnects. Nothing is lost; the tasks whose acknowledgements went into the dead connection run again
+    once RabbitMQ drops it (measured: 4 of 30 twice).
     The heartbeat bounds how long the broker keeps a dead client's connection (and its exclusive queues
     and unacknowledged messages), not how fast the worker notices.
     """
@@ -134,10 +150,12 @@ def test_worker_blackholed_mid_backlog_with_a_short_heartbeat_recovers(stack, pr
 
     ledger.wait_settled(ids, timeout=60)
     recovery_s = succeeded_after(ledger, healed)
+    verdict, held_s = final_verdict(stack, healed)
     record_property("noticed_s", round(noticed_s, 2))
     record_property("recovery_s", round(recovery_s, 2))
-    verdict = stack.verdict()
-    print(f"noticed after {noticed_s:.2f}s; first success {recovery_s:.2f}s after healing; {verdict.summary()}")
+    record_property("held_s", round(held_s, 2))
+    print(f"noticed after {noticed_s:.2f}s; first success {recovery_s:.2f}s after healing; unacked messages held "
+          f"until {held_s:.1f}s after healing; {verdict.summary()}")  # fmt: skip
     assert stack.state(WORKER) == "RUNNING" and stack.net.opened(WORKER) > opened, "the worker did not reconnect"
     assert_nothing_lost(verdict)
 
@@ -155,7 +173,9 @@ def test_worker_blackholed_without_tcp_user_timeout_never_notices_and_resumes(st
     What a user sees: nothing, for the whole blackout. The worker's connection stays ESTABLISHED (a
     half-open connection), its acknowledgements and events wait in the kernel, and when the network heals
     TCP retransmits them and the worker goes on as if nothing happened: no reconnect, nothing lost or run
-    twice. The time to recover is TCP's retransmission backoff (seconds), not Celery's. A blackout longer
+    twice. The time to recover is TCP's retransmission backoff (seconds), not Celery's: the last
+    acknowledgements reach RabbitMQ seconds after the last task ended (measured: about 5 s), and until then
+    RabbitMQ still holds those messages as unacknowledged. A blackout longer
     than two heartbeats (4 minutes by default) would be noticed: that is what ``broker_heartbeat`` bounds.
     """
     ids = [s.task_id for s in producer.send_many(BACKLOG)]
@@ -174,7 +194,10 @@ def test_worker_blackholed_without_tcp_user_timeout_never_notices_and_resumes(st
     record_property("recovery_s", round(recovery_s, 2))
     print(f"watched {watched} times over {BLACKOUT_S}s; first success {recovery_s:.2f}s after healing")
     assert stack.net.opened(WORKER) == opened, "the worker reconnected: it noticed the blackout"
-    stack.verdict().assert_counts(succeeded=BACKLOG)
+    verdict, acked_s = final_verdict(stack, healed)
+    record_property("acked_s", round(acked_s, 2))
+    print(f"the acknowledgements held in the kernel reached RabbitMQ by {acked_s:.1f}s after healing")
+    verdict.assert_counts(succeeded=BACKLOG)
 
 
 RELEASE = "release-the-task"

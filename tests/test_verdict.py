@@ -338,3 +338,40 @@ def test_a_lost_child_is_reported_lost_among_the_children() -> None:
 def test_a_task_nobody_was_seen_sending_is_still_unexpected() -> None:
     stray = history("s", "task-started", "task-succeeded")
     judge({}, {"s": stray}).assert_counts(unexpected=1)
+
+
+# -- acknowledgements in doubt: more unacknowledged messages than tasks in flight ------------------
+
+
+def judged_with(unacked: int | None) -> Verdict:
+    """Two tasks ended, one running; the broker counts ``unacked`` unacknowledged messages."""
+    histories = {
+        "a": history("a", "task-received", "task-started", "task-succeeded"),
+        "b": history("b", "task-received", "task-started", "task-failed"),
+        "c": history("c", "task-received", "task-started"),
+    }
+    return judge({i: sent(i) for i in histories}, histories, unacked=unacked)
+
+
+def test_ended_tasks_are_unsettled_while_the_broker_holds_more_unacked_messages_than_tasks_in_flight() -> None:
+    # A blackout: a worker's early acks went into a dead connection; RabbitMQ holds those messages until it
+    # drops that connection, then delivers them again (seen: 4 of 20 ran twice, 22 s after the verdict).
+    verdict = judged_with(unacked=3)
+    assert verdict.counts() == {**dict.fromkeys(FATES, 0), "unsettled": 3}
+    assert "3 unacknowledged message(s) and only 1 task(s) are in flight" in verdict.doubt
+    assert verdict.reasons["a"].startswith("would be succeeded, but RabbitMQ holds 3")
+    assert verdict.reasons["b"].startswith("would be failed, but")
+    assert "c" not in verdict.reasons  # unsettled anyway: it never ended
+    assert "would be succeeded" in verdict.explain(["unsettled"])
+
+
+@pytest.mark.parametrize("unacked", [0, 1, None])
+def test_ended_tasks_keep_their_fates_when_the_unacked_count_is_explained_or_unknown(unacked: int | None) -> None:
+    verdict = judged_with(unacked=unacked)
+    assert (verdict.count("succeeded"), verdict.count("failed"), verdict.doubt) == (1, 1, "")
+
+
+def test_a_task_back_in_its_queue_is_not_in_flight() -> None:
+    histories = {"a": history("a", "task-received", "task-started", "task-succeeded"), "q": history("q", "task-sent")}
+    verdict = judge({i: sent(i) for i in histories}, histories, queued={"q": "hello_queue"}, unacked=1)
+    assert verdict.count("unsettled") == 1 and verdict.reasons["a"].startswith("would be succeeded")
