@@ -294,5 +294,7 @@ class Ledger:
             what=f"a new step arrived for one of {len(ids)} tasks although {why}",
         )  # fmt: skip
 
-    def verdict(self, queued: Iterable[str] | Mapping[str, str] = (), unacked: int | None = 0) -> Verdict:
-        return judge(self.sends(), self.histories(), queued, unacked, self.blind())
+    def verdict(
+        self, queued: Iterable[str] | Mapping[str, str] = (), unacked: int | None = 0, connections_cut: bool = False
+    ) -> Verdict:
+        return judge(self.sends(), self.histories(), queued, unacked, self.blind(), connections_cut=connections_cut)

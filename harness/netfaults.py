@@ -202,6 +202,9 @@ class NetFaults:
     def __init__(self, upstream: tuple[str, int], record: Callable[[Fault], None]) -> None:
         self.upstream = upstream
         self._record = record
+        # A blackhole, partition or reset happened: a connection left dead without being closed, or cut with
+        # data in flight, so an ack may have been lost (the verdict's acks_in_doubt).
+        self.cut_connections = False
         self.proxies: dict[str, FaultProxy] = {}
         self.rules: list[list[str]] = []  # iptables rule specs this object added and has not removed yet
         self._lock = threading.Lock()
@@ -272,6 +275,7 @@ class NetFaults:
     def reset(self, program: str) -> int:
         """Cut every connection ``program`` has to the broker with a TCP RST; returns how many were cut."""
         proxy = self._proxy(program)
+        self.cut_connections = True
         self._record(NetworkFault(program=program, kind="reset"))
         cut = self._call(proxy._reset())
         return cut
@@ -303,6 +307,7 @@ class NetFaults:
                 with self._lock:
                     self.rules.append(spec)
                 added.append(spec)
+            self.cut_connections = True
             self._record(NetworkFault(program=label, kind=kind))
             yield
         finally:

@@ -406,7 +406,7 @@ class AppStack:
                 read, until=lambda _: True, timeout=VERDICT_READ_S,
                 what="the vhost's queues to be read for the verdict (is the broker up?)",
             )  # fmt: skip
-            return self.ledger.verdict(queued, unacked)
+            return self.ledger.verdict(queued, unacked, connections_cut=self.net.cut_connections)
 
         # Unacknowledged counts come from the management API's statistics, a refresh behind: an ack sent just
         # now may still be counted. Beyond the tasks in flight, they are read again for a few refreshes before

@@ -14,7 +14,7 @@ Each task id gets exactly one fate, so the counts always add up to every id seen
   while the broker holds more unacknowledged messages than there are tasks in flight: one of those is a
   message whose acknowledgement never reached RabbitMQ (sent on a connection that died), so it will be
   delivered and run again; which task's it is cannot be told, so no ended task is called done yet
-  (``Verdict.reasons`` says so);
+  (``Verdict.reasons`` says so). Judged so only after a network fault cut a connection (see ``acks_in_doubt``);
 - unverified: a span of the task's life went unseen by every witness (Celery's events through the
   broker and the programs' journals were both blind, say while the broker was down and a journal was cut
   by a kill): it may have run more often than seen, so no fate is claimed; ``Verdict.reasons`` says what
@@ -341,11 +341,18 @@ def in_flight(histories: Mapping[str, TaskHistory], where: Mapping[str, str]) ->
     )
 
 
-def acks_in_doubt(histories: Mapping[str, TaskHistory], where: Mapping[str, str], unacked: int | None) -> str:
+def acks_in_doubt(
+    histories: Mapping[str, TaskHistory], where: Mapping[str, str], unacked: int | None, connections_cut: bool
+) -> str:
     """Why no ended task can be called done yet (empty if it can): the broker holds unacknowledged messages
     beyond the tasks in flight, so some ended task's acknowledgement was lost and its message will come back.
-    An unknown count (a url broker without a management API) says nothing either way."""
-    if unacked is None:
+
+    Only after a connection was cut without being closed (``connections_cut``: a network fault): that is how
+    an ack is lost while RabbitMQ keeps the connection, and its messages unacknowledged. Otherwise a count
+    above the tasks in flight is the management API's statistics lagging (measured: an idle queue's count
+    stays stale for seconds), not a message to come back. An unknown count (a url broker without a
+    management API) says nothing either way."""
+    if unacked is None or not connections_cut:
         return ""
     holding = in_flight(histories, where)
     if unacked <= holding:
@@ -365,6 +372,7 @@ def judge(
     blind: Iterable[Span] = (),
     children: bool = True,
     doubt: str | None = None,
+    connections_cut: bool = False,
 ) -> Verdict:
     """Give every id the scenario sent, and every id that ran, exactly one fate; the tasks the app's own
     tasks sent are judged alike in ``Verdict.children``.
@@ -372,11 +380,12 @@ def judge(
     ``queued`` names the tasks whose message is ready in a queue (a mapping gives the queue);
     ``blind`` lists the spans that no witness saw: a task whose life overlaps one is ``unverified``
     unless it is already known to be duplicated (a blind span can only hide more runs).
+    ``connections_cut``: a program's connection was cut without being closed (see ``acks_in_doubt``).
     """
     where = dict(queued) if isinstance(queued, Mapping) else {task_id: "a queue" for task_id in queued}
     blind = list(blind)
     if doubt is None:  # the children are judged with their parents' doubt: the count is the vhost's
-        doubt = acks_in_doubt(histories, where, unacked)
+        doubt = acks_in_doubt(histories, where, unacked, connections_cut)
     descendants = child_sends(sends, histories) if children else {}
     fates: dict[str, list[str]] = {fate: [] for fate in FATES}
     reasons: dict[str, str] = {}

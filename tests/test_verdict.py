@@ -343,14 +343,15 @@ def test_a_task_nobody_was_seen_sending_is_still_unexpected() -> None:
 # -- acknowledgements in doubt: more unacknowledged messages than tasks in flight ------------------
 
 
-def judged_with(unacked: int | None) -> Verdict:
-    """Two tasks ended, one running; the broker counts ``unacked`` unacknowledged messages."""
+def judged_with(unacked: int | None, cut: bool = True) -> Verdict:
+    """Two tasks ended, one running; the broker counts ``unacked`` unacknowledged messages; ``cut``: a network
+    fault cut a connection."""
     histories = {
         "a": history("a", "task-received", "task-started", "task-succeeded"),
         "b": history("b", "task-received", "task-started", "task-failed"),
         "c": history("c", "task-received", "task-started"),
     }
-    return judge({i: sent(i) for i in histories}, histories, unacked=unacked)
+    return judge({i: sent(i) for i in histories}, histories, unacked=unacked, connections_cut=cut)
 
 
 def test_ended_tasks_are_unsettled_while_the_broker_holds_more_unacked_messages_than_tasks_in_flight() -> None:
@@ -365,6 +366,12 @@ def test_ended_tasks_are_unsettled_while_the_broker_holds_more_unacked_messages_
     assert "would be succeeded" in verdict.explain(["unsettled"])
 
 
+def test_without_a_cut_connection_a_count_above_the_tasks_in_flight_is_lagging_statistics() -> None:
+    # Measured: after a drain the management API kept counting 4 unacknowledged for seconds (an idle queue).
+    verdict = judged_with(unacked=4, cut=False)
+    assert (verdict.count("succeeded"), verdict.count("failed"), verdict.doubt) == (1, 1, "")
+
+
 @pytest.mark.parametrize("unacked", [0, 1, None])
 def test_ended_tasks_keep_their_fates_when_the_unacked_count_is_explained_or_unknown(unacked: int | None) -> None:
     verdict = judged_with(unacked=unacked)
@@ -373,5 +380,6 @@ def test_ended_tasks_keep_their_fates_when_the_unacked_count_is_explained_or_unk
 
 def test_a_task_back_in_its_queue_is_not_in_flight() -> None:
     histories = {"a": history("a", "task-received", "task-started", "task-succeeded"), "q": history("q", "task-sent")}
-    verdict = judge({i: sent(i) for i in histories}, histories, queued={"q": "hello_queue"}, unacked=1)
+    verdict = judge({i: sent(i) for i in histories}, histories, queued={"q": "hello_queue"}, unacked=1,
+                    connections_cut=True)  # fmt: skip
     assert verdict.count("unsettled") == 1 and verdict.reasons["a"].startswith("would be succeeded")
