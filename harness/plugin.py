@@ -136,6 +136,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     app = getattr(item, "funcargs", {}).get("stack")
     if report.when == "call" and report.failed and isinstance(app, AppStack):
         try:
+            if stopped := app.not_running():  # the likeliest cause first: a program that exited
+                report.sections.append(("harness: programs not running", "\n".join(stopped)))
             for name, text in app.logs().items():
                 report.sections.append((f"{name} stderr (tail)", text))
             if call.excinfo is not None and call.excinfo.errisinstance(WaitTimeout):  # something did not happen

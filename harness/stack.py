@@ -417,6 +417,17 @@ class AppStack:
         except WaitTimeout:
             return judged()
 
+    def not_running(self) -> list[str]:
+        """One line per program that is not running now (stopped by the scenario, or exited by itself): its
+        state, exit status and the line of its stderr that names the error."""
+        lines = []
+        for name in self.supervisor.programs:
+            info = self.supervisor.info(name)
+            if info["statename"] != "RUNNING":
+                why = self._stderr_gist(name) or "(no stderr)"
+                lines.append(f"{name} is {info['statename']} (exit status {info['exitstatus']}): {why}")
+        return lines
+
     def logs(self) -> dict[str, str]:
         """Each program's stderr tail, for a failed scenario's report."""
         return {name: self.supervisor.stderr_tail(name, 3000) for name in self.supervisor.programs}

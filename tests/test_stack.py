@@ -20,6 +20,14 @@ def test_a_killed_worker_stays_down_because_nothing_restarts_it(stack):
     )  # fmt: skip
 
 
+def test_a_program_that_is_not_running_is_named_with_its_state_and_the_error_its_stderr_names(stack):
+    assert stack.not_running() == []
+    stack.kill(WORKER)
+    stack.wait_exited(WORKER)
+    [line] = stack.not_running()
+    assert line.startswith(f"{WORKER} is EXITED (exit status "), line
+
+
 def test_stop_then_start_gives_a_ready_worker(stack, producer, ledger):
     stack.stop(WORKER)
     assert stack.state(WORKER) == "STOPPED"
