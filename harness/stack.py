@@ -50,7 +50,10 @@ from harness.web import WebClient
 DEFAULT_READY_TIMEOUT_S = 15.0
 # How long the verdict keeps trying to read the queues (a broker that was just restarted may not answer yet).
 VERDICT_READ_S = 30.0
-ACK_COUNT_SETTLE_S = 2.5  # five refreshes of the management statistics on the harness's brokers (every 0.5 s)
+# How long the verdict re-reads an unacknowledged count above the tasks in flight (only after a network fault):
+# the management API's statistics refresh every 0.5 s on the harness's brokers, but an idle queue's count was
+# seen stale for about 5 s.
+ACK_COUNT_SETTLE_S = 10.0
 # A web app that answers its ready path with 5xx this long is not slow to start: it is failing.
 WEB_ERRING_S = 5.0
 
