@@ -388,8 +388,9 @@ class AppStack:
         """The fate of every task sent so far; every queue of the vhost is read for tasks still waiting.
 
         A reading that fails (the harness's connection died with a restarted broker) is made again on a
-        fresh connection, for a while: the broker may still be coming back. While RabbitMQ holds more
-        unacknowledged messages than there are tasks in flight, ended tasks are ``unsettled`` (an ack was
+        fresh connection, for a while: the broker may still be coming back. After a network fault cut a
+        connection, while RabbitMQ holds more unacknowledged messages than there are tasks in flight, ended
+        tasks are ``unsettled`` (an ack was
         lost; a message will come back): the reading is repeated for up to ``settle`` seconds first. After a
         network fault, ``settle`` long enough for RabbitMQ to drop the dead connection (and redeliver what it
         held) gives the final fates."""
