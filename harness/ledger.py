@@ -155,9 +155,9 @@ class Ledger:
         self, hostname: str | None = None, type: str | None = None, witness: str | None = None
     ) -> list[WorkerEvent]:
         """Worker events (online, heartbeat, offline); ``witness="events"``: only those that came through the
-        broker (proof that the worker's connection works)."""
+        broker (proof that the worker's connection works); ``witness="journal"``: only those the worker wrote."""
         with self._lock:
-            seen = list(self._workers)
+            seen = list(self._workers) if witness != "journal" else []
         if self.journal is not None and witness != "events":
             seen += [
                 WorkerEvent(e.type, e.hostname or e.program, e.t, e.t, e.fields)
@@ -166,8 +166,16 @@ class Ledger:
             ]
         return [e for e in seen if (hostname is None or e.hostname == hostname) and (type is None or e.type == type)]
 
-    def worker_online_since(self, hostname: str, since: float) -> bool:
-        return any(e.received_at >= since for e in self.worker_events(hostname, "worker-online"))
+    def worker_consuming_since(self, hostname: str, since: float) -> bool:
+        """Whether the worker came online since ``since`` with its queues declared and consumed.
+
+        The journal's ``worker-online`` says so: Celery's ``worker_ready`` signal is sent once the consumer
+        consumes. Celery's ``worker-online`` *event* does not: the worker sends it before it declares its
+        queues (its Heart step runs before its Tasks step), so a message published to the default exchange in
+        between is dropped as unroutable (seen in CI: both raw messages of the audit's bad-message failure
+        vanished so). Without a journal the event is the only witness."""
+        witness = "journal" if self.journal is not None else "events"
+        return any(e.received_at >= since for e in self.worker_events(hostname, "worker-online", witness=witness))
 
     def program_config(self, program: str) -> dict | None:
         """The settings a program reported at start (the launcher's ``config`` line), latest first."""

@@ -251,7 +251,7 @@ class AppStack:
 
     def _not_ready_reason(self, name: str) -> str:
         if name in self.workers:
-            what = "no worker-online from it"
+            what = "it never said it consumes its queues (Celery's worker_ready)"
         else:
             path = self.spec.web.ready_path if self.spec.web else None
             what = f"GET {path} did not answer below 500" if path else "its port accepted no connection"
@@ -274,7 +274,7 @@ class AppStack:
                 f"{name} exited while starting (exit status {info['exitstatus']}): {why} - fix its app or settings"
             )
         if name in self.workers:
-            return self.ledger.worker_online_since(self.workers[name].nodename, since)
+            return self.ledger.worker_consuming_since(self.workers[name].nodename, since)
         path = self.spec.web.ready_path if self.spec.web else None
         if self.web is None:
             return False

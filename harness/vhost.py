@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from amqp.exceptions import NotFound, ResourceLocked
+from amqp.exceptions import ChannelError, NotFound, ResourceLocked
 from kombu import Connection
 
 from harness.brokers.base import Broker
@@ -282,7 +282,10 @@ class ScenarioVhost:
     def publish_raw(
         self, queue: str, body: bytes, content_type: str, headers: dict | None = None, persistent: bool = True
     ) -> None:
-        """Put a message on ``queue`` exactly as given (a hand-made or malformed task message)."""
+        """Put a message on ``queue`` exactly as given (a hand-made or malformed task message), confirmed.
+
+        Mandatory: a queue that does not exist (yet) is an error, not a message the broker drops unseen,
+        which a verdict would then call lost."""
         with self._connect() as connection:
             channel = connection.channel()
             properties = {"delivery_mode": 2 if persistent else 1}
@@ -290,7 +293,13 @@ class ScenarioVhost:
                 body, content_type=content_type, content_encoding="utf-8", headers=headers or {},
                 properties=properties,
             )  # fmt: skip
-            channel.basic_publish(message, exchange="", routing_key=queue)
+            try:
+                channel.basic_publish_confirm(message, exchange="", routing_key=queue, mandatory=True)
+            except ChannelError as error:  # basic.return, raised by py-amqp with no handler
+                raise HarnessError(
+                    f"a message published to queue {queue!r} of vhost {self.name!r} was returned unroutable "
+                    f"({error.reply_text or error}): the queue does not exist yet; publish once the app declared it"
+                ) from None
             channel.close()
 
     def dead_letter(self, queue: str) -> str:

@@ -40,6 +40,14 @@ def test_worker_online_is_seen_for_every_worker_start(stack, ledger):
     assert len(ledger.worker_events("worker_hello@harness", "worker-online", witness="events")) == before + 1
 
 
+def test_a_worker_is_ready_only_once_it_consumes_its_queue(stack, vhost, ledger):
+    """Celery's worker-online event comes before the worker declares its queues; the stack waits for the
+    journal's (the worker_ready signal): by then the queue exists and has the worker as its consumer."""
+    stack.restart(WORKER)  # returns once the stack calls the worker ready
+    depth = vhost.depth("hello_queue")
+    assert (depth.exists, depth.consumers) == (True, 1)
+
+
 def test_each_program_reports_the_settings_it_runs_with(stack, ledger):
     config = ledger.program_config(WORKER)
     assert config["settings"]["worker_prefetch_multiplier"] == 4

@@ -44,6 +44,16 @@ def test_a_queue_that_neither_exists_nor_is_declared_by_the_app_is_a_clear_error
     assert vhost.ready("hello_queue") == 0  # the channel still works
 
 
+def test_a_raw_message_to_a_queue_that_does_not_exist_is_an_error_not_a_silent_drop(vhost):
+    missing = f"not_declared_{uuid.uuid4().hex[:6]}"
+    with pytest.raises(HarnessError, match=f"published to queue '{missing}' .* returned unroutable"):
+        vhost.publish_raw(missing, b"{}", "application/json", {"id": "x"})
+    with Connection(vhost.amqp_url) as connection:
+        Queue("hello_queue", durable=True)(connection.default_channel).declare()
+    vhost.publish_raw("hello_queue", b"{}", "application/json", {"id": "y"})
+    assert vhost.peek_task_ids("hello_queue") == ["y"]
+
+
 def test_each_scenario_has_its_own_vhost_and_it_is_deleted_after(broker, vhost):
     if broker.management is None:
         pytest.skip("this broker has no management API: scenarios share the URL's vhost")
