@@ -7,7 +7,8 @@ Figures (seconds):
 - raw_container_boot_s (``--broker docker``): a plain ``docker run`` of the same image and settings to
   answering, polled every 20 ms; the yardstick for the docker provider;
 - broker_boot_s: the harness's provider (``--broker``) from nothing to ready;
-- worker_boot_s: ``supervisorctl start`` of the stack's first worker to its ``worker-online``;
+- worker_boot_s: ``supervisorctl start`` of the stack's first worker to its consuming of its queues (its journal's
+  ``worker-online``, Celery's ``worker_ready``);
 - scenario_overhead_s: vhost + ledger + supervisord + web + worker up and down around an empty scenario;
 - outage_scenario_s: one scenario file (``--outage``, default ``scenarios/test_worker_outage.py``) run by
   pytest against the broker already up: its set-up, body and tear-down as JUnit times them;
