@@ -14,6 +14,10 @@ is only worth something for the whole suite, on one provider, back to back. Each
 It prints a table (run, passed, failed, errors, seconds, failing tests, leftovers) and a total, and
 exits non-zero if any run failed or left anything. ``--json FILE`` keeps the table.
 
+Ctrl-C (or SIGTERM) stops the soak: the run in progress gets one SIGINT, as pytest under a terminal would,
+tidies up, and the soak's folder goes after it. Each run has a session of its own, so a Ctrl-C typed at the
+terminal reaches the run once, through the soak (twice would cut pytest's tear-down short).
+
     python -m harness.soak -n 20 -- scenarios/ --harness-broker local
 """
 
@@ -24,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +42,7 @@ import psutil
 from harness.processes import processes_of
 
 REAP_GRACE_S = 5.0
+INTERRUPTED_RUN_S = 180.0  # for an interrupted run's tear-down (brokers stopped, containers removed)
 
 
 @dataclass
@@ -133,13 +139,33 @@ def run_once(number: int, pytest_args: list[str], folder: Path) -> RunResult:
     network_before = set(harness_network_leftovers())
     started = time.monotonic()
     with log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        code = process.wait()
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = process.wait()
+        except BaseException:  # the soak interrupted: the run must tidy up before its folder goes
+            interrupt(process)
+            raise
     seconds = time.monotonic() - started
     counts, failures = read_junit(junit)
     result = RunResult(number, code, seconds, failures=failures, **counts)
     result.leftovers = leftovers(tmpdir, process.pid, network_before)
     return result
+
+
+def interrupt(process: subprocess.Popen, timeout: float = INTERRUPTED_RUN_S) -> None:
+    """One SIGINT to the run (pytest's Ctrl-C: its tear-down removes what it started), then wait for it;
+    killed if its tear-down hangs."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a CI runner cancelling) tidies up as Ctrl-C does
 
 
 def table(results: list[RunResult]) -> str:
@@ -162,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep each run's output and JUnit XML (printed path)")
     parser.add_argument("pytest_args", nargs="*", help="pytest's arguments (after --)")
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupted)
     folder = Path(tempfile.mkdtemp(prefix="harness-soak-"))
     results = []
     try:
@@ -178,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"outputs kept in {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
     return 0 if all(r.clean for r in results) else 1
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+import pytest
+
 from harness.processes import processes_of
 from harness.soak import RunResult, read_junit, table
+from harness.waiting import eventually
 
 JUNIT = """<?xml version="1.0"?>
 <testsuites><testsuite>
@@ -51,3 +56,48 @@ def test_a_rule_whose_owner_lives_is_another_runs_and_one_whose_owner_died_is_a_
     assert not orphaned(alive)
     assert orphaned(alive.replace(f"pid={os.getpid()}", "pid=999999999"))
     assert orphaned('-A INPUT -m comment --comment "harness" -j DROP'), "no owner named: counted"
+
+
+BLOCKING_TEST = """
+import os, pathlib, threading
+
+def test_blocks_until_interrupted():
+    pathlib.Path(os.environ["SOAK_TEST_STARTED"]).write_text(str(os.getpid()))
+    threading.Event().wait(120)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_soak_alone_stops_the_run_and_leaves_nothing(tmp_path: Path, signum: int) -> None:
+    """Only the soak gets the signal (kill PID, a CI runner cancelling): the run it started is interrupted
+    too, and the soak's folder, which holds the run's TMPDIR, is gone."""
+    (tmp_path / "test_blocking.py").write_text(BLOCKING_TEST)
+    temp, started = tmp_path / "tmp", tmp_path / "started"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "SOAK_TEST_STARTED": str(started)}
+    soak = subprocess.Popen(
+        [sys.executable, "-m", "harness.soak", "-n", "2", "--", "test_blocking.py", "-p", "no:randomly"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    run_pid = None
+    try:
+        run_pid = int(eventually(lambda: started.exists() and started.read_text(), timeout=60, what="the run to start"))
+        soak.send_signal(signum)
+        output, _ = soak.communicate(timeout=60)
+        left = psutil_exists(run_pid)
+    finally:
+        soak.kill()
+        soak.wait()
+        if run_pid is not None and psutil_exists(run_pid):
+            os.kill(run_pid, signal.SIGKILL)  # this test's own leftover, if the soak left it
+    assert soak.returncode != 0, output
+    assert not left, "the run the soak started is still running"
+    assert list(temp.iterdir()) == [], "the soak's folder (the run's TMPDIR) is left"
+    assert "run 2/2" not in output, "the soak went on after the signal"
+
+
+def psutil_exists(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
