@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -33,7 +34,8 @@ import pytest
 from harness import options
 from harness.brokers.base import Broker
 from harness.brokers.select import BrokerOptions, make_broker
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
+from harness.introspect import routed_queues
 from harness.ledger import Ledger
 from harness.options import broker_options_from
 from harness.sent import Sender
@@ -207,14 +209,26 @@ def app_info(
 ) -> AppInfo | None:
     """What the stack's Celery app declares (queues, tasks, settings); read once per app and session, in the
     background (``app_info.result()`` or ``app_info["queues"]`` wait for it)."""
+    stack_spec = as_named(stack_spec, pytestconfig)
     if not stack_spec.celery_app:
         return None
     cwd = str(Path(stack_spec.cwd or pytestconfig.rootpath).resolve())
     key = (stack_spec.celery_app, cwd, stack_spec.python, tuple(sorted(stack_spec.env.items())))
     if key not in _introspections:
-        _introspections[key] = AppInfo(
-            lambda: introspect(stack_spec.celery_app, cwd, stack_spec.python, harness_workdir, env=stack_spec.env)
-        )
+        app = stack_spec.celery_app
+        from_option = app == options.get(pytestconfig, "celery_app")
+        named_by = (options.origin(pytestconfig, "celery_app") if from_option else None) or "the stack's celery_app"
+
+        def read() -> dict[str, Any]:
+            try:
+                return introspect(app, cwd, stack_spec.python, harness_workdir, env=stack_spec.env)
+            except HarnessError as error:  # its sentence names the app as the option; say where it was named
+                said = str(error)
+                if said.startswith(f"--celery-app {app}"):
+                    said = f"{named_by} {said[len('--celery-app ') :]}"
+                raise HarnessError(said) from None
+
+        _introspections[key] = AppInfo(read)
     return _introspections[key]
 
 
@@ -310,13 +324,23 @@ def spec_from(stack: str | None, celery_app: str | None, web_app: str | None, ro
     if stack:
         if str(rootpath) not in sys.path:
             sys.path.insert(0, str(rootpath))
-        spec = load_stack(stack)
-        if celery_app and celery_app != spec.celery_app:
-            spec = spec.replace(celery_app=celery_app)
-        if web_app and (spec.web is None or web_app != spec.web.app):
-            spec = spec.replace(web=spec.web.replace(app=web_app) if spec.web else WebSpec(app=web_app))
-        return spec
+        return with_apps(load_stack(stack), celery_app, web_app)
     return StackSpec(celery_app=celery_app, web=WebSpec(app=web_app) if web_app else None, workers=(WorkerSpec(),))
+
+
+def with_apps(spec: StackSpec, celery_app: str | None, web_app: str | None) -> StackSpec:
+    """``spec`` with the apps named in place of its own (None: its own stays)."""
+    if celery_app and celery_app != spec.celery_app:
+        spec = spec.replace(celery_app=celery_app)
+    if web_app and (spec.web is None or web_app != spec.web.app):
+        spec = spec.replace(web=spec.web.replace(app=web_app) if spec.web else WebSpec(app=web_app))
+    return spec
+
+
+def as_named(spec: StackSpec, config: pytest.Config) -> StackSpec:
+    """The apps ``--celery-app`` / ``--web-app`` name on the command line in place of the spec's, whichever
+    fixture made it (a conftest's own ``stack_spec``, a parametrized one): an app typed there is never ignored."""
+    return with_apps(spec, config.getoption("celery_app", default=None), config.getoption("web_app", default=None))
 
 
 def default_spec(config: pytest.Config) -> StackSpec:
@@ -362,6 +386,7 @@ def stack(
     """The app under supervisord, every program ready, the producer bound."""
     if app_info is not None and app_info.error is not None:  # the app does not import: say why at once
         harness_error(app_info.error)
+    stack_spec = as_named(stack_spec, pytestconfig)
     ready_timeout = options.get(pytestconfig, "harness_ready_timeout")
     if stack_spec.ready_timeout is None and ready_timeout is not None:
         stack_spec = stack_spec.replace(ready_timeout=ready_timeout)
@@ -381,6 +406,9 @@ def stack(
             harness_error(problem)
         if app_info is not None:
             attempt(lambda: check_worker_queues(stack_spec, app_info.result()))
+            app.routed_queues = routed_queues(app_info.result())
+            for line in app.unconsumed():  # every worker is consuming by now: what has no consumer has none
+                warnings.warn(HarnessWarning(line), stacklevel=1)
         yield app
     finally:
         app.close()

@@ -126,6 +126,15 @@ def describe(app: Any) -> dict[str, Any]:
     }
 
 
+def routed_queues(info: dict) -> tuple[str, ...]:
+    """The queues the app's tasks are sent to, through the task (its ``queue`` option and the routes) or by
+    name (the routes and the default): Celery's own tasks aside, as ``describe`` gives them."""
+    found = set()
+    for task in (info.get("tasks") or {}).values():
+        found |= {q for q in ((task.get("options") or {}).get("queue"), task.get("queue_by_name")) if q}
+    return tuple(sorted(found))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.introspect", description=__doc__.split("\n\n")[0])
     parser.add_argument("--celery-app", required=True)

@@ -210,6 +210,19 @@ def get(config: pytest.Config, name: str) -> Any:
     return converted
 
 
+def origin(config: pytest.Config, name: str) -> str | None:
+    """Where the option's value comes from, as a user would write it (``--celery-app``, ``ini celery_app``,
+    ``env HARNESS_CELERY_APP``); None when it is not set (the default, or what a fixture chose)."""
+    option = BY_NAME[name]
+    if config.getoption(name, default=None) is not None:
+        return option.cli
+    if config.getini(name):
+        return f"ini {option.name}"
+    if option.env and os.environ.get(option.env):
+        return f"env {option.env}"
+    return None
+
+
 # The options a broker is made from, for the tools outside pytest that take the same flags.
 BROKER_OPTIONS = (
     "harness_broker", "harness_broker_url", "harness_management_url", "harness_rabbitmq_server",

@@ -138,6 +138,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         try:
             if stopped := app.not_running():  # the likeliest cause first: a program that exited
                 report.sections.append(("harness: programs not running", "\n".join(stopped)))
+            if idle := app.unconsumed():  # then a queue whose tasks wait for a consumer that never comes
+                report.sections.append(("harness: queues no one consumes", "\n".join(idle)))
             for name, text in app.logs().items():
                 report.sections.append((f"{name} stderr (tail)", text))
             if call.excinfo is not None and call.excinfo.errisinstance(WaitTimeout):  # something did not happen

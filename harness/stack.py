@@ -101,6 +101,7 @@ class AppStack:
         self.workers = {w.name: w for w in spec.workers}
         self.web: WebClient | None = None
         self.producer: Sender | None = None
+        self.routed_queues: tuple[str, ...] = ()  # where the app's tasks go (its introspection, by the fixture)
         # Each program reaches the broker through a fault proxy of its own (harness.netfaults): ``stack.net``.
         endpoint = vhost.broker.endpoint
         self.net = NetFaults((endpoint.host, endpoint.port), self._record)
@@ -430,6 +431,25 @@ class AppStack:
             if info["statename"] != "RUNNING":
                 why = self._stderr_gist(name) or "(no stderr)"
                 lines.append(f"{name} is {info['statename']} (exit status {info['exitstatus']}): {why}")
+        return lines
+
+    def unconsumed(self) -> list[str]:
+        """One line per queue the app's tasks are routed to that has no consumer now (a passive declare
+        each): its tasks wait there, which a wait for them meets as a timeout."""
+        lines = []
+        for queue in self.routed_queues:
+            try:
+                depth = self.vhost.depth(queue)
+            except Exception:  # the broker away, or a queue the vhost cannot read: nothing to say
+                continue
+            if depth.consumers:
+                continue
+            told = [w.name for w in self.spec.workers if w.queues and queue in w.queues]
+            why = (
+                f"its worker {', '.join(told)} is not consuming now" if told
+                else "no worker of the stack is told to consume it: add it to a WorkerSpec(queues=(...))"
+            )  # fmt: skip
+            lines.append(f"queue {queue} has no consumer ({depth.ready} ready): tasks routed there wait; {why}")
         return lines
 
     def logs(self) -> dict[str, str]:

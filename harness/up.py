@@ -28,6 +28,7 @@ from pathlib import Path
 from harness import cli_options, screen
 from harness.brokers.select import make_broker
 from harness.errors import HarnessError
+from harness.introspect import routed_queues
 from harness.redeploy import parse_env
 from harness.spec import StackSpec
 from harness.standalone import running
@@ -79,15 +80,6 @@ def app_queues(spec: StackSpec, folder: Path) -> tuple[tuple[str, ...], tuple[st
     cwd = str(Path(spec.cwd or folder).resolve())
     info = introspect(spec.celery_app, cwd, spec.python, env=spec.env)
     return tuple(info["queues"]), routed_queues(info)
-
-
-def routed_queues(info: dict) -> tuple[str, ...]:
-    """The queues the app's tasks are sent to, through the task (its ``queue`` option and the routes) or by
-    name (the routes and the default): Celery's own tasks aside, as introspection gives them."""
-    found = set()
-    for task in (info.get("tasks") or {}).values():
-        found |= {q for q in ((task.get("options") or {}).get("queue"), task.get("queue_by_name")) if q}
-    return tuple(sorted(found))
 
 
 class StatusLine:

@@ -234,7 +234,7 @@ def fate_of(send: Send | None, history: TaskHistory | None, queued: bool, unacke
     return "lost"
 
 
-@dataclass
+@dataclass(repr=False)
 class Verdict:
     fates: dict[str, list[str]]
     histories: Mapping[str, TaskHistory]
@@ -270,6 +270,13 @@ class Verdict:
     def summary(self) -> str:
         shown = ", ".join(f"{fate}={n}" for fate, n in self.counts().items() if n)
         return f"{self.total()} tasks: {shown or 'none'}"
+
+    def __str__(self) -> str:
+        """``print(verdict)``: the counts, then each task's fate and history (ten per fate)."""
+        return f"{self.summary()}\n{self.explain()}".rstrip()
+
+    def __repr__(self) -> str:
+        return f"<Verdict {self.summary()}>"
 
     def explain(self, fates: Iterable[str] | None = None, limit: int = 10) -> str:
         lines = []

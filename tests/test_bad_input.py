@@ -385,6 +385,22 @@ def test_celery_app_option_that_does_not_import(run_scenario: RunScenario) -> No
 
 
 @needs_system_broker
+def test_celery_app_option_typo_beside_a_conftests_own_stack_spec(run_scenario: RunScenario) -> None:
+    # The conftest's stack_spec names a good app; the one typed on the command line is the one run, or said.
+    run = run_scenario(*SYSTEM, "--celery-app", "no_such_project.celery:app", conftest=stack_spec_conftest())
+    assert_ended_with_one_sentence(
+        run, "--celery-app no_such_project.celery:app does not import", "No module named 'no_such_project'"
+    )
+
+
+@needs_system_broker
+def test_celery_app_from_the_environment_that_does_not_import_is_said_so(run_scenario: RunScenario) -> None:
+    # Named where the user named it, not as a flag they never typed.
+    run = run_scenario(*SYSTEM, conftest="", env={"HARNESS_CELERY_APP": "no_such_project.celery:app"})
+    assert_ended_with_one_sentence(run, "env HARNESS_CELERY_APP no_such_project.celery:app does not import")
+
+
+@needs_system_broker
 def test_celery_app_option_naming_no_celery_app(run_scenario: RunScenario) -> None:
     run = run_scenario(*SYSTEM, "--celery-app", "app_under_test.settings:HELLO_QUEUE", conftest="")
     assert_ended_with_one_sentence(run, "app_under_test.settings:HELLO_QUEUE", "not a Celery app")

@@ -6,8 +6,9 @@ import sys
 import pytest
 
 from app_under_test.stack import WORKER, demo
+from harness.errors import HarnessWarning
 from harness.producers import DirectProducer
-from harness.spec import StackSpec
+from harness.spec import StackSpec, WorkerSpec
 from harness.waiting import eventually, never
 
 
@@ -41,6 +42,27 @@ def test_the_web_app_serves_the_page_with_its_button(web):
     page = web.page()
     assert page.status_code == 200
     assert 'id="offload"' in page.text and 'data-url="/hello"' in page.text
+
+
+ON_THE_DEFAULT_QUEUE = demo(workers=(WorkerSpec(WORKER, queues=("celery",)),))
+
+
+@pytest.mark.parametrize("stack_spec", [ON_THE_DEFAULT_QUEUE], indirect=True, ids=["worker-on-celery-only"])
+def test_a_routed_queue_no_worker_consumes_is_said_at_start_and_in_a_failure(recwarn, stack):
+    """The app routes say_hello to hello_queue, the stack's one worker consumes only "celery": a click would
+    wait there and a wait for it time out. Said as a warning when the stack is up, and by ``unconsumed()``,
+    which a failed scenario's report shows."""
+    said = [str(w.message) for w in recwarn.list if issubclass(w.category, HarnessWarning)]
+    assert any(line.startswith("queue hello_queue has no consumer") for line in said), said
+    [line] = stack.unconsumed()
+    assert "no worker of the stack is told to consume it" in line, line
+    assert "WorkerSpec(queues=(...))" in line
+
+
+def test_a_stack_whose_workers_consume_every_routed_queue_says_nothing(recwarn, stack):
+    assert stack.routed_queues == ("hello_queue",)
+    assert stack.unconsumed() == []
+    assert not [w for w in recwarn.list if issubclass(w.category, HarnessWarning)]
 
 
 PARKED = demo().replace(

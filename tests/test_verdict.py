@@ -383,3 +383,12 @@ def test_a_task_back_in_its_queue_is_not_in_flight() -> None:
     verdict = judge({i: sent(i) for i in histories}, histories, queued={"q": "hello_queue"}, unacked=1,
                     connections_cut=True)  # fmt: skip
     assert verdict.count("unsettled") == 1 and verdict.reasons["a"].startswith("would be succeeded")
+
+
+def test_printing_a_verdict_gives_its_counts_then_each_tasks_fate_and_history() -> None:
+    verdict = judge({"a": sent("a"), "b": sent("b")}, {"a": history("a", "task-started", "task-succeeded")})
+    text = str(verdict)
+    assert text.splitlines()[0] == "2 tasks: succeeded=1, lost=1"
+    assert any(line.split()[:2] == ["succeeded", "a:"] for line in text.splitlines()[1:])
+    assert any(line.split()[:2] == ["lost", "b:"] for line in text.splitlines()[1:])
+    assert repr(verdict) == "<Verdict 2 tasks: succeeded=1, lost=1>"
