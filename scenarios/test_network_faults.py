@@ -105,7 +105,9 @@ def test_worker_blackholed_mid_backlog_notices_at_once_then_dies_on_its_locked_p
 
 @pytest.mark.celery_config(worker_enable_remote_control=False)
 @pytest.mark.parametrize("stack_spec", [SHORT_TASKS], indirect=True, ids=["0.2s-tasks"])
-def test_worker_blackholed_mid_backlog_without_remote_control_recovers(stack, producer, ledger, record_property):
+def test_worker_blackholed_mid_backlog_without_remote_control_recovers_and_reruns_tasks_whose_acks_were_lost(
+    stack, producer, ledger, record_property
+):
     """The same 10 s blackout, with ``worker_enable_remote_control = False``.
 
     What a user sees: the worker notices within about a second, keeps trying to reconnect, and once the
@@ -134,7 +136,9 @@ def test_worker_blackholed_mid_backlog_without_remote_control_recovers(stack, pr
 
 @pytest.mark.celery_config(broker_heartbeat=2)
 @pytest.mark.parametrize("stack_spec", [SHORT_TASKS], indirect=True, ids=["0.2s-tasks"])
-def test_worker_blackholed_mid_backlog_with_a_short_heartbeat_recovers(stack, producer, ledger, record_property):
+def test_worker_blackholed_mid_backlog_with_a_short_heartbeat_recovers_and_reruns_tasks_whose_acks_were_lost(
+    stack, producer, ledger, record_property
+):
     """The same 10 s blackout, remote control on, with ``broker_heartbeat = 2`` (Celery's default is 120 s).
 
     What a user sees: the worker notices within about a second as before, and this time it comes back by
