@@ -141,7 +141,7 @@ def load_object(path: str, what: str) -> Any:
 
 def load_celery_app(path: str) -> Any:
     """The Celery app at ``path``, found as ``celery -A`` finds it (``proj`` finds ``proj.celery:app``)."""
-    from celery import Celery
+    from celery import Celery, Task
     from celery.app.utils import find_app
 
     module_name, _, attribute = path.partition(":")
@@ -161,9 +161,10 @@ def load_celery_app(path: str) -> Any:
     except Exception as exc:
         raise LaunchError(f"--celery-app {path} does not import: {_last_line(exc)}") from None
     if not isinstance(app, Celery):
-        raise LaunchError(
-            f"--celery-app {path} is a {type(app).__name__}, not a Celery app; point it at the Celery() instance"
-        )
+        # A task reads as Celery's PromiseProxy (or its Task class): say what it is in the user's words.
+        task = type(app).__name__ == "PromiseProxy" or isinstance(app, Task)  # the proxy is not touched: no evaluation
+        what = "a task" if task else f"a {type(app).__name__}"
+        raise LaunchError(f"--celery-app {path} is {what}, not a Celery app; point it at the Celery() instance")
     return app
 
 

@@ -449,7 +449,8 @@ class AppStack:
                 f"its worker {', '.join(told)} is not consuming now" if told
                 else "no worker of the stack is told to consume it: add it to a WorkerSpec(queues=(...))"
             )  # fmt: skip
-            lines.append(f"queue {queue} has no consumer ({depth.ready} ready): tasks routed there wait; {why}")
+            waiting = f" ({depth.ready} ready)" if depth.ready else ""
+            lines.append(f"queue {queue} has no consumer{waiting}: tasks routed there wait; {why}")
         return lines
 
     def logs(self) -> dict[str, str]:

@@ -57,6 +57,8 @@ def test_a_celery_app_is_found_as_celery_does_and_anything_else_is_refused() -> 
         load_celery_app("nope.celery:app")
     with pytest.raises(LaunchError, match="is a str, not a Celery app"):
         load_celery_app("app_under_test.settings:HELLO_QUEUE")
+    with pytest.raises(LaunchError, match=r"app_under_test\.tasks:say_hello is a task, not a Celery app"):
+        load_celery_app("app_under_test.tasks:say_hello")
 
 
 @pytest.mark.usefixtures("broker_env")
