@@ -37,6 +37,13 @@ def _plan(config: pytest.Config) -> AuditPlan:
     )  # fmt: skip
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The audit runs one worker on the audited task's queue by design: the app's other queues having no consumer
+    # is its plan, not the user's mistake the stack's warning is for.
+    for item in items:
+        item.add_marker(pytest.mark.filterwarnings("ignore::harness.errors.HarnessWarning"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def audit_plan(pytestconfig: pytest.Config) -> AuditPlan:
     """What the audit runs. Made first (autouse, session): a problem with the options or the app is every
