@@ -134,10 +134,11 @@ def rabbitmq_version(broker: Broker) -> tuple[int, ...]:
 
 def introspect(
     celery_app: str, cwd: str, python: str | None = None, workdir: Path | None = None, timeout: float = 30.0,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None, named_by: str = "--celery-app",
 ) -> dict[str, Any]:  # fmt: skip
     """What the app declares (``python -m harness.introspect``), read in a process of its own: in the app's
-    folder, with its interpreter and the environment its programs get."""
+    folder, with its interpreter and the environment its programs get. ``named_by``: where the user named the
+    app (``--celery-app``, ``ini celery_app``...), as the errors say it."""
     command, launcher_env = harness_module(
         python or sys.executable, "introspect", workdir or Path(tempfile.gettempdir())
     )
@@ -145,18 +146,18 @@ def introspect(
         **os.environ, **(env or {}), **launcher_env,
         "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", INTROSPECTION_BROKER),
     }  # fmt: skip
-    command = [*command, "--celery-app", celery_app]
+    command = [*command, "--celery-app", celery_app, f"--named-by={named_by}"]  # = : the label may begin with --
     try:
         done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise HarnessError(
-            f"--celery-app {celery_app} took more than {timeout:.0f}s to import; does it connect at import?"
+            f"{named_by} {celery_app} took more than {timeout:.0f}s to import; does it connect at import?"
         ) from None
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         why = next((line.split(": ", 1)[1] for line in lines if line.startswith("HarnessLaunchError:")), None)
         raise HarnessError(
-            why or f"--celery-app {celery_app} could not be read: {lines[-1] if lines else done.returncode}"
+            why or f"{named_by} {celery_app} could not be read: {lines[-1] if lines else done.returncode}"
         )
     return json.loads(done.stdout)
 
@@ -219,16 +220,9 @@ def app_info(
         from_option = app == options.get(pytestconfig, "celery_app")
         named_by = (options.origin(pytestconfig, "celery_app") if from_option else None) or "the stack's celery_app"
 
-        def read() -> dict[str, Any]:
-            try:
-                return introspect(app, cwd, stack_spec.python, harness_workdir, env=stack_spec.env)
-            except HarnessError as error:  # its sentence names the app as the option; say where it was named
-                said = str(error)
-                if said.startswith(f"--celery-app {app}"):
-                    said = f"{named_by} {said[len('--celery-app ') :]}"
-                raise HarnessError(said) from None
-
-        _introspections[key] = AppInfo(read)
+        _introspections[key] = AppInfo(
+            lambda: introspect(app, cwd, stack_spec.python, harness_workdir, env=stack_spec.env, named_by=named_by)
+        )
     return _introspections[key]
 
 

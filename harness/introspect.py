@@ -138,13 +138,14 @@ def routed_queues(info: dict) -> tuple[str, ...]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.introspect", description=__doc__.split("\n\n")[0])
     parser.add_argument("--celery-app", required=True)
+    parser.add_argument("--named-by", default="--celery-app", help="where the user named the app, for the errors")
     parser.add_argument("--path", action="append", default=[], help="put this folder first on sys.path")
     args = parser.parse_args(argv)
     for path in reversed([*args.path, os.getcwd()]):
         if path not in sys.path:
             sys.path.insert(0, path)
     try:
-        app = load_celery_app(args.celery_app)
+        app = load_celery_app(args.celery_app, args.named_by)
         app.loader.import_default_modules()  # what a worker imports at start (autodiscovered tasks)
         print(json.dumps(describe(app), default=repr))
     except LaunchError as error:

@@ -139,8 +139,9 @@ def load_object(path: str, what: str) -> Any:
     return obj
 
 
-def load_celery_app(path: str) -> Any:
-    """The Celery app at ``path``, found as ``celery -A`` finds it (``proj`` finds ``proj.celery:app``)."""
+def load_celery_app(path: str, named_by: str = "--celery-app") -> Any:
+    """The Celery app at ``path``, found as ``celery -A`` finds it (``proj`` finds ``proj.celery:app``);
+    ``named_by`` is where the user named it (``--celery-app``, ``ini celery_app``...), for the errors."""
     from celery import Celery, Task
     from celery.app.utils import find_app
 
@@ -149,22 +150,22 @@ def load_celery_app(path: str) -> Any:
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
-            raise LaunchError(f"--celery-app {path} does not import: {_last_line(exc)}") from None
+            raise LaunchError(f"{named_by} {path} does not import: {_last_line(exc)}") from None
         if not hasattr(module, attribute.split(".")[0]):
-            raise LaunchError(f"--celery-app {path}: module {module_name} has no attribute {attribute!r}")
+            raise LaunchError(f"{named_by} {path}: module {module_name} has no attribute {attribute!r}")
     try:
         app = find_app(path)
     except ModuleNotFoundError as exc:
-        raise LaunchError(f"--celery-app {path} does not import: {_last_line(exc)}") from None
+        raise LaunchError(f"{named_by} {path} does not import: {_last_line(exc)}") from None
     except AttributeError as exc:
-        raise LaunchError(f"--celery-app {path} names no Celery app ({exc}); write it as module:attribute") from None
+        raise LaunchError(f"{named_by} {path} names no Celery app ({exc}); write it as module:attribute") from None
     except Exception as exc:
-        raise LaunchError(f"--celery-app {path} does not import: {_last_line(exc)}") from None
+        raise LaunchError(f"{named_by} {path} does not import: {_last_line(exc)}") from None
     if not isinstance(app, Celery):
         # A task reads as Celery's PromiseProxy (or its Task class): say what it is in the user's words.
         task = type(app).__name__ == "PromiseProxy" or isinstance(app, Task)  # the proxy is not touched: no evaluation
         what = "a task" if task else f"a {type(app).__name__}"
-        raise LaunchError(f"--celery-app {path} is {what}, not a Celery app; point it at the Celery() instance")
+        raise LaunchError(f"{named_by} {path} is {what}, not a Celery app; point it at the Celery() instance")
     return app
 
 

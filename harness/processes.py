@@ -1,8 +1,11 @@
-"""Which live processes belong to a folder: those that name it in their command line or environment."""
+"""Which live processes belong to a folder (those that name it in their command line or environment), and
+how to interrupt a pytest run as a terminal's Ctrl-C would."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import psutil
@@ -34,3 +37,15 @@ def live_processes_of(folder: Path | str) -> list[psutil.Process]:
 def processes_of(folder: Path | str) -> list[str]:
     """``live_processes_of``, each described in a line."""
     return [f"process {p.pid}: {' '.join(p.info['cmdline'] or [])[:160]}" for p in live_processes_of(folder)]
+
+
+def interrupt(process: subprocess.Popen, timeout: float) -> None:
+    """One SIGINT to a pytest run (its Ctrl-C: its tear-down removes what it started), then wait for it; killed
+    if its tear-down takes longer than ``timeout``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

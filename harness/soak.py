@@ -39,7 +39,7 @@ from pathlib import Path
 
 import psutil
 
-from harness.processes import processes_of
+from harness.processes import interrupt, processes_of
 
 REAP_GRACE_S = 5.0
 INTERRUPTED_RUN_S = 180.0  # for an interrupted run's tear-down (brokers stopped, containers removed)
@@ -143,25 +143,13 @@ def run_once(number: int, pytest_args: list[str], folder: Path) -> RunResult:
         try:
             code = process.wait()
         except BaseException:  # the soak interrupted: the run must tidy up before its folder goes
-            interrupt(process)
+            interrupt(process, INTERRUPTED_RUN_S)
             raise
     seconds = time.monotonic() - started
     counts, failures = read_junit(junit)
     result = RunResult(number, code, seconds, failures=failures, **counts)
     result.leftovers = leftovers(tmpdir, process.pid, network_before)
     return result
-
-
-def interrupt(process: subprocess.Popen, timeout: float = INTERRUPTED_RUN_S) -> None:
-    """One SIGINT to the run (pytest's Ctrl-C: its tear-down removes what it started), then wait for it;
-    killed if its tear-down hangs."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _interrupted(signum: int, frame: object) -> None:

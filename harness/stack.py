@@ -391,10 +391,9 @@ class AppStack:
         A reading that fails (the harness's connection died with a restarted broker) is made again on a
         fresh connection, for a while: the broker may still be coming back. After a network fault cut a
         connection, while RabbitMQ holds more unacknowledged messages than there are tasks in flight, ended
-        tasks are ``unsettled`` (an ack was
-        lost; a message will come back): the reading is repeated for up to ``settle`` seconds first. After a
-        network fault, ``settle`` long enough for RabbitMQ to drop the dead connection (and redeliver what it
-        held) gives the final fates."""
+        tasks are ``unsettled`` (an ack was lost; a message will come back): the reading is repeated for up
+        to ``settle`` seconds first. A ``settle`` long enough for RabbitMQ to drop the dead connection (and
+        redeliver what it held) gives the final fates."""
 
         def read() -> tuple[dict[str, str], int | None]:
             queued: dict[str, str] = {}

@@ -8,6 +8,7 @@ import pytest
 
 from app_under_test.stack import PATIENT_READY_S, WORKER, demo
 from harness.producers import assert_all_queued
+from harness.verdict import Verdict
 from harness.waiting import eventually, never
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.network_fault]
@@ -49,7 +50,7 @@ def assert_nothing_lost(verdict) -> None:
     assert verdict.count("succeeded") + verdict.count("duplicated") == BACKLOG, verdict.explain()
 
 
-def final_verdict(stack, healed: float) -> tuple[object, float]:
+def final_verdict(stack, healed: float) -> tuple[Verdict, float]:
     """The verdict once RabbitMQ has let go of what the worker's dead connection held (early acks sent into
     the blackout never arrived: those messages come back and run again), and when that was, after healing."""
     verdict = stack.verdict(settle=HELD_FOR_AT_MOST_S)

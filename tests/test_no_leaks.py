@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 
+from harness.processes import interrupt
 from harness.waiting import WaitTimeout, eventually
 
 if TYPE_CHECKING:
@@ -339,14 +340,8 @@ def run(tmp_path: Path, provider: Provider) -> Iterator[Run]:
     # Whatever the test concluded, stop the inner run and anything it left (by pid), so a
     # failing leak test does not itself leave a broker node behind for the rest of the suite
     # (its containers are removed by the run_containers fixture, torn down after this one).
-    process = the_run.process
-    if process is not None and process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=INTERRUPT_EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    if the_run.process is not None:
+        interrupt(the_run.process, INTERRUPT_EXIT_TIMEOUT_S)
     the_run.kill_survivors()
 
 
