@@ -181,3 +181,34 @@ def test_a_run_ends_once_even_when_the_next_start_came_before_the_late_event() -
     journal = written(("task-started", 2.0), ("task-succeeded", 5.0), ("task-started", 7.2), ("task-succeeded", 7.4))
     history = merge(events, journal)[T]
     assert history.count("task-succeeded") == 2 and history.count("task-started") == 2
+
+
+def test_a_start_the_journal_never_wrote_does_not_take_the_next_runs_start() -> None:
+    # CI, an acks-late task cancelled on connection loss (Celery 5.7.0): the worker's main process made
+    # run 1's start event at 0.008 when the pool process accepted the job, and the pool process was
+    # terminated before its task_prerun (no journal start; its postrun still ran). Run 2's start was
+    # written at 0.165 and its event made at 0.171, after its end (0.170). Paired greedily, run 1's event
+    # took run 2's journal start, run 2's event was left alone and stood between run 2's two ends: two
+    # successes for one run.
+    events = seen(
+        ("task-received", 0.007), ("task-started", 0.008), ("task-received", 0.028), ("task-started", 0.171),
+        ("task-succeeded", 0.172),
+    )  # fmt: skip
+    journal = written(
+        ("task-received", 0.007), ("task-postrun", 0.012), ("task-retried", 0.013), ("task-received", 0.028),
+        ("task-started", 0.165), ("task-succeeded", 0.170), ("task-postrun", 0.170),
+    )  # fmt: skip
+    history = merge(events, journal)[T]
+    starts = [(e.timestamp, sorted(e.witnesses)) for e in history.events if e.type == "task-started"]
+    assert starts == [(0.008, ["events"]), (0.165, ["events", "journal"])]
+    assert history.count("task-succeeded") == 1
+
+
+def test_a_step_pairs_with_the_same_step_not_the_earliest_in_the_window() -> None:
+    # The message is received twice 21 ms apart; the events witness missed the first receive: its event
+    # is the second receive, not the first one seen late.
+    history = merge(seen(("task-received", 0.028)), written(("task-received", 0.007), ("task-received", 0.028)))
+    assert [(e.timestamp, sorted(e.witnesses)) for e in history[T].events] == [
+        (0.007, ["journal"]),
+        (0.028, ["events", "journal"]),
+    ]
