@@ -156,8 +156,11 @@ def connect(writer: JournalWriter) -> None:
         writer.write("task-failed", task_id, hostname, exception=_short_repr(exception))
 
     def retry(sender=None, request=None, reason=None, **_: Any) -> None:
-        writer.write("task-retried", getattr(request, "id", None), getattr(request, "hostname", None),
-                     exception=_short_repr(reason))  # fmt: skip
+        # Celery sends task_retry without a reason for one case only: it cancelled the run itself (a lost
+        # connection with worker_cancel_long_running_tasks_on_connection_loss, a cold shutdown), marking it
+        # Retry("cancelled by Celery"); the message comes back to run again.
+        why = "cancelled by Celery" if reason is None else _short_repr(reason)
+        writer.write("task-retried", getattr(request, "id", None), getattr(request, "hostname", None), exception=why)
 
     def unknown(sender=None, name=None, id=None, **_: Any) -> None:
         writer.write("task-failed", id, getattr(sender, "hostname", None), exception=f"NotRegistered({name!r})")

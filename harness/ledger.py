@@ -23,7 +23,7 @@ from pathlib import Path
 from harness import evidence
 from harness.events import EventWitness
 from harness.faults import BROKER_DOWN, BROKER_UP, Fault
-from harness.journal import JournalReader
+from harness.journal import Entry, JournalReader
 from harness.verdict import Send, Span, TaskEvent, TaskHistory, Verdict, judge
 from harness.waiting import eventually, never
 
@@ -302,7 +302,31 @@ class Ledger:
             what=f"a new step arrived for one of {len(ids)} tasks although {why}",
         )  # fmt: skip
 
+    def held_by(self, live: Mapping[int, str]) -> dict[str, str]:
+        """The tasks whose last receive was written by a worker process still alive (``live``: its pid -> its
+        name): in flight on that worker, or ended. Only the journal knows which process received a task (an
+        event names the worker, and a restarted worker keeps its name)."""
+        if self.journal is None:
+            return {}
+        last: dict[str, Entry] = {}
+        for entry in self.journal.entries():
+            if (
+                entry.type == "task-received"
+                and entry.uuid
+                and (entry.uuid not in last or entry.t >= last[entry.uuid].t)
+            ):
+                last[entry.uuid] = entry
+        return {task_id: live[entry.pid] for task_id, entry in last.items() if entry.pid in live}
+
     def verdict(
-        self, queued: Iterable[str] | Mapping[str, str] = (), unacked: int | None = 0, connections_cut: bool = False
+        self,
+        queued: Iterable[str] | Mapping[str, str] = (),
+        unacked: int | None = 0,
+        connections_cut: bool = False,
+        live: Mapping[int, str] | None = None,
     ) -> Verdict:
-        return judge(self.sends(), self.histories(), queued, unacked, self.blind(), connections_cut=connections_cut)
+        """``live``: the worker processes that run now (pid -> name); a task one of them holds is never lost."""
+        held = self.held_by(live) if live else None
+        return judge(
+            self.sends(), self.histories(), queued, unacked, self.blind(), connections_cut=connections_cut, held=held
+        )

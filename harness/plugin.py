@@ -147,7 +147,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                     report.sections.append((f"{name} threads (py-spy dump)", text))
             verdict = app.verdict()
             report.sections.append(("task ledger", verdict.explain() or "no tasks"))
-            if verdict.children is not None:
+            if verdict.children is not None and verdict.children.total():
                 report.sections.append(("tasks sent by tasks", verdict.children.explain() or "none"))
         except Exception as exc:  # the stack may be what broke; the failure itself matters more
             report.sections.append(("harness", f"could not collect logs: {exc!r}"))

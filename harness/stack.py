@@ -18,7 +18,9 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import port_for
 import psutil
 
 from harness.errors import HarnessError
@@ -56,6 +58,8 @@ VERDICT_READ_S = 30.0
 ACK_COUNT_SETTLE_S = 10.0
 # A web app that answers its ready path with 5xx this long is not slow to start: it is failing.
 WEB_ERRING_S = 5.0
+# How often the web program is started again on a new port when another process took its port first.
+PORT_TAKEN_RETRIES = 3
 
 # "ModuleNotFoundError: No module named 'x'", "HarnessLaunchError: ...": the line that says why.
 _ERROR_LINE = re.compile(r"^(\w[\w.]*(Error|Exception)\b|Error:)")
@@ -100,6 +104,7 @@ class AppStack:
         self.python = spec.python or sys.executable
         self.workers = {w.name: w for w in spec.workers}
         self.web: WebClient | None = None
+        self._rebinds = 0  # the web program's new ports (see _took_another_port)
         self.producer: Sender | None = None
         self.routed_queues: tuple[str, ...] = ()  # where the app's tasks go (its introspection, by the fixture)
         # Each program reaches the broker through a fault proxy of its own (harness.netfaults): ``stack.net``.
@@ -270,6 +275,8 @@ class AppStack:
     def _ready(self, name: str, since: float) -> bool:
         info = self.supervisor.info(name)
         if info["statename"] in STOPPED_STATES:
+            if name not in self.workers and self._took_another_port(name):
+                return False
             why = self._stderr_gist(name) or "(no stderr)"
             raise HarnessError(
                 f"{name} exited while starting (exit status {info['exitstatus']}): {why} - fix its app or settings"
@@ -288,6 +295,23 @@ class AppStack:
                 f"{self._stderr_gist(name) or 'its stderr is empty'} - fix the app, or its ready_path"
             )
         return False
+
+    def _took_another_port(self, name: str) -> bool:
+        """The web program exited because another process took its port between the harness's pick and the
+        server's bind (another run on this machine: port-for's pick is a look, not a reservation). Then it is
+        started again on a new port, at most ``PORT_TAKEN_RETRIES`` times; the WebClient every fixture shares
+        follows. False when the port is free: the exit was the app's own."""
+        assert self.web is not None and self.spec.web is not None
+        port = urlsplit(self.web.base_url).port
+        if port is None or not port_for.port_is_used(port) or self._rebinds >= PORT_TAKEN_RETRIES:
+            return False
+        self._rebinds += 1
+        new_port = free_ports(1, exclude=[port])[0]
+        path = self.workdir / "programs" / f"{name}.json"
+        path.write_text(json.dumps(self._web_config(self.spec.web, new_port), indent=1))
+        self.web.base_url = f"http://127.0.0.1:{new_port}"
+        self.supervisor.start_program(name)
+        return True
 
     # -- the operator's controls -------------------------------------------------------------
     def _record(self, fault: Fault) -> None:
@@ -410,7 +434,9 @@ class AppStack:
                 read, until=lambda _: True, timeout=VERDICT_READ_S,
                 what="the vhost's queues to be read for the verdict (is the broker up?)",
             )  # fmt: skip
-            return self.ledger.verdict(queued, unacked, connections_cut=self.net.cut_connections)
+            return self.ledger.verdict(
+                queued, unacked, connections_cut=self.net.cut_connections, live=self.live_workers()
+            )
 
         # Unacknowledged counts come from the management API's statistics, a refresh behind: an ack sent just
         # now may still be counted. Beyond the tasks in flight, they are read again for a few refreshes before
@@ -420,6 +446,18 @@ class AppStack:
                               what="the unacknowledged count to match the tasks in flight")  # fmt: skip
         except WaitTimeout:
             return judged()
+
+    def live_workers(self) -> dict[int, str]:
+        """The worker processes running now: pid -> worker name (empty when supervisord is gone)."""
+        live = {}
+        for name in self.workers:
+            try:
+                info = self.supervisor.info(name)
+            except Exception:  # supervisord stopped (a report made at tear-down): no worker holds anything
+                return {}
+            if info["statename"] == "RUNNING" and info.get("pid"):
+                live[info["pid"]] = name
+        return live
 
     def not_running(self) -> list[str]:
         """One line per program that is not running now (stopped by the scenario, or exited by itself): its

@@ -243,7 +243,9 @@ class Verdict:
     reasons: dict[str, str] = field(default_factory=dict)  # why an unverified or unsettled task got no fate
     where: dict[str, str] = field(default_factory=dict)  # the queue a queued task waits in
     blind: list[Span] = field(default_factory=list)  # spans no witness saw
-    children: Verdict | None = None  # the tasks the app's own tasks sent, judged alike
+    children: Verdict | None = (
+        None  # the tasks the app's own tasks sent, judged alike (empty if none; None on the children's own verdict)
+    )
     doubt: str = ""  # why no ended task is called done yet (see acks_in_doubt), if so
 
     def ids(self, fate: str) -> list[str]:
@@ -380,6 +382,7 @@ def judge(
     children: bool = True,
     doubt: str | None = None,
     connections_cut: bool = False,
+    held: Mapping[str, str] | None = None,
 ) -> Verdict:
     """Give every id the scenario sent, and every id that ran, exactly one fate; the tasks the app's own
     tasks sent are judged alike in ``Verdict.children``.
@@ -388,6 +391,9 @@ def judge(
     ``blind`` lists the spans that no witness saw: a task whose life overlaps one is ``unverified``
     unless it is already known to be duplicated (a blind span can only hide more runs).
     ``connections_cut``: a program's connection was cut without being closed (see ``acks_in_doubt``).
+    ``held`` names the tasks a worker that still runs holds (task id -> the worker): the process that last
+    received each one is alive and no end came. Such a task is in flight, never ``lost``, whatever an
+    unacknowledged count read a moment after a fault says (the management API's counts lag).
     """
     where = dict(queued) if isinstance(queued, Mapping) else {task_id: "a queue" for task_id in queued}
     blind = list(blind)
@@ -404,6 +410,9 @@ def judge(
             continue
         queued = task_id in where and (history is None or history.terminal is None or requeued(history, where[task_id]))
         fate = fate_of(send, history, queued, unacked)
+        if fate in ("lost", "unsettled") and held and task_id in held and (history is None or not history.terminal):
+            reasons[task_id] = f"in flight: {held[task_id]} received it and still runs; no end of it yet"
+            fate = "unsettled"
         if doubt and fate in ("succeeded", "failed"):
             reasons[task_id] = f"would be {fate}, but {doubt}"
             fate = "unsettled"
@@ -415,7 +424,7 @@ def judge(
         fates[fate].append(task_id)
     shown = {i: q for i, q in where.items() if i in fates["queued"]}
     verdict = Verdict(fates, histories, sends, unacked, reasons, shown, blind, doubt=doubt)
-    if descendants:
+    if children:  # an empty verdict when no task sent any: ``verdict.children.assert_counts`` says so plainly
         their = {i: h for i, h in histories.items() if i in descendants}
-        verdict.children = judge(descendants, their, where, unacked, blind, children=False, doubt=doubt)
+        verdict.children = judge(descendants, their, where, unacked, blind, children=False, doubt=doubt, held=held)
     return verdict

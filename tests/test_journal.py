@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
-from celery import Celery
+from celery import Celery, signals
 
 from harness.journal import JournalReader, JournalWriter, connect
 
@@ -55,3 +56,14 @@ def test_a_publish_is_journaled_before_and_after_it_reaches_the_broker(tmp_path:
     app.send_task("proj.add", args=(1, 2), task_id="sent-1")
     steps = [(e.type, e.uuid) for e in JournalReader(tmp_path).entries() if e.uuid == "sent-1"]
     assert steps == [("task-sent", "sent-1"), ("task-published", "sent-1")]
+
+
+def test_a_run_celery_cancelled_itself_is_journaled_as_a_retry_saying_so(tmp_path: Path) -> None:
+    """Celery's Request.cancel sends task_retry with no reason (its own Retry("cancelled by Celery"))."""
+    connect(JournalWriter(tmp_path, "worker"))
+    signals.task_retry.send(sender=None, request=SimpleNamespace(id="cancelled-1", hostname="w@h"), einfo=None)
+    signals.task_retry.send(
+        sender=None, request=SimpleNamespace(id="retried-1", hostname="w@h"), reason=ValueError("x"), einfo=None
+    )
+    said = {e.uuid: e.fields["exception"] for e in JournalReader(tmp_path).entries() if e.type == "task-retried"}
+    assert said == {"cancelled-1": "cancelled by Celery", "retried-1": "ValueError('x')"}

@@ -1,5 +1,7 @@
 """The ledger against a real broker and a real worker: every step, seen by both witnesses."""
 
+import json
+
 from celery import Celery
 
 from app_under_test.stack import WORKER
@@ -52,3 +54,17 @@ def test_each_program_reports_the_settings_it_runs_with(stack, ledger):
     config = ledger.program_config(WORKER)
     assert config["settings"]["worker_prefetch_multiplier"] == 4
     assert config["tasks"]["say_hello"]["queue"] == "hello_queue"
+
+
+def test_a_task_is_held_by_the_live_process_that_received_it_last(tmp_path):
+    """The journal names the process that received each task: a restarted worker (a new pid, the same name)
+    does not hold what its predecessor received."""
+    for pid, entries in {
+        101: [("task-received", "a", 1.0), ("task-received", "b", 2.0)],  # the killed worker
+        202: [("task-received", "b", 3.0)],  # its restart: b was redelivered to it
+    }.items():
+        lines = [json.dumps({"type": t, "uuid": u, "hostname": "w@h", "t": at}) for t, u, at in entries]
+        (tmp_path / f"worker_hello.{pid}.jsonl").write_text("\n".join(lines) + "\n")
+    ledger = Ledger("amqp://unused", journal_dir=tmp_path)
+    assert ledger.held_by({202: "worker_hello"}) == {"b": "worker_hello"}
+    assert ledger.held_by({}) == {}

@@ -1,10 +1,12 @@
 """AppStack's operator controls against real supervisord, gunicorn and Celery processes."""
 
 import os
+import socket
 import sys
 
 import pytest
 
+import harness.stack
 from app_under_test.stack import WORKER, demo
 from harness.errors import HarnessWarning
 from harness.producers import DirectProducer
@@ -147,3 +149,44 @@ def test_a_deploy_of_another_worker_app_runs_that_code(stack, producer, ledger):
     click = producer.send()
     ledger.wait_settled([click.task_id], timeout=10)
     assert ledger.history(click.task_id).exception_type == "TypeError"  # the v1 worker would have succeeded
+
+
+RELEASE = "release-the-task"
+HELD = demo(env={"HELLO_HOLD_UNTIL": RELEASE})
+
+
+@pytest.mark.parametrize("stack_spec", [HELD], indirect=True, ids=["held"])
+def test_a_verdict_taken_while_a_task_runs_calls_it_in_flight_not_lost(stack, producer, ledger):
+    """Early acknowledgement: RabbitMQ has forgotten the running task's message, so only the worker holds it.
+    A verdict taken now (a scenario's early look, or a failure's report) says so; once the worker is killed,
+    nothing holds it any more: lost."""
+    task_id = producer.send().task_id
+    ledger.wait_running([task_id])
+
+    verdict = stack.verdict()
+    assert verdict.ids("unsettled") == [task_id], verdict.summary()
+    assert verdict.reasons[task_id] == f"in flight: {WORKER} received it and still runs; no end of it yet"
+
+    stack.kill(WORKER)
+    stack.wait_exited(WORKER)
+    assert stack.verdict().ids("lost") == [task_id]
+
+
+@pytest.fixture
+def web_port_taken(monkeypatch):
+    """Another process listens on the port the harness picks for the web app, as another run on this machine
+    can between the pick and gunicorn's bind."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    picks = iter([[port]])
+    real = harness.stack.free_ports
+    monkeypatch.setattr(harness.stack, "free_ports", lambda *a, **kw: next(picks, None) or real(*a, **kw))
+    yield port
+    holder.close()
+
+
+def test_a_web_port_another_process_took_first_is_replaced_by_a_free_one(web_port_taken, stack, web):
+    assert f":{web_port_taken}" not in web.base_url
+    assert web.page().status_code == 200

@@ -113,6 +113,23 @@ def test_unsettled_when_the_broker_may_still_hold_it(unacked: int | None) -> Non
     assert fate("task-started", unacked=unacked) == "unsettled"
 
 
+def test_a_task_a_live_worker_holds_is_unsettled_in_flight_not_lost() -> None:
+    # Early acknowledgement: a running task's message is acked, so RabbitMQ counts nothing for it; the worker
+    # process that received it still runs: the task is in flight, whatever the count says.
+    running = {"t": history("t", "task-received", "task-started")}
+    verdict = judge({"t": sent("t")}, running, unacked=0, held={"t": "worker_hello"})
+    assert verdict.ids("unsettled") == ["t"]
+    assert verdict.reasons["t"] == "in flight: worker_hello received it and still runs; no end of it yet"
+    assert judge({"t": sent("t")}, running, unacked=0).ids("lost") == ["t"]  # the process that received it is gone
+
+
+def test_holding_changes_nothing_for_an_ended_or_queued_task() -> None:
+    done = {"t": history("t", "task-received", "task-started", "task-succeeded")}
+    assert judge({"t": sent("t")}, done, held={"t": "worker_hello"}).ids("succeeded") == ["t"]
+    back = {"t": history("t", "task-received", "task-started")}
+    assert judge({"t": sent("t")}, back, queued={"t": "q"}, held={"t": "worker_hello"}).ids("queued") == ["t"]
+
+
 def test_unexpected_when_it_ran_but_was_never_sent() -> None:
     assert fate_of(None, history("x", "task-started", "task-succeeded"), False, 0) == "unexpected"
 
@@ -392,3 +409,10 @@ def test_printing_a_verdict_gives_its_counts_then_each_tasks_fate_and_history() 
     assert any(line.split()[:2] == ["succeeded", "a:"] for line in text.splitlines()[1:])
     assert any(line.split()[:2] == ["lost", "b:"] for line in text.splitlines()[1:])
     assert repr(verdict) == "<Verdict 2 tasks: succeeded=1, lost=1>"
+
+
+def test_children_is_an_empty_verdict_when_no_task_sent_one() -> None:
+    verdict = judge({"t": sent("t")}, {"t": history("t", "task-started", "task-succeeded")})
+    assert verdict.children is not None and verdict.children.summary() == "0 tasks: none"
+    with pytest.raises(AssertionError):
+        verdict.children.assert_counts(succeeded=1)
