@@ -15,6 +15,7 @@ run on. Whatever the harness started is removed on the way out, Ctrl-C included.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -366,6 +367,28 @@ def stack_spec(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> S
     )
 
 
+def parameter_undone(request: pytest.FixtureRequest, spec: StackSpec) -> str | None:
+    """Why this test's ``stack_spec`` parameter is not what runs, if so: the default fixture applied it, then a
+    redefinition of ``stack_spec`` that does not read ``request.param`` changed the spec again, over it."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or "stack_spec" not in callspec.params:
+        return None
+    # The fixtures named stack_spec this test sees, the most specific last (pytest keeps them there).
+    definitions = getattr(getattr(request.node, "_fixtureinfo", None), "name2fixturedefs", {}).get("stack_spec", ())
+    if len(definitions) < 2 or "request" in definitions[-1].argnames:  # not redefined, or it reads the parameter
+        return None
+    param = callspec.params["stack_spec"]
+    wanted = param if isinstance(param, StackSpec) else param(spec) if callable(param) else spec
+    if wanted == spec:
+        return None
+    where = inspect.getsourcefile(definitions[-1].func) or "a conftest.py"
+    return (
+        f"this test's stack_spec parameter is undone by the stack_spec fixture of {os.path.relpath(where)}, which "
+        "changes the spec after the parameter was applied: take `request` in that fixture and apply request.param "
+        "last (README: 'If you redefine the stack_spec fixture')"
+    )
+
+
 @pytest.fixture
 def stack(
     stack_spec: StackSpec,
@@ -376,10 +399,14 @@ def stack(
     celery_config: Mapping[str, Any],
     app_info: AppInfo | None,
     pytestconfig: pytest.Config,
+    request: pytest.FixtureRequest,
 ) -> Iterator[AppStack]:
     """The app under supervisord, every program ready, the producer bound."""
     if app_info is not None and app_info.error is not None:  # the app does not import: say why at once
         harness_error(app_info.error)
+    undone = parameter_undone(request, stack_spec)
+    if undone is not None:
+        warnings.warn(HarnessWarning(undone), stacklevel=1)
     stack_spec = as_named(stack_spec, pytestconfig)
     ready_timeout = options.get(pytestconfig, "harness_ready_timeout")
     if stack_spec.ready_timeout is None and ready_timeout is not None:

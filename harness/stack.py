@@ -417,7 +417,8 @@ class AppStack:
         connection, while RabbitMQ holds more unacknowledged messages than there are tasks in flight, ended
         tasks are ``unsettled`` (an ack was lost; a message will come back): the reading is repeated for up
         to ``settle`` seconds first. A ``settle`` long enough for RabbitMQ to drop the dead connection (and
-        redeliver what it held) gives the final fates."""
+        redeliver what it held) gives the final fates; it does not wait for tasks still running (``unsettled``, in
+        flight): ``ledger.wait_settled`` does."""
 
         def read() -> tuple[dict[str, str], int | None]:
             queued: dict[str, str] = {}

@@ -240,7 +240,9 @@ class Verdict:
     histories: Mapping[str, TaskHistory]
     sends: Mapping[str, Send]
     unacked: int | None = None
-    reasons: dict[str, str] = field(default_factory=dict)  # why an unverified or unsettled task got no fate
+    reasons: dict[str, str] = field(
+        default_factory=dict
+    )  # why: an unverified or unsettled task, a queued one still running
     where: dict[str, str] = field(default_factory=dict)  # the queue a queued task waits in
     blind: list[Span] = field(default_factory=list)  # spans no witness saw
     children: Verdict | None = (
@@ -410,9 +412,13 @@ def judge(
             continue
         queued = task_id in where and (history is None or history.terminal is None or requeued(history, where[task_id]))
         fate = fate_of(send, history, queued, unacked)
-        if fate in ("lost", "unsettled") and held and task_id in held and (history is None or not history.terminal):
+        running = held and task_id in held and history is not None and not history.terminal
+        if fate in ("lost", "unsettled") and running:
             reasons[task_id] = f"in flight: {held[task_id]} received it and still runs; no end of it yet"
             fate = "unsettled"
+        elif fate == "queued" and running and history.count("task-started"):
+            # acks_late after a cut connection: the message is back while the first run goes on
+            reasons[task_id] = f"back in {where[task_id]} while {held[task_id]} still runs it: it will run again"
         if doubt and fate in ("succeeded", "failed"):
             reasons[task_id] = f"would be {fate}, but {doubt}"
             fate = "unsettled"

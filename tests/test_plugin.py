@@ -130,3 +130,48 @@ def test_an_app_named_on_the_command_line_replaces_the_stacks_own(tmp_path, monk
     assert spec_from("team_stack:stack", None, None, tmp_path).celery_app == "proj.celery:app"
     spec = spec_from("team_stack:stack", "proj.celeri:app", "proj.web:application", tmp_path)
     assert (spec.celery_app, spec.web.app) == ("proj.celeri:app", "proj.web:application")
+
+
+def test_a_parameter_a_redefined_stack_spec_undoes_is_said(pytester: pytest.Pytester) -> None:
+    """A conftest's stack_spec(stack_spec) changes the spec after the default fixture applied the test's
+    parameter: where both set the same thing, the parameter is silently lost, unless said."""
+    pytester.makeini("[pytest]\ncelery_app = proj.celery:app\n")
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def stack_spec(stack_spec):
+            return stack_spec.with_env(STAGE="suite")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        from harness.fixtures import parameter_undone
+
+        @pytest.mark.parametrize("stack_spec", [lambda spec: spec.with_env(STAGE="test")], indirect=True)
+        def test_undone(request, stack_spec):
+            assert stack_spec.env["STAGE"] == "suite"
+            said = parameter_undone(request, stack_spec)
+            assert said.startswith("this test's stack_spec parameter is undone by the stack_spec fixture of "), said
+            assert "conftest.py" in said
+
+        @pytest.mark.parametrize("stack_spec", [lambda spec: spec.with_env(OTHER="test")], indirect=True)
+        def test_kept(request, stack_spec):
+            assert stack_spec.env == {"STAGE": "suite", "OTHER": "test"}
+            assert parameter_undone(request, stack_spec) is None
+        """
+    )
+    reading = pytester.mkpydir("reading")
+    reading.joinpath("conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef stack_spec(request):\n    from harness.spec import StackSpec\n"
+        "    return request.param(StackSpec(celery_app='proj.celery:app').with_env(STAGE='suite'))\n"
+    )
+    reading.joinpath("test_reads.py").write_text(
+        "import pytest\nfrom harness.fixtures import parameter_undone\n\n"
+        "@pytest.mark.parametrize('stack_spec', [lambda spec: spec.with_env(STAGE='test')], indirect=True)\n"
+        "def test_read(request, stack_spec):\n"
+        "    assert stack_spec.env['STAGE'] == 'test' and parameter_undone(request, stack_spec) is None\n"
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "-q").assert_outcomes(passed=3)

@@ -411,6 +411,14 @@ def test_printing_a_verdict_gives_its_counts_then_each_tasks_fate_and_history() 
     assert repr(verdict) == "<Verdict 2 tasks: succeeded=1, lost=1>"
 
 
+def test_a_task_back_in_its_queue_while_its_first_run_goes_on_is_queued_saying_so() -> None:
+    # acks_late, the worker's connection reset: RabbitMQ requeues the message at once, the run goes on.
+    running = {"t": history("t", "task-received", "task-started")}
+    verdict = judge({"t": sent("t")}, running, queued={"t": "hello_queue"}, held={"t": "worker_hello"})
+    assert verdict.ids("queued") == ["t"]
+    assert verdict.reasons["t"] == "back in hello_queue while worker_hello still runs it: it will run again"
+
+
 def test_children_is_an_empty_verdict_when_no_task_sent_one() -> None:
     verdict = judge({"t": sent("t")}, {"t": history("t", "task-started", "task-succeeded")})
     assert verdict.children is not None and verdict.children.summary() == "0 tasks: none"
