@@ -240,14 +240,12 @@ class Verdict:
     histories: Mapping[str, TaskHistory]
     sends: Mapping[str, Send]
     unacked: int | None = None
-    reasons: dict[str, str] = field(
-        default_factory=dict
-    )  # why: an unverified or unsettled task, a queued one still running
+    # Why a task has its fate, where the fate alone does not say: unverified, unsettled, queued while it runs.
+    reasons: dict[str, str] = field(default_factory=dict)
     where: dict[str, str] = field(default_factory=dict)  # the queue a queued task waits in
     blind: list[Span] = field(default_factory=list)  # spans no witness saw
-    children: Verdict | None = (
-        None  # the tasks the app's own tasks sent, judged alike (empty if none; None on the children's own verdict)
-    )
+    # The tasks the app's own tasks sent, judged alike: an empty verdict if none (None on the children's own).
+    children: Verdict | None = None
     doubt: str = ""  # why no ended task is called done yet (see acks_in_doubt), if so
 
     def ids(self, fate: str) -> list[str]:
