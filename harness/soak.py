@@ -24,6 +24,7 @@ terminal reaches the run once, through the soak (twice would cut pytest's tear-d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import psutil
 
+from harness.errors import HarnessError
 from harness.processes import interrupt, processes_of
 
 REAP_GRACE_S = 5.0
@@ -83,15 +85,17 @@ def read_junit(path: Path) -> tuple[dict[str, int], list[str]]:
 
 
 def containers_of(pid: int) -> list[str]:
-    if shutil.which("docker") is None:
-        return []
-    from harness.brokers.docker import LABEL, LABEL_PID
+    """The harness's containers the run whose pytest had ``pid`` left, asked of the engine (docker-py), not
+    of the docker CLI: a machine may reach an engine without the CLI installed."""
+    from harness.brokers.docker import LABEL, LABEL_PID, docker_client
 
-    done = subprocess.run(
-        ["docker", "ps", "-a", "--filter", f"label={LABEL}=true", "--filter", f"label={LABEL_PID}={pid}", "-q"],
-        capture_output=True, text=True, timeout=20,
-    )  # fmt: skip
-    return [f"container {c}" for c in done.stdout.split()] if done.returncode == 0 else []
+    try:
+        client = docker_client(5.0)
+    except HarnessError:  # no engine answers (or docker-py is not installed): nothing can be left in one
+        return []
+    with contextlib.closing(client):
+        found = client.containers.list(all=True, filters={"label": [f"{LABEL}=true", f"{LABEL_PID}={pid}"]})
+    return [f"container {c.short_id}" for c in found]
 
 
 def harness_network_leftovers() -> list[str]:

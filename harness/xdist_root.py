@@ -41,8 +41,10 @@ class WorkersRoot:
             eventually(lambda: processes_of(self.path), until=lambda left: not left, timeout=SHUTDOWN_WAIT_S,
                        what="the workers' processes to exit")  # fmt: skip
         shutil.rmtree(self.path, ignore_errors=True)
-        if options.get(config, "harness_broker") in ("docker", "auto") and shutil.which("docker"):
-            # A killed worker's broker container: labelled with the worker's pid, now dead.
+        if options.get(config, "harness_broker") in ("docker", "auto"):
+            # A killed worker's broker container: labelled with the worker's pid, now dead. Asked of the engine
+            # itself, not of the docker CLI being installed: a machine can reach an engine without it (the clean
+            # room's root, given the host's socket); without an engine docker_client fails at once.
             from harness.brokers.docker import docker_client, remove_leftovers
 
             with contextlib.suppress(Exception):

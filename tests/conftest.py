@@ -4,9 +4,10 @@ The harness's own tests that run a stack run the demo app (``harness_stack`` in 
 
 The end-to-end tests of the docker provider run inner pytest sessions with ``--harness-broker
 docker`` on an image that is already on the engine: no image registry is assumed reachable. They are
-skipped, saying why, when no engine answers or the image is missing. By default the image is the one
-``scripts/build-rabbitmq-image`` builds and the container shares the host's network (what machines
-whose containers may only use loopback need); ``HARNESS_RABBITMQ_IMAGE`` and
+skipped, saying why, when no engine answers or the image is missing; under ``HARNESS_REQUIRE_DOCKER=1``
+(a run that was given an engine, as CI's is) they fail instead, so that coverage is never lost to a skip
+unseen. By default the image is the one ``scripts/build-rabbitmq-image`` builds and the container shares
+the host's network (what machines whose containers may only use loopback need); ``HARNESS_RABBITMQ_IMAGE`` and
 ``HARNESS_DOCKER_NETWORK`` choose others.
 
 Each harness container carries the pid of the pytest that made it (``LABEL_PID``), so a test finds
@@ -21,6 +22,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from docker import DockerClient
@@ -41,6 +43,25 @@ def reference_app_importable_in_subprocesses() -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
+def unavailable(reason: str, required_by: str) -> NoReturn:
+    """Skip, saying why; or fail, where the environment variable ``required_by`` says the run has the thing
+    (scripts/clean-room sets them for what it was given: a skip there would lose coverage without a word)."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{reason} ({required_by}=1: this run was meant to have it)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_4_available() -> None:
+    """The RabbitMQ 4 root scripts/build-rabbitmq-root makes, and root to chroot into it; the test is skipped,
+    saying why, without them (failed under ``HARNESS_REQUIRE_RABBITMQ_4=1``)."""
+    from harness.brokers.local import rabbitmq_4_root
+
+    if not (rabbitmq_4_root() / ".harness-complete").is_file() or os.geteuid() != 0:
+        reason = "RabbitMQ 4 needs root and the root scripts/build-rabbitmq-root makes"
+        unavailable(reason, "HARNESS_REQUIRE_RABBITMQ_4")
+
+
 @dataclass(frozen=True)
 class DockerSetup:
     """An engine that answered, and the RabbitMQ image and network the docker cases run with."""
@@ -59,11 +80,12 @@ class DockerSetup:
 
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[DockerClient]:
-    """A client of a Docker engine that answered; the test is skipped, saying why, if none does."""
+    """A client of a Docker engine that answered; the test is skipped, saying why, if none does (failed under
+    ``HARNESS_REQUIRE_DOCKER=1``)."""
     try:
         client = docker_client()
     except HarnessError as error:
-        pytest.skip(f"the docker cases need a Docker engine: {error}")
+        unavailable(f"the docker cases need a Docker engine: {error}", "HARNESS_REQUIRE_DOCKER")
     yield client
     client.close()
 
@@ -75,7 +97,10 @@ def docker_setup(docker_engine: DockerClient) -> DockerSetup:
     try:
         docker_engine.images.get(image)
     except ImageNotFound:
-        pytest.skip(f"the docker cases need the image {image}: build it with scripts/build-rabbitmq-image {image}")
+        unavailable(
+            f"the docker cases need the image {image}: build it with scripts/build-rabbitmq-image {image}",
+            "HARNESS_REQUIRE_DOCKER",
+        )
     return DockerSetup(docker_engine, image, os.environ.get("HARNESS_DOCKER_NETWORK") or "host")
 
 

@@ -140,10 +140,7 @@ class Provider:
 @pytest.fixture(params=["local", "docker", "local-rabbitmq-4"])
 def provider(request: pytest.FixtureRequest) -> Provider:
     if request.param == "local-rabbitmq-4":  # its node in a chroot, in a mount namespace of its own
-        from harness.brokers.local import rabbitmq_4_root
-
-        if not (rabbitmq_4_root() / ".harness-complete").is_file() or os.geteuid() != 0:
-            pytest.skip("RabbitMQ 4 needs root and the root scripts/build-rabbitmq-root makes")
+        request.getfixturevalue("rabbitmq_4_available")
         return Provider(("--harness-broker", "local", "--harness-rabbitmq-version", "4"))
     if request.param == "docker":
         setup: DockerSetup = request.getfixturevalue("docker_setup")
