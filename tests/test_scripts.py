@@ -1,5 +1,6 @@
 """scripts/scenarios and scripts/tests: the README's two commands, and the pytest arguments they pass on."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -26,3 +27,29 @@ def test_a_file_given_runs_alone_and_no_file_runs_the_whole_folder(script: str, 
     assert alone and set(alone) < set(whole) and all(i.startswith(one_file) for i in alone)
     function = alone[0].split("[")[0]
     assert collected(script, function) == [i for i in alone if i.split("[")[0] == function]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["bogus"], "'bogus' is neither an option nor a command (scenarios, tests); see scripts/clean-room --help"),
+        (["tests", "-x", "--then"], "--then must be followed by a command (scenarios, tests)"),
+        (["tests", "--then", "lint"], "'lint' after --then is not a command (scenarios, tests)"),
+        (["--out"], "--out needs a folder"),
+    ],
+)
+def test_clean_room_bad_input_is_one_sentence_before_anything_is_built(args: list[str], said: str) -> None:
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "clean-room"), *args], capture_output=True, text=True, timeout=30, cwd=ROOT
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"clean-room: {said}\n")
+
+
+def test_clean_room_says_it_needs_root_in_one_sentence() -> None:
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
+    done = subprocess.run(
+        [*as_nobody, "bash", str(ROOT / "scripts" / "clean-room"), "tests"], capture_output=True, text=True,
+        timeout=30, cwd="/",
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("clean-room: needs root (debootstrap, chroot and bind mounts): run it as root"), done
