@@ -257,7 +257,11 @@ class Ledger:
 
     def wait_settled(self, ids: Iterable[str] | None = None, timeout: float = 30.0, children: bool = False) -> None:
         """Wait until every one of ``ids`` (default: every task the scenario sent) has ended; with
-        ``children``, also every task those tasks sent (known once their senders have ended)."""
+        ``children``, also every task those tasks sent (known once their senders have ended).
+
+        Ended as the first witness to see it says: often the journal, with Celery's event still on its way. A check
+        of one witness's view (``event_histories``, a step's ``witnesses``, ``worker_events(witness=...)``) waits
+        for that view itself, with ``harness.waiting.eventually``."""
         given = None if ids is None else list(ids)
 
         def pending() -> list[str]:
