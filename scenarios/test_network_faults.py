@@ -22,13 +22,17 @@ SHORT_TASKS = demo(ready_timeout=PATIENT_READY_S, work_seconds=0.2)
 
 
 def succeeded_after(ledger, since: float) -> float:
-    """Seconds from ``since`` to the first task success the broker delivered to the harness after it."""
-    times = [
-        e.received_at
-        for h in ledger.event_histories().values()
-        for e in h.events
-        if e.type == "task-succeeded" and e.received_at >= since
-    ]
+    """Seconds from ``since`` to the first task success the broker delivered to the harness after it. Waited for:
+    ``wait_settled`` may have returned on the journal's ends, with Celery's events still on their way."""
+    times = eventually(
+        lambda: [
+            e.received_at
+            for h in ledger.event_histories().values()
+            for e in h.events
+            if e.type == "task-succeeded" and e.received_at >= since
+        ],
+        timeout=30, what="a task success delivered through the broker after the network healed",
+    )  # fmt: skip
     return min(times) - since
 
 
