@@ -24,6 +24,7 @@ from harness import evidence
 from harness.events import EventWitness
 from harness.faults import BROKER_DOWN, BROKER_UP, Fault
 from harness.journal import Entry, JournalReader
+from harness.sent import Sent, TaskIds, id_of, ids_of
 from harness.verdict import Send, Span, TaskEvent, TaskHistory, Verdict, judge
 from harness.waiting import eventually, never
 
@@ -126,24 +127,28 @@ class Ledger:
             return seen
         return evidence.merge(seen, self.journal.entries())
 
-    def history(self, task_id: str) -> TaskHistory:
-        return self.histories().get(task_id, TaskHistory(task_id))
+    def history(self, task: str | Sent) -> TaskHistory:
+        """One task's history from both witnesses (a task id, or the ``Sent`` of one task); an empty history if
+        neither witness saw it."""
+        one = id_of(task, "ledger.history")
+        return self.histories().get(one, TaskHistory(one))
 
-    def count(self, event_type: str, ids: Iterable[str] | None = None) -> int:
+    def count(self, event_type: str, ids: TaskIds | None = None) -> int:
         """How many of ``ids`` (default: every task seen) have at least one such step."""
         histories = self.histories()
-        chosen = histories.values() if ids is None else (histories.get(i) for i in ids)
+        chosen = histories.values() if ids is None else (histories.get(i) for i in ids_of(ids, "ledger.count"))
         return sum(1 for h in chosen if h is not None and h.count(event_type) > 0)
 
-    def retry_waits(self, task_id: str) -> list[float]:
-        """For each run that ended in a retry: seconds from its start to the next run's start.
+    def retry_waits(self, task: str | Sent) -> list[float]:
+        """For each run that ended in a retry: seconds from its start to the next run's start (a list, one per
+        retry).
 
         Measured from the start, not from ``task-retried``: the worker sends that event after it has
         published the retry (whose countdown began when the task called ``retry()``), so under load the
         event can come tens of milliseconds into the countdown. The start precedes the call: the wait
         from it is at least the countdown, whatever the load.
         """
-        events = self.history(task_id).events
+        events = self.history(id_of(task, "ledger.retry_waits")).events
         starts = [n for n, e in enumerate(events) if e.type == "task-started"]
         waits = []
         for this, following in itertools.pairwise(starts):
@@ -202,20 +207,21 @@ class Ledger:
         return evidence.both_blind(self.events_blind(), self.journal_blind())
 
     # -- waiting ---------------------------------------------------------------------------
-    def settled(self, ids: Iterable[str]) -> int:
+    def settled(self, ids: TaskIds) -> int:
         """How many of ``ids`` have ended (succeeded, failed, or were rejected for good)."""
+        ids = ids_of(ids, "ledger.settled")
         histories = self.histories()
         return sum(1 for i in ids if i in histories and histories[i].terminal is not None)
 
-    def wait_received(self, ids: Iterable[str], timeout: float = 10.0) -> None:
-        """Wait until a worker has received each of ``ids`` (running or prefetched)."""
-        ids = list(ids)
+    def wait_received(self, ids: TaskIds, timeout: float = 10.0) -> None:
+        """Wait until a worker has received each of ``ids`` (running or prefetched); returns None."""
+        ids = ids_of(ids, "ledger.wait_received")
         eventually(
             lambda: self.count("task-received", ids), until=lambda n: n == len(ids), timeout=timeout,
             what=f"a worker to receive all {len(ids)} tasks",
         )  # fmt: skip
 
-    def wait_running(self, ids: Iterable[str], timeout: float = 10.0, accepted: bool = False) -> str:
+    def wait_running(self, ids: TaskIds, timeout: float = 10.0, accepted: bool = False) -> str:
         """Wait until one of ``ids`` has started and has not ended; return its id.
 
         ``accepted``: started as the worker's main process knows it. The journal's start is written by the
@@ -223,7 +229,7 @@ class Ledger:
         ``task-started`` and treats the task as active (a cold shutdown cancels active tasks only: one that
         came a few milliseconds earlier let the task run to its end). A fault aimed at a running task waits
         for that event."""
-        ids = list(ids)
+        ids = ids_of(ids, "ledger.wait_running")
 
         def running() -> list[str]:
             histories = self.event_histories() if accepted else self.histories()
@@ -233,17 +239,18 @@ class Ledger:
 
         return eventually(running, timeout=timeout, what=f"one of {len(ids)} tasks to be running")[0]
 
-    def wait_started(self, task_id: str, timeout: float = 10.0) -> None:
+    def wait_started(self, task: str | Sent, timeout: float = 10.0) -> None:
+        """Wait until the task has started on a worker (ended or not); returns None."""
+        one = id_of(task, "ledger.wait_started")
         eventually(
-            lambda: self.history(task_id).count("task-started"), timeout=timeout,
-            what=f"task {task_id} to start on a worker",
+            lambda: self.history(one).count("task-started"), timeout=timeout, what=f"task {one} to start on a worker",
         )  # fmt: skip
 
-    def wait_each_has(self, type: str, ids: Iterable[str], timeout: float = 5.0) -> None:
-        """Wait until each of ``ids`` has an event of ``type`` (a custom event the task sends, say). Only
-        Celery's events carry those, and the journal may have ended the task before they arrive: a check
-        made right after ``wait_settled`` could look too early."""
-        ids = list(ids)
+    def wait_each_has(self, type: str, ids: TaskIds, timeout: float = 5.0) -> None:
+        """Wait until each of ``ids`` has an event of ``type`` (a custom event the task sends, say); returns
+        None. Only Celery's events carry those, and the journal may have ended the task before they arrive: a
+        check made right after ``wait_settled`` could look too early."""
+        ids = ids_of(ids, "ledger.wait_each_has")
         eventually(
             lambda: [i for i in ids if not self.history(i).count(type)], until=lambda missing: not missing,
             timeout=timeout, what=f"a {type} event for each of {len(ids)} tasks",
@@ -255,10 +262,10 @@ class Ledger:
         sends = self.sends()
         return [i for i, h in self.histories().items() if i not in sends and h.sent_by_a_task is not None]
 
-    def wait_settled(self, ids: Iterable[str] | None = None, timeout: float = 30.0, children: bool = False) -> None:
+    def wait_settled(self, ids: TaskIds | None = None, timeout: float = 30.0, children: bool = False) -> None:
         """Wait until every one of ``ids`` (default: every task the scenario sent) has ended; with
-        ``children``, also every task those tasks sent (known once their senders have ended)."""
-        given = None if ids is None else list(ids)
+        ``children``, also every task those tasks sent (known once their senders have ended); returns None."""
+        given = None if ids is None else ids_of(ids, "ledger.wait_settled")
 
         def pending() -> list[str]:
             wanted = list(self.sent_ids if given is None else given)
@@ -289,13 +296,16 @@ class Ledger:
             progress=describe,
         )  # fmt: skip
 
-    def event_count(self, ids: Iterable[str]) -> int:
+    def event_count(self, ids: TaskIds) -> int:
+        """How many steps the witnesses saw for ``ids``, all together."""
+        ids = ids_of(ids, "ledger.event_count")
         histories = self.histories()
         return sum(len(histories[i].events) for i in ids if i in histories)
 
-    def assert_quiet(self, ids: Iterable[str], for_: float, why: str) -> None:
-        """Watch for ``for_`` seconds: no new step for any of ``ids`` (nothing redelivers or reruns them)."""
-        ids = list(ids)
+    def assert_quiet(self, ids: TaskIds, for_: float, why: str) -> None:
+        """Watch for ``for_`` seconds: no new step for any of ``ids`` (nothing redelivers or reruns them);
+        returns None, and raises if a step came, saying ``why`` none should have."""
+        ids = ids_of(ids, "ledger.assert_quiet")
         baseline = self.event_count(ids)
         never(
             lambda: self.event_count(ids), until=lambda n: n != baseline, for_=for_,

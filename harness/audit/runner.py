@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from harness.audit.failures import BY_KEY, facts
 from harness.audit.plan import AuditPlan
 from harness.audit.results import AuditRecorder, Row, lever_dict
 from harness.ledger import Ledger
-from harness.sent import Sent
+from harness.sent import Sent, TaskIds, id_of, ids_of
 from harness.stack import AppStack
 from harness.supervisor import STOPPED_STATES
 from harness.verdict import FATES, TaskHistory, Verdict
@@ -151,14 +150,16 @@ class Audit:
         return ids, long
 
     # -- observing -----------------------------------------------------------------------------
-    def running(self, ids: Iterable[str]) -> list[str]:
+    def running(self, ids: TaskIds) -> list[str]:
         """Tasks that started and have not ended (per the ledger)."""
+        ids = ids_of(ids, "audit.running")
         histories = self.ledger.histories()
         return [i for i in ids if i in histories and histories[i].count("task-started") and not histories[i].terminal]
 
-    def in_hand(self, ids: Iterable[str]) -> list[str]:
+    def in_hand(self, ids: TaskIds) -> list[str]:
         """Tasks a live process holds: started in a pool process that is still alive, or last received by
         the worker while it runs (prefetched, waiting for a pool process or its rate limit)."""
+        ids = ids_of(ids, "audit.in_hand")
         histories = self.ledger.histories()
         entries = self.ledger.journal.entries() if self.ledger.journal else []
         started_by = {e.uuid: e.pid for e in entries if e.type == "task-started"}  # the latest start's process
@@ -177,10 +178,10 @@ class Audit:
         except Exception:  # the broker restarting: not quiet
             return None
 
-    def settle(self, ids: Iterable[str], timeout: float = 30.0) -> None:
+    def settle(self, ids: TaskIds, timeout: float = 30.0) -> None:
         """Wait until every task ended, or nothing moved for ``QUIET_S`` with no task held by a live process
         and no message ready."""
-        ids = list(ids)
+        ids = ids_of(ids, "audit.settle")
         last: dict[str, Any] = {"state": None, "since": time.monotonic()}
 
         def observe() -> tuple[int, int, bool]:
@@ -208,16 +209,18 @@ class Audit:
         except WaitTimeout:
             return self.vhost.ready(self.queue)
 
-    def first_end(self, task_id: str) -> float:
+    def first_end(self, task: str | Sent) -> float:
         """When the task's first run ended (its first success or failure; infinity if it never ended)."""
-        ends = [e.timestamp for e in self.ledger.history(task_id).events if e.type in ("task-succeeded", "task-failed")]
+        events = self.ledger.history(id_of(task, "audit.first_end")).events
+        ends = [e.timestamp for e in events if e.type in ("task-succeeded", "task-failed")]
         return min(ends, default=float("inf"))
 
-    def finish(self, ids: Iterable[str]) -> None:
+    def finish(self, ids: TaskIds) -> None:
         """Stop the worker if a task has not ended: with no consumer left, what is neither done nor queued is
         lost for good, and a prefetched message goes back to its queue. When every task ended there is
         nothing left to judge, and a warm shutdown (a second or two) is saved."""
         sends = self.ledger.sends()
+        ids = ids_of(ids, "audit.finish")
         delivered = [i for i in ids if i not in sends or sends[i].ok]  # an unsent task's fate needs no queue
         if self.ledger.settled(delivered) < len(delivered) and not self.exited():
             self.stack.stop(self.worker)
@@ -262,7 +265,7 @@ class Audit:
         except Exception:  # the management API is optional to the row
             return None
 
-    def record(self, verdict: Verdict, **groups: Iterable[str]) -> None:
+    def record(self, verdict: Verdict, **groups: TaskIds) -> None:
         """One row per failure (``failure_key=task ids``); fails the scenario if a row's fates exceed what
         the team accepts (``--audit-expect``)."""
         config = self.config()
@@ -270,8 +273,8 @@ class Audit:
         known = {**facts(config, self.plan.task, worker, self.queue, self.queue_info(), self.broker), **self.observed}
         fate_of = {task_id: fate for fate, ids in verdict.fates.items() for task_id in ids}
         breaches = []
-        for key, ids in groups.items():
-            ids = list(ids)
+        for key, given in groups.items():
+            ids = ids_of(given, f"audit.record({key}=...)")
             failure = BY_KEY[key]
             counts = {fate: n for fate in FATES if (n := sum(1 for i in ids if fate_of.get(i) == fate))}
             if counts.get("queued"):
