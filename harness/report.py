@@ -40,7 +40,7 @@ def scenario_record(item: pytest.Item, report: pytest.TestReport, stack: AppStac
                     "hostname": e.hostname,
                     "at": e.timestamp,
                     "received": e.received_at,
-                    "exception": e.exception_type,
+                    "exception": e.error if e.type in ("task-failed", "task-retried") else e.exception_type,
                     "witnesses": sorted(e.witnesses),
                     "late": e.fields.get("reported_late_s"),
                 }

@@ -34,6 +34,7 @@ ledger's histories; it talks to nothing.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -65,19 +66,59 @@ def exception_type(text: str | None) -> str | None:
     return match[1] if match else text.split(":", 1)[0].strip() or None
 
 
-def traceback_exception_type(traceback: str | None) -> str | None:
-    """The type raised last in a formatted traceback, without its module: ``WorkerLostError``."""
-    for line in reversed((traceback or "").splitlines()):
-        if line and not line[0].isspace() and not line.startswith(("Traceback", "During handling")):
-            name = line.split(":", 1)[0].strip()
-            if re.fullmatch(r"[A-Za-z_][\w.]*", name):
-                return name.rsplit(".", 1)[-1]
+# Billiard's wrapper of an exception that crosses a process, or is raised outside the task (a pool process
+# lost): its repr, which Celery's task-failed event carries with the solo and threads pools and for a lost
+# pool process, names neither the type nor the message (``ExceptionWithTraceback()``); the traceback does.
+_WRAPPERS = {"ExceptionWithTraceback", "UnpickleableExceptionWrapper"}
+_TRACEBACK_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
+
+
+def traceback_error(traceback: str | None) -> tuple[str, str] | None:
+    """The exception raised last in a formatted traceback, as (type without its module, message): its last
+    line that starts a line unindented, and the lines after it (a message of several lines)."""
+    lines = (traceback or "").rstrip().splitlines()
+    for n in range(len(lines) - 1, -1, -1):
+        line = lines[n]
+        if not line or line[0].isspace() or line.startswith(("Traceback", "During handling", "The above")):
+            continue
+        match = _TRACEBACK_LINE.match(line)
+        if match:
+            message = "\n".join([match[2] or "", *lines[n + 1 :]]).strip()
+            return match[1].rsplit(".", 1)[-1], message
     return None
 
 
-# Celery reports an exception raised outside the task (a pool process lost) through billiard's
-# wrapper, whose repr names no type; the traceback that comes with it does.
-_WRAPPERS = {"ExceptionWithTraceback"}
+def repr_error(text: str | None) -> tuple[str, str] | None:
+    """An exception's repr read back as (type, message), as ``str(exc)`` would give it: ``"ValueError('bad
+    input')"`` -> ``("ValueError", "bad input")``; None for what is not a call with literal arguments."""
+    try:
+        call = ast.parse((text or "").strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(call, ast.Call) or call.keywords:
+        return None
+    name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", None)
+    try:
+        args = [ast.literal_eval(arg) for arg in call.args]
+    except ValueError:
+        return None
+    if name is None:
+        return None
+    return name, str(args[0]) if len(args) == 1 else str(tuple(args)) if args else ""
+
+
+def error_of(fields: Mapping) -> tuple[str, str] | None:
+    """A failed (or retried) step's exception as (type, message), from the best of what the witnesses gave:
+    the journal's ``error_type`` / ``error_message`` (read off the exception in the process that had it),
+    else the traceback Celery's event carries, else the repr in its ``exception`` field (a wrapper's repr
+    names nothing: None then)."""
+    if fields.get("error_type"):
+        return str(fields["error_type"]), str(fields.get("error_message") or "")
+    found = traceback_error(fields.get("traceback"))
+    if found is not None and found[0] not in _WRAPPERS:
+        return found
+    found = repr_error(fields.get("exception"))
+    return found if found is not None and found[0] not in _WRAPPERS else None
 
 
 EVENTS, JOURNAL = "events", "journal"
@@ -113,14 +154,24 @@ class TaskEvent:
 
     @property
     def exception(self) -> str | None:
+        """The exception as the witness wrote it (a repr, or a reason); ``error`` says it plainly."""
         return self.fields.get("exception")
 
     @property
+    def error(self) -> str | None:
+        """The step's exception as ``Type: message`` (``ValueError: bad input``), the real one even when Celery
+        reported billiard's wrapper; else what the witness wrote (``cancelled by Celery``); None if none."""
+        found = error_of(self.fields)
+        if found is None:
+            return self.exception
+        kind, message = found
+        return f"{kind}: {message}" if message else kind
+
+    @property
     def exception_type(self) -> str | None:
-        named = exception_type(self.exception)
-        if named is None or named in _WRAPPERS:
-            return traceback_exception_type(self.fields.get("traceback")) or named
-        return named
+        """The exception's type (``ValueError``), without its message."""
+        found = error_of(self.fields)
+        return found[0] if found is not None else exception_type(self.exception)
 
     @property
     def requeue(self) -> bool:
@@ -161,6 +212,8 @@ class TaskHistory:
 
     @property
     def exception_type(self) -> str | None:
+        """The type of the exception that ended the task (``Rejected`` / ``Revoked`` for those ends); None if it
+        did not end, or ended without one."""
         terminal = self.terminal
         if terminal is None:
             return None
@@ -169,6 +222,16 @@ class TaskHistory:
         if terminal.type == "task-revoked":
             return "Revoked"
         return terminal.exception_type
+
+    @property
+    def error(self) -> str | None:
+        """What ended the task, as ``Type: message`` (``ValueError: bad input``); None if nothing failed it."""
+        terminal = self.terminal
+        if terminal is None or terminal.type not in ("task-failed", "task-rejected", "task-revoked"):
+            return None
+        if terminal.type != "task-failed":
+            return self.exception_type
+        return terminal.error or self.exception_type
 
     @property
     def workers(self) -> list[str]:
@@ -184,7 +247,7 @@ class TaskHistory:
         origin = self.events[0].timestamp if origin is None and self.events else (origin or 0.0)
         parts = []
         for e in self.events:
-            detail = f" {e.exception[:120]}" if e.exception else ""
+            detail = f" {' '.join(e.error.split())[:160]}" if e.error else ""
             seen = "+".join(sorted(e.witnesses))
             parts.append(f"+{e.timestamp - origin:.3f}s {e.type} @{e.hostname}{detail} [{seen}]")
         return "; ".join(parts) or "no events"

@@ -11,13 +11,15 @@ import json
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from harness import browser, options
 from harness.plots import runs
-from harness.report import _drawn_section, section
-from harness.verdict import FATES
+from harness.report import _drawn_section, scenario_record, section
+from harness.timeline import Timeline
+from harness.verdict import FATES, Send, TaskEvent, TaskHistory, judge
 
 pytest_plugins = ["pytester"]
 
@@ -83,6 +85,33 @@ def test_each_task_has_a_row_with_each_step_and_the_witnesses_that_saw_it() -> N
     row = html[html.index("id='scenarios-test_x.py-test_x-task-1'") :]
     row = row[: row.index("</tr>")]
     assert "<b>task-started</b> on worker_hello@harness" in row and "[events+journal]" in row
+
+
+class FakeStack:
+    """What ``scenario_record`` reads of a stack, from a ready-made verdict (no programs)."""
+
+    def __init__(self, histories: dict[str, TaskHistory]) -> None:
+        self.timeline = Timeline()
+        self._verdict = judge({i: Send(i, True, 0.0) for i in histories}, histories)
+
+    def verdict(self):
+        return self._verdict
+
+
+def test_a_failed_step_shows_the_real_exception_not_billiards_wrapper() -> None:
+    """Celery's task-failed event said ``ExceptionWithTraceback()``; the task's row says ``ValueError: bad
+    input``, the cause, from the traceback that came with it."""
+    t0 = time.time()
+    failed = TaskEvent(
+        "task-failed", "a", W, t0 + 1, t0 + 1,
+        {"exception": "ExceptionWithTraceback()", "traceback": "Traceback ...\nValueError: bad input\n"},
+    )  # fmt: skip
+    stack = FakeStack({"a": TaskHistory("a", [TaskEvent("task-started", "a", W, t0, t0), failed])})
+    item = SimpleNamespace(nodeid="t.py::test_x", name="test_x", funcargs={})
+    record = scenario_record(item, SimpleNamespace(outcome="failed", duration=1.0), stack)
+    assert [step["exception"] for step in record["tasks"]["a"]["events"]] == [None, "ValueError: bad input"]
+    html = section(record, "data/x.json")
+    assert "task-failed</b> on worker_hello@harness ValueError: bad input" in html and "ExceptionWith" not in html
 
 
 def outer_report_folder(config: pytest.Config) -> Path:

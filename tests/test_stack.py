@@ -151,6 +151,25 @@ def test_a_deploy_of_another_worker_app_runs_that_code(stack, producer, ledger):
     assert ledger.history(click.task_id).exception_type == "TypeError"  # the v1 worker would have succeeded
 
 
+LONG_WORK = demo(work_seconds=3.0)
+
+
+@pytest.mark.parametrize("stack_spec", [LONG_WORK], indirect=True, ids=["3s-tasks"])
+def test_a_failed_task_is_shown_by_its_real_exception_not_billiards_wrapper(stack, ledger):
+    """A pool process killed mid-task (the OOM killer): the worker's main process fails the task, and Celery's
+    task-failed event names billiard's ``ExceptionWithTraceback()`` instead of the exception. The verdict (and
+    the report and status line, which read the same history) show the cause."""
+    _, running = stack.busy_worker(1)
+    stack.kill_pool_process(WORKER)
+    ledger.wait_settled([running], timeout=20)
+    end = eventually(  # the journal writes the end first; Celery's event, and its wrapper, come a moment later
+        lambda: ledger.history(running).terminal, until=lambda step: step.witnesses == {"events", "journal"},
+        timeout=10, what="both witnesses to see the task fail",
+    )  # fmt: skip
+    assert end.error.startswith("WorkerLostError: Worker exited prematurely: signal 9 (SIGKILL)"), end.error
+    assert "ExceptionWithTraceback" not in stack.verdict().explain()
+
+
 RELEASE = "release-the-task"
 HELD = demo(env={"HELLO_HOLD_UNTIL": RELEASE})
 
