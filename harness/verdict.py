@@ -66,9 +66,9 @@ def exception_type(text: str | None) -> str | None:
     return match[1] if match else text.split(":", 1)[0].strip() or None
 
 
-# Billiard's wrapper of an exception that crosses a process, or is raised outside the task (a pool process
-# lost): its repr, which Celery's task-failed event carries with the solo and threads pools and for a lost
-# pool process, names neither the type nor the message (``ExceptionWithTraceback()``); the traceback does.
+# Billiard's wrapper of an exception that crosses a process, or is raised outside the task: its repr, which
+# Celery's task-failed event carries for a failure the worker's main process reports (a pool process lost
+# mid-task), names neither the type nor the message (``ExceptionWithTraceback()``); the traceback does.
 _WRAPPERS = {"ExceptionWithTraceback", "UnpickleableExceptionWrapper"}
 _TRACEBACK_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
 

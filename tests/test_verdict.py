@@ -209,8 +209,8 @@ ValueError: bad input
 
 
 def test_a_failure_reported_through_billiards_wrapper_is_shown_by_its_real_type_and_message() -> None:
-    """Celery's task-failed event carries ``ExceptionWithTraceback()`` (solo and threads pools, a lost pool
-    process): the error shown is the cause, ``ValueError: bad input``, read from the traceback beside it."""
+    """Celery's task-failed event carries ``ExceptionWithTraceback()`` when the worker's main process reports
+    the failure: the error shown is the cause, ``ValueError: bad input``, read from the traceback beside it."""
     failed = event("task-failed", "f", "w1", 0.25, exception="ExceptionWithTraceback()", traceback=WRAPPED_TRACEBACK)
     h = history("f", "task-started", failed)
     assert (failed.error, failed.exception_type, h.error) == (
