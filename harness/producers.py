@@ -240,18 +240,20 @@ def load_app(path: str, cwd: str, broker_url: str) -> Any:
 
 
 class DirectSender:
+    """The bound ``DirectProducer``: sends the app's task from the test process, each send recorded in the
+    ledger. While it is bound the app has the scenario's settings and no result backend but the one the
+    scenario asks for; ``close`` gives the app back as it was."""
+
     def __init__(self, spec: DirectProducer, app: Any, stack: AppStack) -> None:
         self.spec = spec
         self.app = app
         self.ledger = stack.ledger
-        if spec.via == "apply_async":
-            app.loader.import_default_modules()  # the task modules a worker imports (include=, autodiscovery)
-        if spec.via == "apply_async" and spec.task not in app.tasks:
-            known = ", ".join(sorted(n for n in app.tasks if not n.startswith("celery."))) or "none"
-            raise HarnessError(f"DirectProducer: the app has no task {spec.task!r}; its tasks: {known}")
         settings = {"task_send_sent_event": True, **stack.settings_for(None)}
         self._saved = {key: app.conf.get(key) for key in settings}
-        app.conf.update(settings)
+        self._backend = ResultBackend(app, settings.get("result_backend"))
+        app.conf.update(settings)  # before the task modules are imported: the scenario's include= and imports=
+        if spec.via == "apply_async":
+            import_task_modules(app, spec.task)
         # The app's own connection settings (connect timeout, transport options), to the scenario's vhost.
         self._connection = app.connection_for_write(stack.vhost.amqp_url)
 
@@ -287,9 +289,63 @@ class DirectSender:
         return self.app.connection_for_write(self._connection.as_uri(include_password=True))
 
     def close(self) -> None:
+        """Give the app back its own settings and result backend, and release the sender's connection."""
         self.app.conf.update(self._saved)
+        self._backend.restore()
         with suppress(Exception):
             self._connection.release()
+
+
+def import_task_modules(app: Any, task: str) -> None:
+    """Import the task modules a worker of this app imports (its ``include`` and ``imports``, the scenario's
+    included, and what it autodiscovers), then check the task is registered; else one sentence saying how."""
+    try:
+        app.loader.import_default_modules()
+    except Exception as exc:
+        modules = ", ".join(map(str, app.loader.default_modules)) or "none"
+        raise HarnessError(
+            f"DirectProducer: the app's task modules ({modules}) do not import in the test process: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if task not in app.tasks:
+        known = ", ".join(sorted(n for n in app.tasks if not n.startswith("celery."))) or "none"
+        raise HarnessError(
+            f"DirectProducer: the app has no task {task!r}; its tasks: {known}; if a module the worker is given "
+            "registers it, name that module in the app's include= or the scenario's celery_config(include=[...]) "
+            "(the test process imports those too), or import it in the test"
+        )
+
+
+class ResultBackend:
+    """The result backend of the app in the test process: the one the scenario asks for (its ``result_backend``
+    setting), else none, as in the programs. Set on the app object (``backend_cls``, which Celery reads before
+    any setting), never through ``result_backend``: Celery takes ``CELERY_RESULT_BACKEND`` from the environment
+    first, and skips a ``result_backend`` of None for a Django settings module's ``CELERY_RESULT_BACKEND``. So
+    the app's own backend is never built here (a ``db+sqlite:///results.sqlite`` one creates its file in the
+    working directory when built, which every send does: its ``AsyncResult`` asks the app for its backend).
+    ``restore`` gives the app back its own (built when next needed, by whatever needs it)."""
+
+    def __init__(self, app: Any, asked: str | None) -> None:
+        self.app = app
+        self._own = app.__dict__.get("backend_cls", _UNSET)
+        app.backend_cls = asked or "disabled"
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop the backend the app built already (per thread, or shared when thread-safe)."""
+        if getattr(self.app, "_backend_cache", None) is not None:
+            self.app._backend_cache = None
+        vars(self.app._local).pop("backend", None)
+
+    def restore(self) -> None:
+        if self._own is _UNSET:
+            self.app.__dict__.pop("backend_cls", None)
+        else:
+            self.app.backend_cls = self._own
+        self._forget()
+
+
+_UNSET = object()
 
 
 def assert_all_queued(sends: list[Sent], within: float) -> None:

@@ -1,0 +1,72 @@
+"""harness.producers: a DirectProducer sends from the test process as the app's own code would, without
+touching what the test process should not (the app's result backend)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.producers import DirectProducer
+from harness.spec import StackSpec, WorkerSpec
+
+HERE = Path(__file__).parent
+EXTRA = "direct_app.extra_tasks"  # a test-only task module the app does not include
+DIRECT = StackSpec(celery_app="direct_app:app", cwd=str(HERE), workers=(WorkerSpec("worker"),))
+
+
+def built() -> list[str]:
+    """The result backends built in the test process (the app's module, as the producer imported it)."""
+    return sys.modules["direct_app"].BUILT
+
+
+@pytest.fixture(autouse=True)
+def fresh_record() -> None:
+    if "direct_app" in sys.modules:
+        built().clear()
+
+
+@pytest.mark.celery_config(include=[EXTRA])
+@pytest.mark.parametrize(
+    "stack_spec", [DIRECT.replace(producer=DirectProducer("direct.shout", args=("hi-{n}",)))], indirect=True
+)
+def test_a_task_module_the_scenario_includes_is_imported_by_the_test_process_too(stack, producer, ledger):
+    """A user's test-only task module given to the worker by ``celery_config(include=[...])``: the worker ran
+    it, and the DirectProducer said the app had no such task (it imported the app's modules before it took
+    the scenario's settings)."""
+    sends = producer.send_many(2)
+    ledger.wait_settled(sends, timeout=10)
+    stack.verdict().assert_counts(succeeded=2)
+
+
+@pytest.mark.parametrize(
+    "stack_spec", [DIRECT.replace(producer=DirectProducer("direct.ping", args=(1,)))], indirect=True
+)
+def test_the_test_process_never_builds_the_apps_result_backend(stack, producer, ledger):
+    """The app sets a result backend (a Flask app's ``db+sqlite:///results.sqlite`` made the file in the project
+    folder): no result backend is set unless the scenario asks, in the test process as in the programs. Each
+    send built the app's own before (its AsyncResult asks the app for one)."""
+    ledger.wait_settled(producer.send_many(2), timeout=10)
+    assert built() == [], "the app's own backend was built in the test process"
+    assert type(producer.app.backend).__name__ == "DisabledBackend"
+    producer.close()  # the app gets its own back, for whatever else the test process does with it
+    assert type(producer.app.backend).__name__ == "AppsOwnBackend"
+
+
+@pytest.mark.celery_config(result_backend="direct_app:ScenariosBackend")
+@pytest.mark.parametrize(
+    "stack_spec", [DIRECT.replace(producer=DirectProducer("direct.ping", args=(1,)))], indirect=True
+)
+def test_a_result_backend_the_scenario_asks_for_is_the_one_used(stack, producer, ledger):
+    ledger.wait_settled(producer.send_many(1), timeout=10)
+    assert built() == ["ScenariosBackend"], "the scenario's, never the app's own"
+
+
+@pytest.mark.parametrize("stack_spec", [DIRECT.replace(producer=DirectProducer("direct.nope"))], indirect=True)
+def test_a_task_no_module_registers_is_one_sentence_saying_how_to_fix_it(stack_spec, request):
+    """A task the test process does not know: the error says where to name the module that registers it."""
+    with pytest.raises(pytest.fail.Exception, match=r"harness: DirectProducer: the app has no task 'direct\.nope'; "
+                       r"its tasks: .*direct\.ping.*; if a module the worker is given registers it, name that module "
+                       r"in the app's include= or the scenario's celery_config\(include=\[\.\.\.\]\)"):  # fmt: skip
+        request.getfixturevalue("stack")
