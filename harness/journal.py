@@ -201,7 +201,9 @@ def connect(writer: JournalWriter) -> None:
         )  # fmt: skip
 
     def ready(sender=None, **_: Any) -> None:
-        writer.write("worker-online", None, getattr(sender, "hostname", None))
+        # The pool size the worker settled on (-c, else the app's worker_concurrency, else Celery's default).
+        concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
+        writer.write("worker-online", None, getattr(sender, "hostname", None), concurrency=concurrency)
 
     def stopping(sender=None, sig=None, how=None, **_: Any) -> None:
         writer.write("worker-stopping", None, signal=sig, how=how)

@@ -335,7 +335,9 @@ def run_uvicorn(app: Callable, config: dict[str, Any]) -> None:
 
 def worker_argv(config: dict[str, Any]) -> list[str]:
     argv = ["worker", "-n", config["hostname"], "-E", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
-    argv += ["-c", str(config.get("concurrency", 1)), "-P", config.get("pool", "prefork")]
+    if config.get("concurrency") is not None:  # else the app's own worker_concurrency (Celery's default: the CPUs)
+        argv += ["-c", str(config["concurrency"])]
+    argv += ["-P", config.get("pool", "prefork")]
     if config.get("queues"):
         argv += ["-Q", ",".join(config["queues"])]
     if config.get("fair"):

@@ -167,7 +167,7 @@ class AppStack:
             "celery_app": app,
             "hostname": worker.nodename,
             "queues": list(worker.queues) if worker.queues else None,
-            "concurrency": worker.concurrency,
+            "concurrency": self.spec.concurrency_of(worker),  # None: no -c, the app's own
             "pool": worker.pool,
             "fair": worker.fair,
             "max_tasks_per_child": worker.max_tasks_per_child,

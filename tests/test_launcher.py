@@ -96,6 +96,13 @@ def test_worker_options_become_celery_worker_arguments() -> None:
     assert argv[8:] == ["-c", "2", "-P", "threads", "-Q", "a,b", "-O", "fair", "--max-tasks-per-child", "1"]
 
 
+def test_a_worker_without_a_concurrency_runs_the_apps_own() -> None:
+    """No ``-c``: Celery takes the app's worker_concurrency (else its default); the launcher used to say -c 1."""
+    argv = worker_argv({"hostname": "w@h", "concurrency": None})
+    assert "-c" not in argv and argv[-2:] == ["-P", "prefork"]
+    assert "-c" not in worker_argv({"hostname": "w@h"})
+
+
 def test_a_celery_app_path_whose_attribute_is_missing_names_the_attribute(broker_env: None) -> None:
     with pytest.raises(LaunchError, match=r"module app_under_test\.tasks has no attribute 'celery'"):
         load_celery_app("app_under_test.tasks:celery")
