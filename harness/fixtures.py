@@ -32,7 +32,7 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 
-from harness import options
+from harness import options, screen
 from harness.brokers.base import Broker
 from harness.brokers.select import BrokerOptions, make_broker
 from harness.errors import HarnessError, HarnessWarning
@@ -251,12 +251,26 @@ def scenario_dir(harness_workdir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="sc-", dir=harness_workdir))
 
 
+def someone_watches(config: pytest.Config) -> bool:
+    """Whether a person is likely to look at the broker while the run goes on: the output is not captured
+    (``-s``), or a failed scenario stays up for them (``--keep-on-failure``)."""
+    return config.getoption("capture", default=None) == "no" or bool(options.get(config, "keep_on_failure"))
+
+
 @pytest.fixture
 def vhost(
     broker: Broker, request: pytest.FixtureRequest, app_queues: Callable[[], tuple[str, ...]]
 ) -> Iterator[ScenarioVhost]:
+    """The scenario's own vhost (a fresh one on a broker with the management API); with ``-s`` or
+    ``--keep-on-failure``, where its management UI is is said on the terminal."""
     label = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
     with opened(lambda: ScenarioVhost.open(broker, label, app_queues)) as scenario_vhost:
+        if someone_watches(request.config):
+            endpoint = broker.endpoint
+            where = screen.management_where(
+                endpoint.management_url, endpoint.user, endpoint.password, scenario_vhost.name
+            )
+            notice(request.config, f"harness: {request.node.name}: RabbitMQ UI {where}")
         yield scenario_vhost
 
 
