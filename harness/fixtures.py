@@ -4,7 +4,7 @@ Session: ``broker_options`` / ``broker`` (the RabbitMQ provider, started once), 
 ``app_info`` (what the app under test declares, read in a process of its own).
 Scenario: ``stack_spec`` (what to run) and ``celery_config`` (the ``celery_config`` marker), ``vhost``
 (the scenario's own), ``ledger`` (every task's history, listening before anything is sent),
-``timeline``, ``stack`` (the app under supervisord, ready), ``producer``, ``web``, ``owned_broker`` (for
+``timeline``, ``stack`` (the app under supervisord, ready), ``producer``, ``net``, ``web``, ``owned_broker`` (for
 broker faults; skips on a broker the harness does not own), ``dead_letters`` (a dead-letter queue for
 one of the app's queues).
 
@@ -38,6 +38,7 @@ from harness.brokers.select import BrokerOptions, make_broker
 from harness.errors import HarnessError, HarnessWarning
 from harness.introspect import routed_queues
 from harness.ledger import Ledger
+from harness.netfaults import NetFaults
 from harness.options import broker_options_from
 from harness.sent import Sender
 from harness.spec import StackSpec, WebSpec, WorkerSpec
@@ -472,6 +473,13 @@ def producer(stack: AppStack) -> Sender:
             "(HttpProducer('/path', ...) for a web route, or DirectProducer('proj.tasks.name', args=...))"
         )
     return stack.producer
+
+
+@pytest.fixture
+def net(stack: AppStack) -> NetFaults:
+    """The network between each program of the stack and the broker (``stack.net``): blackhole, partition,
+    reset, latency."""
+    return stack.net
 
 
 @pytest.fixture

@@ -42,6 +42,9 @@ class WorkerEvent:
 
 
 class Ledger:
+    """The ``ledger`` fixture: every task's history from both witnesses, what the scenario sent, the waits on
+    them, and the verdict's raw material. ``journal`` is the journal reader (None without a journal)."""
+
     def __init__(self, amqp_url: str, journal_dir: str | Path | None = None, reconnect_gate=None) -> None:
         self.amqp_url = amqp_url
         self._lock = threading.Lock()
@@ -55,18 +58,22 @@ class Ledger:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Ledger:
+        """Start listening to Celery's events (returning once it listens); returns the ledger. The fixture does
+        this before anything is sent."""
         self.events.start(timeout)
         return self
 
     def close(self) -> None:
+        """Stop listening to Celery's events; returns None. The fixture does this."""
         self.events.close()
 
     def wait_listening_since(self, since: float, timeout: float = 30.0) -> None:
+        """Wait until the events witness has listened since ``since`` (after a reconnect); returns None."""
         self.events.wait_listening_since(since, timeout)
 
     def observe(self, fault: Fault) -> None:
         """A broker fault (from the broker's fault bus): note the blind span, and once the broker is back,
-        return only when the events witness listens again, so no later event is missed."""
+        return (None) only when the events witness listens again, so no later event is missed."""
         if isinstance(fault, BROKER_DOWN):
             self._down_since = fault.at
         elif isinstance(fault, BROKER_UP) and self._down_since is not None:
@@ -100,6 +107,8 @@ class Ledger:
                 self._workers.append(WorkerEvent(kind, event.get("hostname", "?"), timestamp, received_at, event))
 
     def record_send(self, task_id: str, ok: bool = True, error: str | None = None) -> Send:
+        """Record that the scenario sent ``task_id`` (``ok``: the send reported success); returns the ``Send``.
+        The producers do this; a scenario that publishes by hand does it too, so the verdict judges that task."""
         send = Send(task_id, ok, time.time(), error)
         with self._lock:
             self._sends[task_id] = send
@@ -108,20 +117,22 @@ class Ledger:
     # -- reading ---------------------------------------------------------------------------
     @property
     def sent_ids(self) -> list[str]:
+        """The ids of every task the scenario sent, in the order sent."""
         with self._lock:
             return list(self._sends)
 
     def sends(self) -> dict[str, Send]:
+        """Every send the scenario recorded: task id -> ``Send`` (ok, when, error)."""
         with self._lock:
             return dict(self._sends)
 
     def event_histories(self) -> dict[str, TaskHistory]:
-        """What the events witness alone saw."""
+        """What the events witness alone saw: task id -> ``TaskHistory``."""
         with self._lock:
             return {i: TaskHistory(i, list(h.events)) for i, h in self._tasks.items()}
 
     def histories(self) -> dict[str, TaskHistory]:
-        """Every task's history, from both witnesses."""
+        """Every task's history, from both witnesses: task id -> ``TaskHistory``."""
         seen = self.event_histories()
         if self.journal is None:
             return seen
@@ -191,6 +202,7 @@ class Ledger:
 
     # -- blind spans -----------------------------------------------------------------------
     def events_blind(self) -> list[Span]:
+        """The spans Celery's events may have missed (the broker down, the listener reconnecting), by start."""
         with self._lock:
             down = list(self._broker_down)
         if self._down_since is not None:
@@ -198,12 +210,13 @@ class Ledger:
         return sorted([*down, *self.events.deaf_spans()], key=lambda s: s.start)
 
     def journal_blind(self) -> list[Span]:
+        """The spans the journal may have missed (a file cut mid-line by a kill: from its last whole line on)."""
         if self.journal is None:
             return [Span(0.0, None, "no program wrote a journal")]
         return [Span(cut.after, None, cut.describe()) for cut in self.journal.cuts()]
 
     def blind(self) -> list[Span]:
-        """Spans that neither witness saw."""
+        """The spans that neither witness saw (each with why), by start."""
         return evidence.both_blind(self.events_blind(), self.journal_blind())
 
     # -- waiting ---------------------------------------------------------------------------
@@ -258,7 +271,7 @@ class Ledger:
         )  # fmt: skip
 
     def child_ids(self) -> list[str]:
-        """Tasks that other tasks sent (seen so far)."""
+        """The ids of the tasks that other tasks sent (seen so far)."""
         sends = self.sends()
         return [i for i, h in self.histories().items() if i not in sends and h.sent_by_a_task is not None]
 
@@ -335,7 +348,10 @@ class Ledger:
         connections_cut: bool = False,
         live: Mapping[int, str] | None = None,
     ) -> Verdict:
-        """``live``: the worker processes that run now (pid -> name); a task one of them holds is never lost."""
+        """Every sent task's fate, as a ``Verdict``: ``queued`` the tasks whose message waits (or task id -> its
+        queue), ``unacked`` the messages the broker holds unacknowledged (None: unknown), ``live`` the worker
+        processes that run now (pid -> name; a task one of them holds is never lost). ``stack.verdict()`` reads
+        all three itself: use that."""
         held = self.held_by(live) if live else None
         return judge(
             self.sends(), self.histories(), queued, unacked, self.blind(), connections_cut=connections_cut, held=held

@@ -125,6 +125,9 @@ class HttpProducer:
 
 
 class HttpSender:
+    """The bound ``HttpProducer`` (the ``producer`` fixture of a stack with a web route): each send is a request
+    to the web app, recorded in the ledger with the task id(s) it published."""
+
     def __init__(self, spec: HttpProducer, base_url: str, ledger) -> None:
         self.spec = spec
         self.base_url = base_url.rstrip("/")
@@ -135,6 +138,9 @@ class HttpSender:
         return f"{self.spec.method} {self.spec.path}"
 
     def send(self, n: int = 0) -> Sent:
+        """One request (``"{n}"`` in its body becomes ``n``); returns its ``Sent``: the task id(s), whether the
+        app accepted it (``ok``), how long the request took, the HTTP status. An answer neither accepted nor
+        refused raises, with the start of its body."""
         spec = self.spec
         started = time.monotonic()
         try:
@@ -174,9 +180,11 @@ class HttpSender:
         )
 
     def send_many(self, count: int) -> list[Sent]:
+        """``count`` sends, numbered 0.. in turn; returns their ``Sent``s in order (what every wait takes)."""
         return [self.send(n) for n in range(count)]
 
     def close(self) -> None:
+        """Close the HTTP session; returns None. The stack does this."""
         self._session.close()
 
 
@@ -258,11 +266,14 @@ class DirectSender:
         self._connection = app.connection_for_write(stack.vhost.amqp_url)
 
     def send(self, n: int = 0) -> Sent:
+        """One send of the task (``"{n}"`` in string arguments becomes ``n``); returns its ``Sent``: the task id,
+        whether the broker took it (``ok``; a refusal or a broker that is down is ``ok=False`` with the error),
+        how long it took."""
         return self.send_call(_render(tuple(self.spec.args), n), _render(dict(self.spec.kwargs), n))
 
     def send_call(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], connection: Any = None) -> Sent:
         """One send of the task with these arguments, recorded in the ledger with its task id; on another
-        connection than the sender's own if given (sends from several threads at once)."""
+        connection than the sender's own if given (sends from several threads at once); returns its ``Sent``."""
         import uuid
 
         spec = self.spec
@@ -282,6 +293,7 @@ class DirectSender:
         return Sent(task_id, True, time.monotonic() - started, None, None, (task_id,))
 
     def send_many(self, count: int) -> list[Sent]:
+        """``count`` sends, numbered 0.. in turn; returns their ``Sent``s in order (what every wait takes)."""
         return [self.send(n) for n in range(count)]
 
     def connection(self) -> Any:

@@ -144,6 +144,9 @@ class Span:
 
 @dataclass(frozen=True)
 class TaskEvent:
+    """One step of a task (``type``: ``task-started``...), on a worker (``hostname``), when it happened
+    (``timestamp``), with what the witness said (``fields``) and who saw it (``witnesses``)."""
+
     type: str
     task_id: str
     hostname: str
@@ -175,15 +178,19 @@ class TaskEvent:
 
     @property
     def requeue(self) -> bool:
+        """Whether a rejection sent the message back to its queue (a step that does not end the task)."""
         return bool(self.fields.get("requeue"))
 
 
 @dataclass
 class TaskHistory:
+    """One task's steps (``events``: ``TaskEvent``s in time order, from both witnesses)."""
+
     task_id: str
     events: list[TaskEvent] = field(default_factory=list)
 
     def count(self, event_type: str) -> int:
+        """How many steps of this type (``"task-started"``...) the task has."""
         return sum(1 for e in self.events if e.type == event_type)
 
     @property
@@ -193,6 +200,7 @@ class TaskHistory:
 
     @property
     def name(self) -> str | None:
+        """The task's name (``proj.tasks.add``), from the first step that says it; None if none did."""
         for event in self.events:
             if "name" in event.fields:
                 return event.fields["name"]
@@ -200,6 +208,7 @@ class TaskHistory:
 
     @property
     def ran(self) -> bool:
+        """Whether it started, or ended, on a worker at least once."""
         return any(e.type in RAN for e in self.events)
 
     @property
@@ -240,10 +249,13 @@ class TaskHistory:
 
     @property
     def finished_by(self) -> str | None:
+        """The hostname of the worker whose step ended the task; None if it has not ended."""
         terminal = self.terminal
         return terminal.hostname if terminal else None
 
     def describe(self, origin: float | None = None) -> str:
+        """The history on one line: each step's time from ``origin`` (default: the first step), type, worker,
+        error, and the witnesses that saw it."""
         origin = self.events[0].timestamp if origin is None and self.events else (origin or 0.0)
         parts = []
         for e in self.events:
@@ -299,6 +311,11 @@ def fate_of(send: Send | None, history: TaskHistory | None, queued: bool, unacke
 
 @dataclass(repr=False)
 class Verdict:
+    """What ``stack.verdict()`` returns: every task the scenario sent given one fate. ``fates`` (fate -> task ids),
+    ``histories`` (task id -> ``TaskHistory``), ``sends`` (task id -> ``Send``), ``reasons`` (task id -> why, where
+    the fate alone does not say), ``where`` (a queued task's queue), ``children`` (the tasks the app's own tasks
+    sent, judged alike: a ``Verdict``)."""
+
     fates: dict[str, list[str]]
     histories: Mapping[str, TaskHistory]
     sends: Mapping[str, Send]
@@ -312,15 +329,19 @@ class Verdict:
     doubt: str = ""  # why no ended task is called done yet (see acks_in_doubt), if so
 
     def ids(self, fate: str) -> list[str]:
+        """The ids of the tasks of this fate (``"lost"``...)."""
         return list(self.fates.get(fate, []))
 
     def counts(self) -> dict[str, int]:
+        """How many tasks each fate has: fate -> count, every fate (zeros too), in the order of ``FATES``."""
         return {fate: len(self.fates.get(fate, [])) for fate in FATES}
 
     def count(self, fate: str) -> int:
+        """How many tasks have this fate."""
         return len(self.fates.get(fate, []))
 
     def total(self) -> int:
+        """How many tasks were judged (every fate together)."""
         return sum(self.counts().values())
 
     def by_worker(self, fate: str) -> Counter[str]:
@@ -328,11 +349,13 @@ class Verdict:
         return Counter(self.histories[i].finished_by or "?" for i in self.ids(fate) if i in self.histories)
 
     def exception_types(self, fate: str = "failed") -> Counter[str]:
+        """The exception types that ended the tasks of this fate: type -> how many (``"?"``: none known)."""
         return Counter(
             (self.histories[i].exception_type if i in self.histories else None) or "?" for i in self.ids(fate)
         )
 
     def summary(self) -> str:
+        """One line: ``12 tasks: succeeded=8, duplicated=4``."""
         shown = ", ".join(f"{fate}={n}" for fate, n in self.counts().items() if n)
         return f"{self.total()} tasks: {shown or 'none'}"
 
@@ -344,6 +367,8 @@ class Verdict:
         return f"<Verdict {self.summary()}>"
 
     def explain(self, fates: Iterable[str] | None = None, limit: int = 10) -> str:
+        """A line per task of these fates (default: all), up to ``limit`` a fate: its fate, id, task name, why,
+        and its history with the witness of each step; one string."""
         lines = []
         for fate in fates if fates is not None else FATES:
             ids = self.ids(fate)
@@ -358,7 +383,8 @@ class Verdict:
         return "\n".join(lines)
 
     def assert_counts(self, **expected: int) -> None:
-        """Assert the count of each fate; a fate not named is expected to be 0."""
+        """Assert the count of each fate; a fate not named is expected to be 0. Returns None, or raises an
+        AssertionError listing the counts that differ and the histories of the tasks concerned."""
         unknown = set(expected) - set(FATES)
         if unknown:
             raise TypeError(f"unknown fates {sorted(unknown)}; known: {', '.join(FATES)}")
