@@ -331,10 +331,10 @@ def import_task_modules(app: Any, task: str) -> None:
 class ResultBackend:
     """The result backend of the app in the test process: the one the scenario asks for (its ``result_backend``
     setting), else none, as in the programs. Set on the app object (``backend_cls``, which Celery reads before
-    any setting), never through ``result_backend``: Celery takes ``CELERY_RESULT_BACKEND`` from the environment
-    first, and skips a ``result_backend`` of None for a Django settings module's ``CELERY_RESULT_BACKEND``. So
-    the app's own backend is never built here (a ``db+sqlite:///results.sqlite`` one creates its file in the
-    working directory when built, which every send does: its ``AsyncResult`` asks the app for its backend).
+    any setting), not through ``result_backend``: Celery takes ``CELERY_RESULT_BACKEND`` from the environment
+    before any setting, and keeps a backend it built already whatever the settings say. So the app's own
+    backend is never built here (a ``db+sqlite:///results.sqlite`` one creates its file in the working
+    directory when built, which every send did: its ``AsyncResult`` asks the app for its backend).
     ``restore`` gives the app back its own (built when next needed, by whatever needs it)."""
 
     def __init__(self, app: Any, asked: str | None) -> None:

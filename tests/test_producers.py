@@ -70,3 +70,20 @@ def test_a_task_no_module_registers_is_one_sentence_saying_how_to_fix_it(stack_s
                        r"its tasks: .*direct\.ping.*; if a module the worker is given registers it, name that module "
                        r"in the app's include= or the scenario's celery_config\(include=\[\.\.\.\]\)"):  # fmt: skip
         request.getfixturevalue("stack")
+
+
+def test_no_setting_or_environment_variable_brings_the_apps_backend_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery reads ``CELERY_RESULT_BACKEND`` from the environment before any setting, and keeps a backend it
+    built: the test process's app is given none on the app object itself, and gets its own back after."""
+    from celery import Celery
+
+    from harness.producers import ResultBackend
+
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "cache+memory://")
+    app = Celery("shop", set_as_current=False)
+    assert type(app.backend).__name__ == "CacheBackend", "built before the harness takes it away"
+    pinned = ResultBackend(app, asked=None)
+    app.conf.update(result_backend=None)
+    assert type(app.backend).__name__ == "DisabledBackend"
+    pinned.restore()
+    assert type(app.backend).__name__ == "CacheBackend"
