@@ -24,7 +24,7 @@ import sys
 from typing import Any
 
 from harness.journal import JournalWriter, connect
-from harness.launcher import LaunchError, configure, fail, load_celery_app
+from harness.launcher import LaunchError, configure_all, fail, load_celery_app
 
 VIAS = ("apply_async", "send_task")
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = load_celery_app(args.celery_app)
         app.loader.import_default_modules()
-        configure(app, args.broker_url, {})
+        configure_all(app, args.broker_url, {})
     except LaunchError as error:
         fail(str(error))
     messages = json.load(sys.stdin)
