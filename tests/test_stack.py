@@ -208,3 +208,16 @@ def test_the_worker_keeps_the_forced_settings_when_the_environment_names_another
     assert ledger.history(click.task_id).count("task-succeeded") == 1
     config = stack.ledger.program_config(WORKER)
     assert config is not None and config["settings"]["result_backend"] is None
+
+
+def test_the_launchers_copy_for_another_interpreter_holds_every_module_it_imports(tmp_path):
+    """Under another interpreter (an app's own virtualenv) the launcher runs from a copy of its modules:
+    each relative import of the copy must be in it (a new module of the launcher's went missing once)."""
+    import ast
+
+    harness.stack.harness_module("/other/venv/bin/python", "launcher", tmp_path)
+    folder = tmp_path / "launcher" / harness.stack.COPIED_PACKAGE
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                assert (folder / f"{node.module}.py").exists(), f"{path.name} imports .{node.module}, not copied"
