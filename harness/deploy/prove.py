@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.app_info import last_error_line
 from harness.brokers.base import Broker
 from harness.deploy.compare import (
     NEW_TO_OLD,
@@ -297,7 +298,7 @@ class VersionProducer:
 
     def __init__(self, version: Version, examples: Examples, stack: AppStack, program: str, via: str) -> None:
         self.version, self.examples, self.stack, self.program, self.via = version, examples, stack, program, via
-        self.env = {**os.environ, **stack.spec.env}
+        self.env = {**os.environ, **stack.spec.env, **version.environment()}
         self.tasks: dict[str, Task] = tasks_of(version.info)
         self.sent: dict[str, dict[str, Any]] = {}  # task id → parameter → value
 
@@ -321,26 +322,28 @@ class VersionProducer:
             ids.append(task_id)
         if not batch:
             return ids
+        report = Path(tempfile.mkdtemp(prefix="send-", dir=self.stack.workdir)) / "sent.jsonl"
         command = [
             sys.executable, "-m", "harness.deploy.send", "--celery-app", self.version.celery_app,
             "--path", self.version.root, "--broker-url", self.stack.vhost.amqp_url,
             "--journal-dir", str(self.stack.journal_dir), "--program", self.program, "--via", self.via,
+            "--report", str(report),
         ]  # fmt: skip
         try:
             done = subprocess.run(
                 command, input=json.dumps(batch), capture_output=True, text=True, timeout=SEND_TIMEOUT_S,
-                cwd=self.stack.workdir, env=self.env,
+                cwd=self.version.root, env=self.env,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             raise HarnessError(f"the {self.program} did not send its messages within {SEND_TIMEOUT_S:.0f}s") from None
         results = {}
-        for line in done.stdout.splitlines():
-            if line.startswith("{"):
-                result = json.loads(line)
-                results[result["id"]] = result
+        lines = report.read_text().splitlines() if report.exists() else []
+        for line in lines:
+            result = json.loads(line)
+            results[result["id"]] = result
         if done.returncode != 0 and not results:
-            last = (done.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-            raise HarnessError(f"the {self.program} ({self.version.label}) could not send: {last}")
+            why = last_error_line(done.stderr) or f"exit status {done.returncode}"
+            raise HarnessError(f"the {self.program} ({self.version.label}) could not send: {why}")
         for task_id in ids:
             result = results.get(task_id, {"ok": False, "error": "the producer ended before sending it"})
             self.stack.ledger.record_send(task_id, ok=result["ok"], error=result.get("error"))
@@ -362,7 +365,7 @@ def fleet(
             celery_app=version.celery_app,
             workers=(WorkerSpec(worker, queues=version.queues, hostname=f"{worker}@deploy-check"),),
             cwd=version.root,
-            env=dict(env),
+            env={**env, **version.environment()},
         )
         app = AppStack(spec, vhost, ledger, folder)
         stack.callback(app.close)
