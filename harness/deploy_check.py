@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         warn_only=args.warn_only,
         env=tuple(args.env),
         base_setup=setting(args, "harness_deploy_base_setup"),
+        named_by="--app" if args.celery_app else "the celery_app setting (ini or HARNESS_CELERY_APP)",
     )
     with tempfile.TemporaryDirectory(prefix="harness-deploy-broker-") as work_root:
         report = check(options, (lambda: broker_from(args, work_root)) if args.prove else None)

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .forced_settings import FORCED, NotForced, check, force, hide_cli_overrides
+from .forced_settings import FORCED, NotForced, check, effective, force, hide_cli_overrides
 from .journal import JournalWriter, connect, request_publishes
 
 TASK_IDS_HEADER = "X-Harness-Task-Ids"
@@ -212,7 +212,8 @@ def configure_all(app: Any, broker_url: str, settings: dict[str, Any]) -> None:
 
 
 def describe_settings(app: Any) -> dict[str, Any]:
-    return {key: app.conf.get(key) for key in REPORTED_SETTINGS}
+    """The settings as Celery uses them (``result_backend`` from the environment first, as Celery reads it)."""
+    return {key: effective(app, key) for key in REPORTED_SETTINGS}
 
 
 def describe_tasks(app: Any) -> dict[str, dict[str, Any]]:

@@ -41,6 +41,7 @@ class CheckOptions:
     warn_only: bool = False
     env: tuple[str, ...] = ()  # KEY=VALUE for the proof's programs (what the app reads from its environment)
     base_setup: str | None = None  # a shell command run in the base's checkout before it is read
+    named_by: str = "--app"  # where the user named the app, as the errors say it
 
 
 def directions(text: str) -> tuple[str, ...]:
@@ -98,13 +99,14 @@ def check(options: CheckOptions, prove_on: BrokerSource | None = None) -> Report
     workdir = Path(tempfile.mkdtemp(prefix="harness-deploy-"))
     try:
         with ExitStack() as stack:
-            new = versions.working_tree(options.celery_app, options.cwd)
+            new = versions.working_tree(options.celery_app, options.cwd, options.named_by)
+            base_named = "--base-app" if options.base_app else options.named_by
             if options.base:
                 base = stack.enter_context(
-                    versions.at_ref(base_app, options.base, options.cwd, workdir, new, options.base_setup)
+                    versions.at_ref(base_app, options.base, options.cwd, workdir, new, options.base_setup, base_named)
                 )
             else:
-                base = versions.same_tree(base_app, options.cwd)
+                base = versions.same_tree(base_app, options.cwd, base_named)
             unknown_tasks(policy, examples, set(base.tasks) | set(new.tasks))
             comparison = compare(base.info, new.info, policy, options.via)
             report = Report(comparison, base, new, options.fail_on, options.warn_only)

@@ -90,20 +90,21 @@ def top_of(cwd: str | Path) -> str | None:
 
 def read(
     celery_app: str, run_from: str, where: str, env: Mapping[str, str] | None = None, paths: Sequence[str] = (),
-    foreign_tree: str | None = None,
+    foreign_tree: str | None = None, named_by: str = "--app",
 ) -> dict[str, Any]:  # fmt: skip
     """What the app declares, read from ``run_from``; a problem becomes one sentence that says ``where``."""
     env = {**(env or {}), "CELERY_BROKER_URL": INTROSPECTION_BROKER}
     try:
         info = introspect(
-            celery_app, run_from, env=env, paths=paths, foreign_tree=foreign_tree, timeout=IMPORT_TIMEOUT_S
-        )
+            celery_app, run_from, env=env, paths=paths, foreign_tree=foreign_tree, timeout=IMPORT_TIMEOUT_S,
+            named_by=named_by,
+        )  # fmt: skip
     except HarnessError as error:
         hint = SETUP_HINT if where.startswith("at --base") and "--base-setup" not in where else ""
         raise HarnessError(f"{where}, {error}{hint}") from None
     if not info.get("tasks"):
         raise HarnessError(
-            f"{where}, --celery-app {celery_app} registers no tasks (Celery's own aside): import its task modules "
+            f"{where}, {named_by} {celery_app} registers no tasks (Celery's own aside): import its task modules "
             "from the app (include=[...] or app.autodiscover_tasks()), or point at the app that has them"
         )
     return info
@@ -114,10 +115,19 @@ def import_roots(info: Mapping[str, Any], tree: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for p in info.get("sys_path") or () if _inside(p, tree)))
 
 
-def provides(roots: Sequence[str], module: str) -> bool:
-    """Whether one of ``roots`` holds the top-level package or module of ``module`` (the tree has it)."""
+def provides(version: Version, module: str) -> bool:
+    """Whether the version's tree has ``module``: under one of its import roots, or anywhere among its files
+    (a ``src/`` the import path does not name: an installed copy then stands in for it)."""
     top = module.split(".")[0]
-    return any((Path(r) / top).is_dir() or (Path(r) / f"{top}.py").is_file() for r in roots)
+    roots = [version.root, *version.paths]
+    if any((Path(r) / top).is_dir() or (Path(r) / f"{top}.py").is_file() for r in roots):
+        return True
+    stem = module.replace(".", "/")
+    files = _git(version.tree, "ls-files", "--", f"*{stem}.py", f"*{stem}/__init__.py")
+    return any(
+        line == f"{stem}.py" or line.endswith((f"/{stem}.py", f"/{stem}/__init__.py")) or line == f"{stem}/__init__.py"
+        for line in files.stdout.splitlines()
+    )
 
 
 def check_provenance(version: Version, where: str, other_tree: str | None = None) -> None:
@@ -132,10 +142,9 @@ def check_provenance(version: Version, where: str, other_tree: str | None = None
             "itself. Run the check from an environment where the project is installed with pip install -e . "
             "(a path entry), or not installed"
         )
-    roots = [version.root, *version.paths]
     for name, task in sorted(version.tasks.items()):
         module, path = task.get("module"), task.get("file")
-        if not module or not path or _inside(path, version.tree) or not provides(roots, module):
+        if not module or not path or _inside(path, version.tree) or not provides(version, module):
             continue
         raise HarnessError(
             f"{where}, task {name} comes from {path}, not from {version.tree}, which has module {module} too: an "
@@ -145,12 +154,12 @@ def check_provenance(version: Version, where: str, other_tree: str | None = None
         )
 
 
-def working_tree(celery_app: str, cwd: str | Path) -> Version:
+def working_tree(celery_app: str, cwd: str | Path, named_by: str = "--app") -> Version:
     """The app as it is in the folder the user runs from, uncommitted changes included."""
     root = str(Path(cwd).resolve())
     tree = top_of(root) or root
     where = "in the working tree"
-    info = read(celery_app, root, where)
+    info = read(celery_app, root, where, named_by=named_by)
     version = Version("working tree", celery_app, root, info, tree, import_roots(info, tree))
     check_provenance(version, where)
     return version
@@ -188,10 +197,13 @@ def remove_checkout(top: str, into: Path) -> None:
     _git(top, "worktree", "prune")
 
 
-def run_setup(command: str, folder: str, version_env: Mapping[str, str]) -> None:
-    """``--base-setup``: the user's command, in the base's folder, with the base first on the import path."""
+def run_setup(command: str, folder: str, version_env: Mapping[str, str], working_folder: str) -> None:
+    """``--base-setup``: the user's command, in the base's folder, with the base first on the import path and
+    ``HARNESS_WORKING_TREE`` naming the folder the check was run from (``cp "$HARNESS_WORKING_TREE/.env" .``)."""
     print(f"deploy-check: --base-setup in the base checkout ({folder}): {command}", file=sys.stderr, flush=True)
-    env = {**os.environ, **version_env, "CELERY_BROKER_URL": INTROSPECTION_BROKER}
+    env = {
+        **os.environ, **version_env, "CELERY_BROKER_URL": INTROSPECTION_BROKER, "HARNESS_WORKING_TREE": working_folder,
+    }  # fmt: skip
     try:
         done = subprocess.run(
             command, shell=True, cwd=folder, env=env, capture_output=True, text=True, timeout=BASE_SETUP_TIMEOUT_S
@@ -205,20 +217,23 @@ def run_setup(command: str, folder: str, version_env: Mapping[str, str]) -> None
 
 @contextmanager
 def at_ref(
-    celery_app: str, ref: str, cwd: str | Path, workdir: Path, new: Version, setup: str | None = None
-) -> Iterator[Version]:
+    celery_app: str, ref: str, cwd: str | Path, workdir: Path, new: Version, setup: str | None = None,
+    named_by: str = "--app",
+) -> Iterator[Version]:  # fmt: skip
     """The app as it is at the git ref ``ref``, checked out in ``workdir`` for as long as the context lasts,
     run from the same relative folder, with ``new``'s import roots mapped to it."""
     top, commit, prefix = resolve(ref, cwd)
     tree = (workdir / f"base-{commit[:12]}").resolve()
     checkout(top, commit, tree)
     try:
-        yield _base(celery_app, ref, commit, tree, prefix, new, setup)
+        yield _base(celery_app, ref, commit, tree, prefix, new, setup, named_by)
     finally:
         remove_checkout(top, tree)
 
 
-def _base(celery_app: str, ref: str, commit: str, tree: Path, prefix: str, new: Version, setup: str | None) -> Version:
+def _base(
+    celery_app: str, ref: str, commit: str, tree: Path, prefix: str, new: Version, setup: str | None, named_by: str
+) -> Version:
     root = tree / prefix
     label = f"{ref} ({commit[:7]})"
     where = f"at --base {ref}" + (" (after --base-setup)" if setup else "")
@@ -229,13 +244,13 @@ def _base(celery_app: str, ref: str, commit: str, tree: Path, prefix: str, new: 
     paths = tuple(str(tree / os.path.relpath(p, new.tree)) for p in new.paths)
     version = Version(label, celery_app, str(root), {}, str(tree), paths)
     if setup:
-        run_setup(setup, str(root), version.environment())
-    info = read(celery_app, str(root), where, version.environment(), paths, foreign_tree=new.tree)
+        run_setup(setup, str(root), version.environment(), new.root)
+    info = read(celery_app, str(root), where, version.environment(), paths, new.tree, named_by)
     version = Version(label, celery_app, str(root), info, str(tree), paths)
     check_provenance(version, where, new.tree)
     return version
 
 
-def same_tree(celery_app: str, cwd: str | Path) -> Version:
+def same_tree(celery_app: str, cwd: str | Path, named_by: str = "--base-app") -> Version:
     """Another app path of the working tree, as the base (``--base-app`` without ``--base``)."""
-    return working_tree(celery_app, cwd)
+    return working_tree(celery_app, cwd, named_by)
