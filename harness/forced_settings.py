@@ -102,12 +102,12 @@ def _read(source: Any, name: str) -> Any:
 
 
 def effective(app: Any, key: str) -> Any:
-    """The value Celery uses: attribute access, as Celery's own code reads it (the properties of
-    ``Settings`` consult the environment first), else the configuration lookup."""
-    try:
+    """The value Celery uses: for the settings it reads from the environment first, the property Celery's own
+    code reads (``conf.result_backend``); for the others, the configuration's lookup (a property such as
+    ``task_default_exchange``, which falls back to the queue's name, derives a value, it does not override)."""
+    if key in ENVIRONMENT:
         return getattr(app.conf, key)
-    except AttributeError:
-        return app.conf.get(key)
+    return app.conf.get(key)
 
 
 def force(app: Any, wanted: Mapping[str, Any]) -> None:
