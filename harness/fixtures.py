@@ -16,14 +16,11 @@ run on. Whatever the harness started is removed on the way out, Ctrl-C included.
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -33,6 +30,7 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 
 from harness import options, screen
+from harness.app_info import AppInfo, introspect
 from harness.brokers.base import Broker
 from harness.brokers.select import BrokerOptions, make_broker
 from harness.errors import HarnessError, HarnessWarning
@@ -42,7 +40,7 @@ from harness.netfaults import NetFaults
 from harness.options import broker_options_from
 from harness.sent import Sender
 from harness.spec import StackSpec, WebSpec, WorkerSpec
-from harness.stack import AppStack, harness_module
+from harness.stack import AppStack
 from harness.terminal import notice
 from harness.timeline import DepthSampler, Timeline
 from harness.vhost import ScenarioVhost
@@ -51,8 +49,6 @@ from harness.web import WebClient
 from harness.xdist_root import workers_root
 
 T = TypeVar("T")
-# A URL no broker answers at: apps that insist on a broker URL at import get one while being read.
-INTROSPECTION_BROKER = "amqp://guest:guest@127.0.0.1:1/harness-introspection"
 
 
 def harness_error(error: HarnessError | str) -> NoReturn:
@@ -132,73 +128,6 @@ def rabbitmq_version(broker: Broker) -> tuple[int, ...]:
     """The broker's RabbitMQ version as numbers, e.g. ``(4, 0, 5)``: a scenario whose outcome depends on it
     asserts per version (``if rabbitmq_version >= (4,): ...``) instead of skipping."""
     return tuple(int(part) for part in re.findall(r"\d+", attempt(broker.server_version))[:3])
-
-
-def introspect(
-    celery_app: str, cwd: str, python: str | None = None, workdir: Path | None = None, timeout: float = 30.0,
-    env: Mapping[str, str] | None = None, named_by: str = "--celery-app",
-) -> dict[str, Any]:  # fmt: skip
-    """What the app declares (``python -m harness.introspect``), read in a process of its own: in the app's
-    folder, with its interpreter and the environment its programs get. ``named_by``: where the user named the
-    app (``--celery-app``, ``ini celery_app``...), as the errors say it."""
-    command, launcher_env = harness_module(
-        python or sys.executable, "introspect", workdir or Path(tempfile.gettempdir())
-    )
-    env = {
-        **os.environ, **(env or {}), **launcher_env,
-        "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", INTROSPECTION_BROKER),
-    }  # fmt: skip
-    command = [*command, "--celery-app", celery_app, f"--named-by={named_by}"]  # = : the label may begin with --
-    try:
-        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise HarnessError(
-            f"{named_by} {celery_app} took more than {timeout:.0f}s to import; does it connect at import?"
-        ) from None
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        why = next((line.split(": ", 1)[1] for line in lines if line.startswith("HarnessLaunchError:")), None)
-        raise HarnessError(
-            why or f"{named_by} {celery_app} could not be read: {lines[-1] if lines else done.returncode}"
-        )
-    return json.loads(done.stdout)
-
-
-class AppInfo:
-    """What the app declares, read by ``introspect`` in a thread, so a scenario's set-up need not wait for it:
-    ``result()`` waits, and raises the HarnessError the reading met."""
-
-    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
-        self._value: dict[str, Any] | None = None
-        self._error: HarnessError | None = None
-        self._thread = threading.Thread(target=self._run, args=(read,), name="harness-introspect", daemon=True)
-        self._thread.start()
-
-    def _run(self, read: Callable[[], dict[str, Any]]) -> None:
-        try:
-            self._value = read()
-        except HarnessError as error:
-            self._error = error
-        except Exception as exc:  # a reading that broke in an unforeseen way still says what
-            self._error = HarnessError(f"the app could not be read: {exc!r}")
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-    @property
-    def error(self) -> HarnessError | None:
-        return self._error if self.done else None
-
-    def result(self) -> dict[str, Any]:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
-
-    def __getitem__(self, key: str) -> Any:
-        return self.result()[key]
 
 
 @pytest.fixture(scope="session")

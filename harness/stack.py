@@ -63,13 +63,13 @@ PORT_TAKEN_RETRIES = 3
 
 # "ModuleNotFoundError: No module named 'x'", "HarnessLaunchError: ...": the line that says why.
 _ERROR_LINE = re.compile(r"^(\w[\w.]*(Error|Exception)\b|Error:)")
-LAUNCHER_FILES = ("launcher.py", "journal.py", "introspect.py", "probe.py")
+LAUNCHER_FILES = ("launcher.py", "forced_settings.py", "journal.py", "introspect.py", "probe.py")
 COPIED_PACKAGE = "_celery_harness"
 
 
 def harness_module(python: str, module: str, workdir: Path) -> tuple[list[str], dict[str, str]]:
     """How to run ``harness.<module>`` (the launcher, introspection) under ``python``: as the harness's own
-    module; or, under another interpreter (an app with its own virtualenv), as a copy of the three modules
+    module; or, under another interpreter (an app with its own virtualenv), as a copy of the modules
     they need (standard library and Celery only) in ``workdir``, so the harness's dependencies stay out."""
     if python == sys.executable:
         return [python, "-m", f"harness.{module}"], {}
