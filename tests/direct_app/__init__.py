@@ -26,6 +26,6 @@ class ScenariosBackend(AppsOwnBackend):
     """A backend a scenario asks for (``celery_config(result_backend="direct_app:ScenariosBackend")``)."""
 
 
-@app.task(name="direct.ping")
+@app.task(name="direct.ping", shared=False)  # not added to every app the test process finalizes later
 def ping(n: int) -> int:
     return n

@@ -3,6 +3,6 @@
 from direct_app import app
 
 
-@app.task(name="direct.shout")
+@app.task(name="direct.shout", shared=False)
 def shout(text: str) -> str:
     return text.upper()
