@@ -110,6 +110,14 @@ def effective(app: Any, key: str) -> Any:
     return app.conf.get(key)
 
 
+def forget_backend(app: Any) -> None:
+    """Drop the result backend the app built already (per thread, or shared when thread-safe): Celery keeps a
+    built backend whatever the settings say next."""
+    if getattr(app, "_backend_cache", None) is not None:
+        app._backend_cache = None
+    vars(app._local).pop("backend", None)
+
+
 def force(app: Any, wanted: Mapping[str, Any]) -> None:
     """Set ``wanted`` on the app at every layer that can win over ``app.conf.update``, then read each back;
     raise ``NotForced`` naming the first one that did not take and where the app sets it."""
@@ -120,6 +128,8 @@ def force(app: Any, wanted: Mapping[str, Any]) -> None:
             else:
                 os.environ[variable] = str(wanted[key])
     app.conf.update(dict(wanted))
+    if "result_backend" in wanted:
+        forget_backend(app)  # one built at import (an AsyncResult made then) would outlive the setting
     source = source_of(app)
     mirrored: dict[str, list[str]] = {}
     if source is not None:

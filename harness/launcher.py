@@ -189,7 +189,9 @@ def configure(app: Any, broker_url: str, settings: dict[str, Any]) -> None:
 def recheck_after_command_line(app: Any, wanted: dict[str, Any]) -> None:
     """``app.worker_main`` runs Celery's command line, which reads the app, the broker and the result backend
     from the environment too: hide those variables from it, then, once it has run (``worker_init``, in
-    the worker's main process before any pool process forks), give them back and read the settings again."""
+    the worker's main process before any pool process forks), give them back and read the forced settings
+    again. Only those: the worker rewrites some of the scenario's on purpose (``include`` gains the module of
+    every registered task), and those were read back before the command line ran."""
     from celery.signals import worker_init
 
     hidden = hide_cli_overrides()
@@ -383,7 +385,8 @@ def launch(config: dict[str, Any]) -> int:
         if config.get("probe") is not None:
             add_probe(app, config["probe"])
         writer.write("config", None, app=app.main, settings=describe_settings(app), tasks=describe_tasks(app))
-        recheck_after_command_line(app, {**FORCED, **settings})
+        wanted = {**FORCED, **settings}
+        recheck_after_command_line(app, {key: wanted[key] for key in FORCED})  # as the scenario may have changed them
         return app.worker_main(worker_argv(config)) or 0
     web = load_object(config["web_app"], "--web-app")
     apps = active_apps()

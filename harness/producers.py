@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from harness.errors import HarnessError
+from harness.forced_settings import forget_backend
 from harness.launcher import PUBLISHED_HEADER, TASK_IDS_HEADER
 from harness.sent import Sent
 
@@ -344,10 +345,7 @@ class ResultBackend:
         self._forget()
 
     def _forget(self) -> None:
-        """Drop the backend the app built already (per thread, or shared when thread-safe)."""
-        if getattr(self.app, "_backend_cache", None) is not None:
-            self.app._backend_cache = None
-        vars(self.app._local).pop("backend", None)
+        forget_backend(self.app)
 
     def restore(self) -> None:
         if self._own is _UNSET:

@@ -20,6 +20,12 @@ from celery import Celery
 from harness.forced_settings import FORCED, NotForced, check, force, hide_cli_overrides
 
 URL = "amqp://guest:guest@127.0.0.1:5999/harness-x"
+
+
+# configure sets the environment variables Celery reads (CELERY_BROKER_URL...) in the process that calls it.
+pytestmark = pytest.mark.usefixtures("environment_kept")
+
+
 SETTINGS = """\
 SECRET_KEY = "x"
 INSTALLED_APPS = []

@@ -22,6 +22,10 @@ from harness.launcher import (
 URL = "amqp://guest:guest@127.0.0.1:5999/harness-x"
 
 
+# configure sets the environment variables Celery reads (CELERY_BROKER_URL...) in the process that calls it.
+pytestmark = pytest.mark.usefixtures("environment_kept")
+
+
 def test_configure_points_any_app_at_the_scenario_broker_and_turns_events_on() -> None:
     # An app that read its broker URL from its own setting, with a write URL and eager mode of its own.
     app = Celery("proj", broker="amqp://elsewhere//", set_as_current=False)

@@ -27,12 +27,6 @@ def fresh_record() -> None:
         built().clear()
 
 
-# The worker's own check of the settings at worker_init (harness.launcher.recheck_after_command_line, since the
-# merge of main) reads include= back after Celery's worker rewrote it (WorkController.setup_includes adds every
-# registered task's module): the worker refuses to start. A fix of that check makes this pass (strict: it says so).
-INCLUDE_REFUSED = pytest.mark.xfail(
-    strict=True, reason="the worker's read-back of the settings refuses the include= Celery's worker rewrote"
-)
 SHOUT = [DIRECT.replace(producer=DirectProducer("direct.shout", args=("hi-{n}",)))]
 
 
@@ -42,7 +36,6 @@ def shout_twice(stack, producer, ledger) -> None:
     stack.verdict().assert_counts(succeeded=2)
 
 
-@INCLUDE_REFUSED
 @pytest.mark.celery_config(include=[EXTRA])
 @pytest.mark.parametrize("stack_spec", SHOUT, indirect=True)
 def test_a_task_module_the_scenario_includes_is_imported_by_the_test_process_too(stack, producer, ledger):

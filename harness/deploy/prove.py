@@ -266,24 +266,6 @@ def _expected_repr(value: Any) -> str:
     return repr(json.loads(json.dumps(value)))[:REPR_LIMIT]
 
 
-def error_text(history: Any) -> str | None:
-    """``OperationalError: no such table: x`` from the repr Celery's events carry (``OperationalError('no such
-    table: x')``); the repr itself when it is not one of those."""
-    terminal = history.terminal if history is not None else None
-    text = terminal.exception if terminal is not None else None
-    if not text:
-        return None
-    kind = history.exception_type or ""
-    inner = text[len(kind) :] if kind and text.startswith(kind) else ""
-    if inner.startswith("(") and inner.endswith(")"):
-        try:
-            values = ast.literal_eval(f"({inner[1:-1]},)")
-        except (ValueError, SyntaxError):
-            return text[:200]
-        return f"{kind}: {', '.join(str(v) for v in values)}"[:200] if values else kind
-    return text[:200]
-
-
 def observe(task_id: str, sent: Mapping[str, Any], verdict: Verdict) -> Observation:
     fate = next((f for f, ids in verdict.fates.items() if task_id in ids), "unknown")
     history = verdict.histories.get(task_id)
@@ -298,7 +280,7 @@ def observe(task_id: str, sent: Mapping[str, Any], verdict: Verdict) -> Observat
         swapped = _swapped(sent, received) if received is not None else []
         return Observation(
             FAILS, fate, history.exception_type if history else None, detail="; ".join(swapped), bound=bound,
-            message=error_text(history),
+            message=history.error if history else None,
         )  # fmt: skip
     if fate != "succeeded":
         return Observation(fate, fate)

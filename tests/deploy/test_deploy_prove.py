@@ -37,7 +37,6 @@ from harness.deploy.prove import (
     Observation,
     VersionProducer,
     defaults_taken,
-    error_text,
     fleet,
     judge,
     placeholder,
@@ -177,17 +176,6 @@ def test_the_defaults_a_call_leaves_to_the_worker_are_named():
     )
     assert defaults_taken(CALL, worker) == "`z` was not sent and took its default None"
     assert defaults_taken(Call("proj.add", POSITIONAL, "full", ("x", "y", "z"), ()), worker) == ""
-
-
-def test_an_exception_is_quoted_by_its_type_and_message():
-    class Terminal:
-        exception = "OperationalError('no such table: orders_order')"
-
-    class History:
-        terminal = Terminal()
-        exception_type = "OperationalError"
-
-    assert error_text(History()) == "OperationalError: no such table: orders_order"
 
 
 def test_a_swap_that_could_not_show_is_inconclusive():
