@@ -37,8 +37,11 @@ DEPLOYS = {
 
 
 def worker(name: str = WORKER, version: str = "tasks", **options) -> WorkerSpec:
-    """A worker running one version of the tasks module, on hello_queue (unless ``queues=`` says otherwise)."""
+    """A worker running one version of the tasks module, on hello_queue (unless ``queues=`` says otherwise), with
+    one pool process (unless ``concurrency=``): the catalogue's arrangement, said here so that the resilience
+    audit of the demo runs it too (it runs an app's own worker_concurrency where the stack says nothing)."""
     options.setdefault("queues", (HELLO_QUEUE,))
+    options.setdefault("concurrency", 1)
     return WorkerSpec(name=name, celery_app=f"app_under_test.{version}:app", **options)
 
 

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "down": ("harness.down", "tear down the stack that is up here, leaving nothing behind"),
     "bench": ("harness.bench", "measure how long the harness's parts take"),
     "docs": ("harness.docs", "rewrite docs/scenarios.md and the README's table from the scenarios"),
+    "api-docs": ("harness.apidocs", "rewrite docs/api.md, the scenario API's reference, from the docstrings"),
     "deploy-check": ("harness.deploy_check", "will this release break the tasks already in flight? (--prove)"),
     "broker": ("harness.brokers.warm", "start, stop or show the warm broker that outlives test runs"),
     "audit": (

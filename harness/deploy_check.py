@@ -11,8 +11,10 @@ real workers and producers on a real RabbitMQ and reports any verdict the run co
     python -m harness.deploy_check --app proj.celery:app --base HEAD~1 --prove --harness-broker local
 
 Exit status: 0 nothing breaks, 1 a breaking change (``--warn-only``: 0), 2 bad input (one sentence on
-stderr), 3 the proof contradicted a verdict (a bug in the checker). ``--app`` and the broker options
-read the same ini keys and environment variables as the pytest plugin (``celery_app``,
+stderr), 3 the proof contradicted a verdict about binding, registration or routing (a bug in the
+checker), 4 an internal error (one sentence on stderr, and the file that holds the details), 130
+interrupted. Never a traceback. ``--app``, ``--base-setup`` and the broker options read the same ini keys
+and environment variables as the pytest plugin (``celery_app``, ``harness_deploy_base_setup``,
 ``harness_broker``...); the command line wins.
 """
 
@@ -23,6 +25,7 @@ import json
 import os
 import sys
 import tempfile
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +40,7 @@ from harness.deploy.send import VIAS
 from harness.errors import HarnessError
 
 BAD_INPUT = 2
+INTERNAL_ERROR = 4
 INTERRUPTED = 130
 # The plugin's broker options, with the same names, ini keys, environment variables and defaults.
 BROKER_OPTIONS = (
@@ -73,6 +77,11 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--app", "--celery-app", dest="celery_app", help="the Celery app, module:attribute")
     what.add_argument("--base", help="the running release: a git ref (branch, tag, sha, HEAD~1)")
     what.add_argument("--base-app", help="the base's app path, if it differs (alone: compare two apps of this tree)")
+    what.add_argument(
+        "--base-setup", dest="harness_deploy_base_setup", metavar="CMD",
+        help="a shell command run in the base's checkout before it is read, for files git does not track "
+        "(ini harness_deploy_base_setup, env HARNESS_DEPLOY_BASE_SETUP)",
+    )  # fmt: skip
     how = parser.add_argument_group("how producers call the tasks")
     how.add_argument(
         "--calls", action="append", default=[], metavar="positional|keyword|both|TASK=...",
@@ -137,39 +146,64 @@ def broker_from(args: argparse.Namespace, work_root: str) -> Iterator[Broker]:
         broker.close()
 
 
+def run(args: argparse.Namespace) -> int:
+    options = CheckOptions(
+        celery_app=args.celery_app or setting(args, "celery_app"),
+        base=args.base,
+        base_app=args.base_app,
+        cwd=os.getcwd(),
+        calls=tuple(args.calls),
+        examples=tuple(args.example),
+        via=args.via,
+        fail_on=directions(args.fail_on),
+        warn_only=args.warn_only,
+        env=tuple(args.env),
+        base_setup=setting(args, "harness_deploy_base_setup"),
+        named_by="--app" if args.celery_app else "the celery_app setting (ini or HARNESS_CELERY_APP)",
+    )
+    with tempfile.TemporaryDirectory(prefix="harness-deploy-broker-") as work_root:
+        report = check(options, (lambda: broker_from(args, work_root)) if args.prove else None)
+    rendered = {"table": report.table, "markdown": report.markdown}
+    if args.markdown:
+        args.markdown.write_text(report.markdown())
+    if args.json:
+        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    text = json.dumps(report.to_json(), indent=2) if args.format == "json" else rendered[args.format]()
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # `| head` closed the pipe: the reader has what it wanted; the status still holds
+        quiet_stdout()
+    return report.exit_status
+
+
+def quiet_stdout() -> None:
+    """Standard output to /dev/null: Python flushes it at exit, which would raise again into a closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def internal_error(error: BaseException) -> int:
+    """One sentence, and the traceback in a file for a bug report: a crash never exits 1, the code of a
+    breaking change, and never prints a traceback a CI log would bury the verdict under."""
+    with tempfile.NamedTemporaryFile("w", prefix="harness-deploy-check-error-", suffix=".txt", delete=False) as f:
+        traceback.print_exception(type(error), error, error.__traceback__, file=f)
+    why = f"{type(error).__name__}: {error}".splitlines()[0]
+    print(f"deploy-check: internal error ({why}); the details are in {f.name}", file=sys.stderr)
+    return INTERNAL_ERROR
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        options = CheckOptions(
-            celery_app=args.celery_app or setting(args, "celery_app"),
-            base=args.base,
-            base_app=args.base_app,
-            cwd=os.getcwd(),
-            calls=tuple(args.calls),
-            examples=tuple(args.example),
-            via=args.via,
-            fail_on=directions(args.fail_on),
-            warn_only=args.warn_only,
-            env=tuple(args.env),
-        )
-        with tempfile.TemporaryDirectory(prefix="harness-deploy-broker-") as work_root:
-            report = check(options, (lambda: broker_from(args, work_root)) if args.prove else None)
+        return run(args)
     except HarnessError as error:
         print(f"deploy-check: {error}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:  # the context managers have stopped whatever the proof started
         print("deploy-check: interrupted; everything it started is stopped and removed", file=sys.stderr)
         return INTERRUPTED
-    rendered = {"table": report.table, "markdown": report.markdown}
-    if args.format == "json":
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        print(rendered[args.format]())
-    if args.markdown:
-        args.markdown.write_text(report.markdown())
-    if args.json:
-        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    return report.exit_status
+    except Exception as error:
+        return internal_error(error)
 
 
 if __name__ == "__main__":

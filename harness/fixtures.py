@@ -4,7 +4,7 @@ Session: ``broker_options`` / ``broker`` (the RabbitMQ provider, started once), 
 ``app_info`` (what the app under test declares, read in a process of its own).
 Scenario: ``stack_spec`` (what to run) and ``celery_config`` (the ``celery_config`` marker), ``vhost``
 (the scenario's own), ``ledger`` (every task's history, listening before anything is sent),
-``timeline``, ``stack`` (the app under supervisord, ready), ``producer``, ``web``, ``owned_broker`` (for
+``timeline``, ``stack`` (the app under supervisord, ready), ``producer``, ``net``, ``web``, ``owned_broker`` (for
 broker faults; skips on a broker the harness does not own), ``dead_letters`` (a dead-letter queue for
 one of the app's queues).
 
@@ -16,14 +16,11 @@ run on. Whatever the harness started is removed on the way out, Ctrl-C included.
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -32,16 +29,18 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 
-from harness import options
+from harness import options, screen
+from harness.app_info import AppInfo, introspect
 from harness.brokers.base import Broker
 from harness.brokers.select import BrokerOptions, make_broker
 from harness.errors import HarnessError, HarnessWarning
 from harness.introspect import routed_queues
 from harness.ledger import Ledger
+from harness.netfaults import NetFaults
 from harness.options import broker_options_from
 from harness.sent import Sender
 from harness.spec import StackSpec, WebSpec, WorkerSpec
-from harness.stack import AppStack, harness_module
+from harness.stack import AppStack
 from harness.terminal import notice
 from harness.timeline import DepthSampler, Timeline
 from harness.vhost import ScenarioVhost
@@ -50,8 +49,6 @@ from harness.web import WebClient
 from harness.xdist_root import workers_root
 
 T = TypeVar("T")
-# A URL no broker answers at: apps that insist on a broker URL at import get one while being read.
-INTROSPECTION_BROKER = "amqp://guest:guest@127.0.0.1:1/harness-introspection"
 
 
 def harness_error(error: HarnessError | str) -> NoReturn:
@@ -133,73 +130,6 @@ def rabbitmq_version(broker: Broker) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", attempt(broker.server_version))[:3])
 
 
-def introspect(
-    celery_app: str, cwd: str, python: str | None = None, workdir: Path | None = None, timeout: float = 30.0,
-    env: Mapping[str, str] | None = None, named_by: str = "--celery-app",
-) -> dict[str, Any]:  # fmt: skip
-    """What the app declares (``python -m harness.introspect``), read in a process of its own: in the app's
-    folder, with its interpreter and the environment its programs get. ``named_by``: where the user named the
-    app (``--celery-app``, ``ini celery_app``...), as the errors say it."""
-    command, launcher_env = harness_module(
-        python or sys.executable, "introspect", workdir or Path(tempfile.gettempdir())
-    )
-    env = {
-        **os.environ, **(env or {}), **launcher_env,
-        "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", INTROSPECTION_BROKER),
-    }  # fmt: skip
-    command = [*command, "--celery-app", celery_app, f"--named-by={named_by}"]  # = : the label may begin with --
-    try:
-        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise HarnessError(
-            f"{named_by} {celery_app} took more than {timeout:.0f}s to import; does it connect at import?"
-        ) from None
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        why = next((line.split(": ", 1)[1] for line in lines if line.startswith("HarnessLaunchError:")), None)
-        raise HarnessError(
-            why or f"{named_by} {celery_app} could not be read: {lines[-1] if lines else done.returncode}"
-        )
-    return json.loads(done.stdout)
-
-
-class AppInfo:
-    """What the app declares, read by ``introspect`` in a thread, so a scenario's set-up need not wait for it:
-    ``result()`` waits, and raises the HarnessError the reading met."""
-
-    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
-        self._value: dict[str, Any] | None = None
-        self._error: HarnessError | None = None
-        self._thread = threading.Thread(target=self._run, args=(read,), name="harness-introspect", daemon=True)
-        self._thread.start()
-
-    def _run(self, read: Callable[[], dict[str, Any]]) -> None:
-        try:
-            self._value = read()
-        except HarnessError as error:
-            self._error = error
-        except Exception as exc:  # a reading that broke in an unforeseen way still says what
-            self._error = HarnessError(f"the app could not be read: {exc!r}")
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-    @property
-    def error(self) -> HarnessError | None:
-        return self._error if self.done else None
-
-    def result(self) -> dict[str, Any]:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
-
-    def __getitem__(self, key: str) -> Any:
-        return self.result()[key]
-
-
 @pytest.fixture(scope="session")
 def _introspections() -> dict[tuple, AppInfo]:
     return {}
@@ -251,12 +181,26 @@ def scenario_dir(harness_workdir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="sc-", dir=harness_workdir))
 
 
+def someone_watches(config: pytest.Config) -> bool:
+    """Whether a person is likely to look at the broker while the run goes on: the output is not captured
+    (``-s``), or a failed scenario stays up for them (``--keep-on-failure``)."""
+    return config.getoption("capture", default=None) == "no" or bool(options.get(config, "keep_on_failure"))
+
+
 @pytest.fixture
 def vhost(
     broker: Broker, request: pytest.FixtureRequest, app_queues: Callable[[], tuple[str, ...]]
 ) -> Iterator[ScenarioVhost]:
+    """The scenario's own vhost (a fresh one on a broker with the management API); with ``-s`` or
+    ``--keep-on-failure``, where its management UI is is said on the terminal."""
     label = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
     with opened(lambda: ScenarioVhost.open(broker, label, app_queues)) as scenario_vhost:
+        if someone_watches(request.config):
+            endpoint = broker.endpoint
+            where = screen.management_where(
+                endpoint.management_url, endpoint.user, endpoint.password, scenario_vhost.name
+            )
+            notice(request.config, f"harness: {request.node.name}: RabbitMQ UI {where}")
         yield scenario_vhost
 
 
@@ -458,6 +402,13 @@ def producer(stack: AppStack) -> Sender:
             "(HttpProducer('/path', ...) for a web route, or DirectProducer('proj.tasks.name', args=...))"
         )
     return stack.producer
+
+
+@pytest.fixture
+def net(stack: AppStack) -> NetFaults:
+    """The network between each program of the stack and the broker (``stack.net``): blackhole, partition,
+    reset, latency."""
+    return stack.net
 
 
 @pytest.fixture

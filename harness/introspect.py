@@ -12,7 +12,11 @@ never imports the user's app to learn about it, and two versions of an app never
   to), the queue a by-name ``send_task`` routes it to (``queue_by_name``), and a hash of its body, for
   the deploy check's rename heuristic.
 
-On an app that does not import it prints ``HarnessLaunchError: ...`` (one line) on stderr and exits 3.
+Each task also says which file its module was imported from (``file``), and the document the import path
+(``sys_path``), so the deploy check can tell a version's own code from a copy standing in front of it.
+With ``--report FILE`` the document goes to that file, not to standard output, which the app may print
+to. On an app that does not import it writes ``{"error": ...}`` there, prints ``HarnessLaunchError: ...``
+(one line) on stderr and exits 3.
 """
 
 from __future__ import annotations
@@ -110,6 +114,7 @@ def describe(app: Any) -> dict[str, Any]:
         function = _function(task)
         details[name] = {
             "module": getattr(function, "__module__", None),
+            "file": module_file(getattr(function, "__module__", None)),
             "function": getattr(function, "__qualname__", None),
             "bound": is_bound(task),
             "parameters": parameters(task),
@@ -135,21 +140,62 @@ def routed_queues(info: dict) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def module_file(name: str | None) -> str | None:
+    """The file a module was imported from (where a task's code really came from), or None."""
+    module = sys.modules.get(name or "")
+    path = getattr(module, "__file__", None)
+    return os.path.realpath(path) if path else None
+
+
+def modules_under(folder: str) -> list[str]:
+    """The modules of this process imported from files under ``folder`` (another version's tree, where none
+    should come from)."""
+    root = os.path.realpath(folder) + os.sep
+    return sorted(
+        name for name, module in list(sys.modules.items())
+        if (path := getattr(module, "__file__", None)) and os.path.realpath(path).startswith(root)
+    )  # fmt: skip
+
+
+def report(path: str | None, document: dict[str, Any]) -> None:
+    """The result on a channel of its own (a file), never standard output, where the app may print."""
+    text = json.dumps(document, default=repr)
+    if path is None:
+        print(text)
+        return
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.introspect", description=__doc__.split("\n\n")[0])
     parser.add_argument("--celery-app", required=True)
     parser.add_argument("--named-by", default="--celery-app", help="where the user named the app, for the errors")
     parser.add_argument("--path", action="append", default=[], help="put this folder first on sys.path")
+    parser.add_argument("--report", help="write the JSON document here (default: standard output)")
+    parser.add_argument("--foreign-tree", help="a folder no module may come from: list the modules that did")
     args = parser.parse_args(argv)
     for path in reversed([*args.path, os.getcwd()]):
         if path not in sys.path:
             sys.path.insert(0, path)
     try:
         app = load_celery_app(args.celery_app, args.named_by)
-        app.loader.import_default_modules()  # what a worker imports at start (autodiscovered tasks)
-        print(json.dumps(describe(app), default=repr))
+        try:
+            app.loader.import_default_modules()  # what a worker imports at start (autodiscovered tasks)
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise LaunchError(
+                f"{args.named_by} {args.celery_app} imports, but importing its task modules raised {why}"
+            ) from None
+        info = describe(app)
     except LaunchError as error:
+        if args.report:
+            report(args.report, {"error": str(error)})
         fail(str(error))
+    info["sys_path"] = [os.path.realpath(p) for p in sys.path if p]
+    if args.foreign_tree:
+        info["foreign_modules"] = modules_under(args.foreign_tree)
+    report(args.report, info)
     return 0
 
 

@@ -87,6 +87,26 @@ class JournalWriter:
         os.write(self._descriptor(), data)  # one write: a kill cuts at most this line
 
 
+def error_fields(exception: BaseException | None) -> dict[str, str]:
+    """The exception's real type and message (``str(exc)``), for the harness to show as ``ValueError: bad input``:
+    unwrapped from billiard's ``ExceptionWithTraceback`` (whose repr names neither) and from Celery's
+    ``UnpickleableExceptionWrapper`` (an exception that could not cross the pool's pipe)."""
+    if exception is None:
+        return {}
+    inner = getattr(exception, "exc", None)
+    if type(exception).__name__ == "ExceptionWithTraceback" and isinstance(inner, BaseException):
+        exception = inner
+    if type(exception).__name__ == "UnpickleableExceptionWrapper":
+        args = tuple(getattr(exception, "exc_args", ()) or ())
+        message = str(args[0]) if len(args) == 1 else str(args) if args else ""
+        return {"error_type": str(getattr(exception, "exc_cls_name", "?")), "error_message": message[:300]}
+    try:
+        message = str(exception)
+    except Exception:  # an exception whose __str__ raises: its type is what matters
+        message = ""
+    return {"error_type": type(exception).__name__, "error_message": message[:300]}
+
+
 def _id_from(headers: dict | None, body: Any) -> str | None:
     if headers and headers.get("id"):
         return str(headers["id"])
@@ -153,7 +173,7 @@ def connect(writer: JournalWriter) -> None:
     def failure(sender=None, task_id=None, exception=None, **_: Any) -> None:
         request = getattr(sender, "request", None)
         hostname = getattr(request, "hostname", None) if getattr(request, "id", None) == task_id else None
-        writer.write("task-failed", task_id, hostname, exception=_short_repr(exception))
+        writer.write("task-failed", task_id, hostname, exception=_short_repr(exception), **error_fields(exception))
 
     def retry(sender=None, request=None, reason=None, **_: Any) -> None:
         # Celery sends task_retry without a reason for one case only: it cancelled the run itself (a lost
@@ -181,7 +201,9 @@ def connect(writer: JournalWriter) -> None:
         )  # fmt: skip
 
     def ready(sender=None, **_: Any) -> None:
-        writer.write("worker-online", None, getattr(sender, "hostname", None))
+        # The pool size the worker settled on (-c, else the app's worker_concurrency, else Celery's default).
+        concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
+        writer.write("worker-online", None, getattr(sender, "hostname", None), concurrency=concurrency)
 
     def stopping(sender=None, sig=None, how=None, **_: Any) -> None:
         writer.write("worker-stopping", None, signal=sig, how=how)

@@ -7,7 +7,8 @@ supervisord starts every web and worker program through this launcher instead of
    scenario's vhost) and ``broker_url`` is set on every Celery app of the process afterwards, so it works
    whatever name the app reads its own URL from; a URL that did not take is an error, not a surprise;
 2. task events on both sides (``worker_send_task_events``, ``task_send_sent_event``), no result
-   backend unless the scenario asks for one, never ``task_always_eager``;
+   backend unless the scenario asks for one, never ``task_always_eager``: each forced at every layer that
+   can win (the environment, a Django settings object...) and read back (``harness.forced_settings``);
 3. the scenario's Celery settings (``@pytest.mark.celery_config(...)``), on every app of the process;
 4. the journal (``harness.journal``): signal handlers that write every step to a file, the witness that
    needs no broker; and, in a web program, a middleware that tells the harness which task ids each
@@ -32,20 +33,11 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .forced_settings import FORCED, NotForced, check, effective, force, hide_cli_overrides
 from .journal import JournalWriter, connect, request_publishes
 
 TASK_IDS_HEADER = "X-Harness-Task-Ids"
 PUBLISHED_HEADER = "X-Harness-Task-Published"
-
-# What the launcher always sets, before the scenario's own settings.
-FORCED = {
-    "worker_send_task_events": True,
-    "task_send_sent_event": True,
-    "task_always_eager": False,
-    "broker_read_url": None,
-    "broker_write_url": None,
-    "result_backend": None,
-}
 
 # Settings that decide what happens to tasks under faults: written to the journal as the program saw
 # them, for the report and the resilience audit.
@@ -177,8 +169,12 @@ def active_apps() -> list[Any]:
 
 
 def configure(app: Any, broker_url: str, settings: dict[str, Any]) -> None:
-    """Set what the harness needs, then the scenario's settings, on one app; check the broker took."""
-    app.conf.update({**FORCED, "broker_url": broker_url, **settings})
+    """Set what the harness needs, then the scenario's settings, on one app, at every layer that can win
+    (``harness.forced_settings``); check each took, and that the app connects to ``broker_url``."""
+    try:
+        force(app, {**FORCED, "broker_url": broker_url, **settings})
+    except NotForced as error:
+        raise LaunchError(str(error)) from None
     actual = app.connection_for_write().as_uri(include_password=True)
     from kombu import Connection
 
@@ -190,8 +186,36 @@ def configure(app: Any, broker_url: str, settings: dict[str, Any]) -> None:
         )
 
 
+def recheck_after_command_line(app: Any, wanted: dict[str, Any]) -> None:
+    """``app.worker_main`` runs Celery's command line, which reads the app, the broker and the result backend
+    from the environment too: hide those variables from it, then, once it has run (``worker_init``, in
+    the worker's main process before any pool process forks), give them back and read the forced settings
+    again. Only those: the worker rewrites some of the scenario's on purpose (``include`` gains the module of
+    every registered task), and those were read back before the command line ran."""
+    from celery.signals import worker_init
+
+    hidden = hide_cli_overrides()
+
+    def after(**_: Any) -> None:
+        os.environ.update(hidden)
+        try:
+            check(app, wanted)
+        except NotForced as error:
+            fail(str(error))
+
+    worker_init.connect(after, weak=False)
+
+
+def configure_all(app: Any, broker_url: str, settings: dict[str, Any]) -> None:
+    """``configure`` on ``app`` and every other Celery app the user's imports created (a task bound to another
+    app would otherwise run eagerly, or publish elsewhere)."""
+    for each in {id(a): a for a in [app, *active_apps()]}.values():
+        configure(each, broker_url, settings)
+
+
 def describe_settings(app: Any) -> dict[str, Any]:
-    return {key: app.conf.get(key) for key in REPORTED_SETTINGS}
+    """The settings as Celery uses them (``result_backend`` from the environment first, as Celery reads it)."""
+    return {key: effective(app, key) for key in REPORTED_SETTINGS}
 
 
 def describe_tasks(app: Any) -> dict[str, dict[str, Any]]:
@@ -335,7 +359,9 @@ def run_uvicorn(app: Callable, config: dict[str, Any]) -> None:
 
 def worker_argv(config: dict[str, Any]) -> list[str]:
     argv = ["worker", "-n", config["hostname"], "-E", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
-    argv += ["-c", str(config.get("concurrency", 1)), "-P", config.get("pool", "prefork")]
+    if config.get("concurrency") is not None:  # else the app's own worker_concurrency (Celery's default: the CPUs)
+        argv += ["-c", str(config["concurrency"])]
+    argv += ["-P", config.get("pool", "prefork")]
     if config.get("queues"):
         argv += ["-Q", ",".join(config["queues"])]
     if config.get("fair"):
@@ -355,11 +381,12 @@ def launch(config: dict[str, Any]) -> int:
     settings = config.get("settings", {})
     if config["role"] == "worker":
         app = load_celery_app(config["celery_app"])
-        for each in {id(a): a for a in [app, *active_apps()]}.values():
-            configure(each, config["broker_url"], settings)
+        configure_all(app, config["broker_url"], settings)
         if config.get("probe") is not None:
             add_probe(app, config["probe"])
         writer.write("config", None, app=app.main, settings=describe_settings(app), tasks=describe_tasks(app))
+        wanted = {**FORCED, **settings}
+        recheck_after_command_line(app, {key: wanted[key] for key in FORCED})  # as the scenario may have changed them
         return app.worker_main(worker_argv(config)) or 0
     web = load_object(config["web_app"], "--web-app")
     apps = active_apps()

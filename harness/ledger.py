@@ -24,6 +24,7 @@ from harness import evidence
 from harness.events import EventWitness
 from harness.faults import BROKER_DOWN, BROKER_UP, Fault
 from harness.journal import Entry, JournalReader
+from harness.sent import Sent, TaskIds, id_of, ids_of
 from harness.verdict import Send, Span, TaskEvent, TaskHistory, Verdict, judge
 from harness.waiting import eventually, never
 
@@ -41,6 +42,9 @@ class WorkerEvent:
 
 
 class Ledger:
+    """The ``ledger`` fixture: every task's history from both witnesses, what the scenario sent, the waits on
+    them, and the verdict's raw material. ``journal`` is the journal reader (None without a journal)."""
+
     def __init__(self, amqp_url: str, journal_dir: str | Path | None = None, reconnect_gate=None) -> None:
         self.amqp_url = amqp_url
         self._lock = threading.Lock()
@@ -54,18 +58,22 @@ class Ledger:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Ledger:
+        """Start listening to Celery's events (returning once it listens); returns the ledger. The fixture does
+        this before anything is sent."""
         self.events.start(timeout)
         return self
 
     def close(self) -> None:
+        """Stop listening to Celery's events; returns None. The fixture does this."""
         self.events.close()
 
     def wait_listening_since(self, since: float, timeout: float = 30.0) -> None:
+        """Wait until the events witness has listened since ``since`` (after a reconnect); returns None."""
         self.events.wait_listening_since(since, timeout)
 
     def observe(self, fault: Fault) -> None:
         """A broker fault (from the broker's fault bus): note the blind span, and once the broker is back,
-        return only when the events witness listens again, so no later event is missed."""
+        return (None) only when the events witness listens again, so no later event is missed."""
         if isinstance(fault, BROKER_DOWN):
             self._down_since = fault.at
         elif isinstance(fault, BROKER_UP) and self._down_since is not None:
@@ -99,6 +107,8 @@ class Ledger:
                 self._workers.append(WorkerEvent(kind, event.get("hostname", "?"), timestamp, received_at, event))
 
     def record_send(self, task_id: str, ok: bool = True, error: str | None = None) -> Send:
+        """Record that the scenario sent ``task_id`` (``ok``: the send reported success); returns the ``Send``.
+        The producers do this; a scenario that publishes by hand does it too, so the verdict judges that task."""
         send = Send(task_id, ok, time.time(), error)
         with self._lock:
             self._sends[task_id] = send
@@ -107,43 +117,49 @@ class Ledger:
     # -- reading ---------------------------------------------------------------------------
     @property
     def sent_ids(self) -> list[str]:
+        """The ids of every task the scenario sent, in the order sent."""
         with self._lock:
             return list(self._sends)
 
     def sends(self) -> dict[str, Send]:
+        """Every send the scenario recorded: task id -> ``Send`` (ok, when, error)."""
         with self._lock:
             return dict(self._sends)
 
     def event_histories(self) -> dict[str, TaskHistory]:
-        """What the events witness alone saw."""
+        """What the events witness alone saw: task id -> ``TaskHistory``."""
         with self._lock:
             return {i: TaskHistory(i, list(h.events)) for i, h in self._tasks.items()}
 
     def histories(self) -> dict[str, TaskHistory]:
-        """Every task's history, from both witnesses."""
+        """Every task's history, from both witnesses: task id -> ``TaskHistory``."""
         seen = self.event_histories()
         if self.journal is None:
             return seen
         return evidence.merge(seen, self.journal.entries())
 
-    def history(self, task_id: str) -> TaskHistory:
-        return self.histories().get(task_id, TaskHistory(task_id))
+    def history(self, task: str | Sent) -> TaskHistory:
+        """One task's history from both witnesses (a task id, or the ``Sent`` of one task); an empty history if
+        neither witness saw it."""
+        one = id_of(task, "ledger.history")
+        return self.histories().get(one, TaskHistory(one))
 
-    def count(self, event_type: str, ids: Iterable[str] | None = None) -> int:
+    def count(self, event_type: str, ids: TaskIds | None = None) -> int:
         """How many of ``ids`` (default: every task seen) have at least one such step."""
         histories = self.histories()
-        chosen = histories.values() if ids is None else (histories.get(i) for i in ids)
+        chosen = histories.values() if ids is None else (histories.get(i) for i in ids_of(ids, "ledger.count"))
         return sum(1 for h in chosen if h is not None and h.count(event_type) > 0)
 
-    def retry_waits(self, task_id: str) -> list[float]:
-        """For each run that ended in a retry: seconds from its start to the next run's start.
+    def retry_waits(self, task: str | Sent) -> list[float]:
+        """For each run that ended in a retry: seconds from its start to the next run's start (a list, one per
+        retry).
 
         Measured from the start, not from ``task-retried``: the worker sends that event after it has
         published the retry (whose countdown began when the task called ``retry()``), so under load the
         event can come tens of milliseconds into the countdown. The start precedes the call: the wait
         from it is at least the countdown, whatever the load.
         """
-        events = self.history(task_id).events
+        events = self.history(id_of(task, "ledger.retry_waits")).events
         starts = [n for n, e in enumerate(events) if e.type == "task-started"]
         waits = []
         for this, following in itertools.pairwise(starts):
@@ -186,6 +202,7 @@ class Ledger:
 
     # -- blind spans -----------------------------------------------------------------------
     def events_blind(self) -> list[Span]:
+        """The spans Celery's events may have missed (the broker down, the listener reconnecting), by start."""
         with self._lock:
             down = list(self._broker_down)
         if self._down_since is not None:
@@ -193,29 +210,31 @@ class Ledger:
         return sorted([*down, *self.events.deaf_spans()], key=lambda s: s.start)
 
     def journal_blind(self) -> list[Span]:
+        """The spans the journal may have missed (a file cut mid-line by a kill: from its last whole line on)."""
         if self.journal is None:
             return [Span(0.0, None, "no program wrote a journal")]
         return [Span(cut.after, None, cut.describe()) for cut in self.journal.cuts()]
 
     def blind(self) -> list[Span]:
-        """Spans that neither witness saw."""
+        """The spans that neither witness saw (each with why), by start."""
         return evidence.both_blind(self.events_blind(), self.journal_blind())
 
     # -- waiting ---------------------------------------------------------------------------
-    def settled(self, ids: Iterable[str]) -> int:
+    def settled(self, ids: TaskIds) -> int:
         """How many of ``ids`` have ended (succeeded, failed, or were rejected for good)."""
+        ids = ids_of(ids, "ledger.settled")
         histories = self.histories()
         return sum(1 for i in ids if i in histories and histories[i].terminal is not None)
 
-    def wait_received(self, ids: Iterable[str], timeout: float = 10.0) -> None:
-        """Wait until a worker has received each of ``ids`` (running or prefetched)."""
-        ids = list(ids)
+    def wait_received(self, ids: TaskIds, timeout: float = 10.0) -> None:
+        """Wait until a worker has received each of ``ids`` (running or prefetched); returns None."""
+        ids = ids_of(ids, "ledger.wait_received")
         eventually(
             lambda: self.count("task-received", ids), until=lambda n: n == len(ids), timeout=timeout,
             what=f"a worker to receive all {len(ids)} tasks",
         )  # fmt: skip
 
-    def wait_running(self, ids: Iterable[str], timeout: float = 10.0, accepted: bool = False) -> str:
+    def wait_running(self, ids: TaskIds, timeout: float = 10.0, accepted: bool = False) -> str:
         """Wait until one of ``ids`` has started and has not ended; return its id.
 
         ``accepted``: started as the worker's main process knows it. The journal's start is written by the
@@ -223,7 +242,7 @@ class Ledger:
         ``task-started`` and treats the task as active (a cold shutdown cancels active tasks only: one that
         came a few milliseconds earlier let the task run to its end). A fault aimed at a running task waits
         for that event."""
-        ids = list(ids)
+        ids = ids_of(ids, "ledger.wait_running")
 
         def running() -> list[str]:
             histories = self.event_histories() if accepted else self.histories()
@@ -233,17 +252,18 @@ class Ledger:
 
         return eventually(running, timeout=timeout, what=f"one of {len(ids)} tasks to be running")[0]
 
-    def wait_started(self, task_id: str, timeout: float = 10.0) -> None:
+    def wait_started(self, task: str | Sent, timeout: float = 10.0) -> None:
+        """Wait until the task has started on a worker (ended or not); returns None."""
+        one = id_of(task, "ledger.wait_started")
         eventually(
-            lambda: self.history(task_id).count("task-started"), timeout=timeout,
-            what=f"task {task_id} to start on a worker",
+            lambda: self.history(one).count("task-started"), timeout=timeout, what=f"task {one} to start on a worker",
         )  # fmt: skip
 
-    def wait_each_has(self, type: str, ids: Iterable[str], timeout: float = 5.0) -> None:
-        """Wait until each of ``ids`` has an event of ``type`` (a custom event the task sends, say). Only
-        Celery's events carry those, and the journal may have ended the task before they arrive: a check
-        made right after ``wait_settled`` could look too early."""
-        ids = list(ids)
+    def wait_each_has(self, type: str, ids: TaskIds, timeout: float = 5.0) -> None:
+        """Wait until each of ``ids`` has an event of ``type`` (a custom event the task sends, say); returns
+        None. Only Celery's events carry those, and the journal may have ended the task before they arrive: a
+        check made right after ``wait_settled`` could look too early."""
+        ids = ids_of(ids, "ledger.wait_each_has")
         eventually(
             lambda: [i for i in ids if not self.history(i).count(type)], until=lambda missing: not missing,
             timeout=timeout, what=f"a {type} event for each of {len(ids)} tasks",
@@ -251,18 +271,18 @@ class Ledger:
         )  # fmt: skip
 
     def child_ids(self) -> list[str]:
-        """Tasks that other tasks sent (seen so far)."""
+        """The ids of the tasks that other tasks sent (seen so far)."""
         sends = self.sends()
         return [i for i, h in self.histories().items() if i not in sends and h.sent_by_a_task is not None]
 
-    def wait_settled(self, ids: Iterable[str] | None = None, timeout: float = 30.0, children: bool = False) -> None:
+    def wait_settled(self, ids: TaskIds | None = None, timeout: float = 30.0, children: bool = False) -> None:
         """Wait until every one of ``ids`` (default: every task the scenario sent) has ended; with
-        ``children``, also every task those tasks sent (known once their senders have ended).
+        ``children``, also every task those tasks sent (known once their senders have ended); returns None.
 
         Ended as the first witness to see it says: often the journal, with Celery's event still on its way. A check
         of one witness's view (``event_histories``, a step's ``witnesses``, ``worker_events(witness=...)``) waits
         for that view itself, with ``harness.waiting.eventually``."""
-        given = None if ids is None else list(ids)
+        given = None if ids is None else ids_of(ids, "ledger.wait_settled")
 
         def pending() -> list[str]:
             wanted = list(self.sent_ids if given is None else given)
@@ -293,13 +313,16 @@ class Ledger:
             progress=describe,
         )  # fmt: skip
 
-    def event_count(self, ids: Iterable[str]) -> int:
+    def event_count(self, ids: TaskIds) -> int:
+        """How many steps the witnesses saw for ``ids``, all together."""
+        ids = ids_of(ids, "ledger.event_count")
         histories = self.histories()
         return sum(len(histories[i].events) for i in ids if i in histories)
 
-    def assert_quiet(self, ids: Iterable[str], for_: float, why: str) -> None:
-        """Watch for ``for_`` seconds: no new step for any of ``ids`` (nothing redelivers or reruns them)."""
-        ids = list(ids)
+    def assert_quiet(self, ids: TaskIds, for_: float, why: str) -> None:
+        """Watch for ``for_`` seconds: no new step for any of ``ids`` (nothing redelivers or reruns them);
+        returns None, and raises if a step came, saying ``why`` none should have."""
+        ids = ids_of(ids, "ledger.assert_quiet")
         baseline = self.event_count(ids)
         never(
             lambda: self.event_count(ids), until=lambda n: n != baseline, for_=for_,
@@ -329,7 +352,10 @@ class Ledger:
         connections_cut: bool = False,
         live: Mapping[int, str] | None = None,
     ) -> Verdict:
-        """``live``: the worker processes that run now (pid -> name); a task one of them holds is never lost."""
+        """Every sent task's fate, as a ``Verdict``: ``queued`` the tasks whose message waits (or task id -> its
+        queue), ``unacked`` the messages the broker holds unacknowledged (None: unknown), ``live`` the worker
+        processes that run now (pid -> name; a task one of them holds is never lost). ``stack.verdict()`` reads
+        all three itself: use that."""
         held = self.held_by(live) if live else None
         return judge(
             self.sends(), self.histories(), queued, unacked, self.blind(), connections_cut=connections_cut, held=held

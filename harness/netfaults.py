@@ -197,7 +197,9 @@ class FaultProxy:
 
 
 class NetFaults:
-    """The stack's network: one ``FaultProxy`` per program, and the fault calls on them (``stack.net``)."""
+    """The ``net`` fixture (``stack.net``): the stack's network, one ``FaultProxy`` per program between it and the
+    broker, and the fault calls on them. Names are the stack's program names; a typo is one sentence listing them.
+    ``cut_connections`` is True once a blackhole, partition or reset may have lost an acknowledgement."""
 
     def __init__(self, upstream: tuple[str, int], record: Callable[[Fault], None]) -> None:
         self.upstream = upstream
@@ -216,7 +218,8 @@ class NetFaults:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     def add(self, program: str) -> FaultProxy:
-        """A relay for ``program`` on a free loopback port (another one if that port was taken meanwhile)."""
+        """A relay for ``program`` on a free loopback port (another one if that port was taken meanwhile); returns
+        it. The stack does this for each of its programs."""
         for _ in range(5):
             proxy = FaultProxy(program, self.upstream, self._loop, free_ports(1)[0])
             try:
@@ -228,6 +231,7 @@ class NetFaults:
         raise HarnessError(f"no free loopback port for {program}'s network fault proxy after 5 tries")
 
     def port(self, program: str) -> int:
+        """The loopback port of ``program``'s relay: where the program's broker URL points."""
         return self._proxy(program).port
 
     def _proxy(self, program: str) -> FaultProxy:
@@ -260,13 +264,14 @@ class NetFaults:
     # -- faults ------------------------------------------------------------------------------
     @contextmanager
     def blackhole(self, program: str) -> Iterator[None]:
-        """Every packet to and from ``program``'s connections to the broker is dropped inside the block."""
+        """A context manager: every packet to and from ``program``'s connections to the broker is dropped inside
+        the block (iptables; needs root or CAP_NET_ADMIN), and flows again after it."""
         with self._dropped([program], "blackhole"):
             yield
 
     @contextmanager
     def partition(self, *programs: str) -> Iterator[None]:
-        """``programs`` are cut off the broker (packets dropped, no RST) inside the block."""
+        """A context manager: ``programs`` are cut off the broker (packets dropped, no RST) inside the block."""
         if not programs:
             raise HarnessError("net.partition() needs the programs to cut off, e.g. net.partition('worker', 'web')")
         with self._dropped(list(programs), "partition"):
@@ -282,7 +287,8 @@ class NetFaults:
 
     @contextmanager
     def latency(self, program: str, ms: float) -> Iterator[None]:
-        """``ms`` added to each direction of ``program``'s traffic with the broker inside the block."""
+        """A context manager: ``ms`` added to each direction of ``program``'s traffic with the broker inside the
+        block."""
         if ms < 0:
             raise HarnessError(f"net.latency(ms={ms}) must be 0 or more")
         proxy = self._proxy(program)
@@ -323,7 +329,8 @@ class NetFaults:
         iptables("-D", *spec, check=False)
 
     def close(self) -> None:
-        """Remove every rule still in place, cut every relayed connection, stop the relays. Idempotent."""
+        """Remove every rule still in place, cut every relayed connection, stop the relays; returns None.
+        Idempotent; the stack does this."""
         for spec in list(self.rules):
             self._delete(spec)
         if self._loop.is_closed():

@@ -119,6 +119,12 @@ OPTIONS = (
         env="HARNESS_DEPLOY_BASE",
     ),
     Option(
+        "harness_deploy_base_setup",
+        "the deploy check's set-up of the base: a shell command run in the base's checkout before it is read "
+        "(untracked files the app needs: cp ../settings_local.py . && python manage.py migrate)",
+        env="HARNESS_DEPLOY_BASE_SETUP",
+    ),
+    Option(
         "harness_deploy_calls",
         "how producers call tasks, for the deploy check: positional, keyword or both (default)",
         "both",

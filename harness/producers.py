@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from harness.errors import HarnessError
+from harness.forced_settings import forget_backend
 from harness.launcher import PUBLISHED_HEADER, TASK_IDS_HEADER
 from harness.sent import Sent
 
@@ -125,6 +126,9 @@ class HttpProducer:
 
 
 class HttpSender:
+    """The bound ``HttpProducer`` (the ``producer`` fixture of a stack with a web route): each send is a request
+    to the web app, recorded in the ledger with the task id(s) it published."""
+
     def __init__(self, spec: HttpProducer, base_url: str, ledger) -> None:
         self.spec = spec
         self.base_url = base_url.rstrip("/")
@@ -135,6 +139,9 @@ class HttpSender:
         return f"{self.spec.method} {self.spec.path}"
 
     def send(self, n: int = 0) -> Sent:
+        """One request (``"{n}"`` in its body becomes ``n``); returns its ``Sent``: the task id(s), whether the
+        app accepted it (``ok``), how long the request took, the HTTP status. An answer neither accepted nor
+        refused raises, with the start of its body."""
         spec = self.spec
         started = time.monotonic()
         try:
@@ -174,9 +181,11 @@ class HttpSender:
         )
 
     def send_many(self, count: int) -> list[Sent]:
+        """``count`` sends, numbered 0.. in turn; returns their ``Sent``s in order (what every wait takes)."""
         return [self.send(n) for n in range(count)]
 
     def close(self) -> None:
+        """Close the HTTP session; returns None. The stack does this."""
         self._session.close()
 
 
@@ -240,27 +249,32 @@ def load_app(path: str, cwd: str, broker_url: str) -> Any:
 
 
 class DirectSender:
+    """The bound ``DirectProducer``: sends the app's task from the test process, each send recorded in the
+    ledger. While it is bound the app has the scenario's settings and no result backend but the one the
+    scenario asks for; ``close`` gives the app back as it was."""
+
     def __init__(self, spec: DirectProducer, app: Any, stack: AppStack) -> None:
         self.spec = spec
         self.app = app
         self.ledger = stack.ledger
-        if spec.via == "apply_async":
-            app.loader.import_default_modules()  # the task modules a worker imports (include=, autodiscovery)
-        if spec.via == "apply_async" and spec.task not in app.tasks:
-            known = ", ".join(sorted(n for n in app.tasks if not n.startswith("celery."))) or "none"
-            raise HarnessError(f"DirectProducer: the app has no task {spec.task!r}; its tasks: {known}")
         settings = {"task_send_sent_event": True, **stack.settings_for(None)}
         self._saved = {key: app.conf.get(key) for key in settings}
-        app.conf.update(settings)
+        self._backend = ResultBackend(app, settings.get("result_backend"))
+        app.conf.update(settings)  # before the task modules are imported: the scenario's include= and imports=
+        if spec.via == "apply_async":
+            import_task_modules(app, spec.task)
         # The app's own connection settings (connect timeout, transport options), to the scenario's vhost.
         self._connection = app.connection_for_write(stack.vhost.amqp_url)
 
     def send(self, n: int = 0) -> Sent:
+        """One send of the task (``"{n}"`` in string arguments becomes ``n``); returns its ``Sent``: the task id,
+        whether the broker took it (``ok``; a refusal or a broker that is down is ``ok=False`` with the error),
+        how long it took."""
         return self.send_call(_render(tuple(self.spec.args), n), _render(dict(self.spec.kwargs), n))
 
     def send_call(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], connection: Any = None) -> Sent:
         """One send of the task with these arguments, recorded in the ledger with its task id; on another
-        connection than the sender's own if given (sends from several threads at once)."""
+        connection than the sender's own if given (sends from several threads at once); returns its ``Sent``."""
         import uuid
 
         spec = self.spec
@@ -280,6 +294,7 @@ class DirectSender:
         return Sent(task_id, True, time.monotonic() - started, None, None, (task_id,))
 
     def send_many(self, count: int) -> list[Sent]:
+        """``count`` sends, numbered 0.. in turn; returns their ``Sent``s in order (what every wait takes)."""
         return [self.send(n) for n in range(count)]
 
     def connection(self) -> Any:
@@ -287,9 +302,60 @@ class DirectSender:
         return self.app.connection_for_write(self._connection.as_uri(include_password=True))
 
     def close(self) -> None:
+        """Give the app back its own settings and result backend, and release the sender's connection."""
         self.app.conf.update(self._saved)
+        self._backend.restore()
         with suppress(Exception):
             self._connection.release()
+
+
+def import_task_modules(app: Any, task: str) -> None:
+    """Import the task modules a worker of this app imports (its ``include`` and ``imports``, the scenario's
+    included, and what it autodiscovers), then check the task is registered; else one sentence saying how."""
+    try:
+        app.loader.import_default_modules()
+    except Exception as exc:
+        modules = ", ".join(map(str, app.loader.default_modules)) or "none"
+        raise HarnessError(
+            f"DirectProducer: the app's task modules ({modules}) do not import in the test process: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if task not in app.tasks:
+        known = ", ".join(sorted(n for n in app.tasks if not n.startswith("celery."))) or "none"
+        raise HarnessError(
+            f"DirectProducer: the app has no task {task!r}; its tasks: {known}; if a module the worker is given "
+            "registers it, name that module in the app's include= or the scenario's celery_config(include=[...]) "
+            "(the test process imports those too), or import it in the test"
+        )
+
+
+class ResultBackend:
+    """The result backend of the app in the test process: the one the scenario asks for (its ``result_backend``
+    setting), else none, as in the programs. Set on the app object (``backend_cls``, which Celery reads before
+    any setting), not through ``result_backend``: Celery takes ``CELERY_RESULT_BACKEND`` from the environment
+    before any setting, and keeps a backend it built already whatever the settings say. So the app's own
+    backend is never built here (a ``db+sqlite:///results.sqlite`` one creates its file in the working
+    directory when built, which every send did: its ``AsyncResult`` asks the app for its backend).
+    ``restore`` gives the app back its own (built when next needed, by whatever needs it)."""
+
+    def __init__(self, app: Any, asked: str | None) -> None:
+        self.app = app
+        self._own = app.__dict__.get("backend_cls", _UNSET)
+        app.backend_cls = asked or "disabled"
+        self._forget()
+
+    def _forget(self) -> None:
+        forget_backend(self.app)
+
+    def restore(self) -> None:
+        if self._own is _UNSET:
+            self.app.__dict__.pop("backend_cls", None)
+        else:
+            self.app.backend_cls = self._own
+        self._forget()
+
+
+_UNSET = object()
 
 
 def assert_all_queued(sends: list[Sent], within: float) -> None:

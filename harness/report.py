@@ -21,13 +21,42 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import HarnessError
 from harness.plots import FATE_COLOURS, numbered, plot
 from harness.stack import AppStack
 from harness.verdict import FATES
 
+FAILURE_CHARS = 6000  # of the failure's text shown: an assertion on a verdict lists the histories of 10 tasks a fate
 
-def scenario_record(item: pytest.Item, report: pytest.TestReport, stack: AppStack) -> dict:
-    """Everything the report shows of one scenario, as plain data."""
+
+def failure_text(call: pytest.CallInfo | None) -> str | None:
+    """Why the scenario failed, as pytest says it first: the exception and its message (an assertion's text with
+    pytest's explanation); a problem the user must fix as its one sentence."""
+    if call is None or call.excinfo is None:
+        return None
+    if call.excinfo.errisinstance(HarnessError):
+        return f"harness: {call.excinfo.value}"
+    return call.excinfo.exconly().strip()[:FAILURE_CHARS]
+
+
+def why_failed(stack: AppStack) -> dict[str, list[str]]:
+    """What a reader of a failure looks at next, as the plugin's failure report lists it: the programs that are
+    not running (the likeliest cause), then the queues no one consumes."""
+    found: dict[str, list[str]] = {}
+    for key, read in (("not_running", stack.not_running), ("unconsumed", stack.unconsumed)):
+        try:
+            found[key] = read()
+        except Exception as exc:  # supervisord or the broker may be what broke: say so, keep the rest
+            found[key] = [f"could not be read: {exc!r}"]
+    return found
+
+
+def scenario_record(
+    item: pytest.Item, report: pytest.TestReport, stack: AppStack, call: pytest.CallInfo | None = None
+) -> dict:
+    """Everything the report shows of one scenario, as plain data; a failed one starts with why it failed."""
+    failed = report.failed
+    failure = {"failure": failure_text(call), **why_failed(stack)} if failed else {}
     verdict = stack.verdict()
     fate_of = {task_id: fate for fate, ids in verdict.fates.items() for task_id in ids}
     tasks = {
@@ -40,7 +69,7 @@ def scenario_record(item: pytest.Item, report: pytest.TestReport, stack: AppStac
                     "hostname": e.hostname,
                     "at": e.timestamp,
                     "received": e.received_at,
-                    "exception": e.exception_type,
+                    "exception": e.error if e.type in ("task-failed", "task-retried") else e.exception_type,
                     "witnesses": sorted(e.witnesses),
                     "late": e.fields.get("reported_late_s"),
                 }
@@ -64,6 +93,7 @@ def scenario_record(item: pytest.Item, report: pytest.TestReport, stack: AppStac
         "fate_of": fate_of,
         "ended": time.time(),
         "rabbitmq": broker_version(item),
+        **failure,
     }
 
 
@@ -138,6 +168,21 @@ def _until(end: float | None, origin: float) -> str:
     return "the end" if end is None else f"{end - origin:.1f} s"
 
 
+def failure_block(record: dict) -> str:
+    """A failed scenario's first words: why it failed, then the programs not running and the queues no one
+    consumes (what the plugin's failure report lists first too); empty for one that passed."""
+    if record.get("outcome") != "failed":
+        return ""
+    e = html.escape
+    parts = [
+        f"<h3>Why it failed</h3><pre class=failure>{e(record.get('failure') or 'no exception was recorded')}</pre>"
+    ]
+    for key, title in (("not_running", "Programs not running"), ("unconsumed", "Queues no one consumes")):
+        if record.get(key):
+            parts.append(f"<h3>{title}</h3><ul>{''.join(f'<li>{e(line)}</li>' for line in record[key])}</ul>")
+    return f"<div class=why>{''.join(parts)}</div>"
+
+
 def section(record: dict, data_file: str) -> str:
     e = html.escape
     anchor = _slug(record["nodeid"])
@@ -157,6 +202,7 @@ def section(record: dict, data_file: str) -> str:
 <section class="scenario {e(record["outcome"])}" id="{e(anchor)}">
   <h2>{e(title)} <span class="outcome">{e(record["outcome"])}</span></h2>
   <p class="nodeid">{where} &middot; <a href="{e(data_file)}">raw data (JSON)</a></p>
+  {failure_block(record)}
   <div class="story">{story}</div>
   <p class="caption">Top: each task on a row of its own (hover for its id, click for its history below):
   its send (|, or a triangle where the app refused it) and each run on a worker, a line ending in o if it
@@ -170,6 +216,12 @@ def section(record: dict, data_file: str) -> str:
   {fate_tables(record["fates"])}
   {task_table(record, anchor)}
 </section>"""
+
+
+def toc_failure(record: dict) -> str:
+    """The first line of why a scenario failed, beside its name in the page's contents."""
+    first = (record.get("failure") or "").strip().splitlines()[:1]
+    return f": <code>{html.escape(first[0][:200])}</code>" if record.get("outcome") == "failed" and first else ""
 
 
 def _drawn_section(record: dict, data_path: Path) -> str:
@@ -197,6 +249,9 @@ table.tasks ol {{ margin: 0; padding-left: 1.2rem; }} table.tasks tr:target {{ b
 .witness {{ color: #616161; font-size: .85rem; }}
 .dot {{ display: inline-block; width: .7rem; height: .7rem; border-radius: 50%; margin-right: .4rem; }}
 details {{ margin: .5rem 0; }} summary {{ cursor: pointer; color: #0d47a1; }}
+.why {{ border-left: 4px solid #c62828; padding: .2rem 1rem; background: #fff5f5; }}
+.why h3 {{ font-size: 1rem; margin: .6rem 0 .2rem; }}
+pre.failure {{ white-space: pre-wrap; font-size: .85rem; margin: 0; max-height: 30rem; overflow: auto; }}
 </style>
 <script>
 // A click on a task in a plot jumps to its row: open the table it sits in first.
@@ -253,7 +308,7 @@ class ReportPlugin:
         is_scenario = item.get_closest_marker("scenario") is not None  # the harness's own tests stay out
         if report.when == "call" and is_scenario and isinstance(stack, AppStack):
             try:
-                record = scenario_record(item, report, stack)
+                record = scenario_record(item, report, stack, call)
             except Exception as exc:  # a broken stack must not hide the scenario's own outcome
                 report.sections.append(("harness report", f"no report data: {exc!r}"))
             else:
@@ -284,7 +339,8 @@ class ReportPlugin:
             return
         passed = sum(1 for r, _ in records if r["outcome"] == "passed")
         toc = "".join(
-            f"<li><a href='#{html.escape(_slug(r['nodeid']))}'>{html.escape(r['name'])}</a> ({r['outcome']})</li>"
+            f"<li><a href='#{html.escape(_slug(r['nodeid']))}'>{html.escape(r['name'])}</a> ({r['outcome']})"
+            f"{toc_failure(r)}</li>"
             for r, _ in records
         )
         page = PAGE.format(

@@ -58,15 +58,19 @@ def supervisorctl_command() -> str:
     return _shown(found) if found.exists() else f"{_shown(Path(sys.executable))} -m supervisor.supervisorctl"
 
 
+def management_where(url: str | None, user: str, password: str, vhost: str) -> str:
+    """Where the management UI of a stack's broker is, and how to log in and find its vhost, on one line."""
+    if not url:
+        return "none: this broker has no management API (queues are read over AMQP)"
+    return f"{url}/#/queues   user {user}, password {password}, vhost {vhost}"
+
+
 def management_links(state: StackState, queues: list[str]) -> list[str]:
-    if not state.management_url:
-        return ["RabbitMQ UI    none: this broker has no management API (queues are read over AMQP)"]
+    where = management_where(state.management_url, state.user, state.password, state.vhost)
+    lines = [f"RabbitMQ UI    {where}"]
     vhost = quote(state.vhost, safe="")
-    lines = [
-        f"RabbitMQ UI    {state.management_url}/#/queues   user {state.user}, password {state.password}, "
-        f"vhost {state.vhost}"
-    ]
-    lines += [f"               {state.management_url}/#/queues/{vhost}/{quote(q, safe='')}" for q in queues]
+    if state.management_url:
+        lines += [f"               {state.management_url}/#/queues/{vhost}/{quote(q, safe='')}" for q in queues]
     return lines
 
 

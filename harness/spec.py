@@ -24,14 +24,16 @@ class WorkerSpec:
     """A Celery worker of the user's app: what ``celery -A <app> worker`` options a team tunes.
 
     ``celery_app`` defaults to the stack's; ``queues`` to the app's own (no ``-Q``: the worker consumes
-    what the app declares); ``hostname`` to ``<name>@harness``; ``cwd`` (the program's folder and import
-    path) to the stack's: give a worker another checkout to run another release of the code beside it.
+    what the app declares); ``concurrency`` to the stack's ``worker_concurrency`` (1 in a scenario, the app's
+    own ``worker_concurrency`` in the resilience audit); ``hostname`` to ``<name>@harness``; ``cwd`` (the
+    program's folder and import path) to the stack's: give a worker another checkout to run another release of
+    the code beside it.
     """
 
     name: str = "worker"
     celery_app: str | None = None
     queues: tuple[str, ...] | None = None
-    concurrency: int = 1
+    concurrency: int | None = None  # -c; None: the stack's worker_concurrency
     pool: str = "prefork"
     fair: bool = False  # -O fair
     max_tasks_per_child: int | None = None
@@ -44,7 +46,7 @@ class WorkerSpec:
     def __post_init__(self) -> None:
         if self.pool not in POOLS:
             raise HarnessError(f"WorkerSpec(pool={self.pool!r}) is not one of {', '.join(POOLS)}")
-        if self.concurrency < 1:
+        if self.concurrency is not None and self.concurrency < 1:
             raise HarnessError(f"WorkerSpec(concurrency={self.concurrency}) must be at least 1")
 
     @property
@@ -115,6 +117,10 @@ class StackSpec:
     # arguments, e.g. {"web": ("--env PRODUCER=v2",), "worker": ("--celery-app proj.tasks_v2:app",)}.
     deploys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     probe: ProbeSpec | None = None  # the audit's probe task on every worker (harness.probe)
+    # The concurrency of a worker whose WorkerSpec gives none: 1 in a scenario (one pool process, so a fault lands
+    # on one known running task, as the catalogue arranges it); None for the app's own (no -c: its
+    # worker_concurrency, else Celery's default, the CPUs it may use), which the resilience audit runs.
+    worker_concurrency: int | None = 1
 
     def __post_init__(self) -> None:
         names = [w.name for w in self.workers] + ([self.web.name] if self.web else [])
@@ -133,6 +139,10 @@ class StackSpec:
 
     def with_config(self, **settings: Any) -> StackSpec:
         return self.replace(celery_config={**self.celery_config, **settings})
+
+    def concurrency_of(self, worker: WorkerSpec) -> int | None:
+        """The ``-c`` a worker runs with: its own, else the stack's ``worker_concurrency``; None: the app's own."""
+        return worker.concurrency if worker.concurrency is not None else self.worker_concurrency
 
     def worker(self, name: str) -> WorkerSpec:
         for worker in self.workers:

@@ -63,13 +63,13 @@ PORT_TAKEN_RETRIES = 3
 
 # "ModuleNotFoundError: No module named 'x'", "HarnessLaunchError: ...": the line that says why.
 _ERROR_LINE = re.compile(r"^(\w[\w.]*(Error|Exception)\b|Error:)")
-LAUNCHER_FILES = ("launcher.py", "journal.py", "introspect.py", "probe.py")
+LAUNCHER_FILES = ("launcher.py", "forced_settings.py", "journal.py", "introspect.py", "probe.py")
 COPIED_PACKAGE = "_celery_harness"
 
 
 def harness_module(python: str, module: str, workdir: Path) -> tuple[list[str], dict[str, str]]:
     """How to run ``harness.<module>`` (the launcher, introspection) under ``python``: as the harness's own
-    module; or, under another interpreter (an app with its own virtualenv), as a copy of the three modules
+    module; or, under another interpreter (an app with its own virtualenv), as a copy of the modules
     they need (standard library and Celery only) in ``workdir``, so the harness's dependencies stay out."""
     if python == sys.executable:
         return [python, "-m", f"harness.{module}"], {}
@@ -83,6 +83,15 @@ def harness_module(python: str, module: str, workdir: Path) -> tuple[list[str], 
 
 
 class AppStack:
+    """The ``stack`` fixture: the app's programs under supervisord, ready, and the operator's controls.
+
+    Attributes a scenario uses: ``spec`` (the ``StackSpec`` it runs), ``vhost`` and ``ledger`` (the same
+    objects as those fixtures), ``net`` (``NetFaults``: the network between each program and the broker),
+    ``web`` (a ``WebClient`` on the web app, or None), ``producer`` (the bound producer, or None),
+    ``timeline`` (every fault and operator action, and the queue depths sampled), ``workdir`` (the scenario's
+    directory: supervisord's config and logs, the journal).
+    """
+
     def __init__(
         self,
         spec: StackSpec,
@@ -167,7 +176,7 @@ class AppStack:
             "celery_app": app,
             "hostname": worker.nodename,
             "queues": list(worker.queues) if worker.queues else None,
-            "concurrency": worker.concurrency,
+            "concurrency": self.spec.concurrency_of(worker),  # None: no -c, the app's own
             "pool": worker.pool,
             "fair": worker.fair,
             "max_tasks_per_child": worker.max_tasks_per_child,
@@ -208,6 +217,8 @@ class AppStack:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def launch(self) -> AppStack:
+        """Start supervisord (every program autostarts), wait until each program is ready, bind the producer;
+        returns the stack. The ``stack`` fixture does this."""
         since = time.time()
         self.supervisor.start()  # every program autostarts
         self.wait_ready(self.supervisor.programs, since)
@@ -216,7 +227,8 @@ class AppStack:
         return self
 
     def close(self) -> None:
-        """Kill the programs (their state is thrown away with the vhost), then stop supervisord."""
+        """Kill the programs (their state is thrown away with the vhost), then stop supervisord and the fault
+        proxies; returns None. The ``stack`` fixture does this."""
         if self.producer is not None:
             self.producer.close()
         try:
@@ -229,7 +241,8 @@ class AppStack:
             self.net.close()  # every iptables rule of the stack goes, whatever failed above
 
     def wait_ready(self, names: Iterable[str], since: float) -> None:
-        """Wait until each program is ready; fail at once, with its stderr, if one exits."""
+        """Wait until each program is ready (a worker consumes its queues since ``since``, the web app answers);
+        returns None, or raises at once, with its stderr, if one exits."""
         pending = set(names)
 
         def still_pending() -> set[str]:
@@ -253,6 +266,7 @@ class AppStack:
 
     @property
     def ready_timeout(self) -> float:
+        """Seconds each program may take to be ready: the spec's ``ready_timeout``, else 15."""
         return self.spec.ready_timeout if self.spec.ready_timeout is not None else DEFAULT_READY_TIMEOUT_S
 
     def _not_ready_reason(self, name: str) -> str:
@@ -323,7 +337,8 @@ class AppStack:
         return name
 
     def stop(self, name: str) -> None:
-        """``supervisorctl stop NAME``: its stop signal (TERM), to the whole process group."""
+        """``supervisorctl stop NAME``: its stop signal (TERM), to the whole process group; returns None once
+        supervisord has stopped it (marked on the timeline)."""
         self._record(ProgramStopped(program=self._known(name)))
         self.supervisor.stop_program(name)
 
@@ -348,16 +363,19 @@ class AppStack:
         return change
 
     def restart(self, name: str) -> None:
+        """``stop`` then ``start``: returns None once the program is ready again."""
         self.stop(name)
         self.start(name)
 
     def signal(self, name: str, signal: str) -> None:
-        """Send TERM, QUIT, KILL... to the program's main process, as ``kill -SIG <pid>`` would."""
+        """Send TERM, QUIT, KILL... to the program's main process, as ``kill -SIG <pid>`` would; returns None at
+        once (``wait_exited`` waits for the exit)."""
         self._record(ProgramSignalled(program=self._known(name), signal=signal))
         self.supervisor.signal_program(name, signal)
 
     def kill(self, name: str) -> None:
-        """SIGKILL the program's whole process group: the machine or container under it died."""
+        """SIGKILL the program's whole process group: the machine or container under it died; returns None once
+        it has exited (nothing restarts it: ``start`` does)."""
         self._record(ProgramKilled(program=self._known(name)))
         self.supervisor.kill_group(name)
         self.wait_exited(name)
@@ -368,7 +386,7 @@ class AppStack:
         return self.net.sockets(self._known(name), self.supervisor.info(name)["pid"])
 
     def pool_pids(self, name: str) -> list[int]:
-        """The worker's pool processes (prefork children of its main process)."""
+        """The pids of the worker's pool processes (prefork children of its main process), sorted."""
         return sorted(child.pid for child in psutil.Process(self.supervisor.info(self._known(name))["pid"]).children())
 
     def kill_pool_process(self, name: str) -> int:
@@ -381,17 +399,19 @@ class AppStack:
         return pids[0]
 
     def wait_exited(self, name: str, timeout: float = 30.0) -> str:
+        """Wait until the program has exited (stopped, exited or fatal, as supervisord says); returns that state."""
         return eventually(
             lambda: self.state(name), until=lambda s: s in STOPPED_STATES, timeout=timeout,
             what=f"{name} to exit",
         )  # fmt: skip
 
     def state(self, name: str) -> str:
+        """The program's state as supervisord says it now: ``RUNNING``, ``STOPPED``, ``EXITED``, ``STARTING``..."""
         return self.supervisor.state(self._known(name))
 
     def wait_worker_reconnected(self, name: str, timeout: float = 60.0) -> None:
         """Wait until a worker that lost the broker is connected again: an event from it after the broker
-        last went down. Celery's own reconnect backs off (2, 4, 6... s): a generous bound."""
+        last went down; returns None. Celery's own reconnect backs off (2, 4, 6... s): a generous bound."""
         hostname = self.workers[self._known(name)].nodename
         since = self.timeline.last(BROKER_DOWN)
         eventually(
@@ -492,7 +512,7 @@ class AppStack:
         return lines
 
     def logs(self) -> dict[str, str]:
-        """Each program's stderr tail, for a failed scenario's report."""
+        """Each program's stderr tail (program name -> text), for a failed scenario's report."""
         return {name: self.supervisor.stderr_tail(name, 3000) for name in self.supervisor.programs}
 
     def stacks(self) -> dict[str, str]:

@@ -76,6 +76,21 @@ def task_counts(
     return counts
 
 
+def failures(histories: Mapping[str, TaskHistory]) -> tuple[dict[str, int], dict[str, str]]:
+    """The failed tasks (as the verdict calls them) per exception type, and the latest error of each type as
+    ``Type: message``: the real exception, not billiard's wrapper of it."""
+    failed = sorted(
+        (
+            h
+            for i, h in histories.items()
+            if h.terminal is not None and fate_of(Send(i, True, 0.0), h, False, 0) == "failed"
+        ),
+        key=lambda h: h.terminal.timestamp,
+    )
+    counts = Counter(h.exception_type or "?" for h in failed)
+    return dict(counts), {h.exception_type or "?": h.error or "" for h in failed}
+
+
 @dataclass
 class Status:
     programs: dict[str, str] = field(default_factory=dict)  # name -> supervisord state
@@ -83,6 +98,7 @@ class Status:
     workers_online: list[str] = field(default_factory=list)
     tasks: dict[str, int] = field(default_factory=dict)  # sent, running, and the verdict's fates
     failures: dict[str, int] = field(default_factory=dict)  # exception type -> tasks
+    errors: dict[str, str] = field(default_factory=dict)  # exception type -> the latest such error (Type: message)
     problems: list[str] = field(default_factory=list)  # what could not be read, and why
 
     def line(self) -> str:
@@ -92,7 +108,7 @@ class Status:
         )
         failed = f"{self.tasks.get('failed', 0)} failed"
         if self.failures:
-            failed += " (" + ", ".join(f"{kind} {n}" for kind, n in self.failures.items()) + ")"
+            failed += " (" + ", ".join(self._failure(kind, n) for kind, n in self.failures.items()) + ")"
         tasks = ", ".join(f"{self.tasks.get(k, 0)} {k}" for k in ("sent", "running", "succeeded")) + f", {failed}"
         tasks += "".join(f", {self.tasks[k]} {k}" for k in FATES if k not in SHOWN and self.tasks.get(k))
         parts = [
@@ -101,6 +117,11 @@ class Status:
             f"tasks: {tasks}",
         ]
         return " | ".join(parts + [f"({p})" for p in self.problems])
+
+    def _failure(self, kind: str, tasks: int) -> str:
+        """``TypeError 2: say_hello() takes 2 positional arguments but 3 were given`` (the latest message)."""
+        message = " ".join(self.errors.get(kind, "").removeprefix(kind).removeprefix(":").split())
+        return f"{kind} {tasks}: {message[:80]}{'...' if len(message) > 80 else ''}" if message else f"{kind} {tasks}"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -145,13 +166,8 @@ class StatusReader:
         histories = evidence.merge({}, entries)
         started_by = {e.uuid: e.pid for e in entries if e.type == "task-started" and e.uuid}  # the latest start's
         counts = task_counts(histories, started_by, messages, time.time())
-        failures = Counter(  # the failed tasks' exception types (a duplicated task is counted as such)
-            h.exception_type or "?"
-            for i, h in histories.items()
-            if h.terminal is not None and fate_of(Send(i, True, 0.0), h, False, 0) == "failed"
-        )
         status.tasks = {k: counts.get(k, 0) for k in SHOWN} | {k: n for k, n in counts.items() if k not in SHOWN and n}
-        status.failures = dict(failures)
+        status.failures, status.errors = failures(histories)
         return status
 
     def _queues(self) -> dict[str, dict[str, int | None]]:

@@ -75,7 +75,7 @@ def app_queues(spec: StackSpec, folder: Path) -> tuple[tuple[str, ...], tuple[st
     routed to (each needs a consumer: one no worker consumes is a problem on the screen and the status line)."""
     if not spec.celery_app:
         return (), ()
-    from harness.fixtures import introspect
+    from harness.app_info import introspect
 
     cwd = str(Path(spec.cwd or folder).resolve())
     info = introspect(spec.celery_app, cwd, spec.python, env=spec.env)

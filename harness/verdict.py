@@ -34,6 +34,7 @@ ledger's histories; it talks to nothing.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -65,19 +66,59 @@ def exception_type(text: str | None) -> str | None:
     return match[1] if match else text.split(":", 1)[0].strip() or None
 
 
-def traceback_exception_type(traceback: str | None) -> str | None:
-    """The type raised last in a formatted traceback, without its module: ``WorkerLostError``."""
-    for line in reversed((traceback or "").splitlines()):
-        if line and not line[0].isspace() and not line.startswith(("Traceback", "During handling")):
-            name = line.split(":", 1)[0].strip()
-            if re.fullmatch(r"[A-Za-z_][\w.]*", name):
-                return name.rsplit(".", 1)[-1]
+# Billiard's wrapper of an exception that crosses a process, or is raised outside the task: its repr, which
+# Celery's task-failed event carries for a failure the worker's main process reports (a pool process lost
+# mid-task), names neither the type nor the message (``ExceptionWithTraceback()``); the traceback does.
+_WRAPPERS = {"ExceptionWithTraceback", "UnpickleableExceptionWrapper"}
+_TRACEBACK_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
+
+
+def traceback_error(traceback: str | None) -> tuple[str, str] | None:
+    """The exception raised last in a formatted traceback, as (type without its module, message): its last
+    line that starts a line unindented, and the lines after it (a message of several lines)."""
+    lines = (traceback or "").rstrip().splitlines()
+    for n in range(len(lines) - 1, -1, -1):
+        line = lines[n]
+        if not line or line[0].isspace() or line.startswith(("Traceback", "During handling", "The above")):
+            continue
+        match = _TRACEBACK_LINE.match(line)
+        if match:
+            message = "\n".join([match[2] or "", *lines[n + 1 :]]).strip()
+            return match[1].rsplit(".", 1)[-1], message
     return None
 
 
-# Celery reports an exception raised outside the task (a pool process lost) through billiard's
-# wrapper, whose repr names no type; the traceback that comes with it does.
-_WRAPPERS = {"ExceptionWithTraceback"}
+def repr_error(text: str | None) -> tuple[str, str] | None:
+    """An exception's repr read back as (type, message), as ``str(exc)`` would give it: ``"ValueError('bad
+    input')"`` -> ``("ValueError", "bad input")``; None for what is not a call with literal arguments."""
+    try:
+        call = ast.parse((text or "").strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(call, ast.Call) or call.keywords:
+        return None
+    name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", None)
+    try:
+        args = [ast.literal_eval(arg) for arg in call.args]
+    except ValueError:
+        return None
+    if name is None:
+        return None
+    return name, str(args[0]) if len(args) == 1 else str(tuple(args)) if args else ""
+
+
+def error_of(fields: Mapping) -> tuple[str, str] | None:
+    """A failed (or retried) step's exception as (type, message), from the best of what the witnesses gave:
+    the journal's ``error_type`` / ``error_message`` (read off the exception in the process that had it),
+    else the traceback Celery's event carries, else the repr in its ``exception`` field (a wrapper's repr
+    names nothing: None then)."""
+    if fields.get("error_type"):
+        return str(fields["error_type"]), str(fields.get("error_message") or "")
+    found = traceback_error(fields.get("traceback"))
+    if found is not None and found[0] not in _WRAPPERS:
+        return found
+    found = repr_error(fields.get("exception"))
+    return found if found is not None and found[0] not in _WRAPPERS else None
 
 
 EVENTS, JOURNAL = "events", "journal"
@@ -103,6 +144,9 @@ class Span:
 
 @dataclass(frozen=True)
 class TaskEvent:
+    """One step of a task (``type``: ``task-started``...), on a worker (``hostname``), when it happened
+    (``timestamp``), with what the witness said (``fields``) and who saw it (``witnesses``)."""
+
     type: str
     task_id: str
     hostname: str
@@ -113,26 +157,40 @@ class TaskEvent:
 
     @property
     def exception(self) -> str | None:
+        """The exception as the witness wrote it (a repr, or a reason); ``error`` says it plainly."""
         return self.fields.get("exception")
 
     @property
+    def error(self) -> str | None:
+        """The step's exception as ``Type: message`` (``ValueError: bad input``), the real one even when Celery
+        reported billiard's wrapper; else what the witness wrote (``cancelled by Celery``); None if none."""
+        found = error_of(self.fields)
+        if found is None:
+            return self.exception
+        kind, message = found
+        return f"{kind}: {message}" if message else kind
+
+    @property
     def exception_type(self) -> str | None:
-        named = exception_type(self.exception)
-        if named is None or named in _WRAPPERS:
-            return traceback_exception_type(self.fields.get("traceback")) or named
-        return named
+        """The exception's type (``ValueError``), without its message."""
+        found = error_of(self.fields)
+        return found[0] if found is not None else exception_type(self.exception)
 
     @property
     def requeue(self) -> bool:
+        """Whether a rejection sent the message back to its queue (a step that does not end the task)."""
         return bool(self.fields.get("requeue"))
 
 
 @dataclass
 class TaskHistory:
+    """One task's steps (``events``: ``TaskEvent``s in time order, from both witnesses)."""
+
     task_id: str
     events: list[TaskEvent] = field(default_factory=list)
 
     def count(self, event_type: str) -> int:
+        """How many steps of this type (``"task-started"``...) the task has."""
         return sum(1 for e in self.events if e.type == event_type)
 
     @property
@@ -142,6 +200,7 @@ class TaskHistory:
 
     @property
     def name(self) -> str | None:
+        """The task's name (``proj.tasks.add``), from the first step that says it; None if none did."""
         for event in self.events:
             if "name" in event.fields:
                 return event.fields["name"]
@@ -149,6 +208,7 @@ class TaskHistory:
 
     @property
     def ran(self) -> bool:
+        """Whether it started, or ended, on a worker at least once."""
         return any(e.type in RAN for e in self.events)
 
     @property
@@ -161,6 +221,8 @@ class TaskHistory:
 
     @property
     def exception_type(self) -> str | None:
+        """The type of the exception that ended the task (``Rejected`` / ``Revoked`` for those ends); None if it
+        did not end, or ended without one."""
         terminal = self.terminal
         if terminal is None:
             return None
@@ -171,20 +233,33 @@ class TaskHistory:
         return terminal.exception_type
 
     @property
+    def error(self) -> str | None:
+        """What ended the task, as ``Type: message`` (``ValueError: bad input``); None if nothing failed it."""
+        terminal = self.terminal
+        if terminal is None or terminal.type not in ("task-failed", "task-rejected", "task-revoked"):
+            return None
+        if terminal.type != "task-failed":
+            return self.exception_type
+        return terminal.error or self.exception_type
+
+    @property
     def workers(self) -> list[str]:
         """Hostnames of the workers that ran it, in order."""
         return [e.hostname for e in self.events if e.type == "task-started"]
 
     @property
     def finished_by(self) -> str | None:
+        """The hostname of the worker whose step ended the task; None if it has not ended."""
         terminal = self.terminal
         return terminal.hostname if terminal else None
 
     def describe(self, origin: float | None = None) -> str:
+        """The history on one line: each step's time from ``origin`` (default: the first step), type, worker,
+        error, and the witnesses that saw it."""
         origin = self.events[0].timestamp if origin is None and self.events else (origin or 0.0)
         parts = []
         for e in self.events:
-            detail = f" {e.exception[:120]}" if e.exception else ""
+            detail = f" {' '.join(e.error.split())[:160]}" if e.error else ""
             seen = "+".join(sorted(e.witnesses))
             parts.append(f"+{e.timestamp - origin:.3f}s {e.type} @{e.hostname}{detail} [{seen}]")
         return "; ".join(parts) or "no events"
@@ -236,6 +311,11 @@ def fate_of(send: Send | None, history: TaskHistory | None, queued: bool, unacke
 
 @dataclass(repr=False)
 class Verdict:
+    """What ``stack.verdict()`` returns: every task the scenario sent given one fate. ``fates`` (fate -> task ids),
+    ``histories`` (task id -> ``TaskHistory``), ``sends`` (task id -> ``Send``), ``reasons`` (task id -> why, where
+    the fate alone does not say), ``where`` (a queued task's queue), ``children`` (the tasks the app's own tasks
+    sent, judged alike: a ``Verdict``)."""
+
     fates: dict[str, list[str]]
     histories: Mapping[str, TaskHistory]
     sends: Mapping[str, Send]
@@ -249,15 +329,19 @@ class Verdict:
     doubt: str = ""  # why no ended task is called done yet (see acks_in_doubt), if so
 
     def ids(self, fate: str) -> list[str]:
+        """The ids of the tasks of this fate (``"lost"``...)."""
         return list(self.fates.get(fate, []))
 
     def counts(self) -> dict[str, int]:
+        """How many tasks each fate has: fate -> count, every fate (zeros too), in the order of ``FATES``."""
         return {fate: len(self.fates.get(fate, [])) for fate in FATES}
 
     def count(self, fate: str) -> int:
+        """How many tasks have this fate."""
         return len(self.fates.get(fate, []))
 
     def total(self) -> int:
+        """How many tasks were judged (every fate together)."""
         return sum(self.counts().values())
 
     def by_worker(self, fate: str) -> Counter[str]:
@@ -265,11 +349,13 @@ class Verdict:
         return Counter(self.histories[i].finished_by or "?" for i in self.ids(fate) if i in self.histories)
 
     def exception_types(self, fate: str = "failed") -> Counter[str]:
+        """The exception types that ended the tasks of this fate: type -> how many (``"?"``: none known)."""
         return Counter(
             (self.histories[i].exception_type if i in self.histories else None) or "?" for i in self.ids(fate)
         )
 
     def summary(self) -> str:
+        """One line: ``12 tasks: succeeded=8, duplicated=4``."""
         shown = ", ".join(f"{fate}={n}" for fate, n in self.counts().items() if n)
         return f"{self.total()} tasks: {shown or 'none'}"
 
@@ -281,6 +367,8 @@ class Verdict:
         return f"<Verdict {self.summary()}>"
 
     def explain(self, fates: Iterable[str] | None = None, limit: int = 10) -> str:
+        """A line per task of these fates (default: all), up to ``limit`` a fate: its fate, id, task name, why,
+        and its history with the witness of each step; one string."""
         lines = []
         for fate in fates if fates is not None else FATES:
             ids = self.ids(fate)
@@ -295,7 +383,8 @@ class Verdict:
         return "\n".join(lines)
 
     def assert_counts(self, **expected: int) -> None:
-        """Assert the count of each fate; a fate not named is expected to be 0."""
+        """Assert the count of each fate; a fate not named is expected to be 0. Returns None, or raises an
+        AssertionError listing the counts that differ and the histories of the tasks concerned."""
         unknown = set(expected) - set(FATES)
         if unknown:
             raise TypeError(f"unknown fates {sorted(unknown)}; known: {', '.join(FATES)}")

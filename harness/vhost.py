@@ -48,6 +48,7 @@ class Depth:
 
     @property
     def total(self) -> int:
+        """Ready and unacknowledged messages together (unacknowledged counted 0 where unknown)."""
         return self.ready + (self.unacked or 0)
 
 
@@ -105,6 +106,13 @@ class SharedVhostTurn:
 
 
 class ScenarioVhost:
+    """The ``vhost`` fixture: the scenario's own virtual host, its queues' counts, and messages put in or peeked.
+
+    Attributes: ``name`` (the vhost), ``amqp_url`` (a URL to it, with credentials), ``broker`` (the provider),
+    ``isolated`` (True: a vhost of its own, made through the management API; False: a ``url`` broker's shared
+    vhost, taken in turns).
+    """
+
     def __init__(
         self, broker: Broker, name: str, queues: tuple[str, ...] | Callable[[], tuple[str, ...]], isolated: bool
     ) -> None:
@@ -122,6 +130,8 @@ class ScenarioVhost:
 
     @classmethod
     def open(cls, broker: Broker, label: str, queues: tuple[str, ...] | Callable[[], tuple[str, ...]]) -> ScenarioVhost:
+        """A vhost for a scenario: a fresh one named after ``label`` (management API), else the URL's own, taken
+        in turns and purged; returns it. The ``vhost`` fixture does this."""
         management = broker.management
         if management is not None:
             name = f"harness-{label[:40]}-{uuid.uuid4().hex[:6]}"
@@ -153,6 +163,7 @@ class ScenarioVhost:
 
     @property
     def queues(self) -> tuple[str, ...]:
+        """The queues the app declares (``task_default_queue``, ``task_queues``, ``task_routes``...), as a tuple."""
         if callable(self._queues):
             self._queues = tuple(self._queues())
         return self._queues
@@ -162,7 +173,7 @@ class ScenarioVhost:
         return ScenarioVhost(self.broker, self.name, self._queues, self.isolated)
 
     def disconnect(self) -> None:
-        """Close this handle's connection; the vhost itself stays."""
+        """Close this handle's connection; the vhost itself stays. Returns None."""
         self._reset_channel()
 
     def _connect(self) -> Connection:
@@ -213,10 +224,11 @@ class ScenarioVhost:
         return Depth(ready, unacked, consumers)
 
     def ready(self, queue: str) -> int:
+        """How many messages are ready in ``queue`` now (exact: a passive declare)."""
         return self.depth(queue).ready
 
     def wait_for_ready(self, queue: str, count: int, timeout: float) -> None:
-        """Wait until exactly ``count`` messages are ready in ``queue``."""
+        """Wait until exactly ``count`` messages are ready in ``queue``; returns None."""
         self.require_queue(queue)
         eventually(
             lambda: self.ready(queue), until=lambda n: n == count, timeout=timeout,
@@ -224,7 +236,8 @@ class ScenarioVhost:
         )  # fmt: skip
 
     def wait_for_empty(self, queue: str, timeout: float) -> Depth:
-        """Wait until ``queue`` holds nothing: no ready message, none unacknowledged (where that is known)."""
+        """Wait until ``queue`` holds nothing: no ready message, none unacknowledged (where that is known);
+        returns the ``Depth`` that showed it."""
         self.require_queue(queue)
         return eventually(
             lambda: self.depth(queue), until=lambda d: d.ready == 0 and not d.unacked, timeout=timeout,
@@ -232,6 +245,7 @@ class ScenarioVhost:
         )  # fmt: skip
 
     def wait_for_consumers(self, queue: str, count: int, timeout: float = 10) -> None:
+        """Wait until ``queue`` has exactly ``count`` consumers; returns None."""
         self.require_queue(queue)
         eventually(
             lambda: self.depth(queue).consumers, until=lambda n: n == count, timeout=timeout,
@@ -239,7 +253,8 @@ class ScenarioVhost:
         )  # fmt: skip
 
     def assert_ready_holds(self, queue: str, count: int, for_: float, why: str) -> int:
-        """Watch ``queue`` for ``for_`` seconds: its ready count must stay ``count``. Returns the observations."""
+        """Watch ``queue`` for ``for_`` seconds: its ready count must stay ``count`` (else it raises, saying
+        ``why`` it should have); returns how many times it was read."""
         self.require_queue(queue)
         return never(
             lambda: self.ready(queue), until=lambda n: n != count, for_=for_,
@@ -282,7 +297,8 @@ class ScenarioVhost:
     def publish_raw(
         self, queue: str, body: bytes, content_type: str, headers: dict | None = None, persistent: bool = True
     ) -> None:
-        """Put a message on ``queue`` exactly as given (a hand-made or malformed task message), confirmed.
+        """Put a message on ``queue`` exactly as given (a hand-made or malformed task message), confirmed;
+        returns None once the broker took it.
 
         Mandatory: a queue that does not exist (yet) is an error, not a message the broker drops unseen,
         which a verdict would then call lost."""
@@ -329,6 +345,7 @@ class ScenarioVhost:
         return dead
 
     def purge(self) -> None:
+        """Empty the app's declared queues (on a shared vhost, before and after each scenario); returns None."""
         for queue in self.queues:
             try:
                 self._channel().queue_purge(queue=queue)
@@ -336,6 +353,7 @@ class ScenarioVhost:
                 self._reset_channel()
 
     def close(self) -> None:
+        """Delete the vhost (or purge a shared one and give back the turn); returns None. The fixture does this."""
         self._reset_channel()
         if self.isolated and self._management is not None:
             self._management.delete_vhost(self.name)

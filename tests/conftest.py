@@ -1,4 +1,5 @@
-"""Fixtures shared by the end-to-end tests of the ``docker`` provider (bad input, no leaks).
+"""Fixtures shared by the end-to-end tests of the ``docker`` provider (bad input, no leaks), and
+``environment_kept``.
 
 The harness's own tests that run a stack run the demo app (``harness_stack`` in pyproject.toml).
 
@@ -133,3 +134,13 @@ def run_containers(docker_engine: DockerClient) -> Iterator[RunContainers]:
     containers = RunContainers(docker_engine)
     yield containers
     containers.remove()
+
+
+@pytest.fixture
+def environment_kept() -> Iterator[None]:
+    """The process's environment as it was, after a test that calls what programs call on themselves
+    (``harness.launcher.configure`` sets the variables Celery reads, ``CELERY_BROKER_URL``...)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

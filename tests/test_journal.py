@@ -67,3 +67,33 @@ def test_a_run_celery_cancelled_itself_is_journaled_as_a_retry_saying_so(tmp_pat
     )
     said = {e.uuid: e.fields["exception"] for e in JournalReader(tmp_path).entries() if e.type == "task-retried"}
     assert said == {"cancelled-1": "cancelled by Celery", "retried-1": "ValueError('x')"}
+
+
+def test_a_failure_is_journaled_with_its_real_type_and_message_whatever_wraps_it(tmp_path: Path) -> None:
+    """The task_failure signal's exception, as the pool process or the worker's main process sends it: the
+    exception itself, billiard's ExceptionWithTraceback around it, or Celery's wrapper of one that cannot be
+    pickled. Each is written as its type and message (the repr of a wrapper names neither)."""
+    from billiard.einfo import ExceptionWithTraceback
+    from celery.utils.serialization import UnpickleableExceptionWrapper
+
+    connect(JournalWriter(tmp_path, "worker"))
+    for task_id, exception in {
+        "plain": ValueError("bad input"),
+        "wrapped": ExceptionWithTraceback(ValueError("bad input"), "Traceback ..."),
+        "unpicklable": UnpickleableExceptionWrapper(
+            "shop.errors", "GatewayError", ("card declined",), "GatewayError()"
+        ),
+        "silent": KeyboardInterrupt(),
+    }.items():
+        signals.task_failure.send(sender=None, task_id=task_id, exception=exception)
+    said = {
+        e.uuid: (e.fields["error_type"], e.fields["error_message"])
+        for e in JournalReader(tmp_path).entries()
+        if e.type == "task-failed"
+    }
+    assert said == {
+        "plain": ("ValueError", "bad input"),
+        "wrapped": ("ValueError", "bad input"),
+        "unpicklable": ("GatewayError", "card declined"),
+        "silent": ("KeyboardInterrupt", ""),
+    }

@@ -22,6 +22,10 @@ from harness.launcher import (
 URL = "amqp://guest:guest@127.0.0.1:5999/harness-x"
 
 
+# configure sets the environment variables Celery reads (CELERY_BROKER_URL...) in the process that calls it.
+pytestmark = pytest.mark.usefixtures("environment_kept")
+
+
 def test_configure_points_any_app_at_the_scenario_broker_and_turns_events_on() -> None:
     # An app that read its broker URL from its own setting, with a write URL and eager mode of its own.
     app = Celery("proj", broker="amqp://elsewhere//", set_as_current=False)
@@ -94,6 +98,13 @@ def test_worker_options_become_celery_worker_arguments() -> None:
     argv = worker_argv({**config, "max_tasks_per_child": 1})
     assert argv[:3] == ["worker", "-n", "w@h"] and "-E" in argv
     assert argv[8:] == ["-c", "2", "-P", "threads", "-Q", "a,b", "-O", "fair", "--max-tasks-per-child", "1"]
+
+
+def test_a_worker_without_a_concurrency_runs_the_apps_own() -> None:
+    """No ``-c``: Celery takes the app's worker_concurrency (else its default); the launcher used to say -c 1."""
+    argv = worker_argv({"hostname": "w@h", "concurrency": None})
+    assert "-c" not in argv and argv[-2:] == ["-P", "prefork"]
+    assert "-c" not in worker_argv({"hostname": "w@h"})
 
 
 def test_a_celery_app_path_whose_attribute_is_missing_names_the_attribute(broker_env: None) -> None:

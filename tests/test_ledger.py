@@ -1,11 +1,15 @@
 """The ledger against a real broker and a real worker: every step, seen by both witnesses."""
 
 import json
+import time
 
+import pytest
 from celery import Celery
 
 from app_under_test.stack import WORKER
+from harness.errors import HarnessError
 from harness.ledger import Ledger
+from harness.sent import Sent
 from harness.waiting import eventually
 
 STEPS = ["task-sent", "task-received", "task-started", "task-succeeded"]
@@ -48,7 +52,7 @@ def test_a_click_is_recorded_from_send_to_success_by_both_witnesses(stack, produ
 def test_worker_online_is_seen_for_every_worker_start(stack, ledger):
     """Each start's worker-online comes through the broker too. The stack calls a worker ready on the journal's
     (written once it consumes), so the event may still be on its way when a start returns: wait for it, before
-    the restart as after it, and then see that no start was counted twice."""
+    the restart as after it."""
 
     def online(witness: str) -> int:
         return len(ledger.worker_events("worker_hello@harness", "worker-online", witness=witness))
@@ -91,3 +95,44 @@ def test_a_task_is_held_by_the_live_process_that_received_it_last(tmp_path):
     ledger = Ledger("amqp://unused", journal_dir=tmp_path)
     assert ledger.held_by({202: "worker_hello"}) == {"b": "worker_hello"}
     assert ledger.held_by({}) == {}
+
+
+def journal_of(folder, steps: list[tuple[str, str, float]]) -> Ledger:
+    """A ledger whose only witness is a journal written here (no broker: nothing is started)."""
+    lines = [json.dumps({"type": t, "uuid": u, "hostname": "w@h", "t": at}) for t, u, at in steps]
+    (folder / "worker_hello.101.jsonl").write_text("\n".join(lines) + "\n")
+    return Ledger("amqp://unused", journal_dir=folder)
+
+
+def test_the_waits_take_what_send_many_returned_as_well_as_ids(tmp_path):
+    """A user gave ledger.wait_running the list send_many returned: it waited 10 s for tasks named by Sent
+    objects, which no history has, and timed out with 'last seen: []'."""
+    ledger = journal_of(tmp_path, [("task-received", "a", 1.0), ("task-started", "a", 1.1),
+                                   ("task-received", "b", 1.2), ("task-succeeded", "b", 1.3)])  # fmt: skip
+    sent = [Sent("a", True, 0.01, 202, None, ("a",)), Sent("b", True, 0.01, 202, None, ("b",))]
+    assert ledger.wait_running(sent, timeout=2) == "a"
+    ledger.wait_received(sent, timeout=2)
+    ledger.wait_started(sent[0], timeout=2)
+    ledger.wait_settled([sent[1]], timeout=2)
+    assert ledger.settled(sent) == 1 and ledger.count("task-started", sent) == 1 and ledger.event_count(sent) == 4
+    assert ledger.history(sent[0]).count("task-started") == 1
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ledger: ledger.wait_running(42),
+        lambda ledger: ledger.wait_received([object()]),
+        lambda ledger: ledger.wait_settled(3.5),
+        lambda ledger: ledger.wait_each_has("custom", None),
+        lambda ledger: ledger.assert_quiet({"a": 1}, for_=5, why="nothing runs"),
+        lambda ledger: ledger.wait_started(7),
+    ],
+    ids=["wait_running", "wait_received", "wait_settled", "wait_each_has", "assert_quiet", "wait_started"],
+)
+def test_a_wait_given_anything_else_refuses_it_at_once_in_one_sentence(tmp_path, call):
+    ledger = journal_of(tmp_path, [])
+    started = time.monotonic()
+    with pytest.raises(HarnessError, match=r"takes task ids or what send\(\)/send_many\(\) return"):
+        call(ledger)
+    assert time.monotonic() - started < 1, "refused at once, not after the wait's timeout"

@@ -11,13 +11,15 @@ import json
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from harness import browser, options
 from harness.plots import runs
-from harness.report import _drawn_section, section
-from harness.verdict import FATES
+from harness.report import _drawn_section, scenario_record, section
+from harness.timeline import Timeline
+from harness.verdict import FATES, Send, TaskEvent, TaskHistory, judge
 
 pytest_plugins = ["pytester"]
 
@@ -85,6 +87,56 @@ def test_each_task_has_a_row_with_each_step_and_the_witnesses_that_saw_it() -> N
     assert "<b>task-started</b> on worker_hello@harness" in row and "[events+journal]" in row
 
 
+class FakeStack:
+    """What ``scenario_record`` reads of a stack, from a ready-made verdict (no programs)."""
+
+    def __init__(self, histories: dict[str, TaskHistory], not_running: list[str] | None = None) -> None:
+        self.timeline = Timeline()
+        self._verdict = judge({i: Send(i, True, 0.0) for i in histories}, histories)
+        self._not_running = not_running or []
+
+    def verdict(self):
+        return self._verdict
+
+    def not_running(self) -> list[str]:
+        return self._not_running
+
+    def unconsumed(self) -> list[str]:
+        return []
+
+
+def test_a_failed_scenarios_section_starts_with_why_it_failed_then_the_programs_not_running() -> None:
+    def body() -> None:
+        raise AssertionError("task fates differ (succeeded: expected 20, got 19)")
+
+    stack = FakeStack({}, not_running=["worker_hello is EXITED (exit status 1): MemoryError"])
+    item = SimpleNamespace(nodeid="t.py::test_x", name="test_x", funcargs={})
+    call = pytest.CallInfo.from_call(body, when="call")
+    record = scenario_record(item, SimpleNamespace(outcome="failed", failed=True, duration=1.0), stack, call)
+    html = section({**synthetic_record(), **record}, "data/x.json")
+    why = html.index("AssertionError: task fates differ (succeeded: expected 20, got 19)")
+    assert html.index("<h3>Why it failed</h3>") < why < html.index("Programs not running") < html.index("MemoryError")
+    assert why < html.index('<div class="story">') < html.index('<figure class="plot">'), "before everything else"
+    passed = section(synthetic_record(), "data/x.json")
+    assert "Why it failed" not in passed
+
+
+def test_a_failed_step_shows_the_real_exception_not_billiards_wrapper() -> None:
+    """Celery's task-failed event said ``ExceptionWithTraceback()``; the task's row says ``ValueError: bad
+    input``, the cause, from the traceback that came with it."""
+    t0 = time.time()
+    failed = TaskEvent(
+        "task-failed", "a", W, t0 + 1, t0 + 1,
+        {"exception": "ExceptionWithTraceback()", "traceback": "Traceback ...\nValueError: bad input\n"},
+    )  # fmt: skip
+    stack = FakeStack({"a": TaskHistory("a", [TaskEvent("task-started", "a", W, t0, t0), failed])})
+    item = SimpleNamespace(nodeid="t.py::test_x", name="test_x", funcargs={})
+    record = scenario_record(item, SimpleNamespace(outcome="failed", failed=True, duration=1.0), stack)
+    assert [step["exception"] for step in record["tasks"]["a"]["events"]] == [None, "ValueError: bad input"]
+    html = section(record, "data/x.json")
+    assert "task-failed</b> on worker_hello@harness ValueError: bad input" in html and "ExceptionWith" not in html
+
+
 def outer_report_folder(config: pytest.Config) -> Path:
     """Where this run's report goes (CI keeps it): screenshots are saved under it."""
     folder = Path(options.get(config, "harness_report"))
@@ -116,6 +168,36 @@ def run_for_report(pytester: pytest.Pytester, config: pytest.Config, scenario: s
     result.assert_outcomes(passed=1)
     [data] = (folder / "data").glob("*.json")
     return folder, json.loads(data.read_text())
+
+
+FAILING = """
+from app_under_test.stack import WORKER
+
+
+def test_a_click_while_the_worker_is_stopped(stack, producer, ledger):
+    stack.stop(WORKER)
+    producer.send()
+    assert ledger.count("task-succeeded") == 1, "the click was never handled"
+"""
+
+
+def test_a_failed_scenarios_page_starts_with_why_it_failed(pytester: pytest.Pytester, pytestconfig: pytest.Config):
+    """A real scenario that fails: its section of the page says first what pytest says first (the assertion),
+    then the program that is not running, before its story and plot."""
+    pytester.makepyfile(test_failing=FAILING)
+    folder = pytester.path / "report"
+    result = pytester.runpytest_subprocess(
+        "test_failing.py", f"--harness-report={folder}", "--harness-stack=app_under_test.stack:demo",
+        *outer_broker_args(pytestconfig), timeout=300,
+    )  # fmt: skip
+    result.assert_outcomes(failed=1)
+    page = (folder / "index.html").read_text()
+    section = page[page.index('<section class="scenario failed"') :]
+    why = section.index("AssertionError: the click was never handled")
+    assert section.index("Why it failed") < why < section.index("Programs not running")
+    assert section.index("worker_hello is STOPPED") < section.index('<figure class="plot">')
+    contents = page[: page.index("<section")]
+    assert "test_a_click_while_the_worker_is_stopped</a> (failed): <code>AssertionError: the click" in contents
 
 
 def open_in_browser(folder: Path, screenshot: Path) -> dict:

@@ -151,6 +151,25 @@ def test_a_deploy_of_another_worker_app_runs_that_code(stack, producer, ledger):
     assert ledger.history(click.task_id).exception_type == "TypeError"  # the v1 worker would have succeeded
 
 
+LONG_WORK = demo(work_seconds=3.0)
+
+
+@pytest.mark.parametrize("stack_spec", [LONG_WORK], indirect=True, ids=["3s-tasks"])
+def test_a_failed_task_is_shown_by_its_real_exception_not_billiards_wrapper(stack, ledger):
+    """A pool process killed mid-task (the OOM killer): the worker's main process fails the task, and Celery's
+    task-failed event names billiard's ``ExceptionWithTraceback()`` instead of the exception. The verdict (and
+    the report and status line, which read the same history) show the cause."""
+    _, running = stack.busy_worker(1)
+    stack.kill_pool_process(WORKER)
+    ledger.wait_settled([running], timeout=20)
+    end = eventually(  # the journal writes the end first; Celery's event, and its wrapper, come a moment later
+        lambda: ledger.history(running).terminal, until=lambda step: step.witnesses == {"events", "journal"},
+        timeout=10, what="both witnesses to see the task fail",
+    )  # fmt: skip
+    assert end.error.startswith("WorkerLostError: Worker exited prematurely: signal 9 (SIGKILL)"), end.error
+    assert "ExceptionWithTraceback" not in stack.verdict().explain()
+
+
 RELEASE = "release-the-task"
 HELD = demo(env={"HELLO_HOLD_UNTIL": RELEASE})
 
@@ -190,3 +209,34 @@ def web_port_taken(monkeypatch):
 def test_a_web_port_another_process_took_first_is_replaced_by_a_free_one(web_port_taken, stack, web):
     assert f":{web_port_taken}" not in web.base_url
     assert web.page().status_code == 200
+
+
+# Variables of a deployment's environment that Celery's own command line (run by app.worker_main) reads:
+# each would replace the app, or give the worker a result backend it cannot reach.
+HOSTILE_ENV = demo().with_env(
+    APP="nothing.here", RESULT_BACKEND="redis://redis.invalid:6379/0", CELERY_RESULT_BACKEND="redis://env.invalid/1"
+)
+
+
+@pytest.mark.parametrize("stack_spec", [HOSTILE_ENV], indirect=True, ids=["celery-cli-variables-set"])
+def test_the_worker_keeps_the_forced_settings_when_the_environment_names_another_app_and_backend(
+    stack, producer, ledger
+):
+    click = producer.send()
+    ledger.wait_settled([click.task_id], timeout=10)
+    assert ledger.history(click.task_id).count("task-succeeded") == 1
+    config = stack.ledger.program_config(WORKER)
+    assert config is not None and config["settings"]["result_backend"] is None
+
+
+def test_the_launchers_copy_for_another_interpreter_holds_every_module_it_imports(tmp_path):
+    """Under another interpreter (an app's own virtualenv) the launcher runs from a copy of its modules:
+    each relative import of the copy must be in it (a new module of the launcher's went missing once)."""
+    import ast
+
+    harness.stack.harness_module("/other/venv/bin/python", "launcher", tmp_path)
+    folder = tmp_path / "launcher" / harness.stack.COPIED_PACKAGE
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                assert (folder / f"{node.module}.py").exists(), f"{path.name} imports .{node.module}, not copied"

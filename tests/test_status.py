@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from harness.status import SETTLE_S, Status, task_counts, unconsumed
+from harness.status import SETTLE_S, Status, failures, task_counts, unconsumed
 from harness.verdict import TaskEvent, TaskHistory
 
 W = "worker@harness"
@@ -66,3 +66,23 @@ def test_a_routed_queue_without_a_consumer_or_not_yet_declared_is_a_problem() ->
         "queue notifications has no consumer",
     ]
     assert unconsumed([], depths) == []
+
+
+def test_a_failure_is_counted_by_its_real_type_and_the_line_says_its_message() -> None:
+    """The journal's failure line of a v2 producer's click on a v1 worker, and one whose only record is Celery's
+    event, which carries billiard's wrapper (``ExceptionWithTraceback()``) and the traceback of the cause."""
+    mismatch = "say_hello() takes 2 positional arguments but 3 were given"
+    written = TaskEvent("task-failed", "a", W, 2.0, 2.0, {"error_type": "TypeError", "error_message": mismatch})
+    wrapped = TaskEvent(
+        "task-failed", "b", W, 3.0, 3.0,
+        {"exception": "ExceptionWithTraceback()", "traceback": "Traceback ...\nValueError: bad input\n"},
+    )  # fmt: skip
+    histories = {
+        "a": TaskHistory("a", [TaskEvent("task-started", "a", W, 1.0, 1.0), written]),
+        "b": TaskHistory("b", [TaskEvent("task-started", "b", W, 1.0, 1.0), wrapped]),
+    }
+    counts, errors = failures(histories)
+    assert counts == {"TypeError": 1, "ValueError": 1}
+    assert errors == {"TypeError": f"TypeError: {mismatch}", "ValueError": "ValueError: bad input"}
+    line = Status(tasks={"failed": 2}, failures=counts, errors=errors).line()
+    assert f"2 failed (TypeError 1: {mismatch}, ValueError 1: bad input)" in line, line

@@ -199,6 +199,54 @@ def test_history_exception_type_comes_from_the_terminal_event() -> None:
     assert h.exception_type == "ZeroDivisionError"
 
 
+WRAPPED_TRACEBACK = """Traceback (most recent call last):
+  File "/app/celery/app/trace.py", line 479, in trace_task
+    R = retval = fun(*args, **kwargs)
+  File "/app/shop/tasks.py", line 9, in charge
+    raise ValueError("bad input")
+ValueError: bad input
+"""
+
+
+def test_a_failure_reported_through_billiards_wrapper_is_shown_by_its_real_type_and_message() -> None:
+    """Celery's task-failed event carries ``ExceptionWithTraceback()`` when the worker's main process reports
+    the failure: the error shown is the cause, ``ValueError: bad input``, read from the traceback beside it."""
+    failed = event("task-failed", "f", "w1", 0.25, exception="ExceptionWithTraceback()", traceback=WRAPPED_TRACEBACK)
+    h = history("f", "task-started", failed)
+    assert (failed.error, failed.exception_type, h.error) == (
+        "ValueError: bad input",
+        "ValueError",
+        "ValueError: bad input",
+    )
+    assert "task-failed @w1 ValueError: bad input [events]" in h.describe()
+    assert "ExceptionWithTraceback" not in judge({"f": sent("f")}, {"f": h}).explain()
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"exception": "ValueError('bad input')"}, "ValueError: bad input"),  # the event's repr, no traceback
+        ({"exception": "KeyError('k')", "error_type": "KeyError", "error_message": "'k'"}, "KeyError: 'k'"),  # journal
+        (
+            {"exception": "ExceptionWithTraceback()", "error_type": "OSError", "error_message": "[Errno 5] io"},
+            "OSError: [Errno 5] io",
+        ),
+        ({"exception": "celery.exceptions.TimeLimitExceeded(1.5,)"}, "TimeLimitExceeded: 1.5"),
+        ({"exception": "Ignore()"}, "Ignore"),
+        ({"exception": "ExceptionWithTraceback()"}, "ExceptionWithTraceback()"),  # nothing better was seen
+        ({"exception": "cancelled by Celery"}, "cancelled by Celery"),
+        (
+            {"traceback": "Traceback ...\nbilliard.exceptions.WorkerLostError: Worker exited prematurely: signal 9"},
+            "WorkerLostError: Worker exited prematurely: signal 9",
+        ),
+        ({"traceback": "Traceback ...\nValueError: line one\nline two\n"}, "ValueError: line one\nline two"),
+        ({}, None),
+    ],
+)
+def test_a_steps_error_is_type_and_message_from_the_best_witness(fields: dict, error: str | None) -> None:
+    assert event("task-failed", **fields).error == error
+
+
 # -- a whole verdict -------------------------------------------------------------------------
 
 

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from harness import options
+from harness.app_info import introspect
 from harness.audit.plan import AuditPlan, make_plan
 from harness.audit.runner import Audit
 from harness.brokers.base import Broker
 from harness.errors import HarnessError
-from harness.fixtures import default_spec, harness_error, introspect
+from harness.fixtures import default_spec, harness_error
 from harness.ledger import Ledger
 from harness.spec import StackSpec
 from harness.stack import AppStack

@@ -32,6 +32,7 @@ class AuditPlan:
     work_s: float  # how long the probe works when a fault must land mid-task
     settings: dict[str, Any]  # --audit-config, over the app's own settings
     expectations: Expectations
+    concurrency_from: str = "the stack's WorkerSpec"  # who decides the worker's -c (see concurrency_source)
 
     @property
     def real_task(self) -> bool:
@@ -56,7 +57,8 @@ class AuditPlan:
             "worker": {
                 "name": worker.name,
                 "queues": list(worker.queues or ()),
-                "concurrency": worker.concurrency,
+                "concurrency": worker.concurrency,  # None: the app's own (the run's meta says which it was)
+                "concurrency_from": self.concurrency_from,
                 "pool": worker.pool,
             },
             "audit_config": self.settings,
@@ -102,6 +104,18 @@ def audited_worker(spec: StackSpec, queue: str) -> WorkerSpec:
     )
 
 
+def concurrency_source(worker: WorkerSpec, layers: list[tuple[str, dict[str, Any]]]) -> str:
+    """Who decides the audited worker's concurrency: its WorkerSpec if it gives one, else the last of the
+    settings ``layers`` (the app's own, the stack's celery_config, --audit-config, the worker's) that sets
+    ``worker_concurrency``, else Celery's default."""
+    if worker.concurrency is not None:
+        return f"the stack's WorkerSpec(concurrency={worker.concurrency})"
+    for name, settings in reversed(layers):
+        if settings.get("worker_concurrency"):
+            return f"{name} (worker_concurrency={settings['worker_concurrency']!r})"
+    return "Celery's default (worker_concurrency unset: the CPUs the worker may use)"
+
+
 def make_plan(
     base: StackSpec,
     info: dict[str, Any],
@@ -132,8 +146,13 @@ def make_plan(
         producer=AuditProducer(base.celery_app, probe_like, sent, call_args),
         probe=ProbeSpec(like=probe_like),
         celery_config={**base.celery_config, **settings},
+        worker_concurrency=None,  # what the app runs with, unless the stack's WorkerSpec says otherwise
     )
+    layers = [
+        ("the app's own", info.get("settings") or {}), ("the stack's celery_config", dict(base.celery_config)),
+        ("--audit-config", settings), ("the worker's celery_config", dict(worker.celery_config)),
+    ]  # fmt: skip
     return AuditPlan(
         base.celery_app, spec, worker, queue, probe_like, sent, call_args, work, settings,
-        parse(expect, [f.key for f in FAILURES]),
+        parse(expect, [f.key for f in FAILURES]), concurrency_source(worker, layers),
     )  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ class Row:
     notes: list[str] = field(default_factory=list)
     exceeded: list[str] = field(default_factory=list)  # the accepted limits its fates go past
     nodeid: str = ""
+    run: str = ""  # which run of the audit recorded it (its selection: -k, -m, node ids), in the merged JSON
 
     @classmethod
     def of(cls, failure: str, **fields: Any) -> Row:
@@ -119,6 +120,45 @@ def as_json(rows: list[Row], meta: Mapping[str, Any]) -> str:
     return json.dumps(body, indent=1, sort_keys=True, default=str) + "\n"
 
 
+# What makes two audits' rows comparable: the same app, task, worker, settings as the worker ran them and
+# accepted limits. Rows of an audit that differs in any of these are another audit's: never merged.
+SAME_AUDIT = ("celery_app", "task", "like", "args", "queue", "work_s", "worker", "audit_config", "expect", "settings",
+              "task_options")  # fmt: skip
+
+
+def merge(rows: list[Row], meta: Mapping[str, Any], previous: str | None) -> tuple[list[Row], list[Row]]:
+    """This run's rows, and those of the previous file (its JSON text) kept beside them: the rows of failures
+    this run did not run (a ``-k`` run), when that file is of the same audit (``SAME_AUDIT``). Returns every
+    row, and the kept ones."""
+    try:
+        old = json.loads(previous) if previous else {}
+    except ValueError:  # not a file this recorder wrote: it is replaced
+        old = {}
+    if not isinstance(old, dict) or any(old.get(key) != _plain(meta.get(key)) for key in SAME_AUDIT):
+        return list(rows), []
+    run_now = {row.failure for row in rows}
+    known = {f.name for f in fields(Row)}
+    kept = [
+        Row(**{k: v for k, v in failure.items() if k in known})
+        for failure in old.get("failures", [])
+        if isinstance(failure, dict) and failure.get("failure") in BY_KEY and failure["failure"] not in run_now
+    ]
+    return [*rows, *kept], kept
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as the JSON file holds it (tuples as lists...), to compare with what a file holds."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def run_label(config: pytest.Config) -> str:
+    """Which run this is, as the JSON's rows say it: the selection it was given (stable, unlike a time)."""
+    parts = [f"-k {config.option.keyword}"] if getattr(config.option, "keyword", "") else []
+    parts += [f"-m {config.option.markexpr}"] if getattr(config.option, "markexpr", "") else []
+    parts += [str(arg) for arg in config.args if "::" in str(arg)]
+    return " ".join(parts) or "the whole audit"
+
+
 def html_section(rows: list[Row], meta: Mapping[str, Any]) -> str:
     e = html.escape
     body = []
@@ -152,6 +192,7 @@ class AuditRecorder:
         self.json_path = json_path
         self.rows: list[Row] = []
         self.meta: dict[str, Any] = {}
+        self.kept: list[Row] = []  # rows of earlier runs the JSON keeps (failures this run did not run)
 
     def add(self, row: Row) -> None:
         self.rows = [r for r in self.rows if r.failure != row.failure] + [row]
@@ -188,8 +229,13 @@ class AuditRecorder:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.recorded:
             return
+        run = run_label(session.config)
+        for row in self.rows:
+            row.run = run
+        previous = self.json_path.read_text() if self.json_path.is_file() else None
+        every, self.kept = merge(self.rows, self.meta, previous)
         self.json_path.parent.mkdir(parents=True, exist_ok=True)
-        self.json_path.write_text(as_json(self.rows, self.meta))
+        self.json_path.write_text(as_json(every, self.meta))
         report = session.config.pluginmanager.get_plugin("harness-report")
         if report is not None and hasattr(report, "extra_sections"):
             report.extra_sections.append(html_section(self.rows, self.meta))
@@ -200,4 +246,7 @@ class AuditRecorder:
         terminalreporter.section("harness audit")
         for line in table(self.rows, self.meta):
             terminalreporter.write_line(line)
-        terminalreporter.write_line(f"audit JSON: {self.json_path}")
+        kept = ", ".join(f"{row.failure} ({row.run or 'an earlier run'})" for row in ordered(self.kept))
+        terminalreporter.write_line(
+            f"audit JSON: {self.json_path}" + (f"; kept from earlier runs: {kept}" if kept else "")
+        )

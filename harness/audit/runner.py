@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from harness.audit.failures import BY_KEY, facts
 from harness.audit.plan import AuditPlan
 from harness.audit.results import AuditRecorder, Row, lever_dict
 from harness.ledger import Ledger
-from harness.sent import Sent
+from harness.sent import Sent, TaskIds, id_of, ids_of
 from harness.stack import AppStack
 from harness.supervisor import STOPPED_STATES
 from harness.verdict import FATES, TaskHistory, Verdict
@@ -30,6 +29,10 @@ from harness.vhost import ScenarioVhost
 from harness.waiting import WaitTimeout, eventually
 
 QUIET_S = 0.5  # a requeued message is redelivered to an idle, connected worker within milliseconds
+# The waits beyond the probes' work: a warm shutdown, and the tasks' ends after a fault (a probe cut short runs
+# again, for --audit-work seconds). Each grows with the work (``Audit.outlasting``).
+SHUTDOWN_S = 30.0
+SETTLE_S = 30.0
 HELD_CAP = 16  # tasks sent to fill a worker whose prefetch is unlimited, or very large
 INSTANT = 0.0
 PRODUCER_STEPS = ("task-sent", "task-published")
@@ -107,10 +110,25 @@ class Audit:
         limits = [float(options[k]) for k in ("soft_time_limit", "time_limit") if options.get(k)]
         return min([seconds, *(0.8 * limit for limit in limits)])
 
+    def outlasting(self, seconds: float) -> float:
+        """A bound for a wait that must outlast a probe's work: ``seconds`` beyond it (``--audit-work 30`` made a
+        30 s warm-shutdown wait too short)."""
+        return seconds + self.work_s
+
+    @property
+    def concurrency(self) -> int:
+        """The worker's pool size as it runs (its journal's worker-online: -c, else the app's worker_concurrency,
+        else Celery's default); the stack's figure if the worker did not say."""
+        entries = self.ledger.journal.entries() if self.ledger.journal is not None else []
+        said = [e.fields.get("concurrency") for e in entries if e.type == "worker-online" and e.program == self.worker]
+        if said and isinstance(said[-1], int):
+            return said[-1]
+        return self.stack.spec.concurrency_of(self.plan.worker) or 1
+
     def held(self) -> int:
         """How many tasks the worker takes at once: concurrency x prefetch multiplier (Celery's prefetch)."""
         multiplier = int((self.config().get("settings") or {}).get("worker_prefetch_multiplier") or 0)
-        concurrency = self.plan.worker.concurrency
+        concurrency = self.concurrency
         return min(HELD_CAP, concurrency * multiplier) if multiplier > 0 else min(HELD_CAP, 4 * concurrency)
 
     # -- sending -------------------------------------------------------------------------------
@@ -135,7 +153,7 @@ class Audit:
         """Fill the worker as its prefetch allows: one long task per pool process, running, and short ones
         prefetched behind them. Returns every id and the running ones."""
         held = self.held()
-        running_count = min(self.plan.worker.concurrency, held)
+        running_count = min(self.concurrency, held)
         long = [self.send(self.work_s) for _ in range(running_count)]
         ids = long + [self.send() for _ in range(held - running_count)]
         self.ledger.wait_received(ids, timeout=timeout)
@@ -151,14 +169,16 @@ class Audit:
         return ids, long
 
     # -- observing -----------------------------------------------------------------------------
-    def running(self, ids: Iterable[str]) -> list[str]:
+    def running(self, ids: TaskIds) -> list[str]:
         """Tasks that started and have not ended (per the ledger)."""
+        ids = ids_of(ids, "audit.running")
         histories = self.ledger.histories()
         return [i for i in ids if i in histories and histories[i].count("task-started") and not histories[i].terminal]
 
-    def in_hand(self, ids: Iterable[str]) -> list[str]:
+    def in_hand(self, ids: TaskIds) -> list[str]:
         """Tasks a live process holds: started in a pool process that is still alive, or last received by
         the worker while it runs (prefetched, waiting for a pool process or its rate limit)."""
+        ids = ids_of(ids, "audit.in_hand")
         histories = self.ledger.histories()
         entries = self.ledger.journal.entries() if self.ledger.journal else []
         started_by = {e.uuid: e.pid for e in entries if e.type == "task-started"}  # the latest start's process
@@ -177,10 +197,11 @@ class Audit:
         except Exception:  # the broker restarting: not quiet
             return None
 
-    def settle(self, ids: Iterable[str], timeout: float = 30.0) -> None:
+    def settle(self, ids: TaskIds, timeout: float | None = None) -> None:
         """Wait until every task ended, or nothing moved for ``QUIET_S`` with no task held by a live process
-        and no message ready."""
-        ids = list(ids)
+        and no message ready; by default for ``SETTLE_S`` beyond a probe's work (one cut short runs again)."""
+        ids = ids_of(ids, "audit.settle")
+        timeout = self.outlasting(SETTLE_S) if timeout is None else timeout
         last: dict[str, Any] = {"state": None, "since": time.monotonic()}
 
         def observe() -> tuple[int, int, bool]:
@@ -208,23 +229,27 @@ class Audit:
         except WaitTimeout:
             return self.vhost.ready(self.queue)
 
-    def first_end(self, task_id: str) -> float:
+    def first_end(self, task: str | Sent) -> float:
         """When the task's first run ended (its first success or failure; infinity if it never ended)."""
-        ends = [e.timestamp for e in self.ledger.history(task_id).events if e.type in ("task-succeeded", "task-failed")]
+        events = self.ledger.history(id_of(task, "audit.first_end")).events
+        ends = [e.timestamp for e in events if e.type in ("task-succeeded", "task-failed")]
         return min(ends, default=float("inf"))
 
-    def finish(self, ids: Iterable[str]) -> None:
+    def finish(self, ids: TaskIds) -> None:
         """Stop the worker if a task has not ended: with no consumer left, what is neither done nor queued is
         lost for good, and a prefetched message goes back to its queue. When every task ended there is
         nothing left to judge, and a warm shutdown (a second or two) is saved."""
         sends = self.ledger.sends()
+        ids = ids_of(ids, "audit.finish")
         delivered = [i for i in ids if i not in sends or sends[i].ok]  # an unsent task's fate needs no queue
         if self.ledger.settled(delivered) < len(delivered) and not self.exited():
             self.stack.stop(self.worker)
 
-    def shut_down(self, signal: str, timeout: float = 30.0) -> None:
-        """``kill -<signal> <worker pid>``, then wait until the worker exits; if it does not, say whether it
-        ever began its shutdown (the journal's ``worker-stopping``) and how soon after its start it was sent."""
+    def shut_down(self, signal: str, timeout: float | None = None) -> None:
+        """``kill -<signal> <worker pid>``, then wait until the worker exits (a warm shutdown finishes the running
+        probe first: by default ``SHUTDOWN_S`` beyond its work); if it does not, say whether it ever began its
+        shutdown (the journal's ``worker-stopping``) and how soon after its start it was sent."""
+        timeout = self.outlasting(SHUTDOWN_S) if timeout is None else timeout
         sent = time.time()
         self.stack.signal(self.worker, signal)
         try:
@@ -246,7 +271,7 @@ class Audit:
 
     def facts(self) -> dict[str, Any]:
         """The facts the rows are decided by, as the worker ran the app (before any observation)."""
-        worker = {"concurrency": self.plan.worker.concurrency, "pool": self.plan.worker.pool}
+        worker = {"concurrency": self.concurrency, "pool": self.plan.worker.pool}
         return facts(self.config(), self.plan.task, worker, self.queue, None, self.broker)
 
     def note(self, failure: str, text: str) -> None:
@@ -262,16 +287,16 @@ class Audit:
         except Exception:  # the management API is optional to the row
             return None
 
-    def record(self, verdict: Verdict, **groups: Iterable[str]) -> None:
+    def record(self, verdict: Verdict, **groups: TaskIds) -> None:
         """One row per failure (``failure_key=task ids``); fails the scenario if a row's fates exceed what
         the team accepts (``--audit-expect``)."""
         config = self.config()
-        worker = {"concurrency": self.plan.worker.concurrency, "pool": self.plan.worker.pool}
+        worker = {"concurrency": self.concurrency, "pool": self.plan.worker.pool}
         known = {**facts(config, self.plan.task, worker, self.queue, self.queue_info(), self.broker), **self.observed}
         fate_of = {task_id: fate for fate, ids in verdict.fates.items() for task_id in ids}
         breaches = []
-        for key, ids in groups.items():
-            ids = list(ids)
+        for key, given in groups.items():
+            ids = ids_of(given, f"audit.record({key}=...)")
             failure = BY_KEY[key]
             counts = {fate: n for fate in FATES if (n := sum(1 for i in ids if fate_of.get(i) == fate))}
             if counts.get("queued"):
@@ -297,7 +322,9 @@ class Audit:
         return {
             **self.plan.as_dict(),
             "describe": self.plan.describe(),
-            "worker": f"{worker.name} (-Q {','.join(worker.queues or ())} -c {worker.concurrency} -P {worker.pool})",
+            "worker": f"{worker.name} (-Q {','.join(worker.queues or ())} -c {self.concurrency} -P {worker.pool}; "
+            f"concurrency from {self.plan.concurrency_from})",
+            "concurrency": self.concurrency,
             "settings": config.get("settings"),
             "task_options": (config.get("tasks") or {}).get(self.plan.task),
             "broker": {**self.recorder.meta.get("broker", {}), **self.broker, "kind": self.vhost.broker.kind},

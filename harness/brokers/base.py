@@ -67,18 +67,22 @@ class Broker(ABC):
         return bus
 
     @abstractmethod
-    def start(self) -> None: ...
+    def start(self) -> None:
+        """Start the broker, or connect to it, returning None once it answers. The ``broker`` fixture does this."""
 
     @abstractmethod
     def close(self) -> None:
-        """End the session's use of the broker (stop it, if the harness started it). Idempotent."""
+        """End the session's use of the broker (stop it, if the harness started it); returns None. Idempotent."""
 
     @property
     @abstractmethod
-    def endpoint(self) -> Endpoint: ...
+    def endpoint(self) -> Endpoint:
+        """Where the broker answers: an ``Endpoint`` (host, AMQP port, user, password, vhost, management URL);
+        ``endpoint.amqp_url(vhost)`` is a URL to a vhost of it."""
 
     @property
     def management(self) -> ManagementAPI | None:
+        """A client of the broker's management HTTP API, or None where it has none (a ``url`` broker without)."""
         url = self.endpoint.management_url
         if url is None:
             return None
@@ -103,7 +107,7 @@ class Broker(ABC):
 
     def check_version(self, asked: str | None) -> None:
         """A broker the harness started must run the major version asked for (an image named by an
-        environment variable may hold another one): a wrong one is refused with what to change."""
+        environment variable may hold another one): returns None, or refuses a wrong one with what to change."""
         if not self.owned or not asked:
             return
         running = self.server_version()
@@ -115,6 +119,7 @@ class Broker(ABC):
             )
 
     def describe(self) -> str:
+        """The broker in a few words: its kind, where, and whether it has the management API."""
         mode = "management API" if self.endpoint.management_url else "AMQP only"
         return f"{self.kind} broker at {self.endpoint.host}:{self.endpoint.port} ({mode})"
 
@@ -131,7 +136,8 @@ class Broker(ABC):
     _stopped_how: str | None = None
 
     def stop_broker(self, how: str = "node") -> None:
-        """Stop the broker, keeping its data and its AMQP port for ``start_broker``."""
+        """Stop the broker, keeping its data and its AMQP port for ``start_broker``; returns None once stopped.
+        ``how="app"`` stops only the RabbitMQ application in its running node (seconds faster)."""
         if how not in self.STOP_KINDS:
             raise ValueError(f"how={how!r} is not one of {self.STOP_KINDS}")
         self.faults.publish(BrokerStopped(how=f"{self.kind} {how} stop"))
@@ -143,7 +149,7 @@ class Broker(ABC):
         self._stopped_how = how
 
     def start_broker(self) -> None:
-        """Start the stopped broker again and wait until it answers (and the scenario's observers are ready)."""
+        """Start the stopped broker again; returns None once it answers (and the scenario's observers listen)."""
         if self._stopped_how == "app":
             self.rabbitmqctl("start_app")
             self._wait_answering()
@@ -176,11 +182,13 @@ class Broker(ABC):
         eventually(answering, timeout=60, what="the RabbitMQ application to answer again", interval=0.05)
 
     def pause_broker(self) -> None:
-        """Freeze the broker: connections stay open but nothing answers (a network partition, as clients see it)."""
+        """Freeze the broker: connections stay open but nothing answers (a network partition, as clients see it);
+        returns None."""
         self.faults.publish(BrokerFrozen())
         self._pause()
 
     def resume_broker(self) -> None:
+        """Let a frozen broker (``pause_broker``) answer again; returns None."""
         self._resume()
         self.faults.publish(BrokerResumed())
 
@@ -220,7 +228,8 @@ class Broker(ABC):
             self.rabbitmqctl("eval", ", ".join(restore) + ".")
 
     def restart_broker(self, how: str = "node") -> None:
-        """Stop the broker and start it again: same data, same AMQP port (``how``: see ``stop_broker``)."""
+        """Stop the broker and start it again: same data, same AMQP port (``how``: see ``stop_broker``); returns
+        None once it answers."""
         self.stop_broker(how)
         self.start_broker()
 

@@ -182,6 +182,7 @@ class LocalBroker(Broker):
 
     @property
     def log_path(self) -> Path:
+        """The node's console output (its boot and crash messages), in the node's directory."""
         return self.dir / "stdout.log"
 
     def _write_config(self) -> None:

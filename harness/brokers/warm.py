@@ -102,6 +102,7 @@ class WarmBroker(LocalBroker):
         )
 
     def answering(self) -> bool:
+        """Whether the warm node's AMQP port accepts a connection now."""
         import socket
 
         try:

@@ -3,7 +3,8 @@
 Used by the command (``python -m harness.deploy_check``) and by the pytest fixture (``deploy_check``);
 both turn their options into ``CheckOptions``. Bad input is found first, in this order, each with one
 sentence and before anything slow: the call conventions and examples, then what to compare, then the
-git ref, then each version's app (it must import and register tasks).
+git ref, then each version's app (it must import, register tasks, and come from its own tree). The base's
+checkout lasts as long as the check (the proof runs its programs there) and is removed after it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import difflib
 import shutil
 import tempfile
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,8 @@ class CheckOptions:
     fail_on: tuple[str, ...] = DIRECTIONS
     warn_only: bool = False
     env: tuple[str, ...] = ()  # KEY=VALUE for the proof's programs (what the app reads from its environment)
+    base_setup: str | None = None  # a shell command run in the base's checkout before it is read
+    named_by: str = "--app"  # where the user named the app, as the errors say it
 
 
 def directions(text: str) -> tuple[str, ...]:
@@ -89,20 +92,28 @@ def check(options: CheckOptions, prove_on: BrokerSource | None = None) -> Report
         raise HarnessError(
             "nothing to compare: give --base REF (the running release's git ref) or --base-app (another app path)"
         )
+    if options.base_setup and not options.base:
+        raise HarnessError("--base-setup runs in the base's checkout: give --base REF too")
+    if options.base:
+        versions.resolve(options.base, options.cwd)  # a ref that names no commit is said before anything slow
     workdir = Path(tempfile.mkdtemp(prefix="harness-deploy-"))
     try:
-        if options.base:
-            base = versions.at_ref(base_app, options.base, options.cwd, workdir)
-        else:
-            base = versions.same_tree(base_app, options.cwd)
-        new = versions.working_tree(options.celery_app, options.cwd)
-        unknown_tasks(policy, examples, set(base.tasks) | set(new.tasks))
-        comparison = compare(base.info, new.info, policy, options.via)
-        report = Report(comparison, base, new, options.fail_on, options.warn_only)
-        if prove_on is not None and comparison.messages:
-            opened = prove_on() if callable(prove_on) else nullcontext(prove_on)
-            with opened as broker:
-                report.proof = prove(comparison, base, new, broker, workdir, examples, options.via, env)
-        return report
+        with ExitStack() as stack:
+            new = versions.working_tree(options.celery_app, options.cwd, options.named_by)
+            base_named = "--base-app" if options.base_app else options.named_by
+            if options.base:
+                base = stack.enter_context(
+                    versions.at_ref(base_app, options.base, options.cwd, workdir, new, options.base_setup, base_named)
+                )
+            else:
+                base = versions.same_tree(base_app, options.cwd, base_named)
+            unknown_tasks(policy, examples, set(base.tasks) | set(new.tasks))
+            comparison = compare(base.info, new.info, policy, options.via)
+            report = Report(comparison, base, new, options.fail_on, options.warn_only)
+            if prove_on is not None and comparison.messages:
+                opened = prove_on() if callable(prove_on) else nullcontext(prove_on)
+                with opened as broker:
+                    report.proof = prove(comparison, base, new, broker, workdir, examples, options.via, env)
+            return report
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

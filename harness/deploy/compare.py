@@ -374,14 +374,30 @@ class _Context:
             made = calls(name, producer, conventions, extra)
             outcomes = [(call, bind(call, worker, producer)) for call in made]
             broken = [(c, o) for c, o in outcomes if o.breaks]
-            verdicts[direction] = BREAKS if broken else SAFE
+            moved = dict.fromkeys(pair for _, o in outcomes for pair in o.renamed)
+            verdicts[direction] = BREAKS if broken else CHANGES if moved else SAFE
             shown = broken or [(c, o) for c, o in outcomes if o.reason]
-            reasons[direction] = "; ".join(f"{c.describe()} ({c.convention}) → {o.reason}" for c, o in shown[:3])
+            reasons[direction] = "; ".join(f"{c.describe()} ({c.style} call) → {o.reason}" for c, o in shown[:3])
+            if moved and not broken:
+                reasons[direction] = "; ".join(
+                    f"positional callers' values for `{a}` now land in `{b}`: the task runs and reads them as `{b}` "
+                    "(make sure they mean the same thing)"
+                    for a, b in moved
+                )
         verdicts[QUEUED] = verdicts[OLD_TO_NEW]
         reasons[QUEUED] = f"as an old producer's: {reasons[OLD_TO_NEW]}" if reasons[OLD_TO_NEW] else ""
         form = tolerant(before, after, conventions)
         rendered = form.render(fresh.name, fresh.bound)
         fix: str | None = f"tolerant form, on both versions: {rendered}, called with keywords"
+        # A parameter one version's messages lack gets its default: binding is then safe, the body must cope.
+        lacking = [p for p in form.params if p.named and p.has_default and not (p.name in before.names and
+                   p.name in after.names and before[p.name].has_default == after[p.name].has_default)]  # fmt: skip
+        if lacking:
+            fix += (
+                "; the body must handle "
+                + ", ".join(f"`{p.name}={p.default}`" for p in lacking)
+                + (" (what it gets from a message that lacks it)")
+            )
         # Even in that form, new producers' keyword calls may name what the running workers do not take.
         untaken = [c for c in calls(fresh.name, form, (KEYWORD,)) if bind(c, before, form).breaks]
         if untaken:

@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 @pytest.fixture
 def deploy_check(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Callable[..., Report]:
     """``deploy_check(base="origin/main", celery_app=None, base_app=None, calls=None, examples=(),
-    prove=None, via="apply_async", env=(), fail_on=all directions, cwd=None)``: the report of the deploy check
-    (``cwd``: the folder the app imports from, in its git repository; default the rootdir)."""
+    prove=None, via="apply_async", env=(), fail_on=all directions, cwd=None, base_setup=None)``: the report of the
+    deploy check (``cwd``: the folder the app imports from, in its git repository; default the rootdir;
+    ``base_setup``: a shell command run in the base's checkout before it is read, default the
+    ``harness_deploy_base_setup`` ini key)."""
 
     def run(
         base: str | None = None,
@@ -43,6 +45,7 @@ def deploy_check(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
         env: Iterable[str] = (),
         fail_on: Iterable[str] | None = None,
         cwd: str | Path | None = None,
+        base_setup: str | None = None,
     ) -> Report:
         from harness.deploy.check import CheckOptions, check
         from harness.deploy.compare import DIRECTIONS
@@ -59,6 +62,8 @@ def deploy_check(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
             via=via,
             env=tuple(env),
             fail_on=tuple(DIRECTIONS if fail_on is None else fail_on),
+            base_setup=base_setup or options.get(pytestconfig, "harness_deploy_base_setup"),
+            named_by="--celery-app" if celery_app is None else "deploy_check(celery_app=...)",
         )
         proving = options.get(pytestconfig, "harness_deploy_prove") if prove is None else prove
         broker = request.getfixturevalue("broker") if proving else None

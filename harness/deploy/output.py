@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.deploy.compare import BREAKS, CHANGES, DELIVERY, DIRECTIONS, SAFE, TITLES, WAITS, Change, Comparison
-from harness.deploy.prove import CONFIRMED, CONTRADICTED, INCONCLUSIVE, Proof
+from harness.deploy.prove import BODY_FAILED, CONFIRMED, CONTRADICTED, INCONCLUSIVE, Proof
 from harness.deploy.versions import Version
 
 BADGES = {SAFE: "✅ safe", BREAKS: "❌ breaks", WAITS: "⏳ waits", CHANGES: "⚠️ changes"}
@@ -21,6 +21,7 @@ STATUS_BADGES = {
     CONFIRMED: "✅ confirmed",
     CONTRADICTED: "❌ contradicted (checker bug)",
     INCONCLUSIVE: "❔ inconclusive",
+    BODY_FAILED: "❌ binding safe, body failed",
 }
 OK, BREAKING, CHECKER_BUG = 0, 1, 3
 
@@ -39,10 +40,15 @@ class Report:
         return self.comparison.breaking(self.fail_on)
 
     @property
+    def body_failures(self) -> list:
+        """What the proof saw fail in the body, in the directions that fail the check."""
+        return self.proof.body_failures(self.fail_on) if self.proof is not None else []
+
+    @property
     def exit_status(self) -> int:
         if self.proof is not None and self.proof.contradictions():
             return CHECKER_BUG
-        return BREAKING if self.breaking and not self.warn_only else OK
+        return BREAKING if (self.breaking or self.body_failures) and not self.warn_only else OK
 
     def problem(self) -> str | None:
         """What fails the check (a breaking change, unless warn-only, or a contradicted verdict), with the
@@ -69,8 +75,11 @@ class Report:
         if self.proof is not None:
             bugs = len({(r.message.task, r.message.direction) for r in self.proof.contradictions()})
             parts.append(f"proof: {bugs} contradiction(s) (checker bug)" if bugs else "proof: no contradiction")
+            failed = len({(r.message.task, r.message.direction) for r in self.body_failures})
+            if failed:
+                parts.append(f"{failed} body failure(s) where binding is safe")
         status = self.exit_status
-        why = " (warn only)" if self.warn_only and breaking else ""
+        why = " (warn only)" if self.warn_only and (breaking or self.body_failures) else ""
         return "; ".join(parts) + f"; exit status {status}{why}"
 
     # -- the terminal -------------------------------------------------------------------------

@@ -22,11 +22,17 @@ task name, which parameters, positional or keyword, the route) comes from its ow
 and the call convention (``harness.deploy.signatures``); the *values* come from ``--example
 TASK=JSON`` (an object by parameter name, or a list for the base's positional parameters in order),
 else the parameter's default when it is a plain JSON literal, else a string naming the parameter.
-Placeholders can make a task's body fail on its own version (an ``int`` parameter given a string):
-each call is therefore also sent by its own version's producer to its own version's worker (the
-control), and where the control does not succeed, a result that depends on the body is
-``inconclusive`` (with the control's fate), not a contradiction. A prediction that the run contradicts
-is a bug in the checker, reported as such.
+Placeholders can make a task's body fail on its own version (an ``int`` parameter given a string), and
+so can what the base needs and its checkout lacks (an untracked database): each call is therefore also
+sent by its own version's producer to its own version's worker (the control).
+
+What can be contradicted is a prediction about routing, registration and binding: the journal records
+whether each run's arguments bound to the function (``harness.journal.bound_arguments``), so a failure
+inside the body is told from a binding failure. A failure in the body where the control failed too is
+``inconclusive``, the control's own error quoted; where the control ran, it is ``body failed``: binding
+safe, and the body cannot take what the other version sends (a default of ``None`` it does not handle),
+a break the signatures cannot show, which fails the check as a breaking change does. A contradicted
+prediction is a bug in the checker, reported as such (exit status 3).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.app_info import last_error_line
 from harness.brokers.base import Broker
 from harness.deploy.compare import (
     NEW_TO_OLD,
@@ -57,7 +64,7 @@ from harness.deploy.compare import (
     Task,
     tasks_of,
 )
-from harness.deploy.signatures import EXTRA_FIELD, EXTRA_VALUE, FAILS, MISBINDS, RUNS, Signature
+from harness.deploy.signatures import EXTRA_FIELD, EXTRA_VALUE, FAILS, MISBINDS, RUNS, Call, Signature
 from harness.deploy.versions import Version
 from harness.errors import HarnessError
 from harness.ledger import Ledger
@@ -68,6 +75,9 @@ from harness.vhost import ScenarioVhost
 from harness.waiting import WaitTimeout, eventually
 
 CONFIRMED, CONTRADICTED, INCONCLUSIVE = "confirmed", "contradicted", "inconclusive"
+# The prediction about binding held, and the body then failed where its own version's did not: a break the
+# static check cannot see (a default the body cannot handle), found by the run.
+BODY_FAILED = "body failed"
 OLD_WORKER, NEW_WORKER = "old_worker", "new_worker"
 SETTLE_S = 20.0
 SEND_TIMEOUT_S = 60.0
@@ -140,13 +150,22 @@ def value_of(name: str, signature: Signature, given: Mapping[str, Any]) -> Any:
 class Observation:
     kind: str  # runs, misbinds, fails, waits (still in a queue), or the fate (lost, unsettled...)
     fate: str
-    error: str | None = None
+    error: str | None = None  # the exception's type
     queue: str | None = None
     detail: str = ""
+    bound: bool | None = None  # the arguments bound to the function (the journal's record); None: unknown
+    message: str | None = None  # the exception as the worker raised it: "TypeError: unsupported operand..."
+
+    @property
+    def body_failed(self) -> bool:
+        """A failure raised inside the task's body, after its arguments bound."""
+        return self.kind == FAILS and self.bound is True
 
     def describe(self) -> str:
         if self.fate == "queued":
             return f"queued in `{self.queue}`"
+        if self.body_failed:
+            return f"binding safe, body failed: {self.message or self.error}"
         if self.kind == FAILS:
             return f"failed {self.error}"
         if self.kind == MISBINDS:
@@ -176,6 +195,11 @@ class Proof:
     def mixed(self) -> list[Proven]:
         return [r for r in self.results if r.message.direction != "control"]
 
+    def body_failures(self, directions: Iterable[str] | None = None) -> list[Proven]:
+        """Messages that bound as predicted and then failed in the body, where their own version's did not."""
+        chosen = set(directions) if directions is not None else None
+        return [r for r in self.mixed if r.status == BODY_FAILED and (chosen is None or r.message.direction in chosen)]
+
     def contradictions(self) -> list[Proven]:
         return [r for r in self.mixed if r.status == CONTRADICTED]
 
@@ -183,11 +207,12 @@ class Proof:
         """One row per task and direction: the predictions, the observations, the status."""
         grouped: dict[tuple[str, str], list[Proven]] = {}
         for result in self.mixed:
-            grouped.setdefault((result.message.task, result.message.direction), []).append(result)
+            # A renamed task's row carries the name its producer sends: the old name one way, the new the other.
+            grouped.setdefault((result.message.call.task, result.message.direction), []).append(result)
         rows = []
         for (task, direction), results in sorted(grouped.items(), key=lambda item: item[0]):
             statuses = {r.status for r in results}
-            status = next((s for s in (CONTRADICTED, INCONCLUSIVE) if s in statuses), CONFIRMED)
+            status = next((s for s in (CONTRADICTED, BODY_FAILED, INCONCLUSIVE) if s in statuses), CONFIRMED)
             rows.append(
                 {
                     "task": task,
@@ -207,9 +232,9 @@ class Proof:
             "rows": self.rows(),
             "messages": [
                 {
-                    "task": r.message.task, "direction": r.message.direction, "producer": r.message.producer,
+                    "task": r.message.call.task, "direction": r.message.direction, "producer": r.message.producer,
                     "worker": r.message.worker, "call": r.message.call.describe(),
-                    "convention": r.message.call.convention, "task_id": r.task_id,
+                    "convention": r.message.call.convention, "style": r.message.call.style, "task_id": r.task_id,
                     "predicted": _predicted_text(r.message), "observed": r.observed.describe(), "status": r.status,
                     "why": r.why,
                 }
@@ -246,47 +271,105 @@ def observe(task_id: str, sent: Mapping[str, Any], verdict: Verdict) -> Observat
     history = verdict.histories.get(task_id)
     if fate == "queued":
         return Observation("waits", fate, queue=verdict.where.get(task_id))
+    started = [e for e in (history.events if history else []) if e.type == "task-started"]
+    recorded = [e.fields["arguments"] for e in started if "arguments" in e.fields]
+    # The journal records None where the arguments did not bind (Python raised before the body ran).
+    received = next((a for a in recorded if a is not None), None)
+    bound = None if not recorded else received is not None
     if fate == "failed":
-        return Observation(FAILS, fate, history.exception_type if history else None)
+        swapped = _swapped(sent, received) if received is not None else []
+        return Observation(
+            FAILS, fate, history.exception_type if history else None, detail="; ".join(swapped), bound=bound,
+            message=history.error if history else None,
+        )  # fmt: skip
     if fate != "succeeded":
         return Observation(fate, fate)
-    started = [e for e in (history.events if history else []) if e.type == "task-started"]
-    received = next((e.fields.get("arguments") for e in started if e.fields.get("arguments") is not None), None)
     if received is None:
         return Observation(RUNS, fate, detail="the journal did not record what each parameter received")
     expected = {name: _expected_repr(value) for name, value in sent.items()}
     if len(set(expected.values())) < len(expected):
         return Observation(RUNS, fate, detail="two parameters were sent equal values: a swap would not show")
+    swapped = _swapped(sent, received)
+    if swapped:
+        return Observation(MISBINDS, fate, detail="; ".join(swapped), bound=True)
+    return Observation(RUNS, fate, bound=True)
+
+
+def _swapped(sent: Mapping[str, Any], received: Mapping[str, str]) -> list[str]:
+    expected = {name: _expected_repr(value) for name, value in sent.items()}
     owner = {text: name for name, text in expected.items()}
-    swapped = [
+    return [
         f"the value of `{owner[text]}` landed in `{name}`"
         for name, text in received.items()
         if name in expected and text != expected[name] and text in owner
     ]
-    if swapped:
-        return Observation(MISBINDS, fate, detail="; ".join(swapped))
-    return Observation(RUNS, fate)
 
 
-def judge(message: Message, observed: Observation, control: Observation | None) -> tuple[str, str]:
-    """Does the observation confirm the prediction? A result that depends on the task's body, where the
-    same call did not succeed on its own version, is inconclusive."""
+def judge(
+    message: Message, observed: Observation, control: Observation | None, examples_given: bool = False,
+    defaults_taken: str = "", worker_control: Observation | None = None,
+) -> tuple[str, str]:  # fmt: skip
+    """Does the observation confirm the prediction? Only predictions about routing, registration and
+    binding can be contradicted. A failure inside the body, after the arguments bound, is the body's: where
+    the same call fails on the producer's own version too (``control``), or the worker's version cannot
+    run the task here at all (``worker_control``: its own call of the task, on its own worker, failed), the
+    row is inconclusive, with that control's error quoted; where both ran, the run found a break the
+    signatures could not show (``BODY_FAILED``). ``defaults_taken``: the parameters the call left to the
+    worker's defaults (``z=None``), for the why."""
     predicted = message.predicted
     if predicted.kind in (WAITING, STRANDED):
-        agrees = observed.kind == "waits" and observed.queue == predicted.queue
-    elif predicted.kind == FAILS:
-        agrees = observed.kind == FAILS and observed.error == predicted.error
-    else:
-        agrees = observed.kind == predicted.kind
-    body_runs = predicted.kind in (RUNS, MISBINDS) or predicted.error == "TypeError"
-    if body_runs and control is not None and control.kind != RUNS:
-        why = f"the same call fails on its own version too ({control.describe()}): give --example values"
-        return INCONCLUSIVE, why
-    if observed.detail and predicted.kind in (RUNS, MISBINDS) and observed.kind == RUNS:
+        if observed.kind == "waits" and observed.queue == predicted.queue:
+            return CONFIRMED, ""
+        return CONTRADICTED, _contradiction(message, observed)
+    if predicted.kind == FAILS and predicted.error != "TypeError":  # registration: NotRegistered
+        if observed.kind == FAILS and observed.error == predicted.error:
+            return CONFIRMED, ""
+        return CONTRADICTED, _contradiction(message, observed)
+    if predicted.kind == FAILS:  # the arguments do not bind: TypeError before the body
+        if observed.kind == FAILS and observed.error == "TypeError" and observed.bound is not True:
+            return CONFIRMED, ""
+        return CONTRADICTED, _contradiction(message, observed)
+    # runs or misbinds: the arguments bind (to the right parameters, or not)
+    if observed.kind == FAILS and observed.bound is False:
+        return CONTRADICTED, _contradiction(message, observed)
+    if observed.kind == FAILS:
+        if worker_control is not None and worker_control.kind != RUNS:
+            side = "old" if message.worker == "base" else "new"
+            return INCONCLUSIVE, f"the {side} release cannot run this task here: {_failure(worker_control)}"
+        if control is not None and control.kind != RUNS:
+            side = "old" if message.producer == "base" else "new"
+            why = f"the same call fails on the {side} release's own workers too: {_failure(control)}"
+            return INCONCLUSIVE, why + ("" if examples_given else "; give --example values")
+        if observed.bound is None:
+            return INCONCLUSIVE, f"it failed ({observed.describe()}) and the journal did not record whether it bound"
+        if predicted.kind == MISBINDS and observed.detail:
+            return CONFIRMED, f"{observed.detail}; then the body failed: {observed.message or observed.error}"
+        taken = f"; {defaults_taken}: the body must handle it" if defaults_taken else ""
+        return BODY_FAILED, f"binding safe, body failed: {observed.message or observed.error}{taken}"
+    if observed.detail and observed.kind == RUNS:
         return INCONCLUSIVE, observed.detail
-    if agrees:
+    if observed.kind == predicted.kind:
         return CONFIRMED, ""
-    return CONTRADICTED, f"predicted {_predicted_text(message)} ({predicted.reason}), the run saw {observed.describe()}"
+    return CONTRADICTED, _contradiction(message, observed)
+
+
+def defaults_taken(call: Call, worker: Signature) -> str:
+    """The worker's parameters a call leaves to their defaults: "`z` was not sent and took its default None"."""
+    try:
+        bound = worker.inspect().bind(*call.args, **dict.fromkeys(call.kwargs))
+    except TypeError:
+        return ""
+    left = [p for p in worker.params if p.named and p.has_default and p.name not in bound.arguments]
+    return ", ".join(f"`{p.name}` was not sent and took its default {p.default}" for p in left)
+
+
+def _failure(observed: Observation) -> str:
+    return observed.message or observed.describe()
+
+
+def _contradiction(message: Message, observed: Observation) -> str:
+    predicted = message.predicted
+    return f"predicted {_predicted_text(message)} ({predicted.reason}), the run saw {observed.describe()}"
 
 
 # -- the runs ------------------------------------------------------------------------------------
@@ -297,7 +380,7 @@ class VersionProducer:
 
     def __init__(self, version: Version, examples: Examples, stack: AppStack, program: str, via: str) -> None:
         self.version, self.examples, self.stack, self.program, self.via = version, examples, stack, program, via
-        self.env = {**os.environ, **stack.spec.env}
+        self.env = {**os.environ, **stack.spec.env, **version.environment()}
         self.tasks: dict[str, Task] = tasks_of(version.info)
         self.sent: dict[str, dict[str, Any]] = {}  # task id → parameter → value
 
@@ -321,26 +404,28 @@ class VersionProducer:
             ids.append(task_id)
         if not batch:
             return ids
+        report = Path(tempfile.mkdtemp(prefix="send-", dir=self.stack.workdir)) / "sent.jsonl"
         command = [
             sys.executable, "-m", "harness.deploy.send", "--celery-app", self.version.celery_app,
             "--path", self.version.root, "--broker-url", self.stack.vhost.amqp_url,
             "--journal-dir", str(self.stack.journal_dir), "--program", self.program, "--via", self.via,
+            "--report", str(report),
         ]  # fmt: skip
         try:
             done = subprocess.run(
                 command, input=json.dumps(batch), capture_output=True, text=True, timeout=SEND_TIMEOUT_S,
-                cwd=self.stack.workdir, env=self.env,
+                cwd=self.version.root, env=self.env,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             raise HarnessError(f"the {self.program} did not send its messages within {SEND_TIMEOUT_S:.0f}s") from None
         results = {}
-        for line in done.stdout.splitlines():
-            if line.startswith("{"):
-                result = json.loads(line)
-                results[result["id"]] = result
+        lines = report.read_text().splitlines() if report.exists() else []
+        for line in lines:
+            result = json.loads(line)
+            results[result["id"]] = result
         if done.returncode != 0 and not results:
-            last = (done.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-            raise HarnessError(f"the {self.program} ({self.version.label}) could not send: {last}")
+            why = last_error_line(done.stderr) or f"exit status {done.returncode}"
+            raise HarnessError(f"the {self.program} ({self.version.label}) could not send: {why}")
         for task_id in ids:
             result = results.get(task_id, {"ok": False, "error": "the producer ended before sending it"})
             self.stack.ledger.record_send(task_id, ok=result["ok"], error=result.get("error"))
@@ -362,7 +447,7 @@ def fleet(
             celery_app=version.celery_app,
             workers=(WorkerSpec(worker, queues=version.queues, hostname=f"{worker}@deploy-check"),),
             cwd=version.root,
-            env=dict(env),
+            env={**env, **version.environment()},
         )
         app = AppStack(spec, vhost, ledger, folder)
         stack.callback(app.close)
@@ -454,6 +539,17 @@ def prove(
         if message.direction == "control":
             results.append(Proven(message, task_id, values, seen, CONFIRMED if seen.kind == RUNS else INCONCLUSIVE))
             continue
-        status, why = judge(message, seen, controls.get((message.producer, message.call.key())))
+        given = any(name in examples.given for name in (message.task, message.call.task))
+        worker = tasks_of((base if message.worker == "base" else new).info).get(message.call.task)
+        taken = defaults_taken(message.call, worker.signature) if worker is not None else ""
+        own = [
+            observed[i][2]
+            for i, m in enumerate(messages)
+            if m.direction == "control" and m.producer == message.worker and m.call.task == message.call.task
+        ]
+        worker_control = next((o for o in own if o.kind == RUNS), own[0] if own else None)
+        status, why = judge(
+            message, seen, controls.get((message.producer, message.call.key())), given, taken, worker_control
+        )
         results.append(Proven(message, task_id, values, seen, status, why))
     return Proof(results, time.monotonic() - started, broker.kind)

@@ -12,7 +12,8 @@ that version's code sends it:
 - ``--via send_task``: by name only, routed by the app's ``task_routes``, as a producer that does not
   import the worker's code does.
 
-It prints one JSON line per message: ``{"id": ..., "ok": true}``, or ``"ok": false`` with the error.
+It writes one JSON line per message to ``--report FILE`` (a channel of its own: the app may print to
+standard output when imported): ``{"id": ..., "ok": true}``, or ``"ok": false`` with the error.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 from typing import Any
 
 from harness.journal import JournalWriter, connect
-from harness.launcher import LaunchError, configure, fail, load_celery_app
+from harness.launcher import LaunchError, configure_all, fail, load_celery_app
 
 VIAS = ("apply_async", "send_task")
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--journal-dir", required=True)
     parser.add_argument("--program", default="producer", help="the journal's name for this producer")
     parser.add_argument("--via", choices=VIAS, default="apply_async")
+    parser.add_argument("--report", required=True, help="write one JSON line per message here (not stdout)")
     args = parser.parse_args(argv)
     if args.path not in sys.path:
         sys.path.insert(0, args.path)
@@ -57,13 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = load_celery_app(args.celery_app)
         app.loader.import_default_modules()
-        configure(app, args.broker_url, {})
+        configure_all(app, args.broker_url, {})
     except LaunchError as error:
         fail(str(error))
     messages = json.load(sys.stdin)
     try:
-        for message in messages:
-            print(json.dumps(send(app, message, args.via)), flush=True)
+        with open(args.report, "w") as report:
+            for message in messages:
+                report.write(json.dumps(send(app, message, args.via)) + "\n")
+                report.flush()
     finally:
         app.close()
     return 0

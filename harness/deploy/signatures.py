@@ -154,6 +154,14 @@ class Call:
         values = [*self.args, *(f"{k}=…" for k in self.kwargs)]
         return f"{short}({', '.join(values)})"
 
+    @property
+    def style(self) -> str:
+        """What the message carries, whatever the convention asked: a call of a keyword-only task under the
+        positional convention is a keyword call."""
+        if self.kwargs and not self.args:
+            return KEYWORD
+        return POSITIONAL if not self.kwargs else "positional and keyword"
+
     def key(self) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         return self.task, self.args, self.kwargs
 
@@ -196,6 +204,7 @@ class Outcome:
     reason: str = ""
     error: str | None = None
     notes: tuple[str, ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()  # (the producer's parameter, the worker's) a value moved between
 
     @property
     def breaks(self) -> bool:
@@ -219,6 +228,7 @@ def bind(call: Call, worker: Signature, producer: Signature) -> Outcome:
         return Outcome(FAILS, f"TypeError: {error}", "TypeError")
     notes: list[str] = []
     swaps: list[str] = []
+    renamed: list[tuple[str, str]] = []
     known = set(producer.names)
     for name, value in bound.arguments.items():
         kind = worker[name].kind
@@ -233,9 +243,10 @@ def bind(call: Call, worker: Signature, producer: Signature) -> Outcome:
                 swaps.append(landed)
             else:
                 notes.append(f"{landed} (a renamed parameter?)")
+                renamed.append((value.name, name))
     if swaps:
         return Outcome(MISBINDS, "; ".join(swaps) + ": the task runs with the wrong values", None, tuple(notes))
-    return Outcome(RUNS, "; ".join(notes), None, tuple(notes))
+    return Outcome(RUNS, "; ".join(notes), None, tuple(notes), tuple(renamed))
 
 
 def tolerant(base: Signature, new: Signature, conventions: Iterable[str]) -> Signature:
@@ -280,16 +291,31 @@ def _find(signature: Signature, name: str) -> Param | None:
         return None
 
 
+def renamed_in_place(base: Signature, new: Signature) -> dict[int, tuple[str, str]]:
+    """Position → (old name, new name), where a positional parameter only one version has stands at the same
+    position as one only the other has: a value sent there by position lands in the other name."""
+    old, fresh = base.positional_names, new.positional_names
+    return {
+        i: (a, b) for i, (a, b) in enumerate(zip(old, fresh, strict=False))
+        if a != b and a not in new.names and b not in base.names
+    }  # fmt: skip
+
+
 def differences(base: Signature, new: Signature) -> list[str]:
     """What changed, in words: added, removed, reordered, kind and default changes, ``*args``/``**kwargs``."""
     found: list[str] = []
+    in_place = renamed_in_place(base, new)
+    found += [f"`{old}` renamed `{fresh}` in place (position {i + 1})" for i, (old, fresh) in in_place.items()]
+    moved = {n for pair in in_place.values() for n in pair}
     for name in new.names:
+        if name in moved:
+            continue
         if name not in base.names:
             param = new[name]
             how = f"default {param.default}" if param.has_default else "required"
             keyword = ", keyword-only" if param.kind == KEYWORD_ONLY else ""
             found.append(f"added `{name}` ({how}{keyword})")
-    found += [f"removed `{name}`" for name in base.names if name not in new.names]
+    found += [f"removed `{name}`" for name in base.names if name not in new.names and name not in moved]
     common_old = [n for n in base.positional_names if n in new.positional_names]
     common_new = [n for n in new.positional_names if n in base.positional_names]
     if common_old != common_new:

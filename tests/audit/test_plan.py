@@ -54,3 +54,28 @@ def test_bad_options_are_one_sentence(options: dict, says: str) -> None:
 def test_the_audit_needs_an_app() -> None:
     with pytest.raises(HarnessError, match="the audit needs your Celery app"):
         make_plan(StackSpec(), INFO)
+
+
+@pytest.mark.parametrize(
+    ("worker", "app_settings", "audit_config", "said"),
+    [
+        (WorkerSpec("worker"), {}, None, "Celery's default (worker_concurrency unset: the CPUs the worker may use)"),
+        (WorkerSpec("worker"), {"worker_concurrency": 8}, None, "the app's own (worker_concurrency=8)"),
+        (
+            WorkerSpec("worker"),
+            {"worker_concurrency": 8},
+            '{"worker_concurrency": 2}',
+            "--audit-config (worker_concurrency=2)",
+        ),
+        (WorkerSpec("worker", concurrency=3), {"worker_concurrency": 8}, None, "the stack's WorkerSpec(concurrency=3)"),
+    ],
+    ids=["celery-default", "the-apps", "audit-config", "the-stacks"],
+)
+def test_the_audited_worker_runs_the_apps_own_concurrency_unless_the_stack_says_otherwise(
+    worker: WorkerSpec, app_settings: dict, audit_config: str | None, said: str
+) -> None:
+    """The audit passed ``-c 1`` (WorkerSpec's old default) whatever the app's ``worker_concurrency``: it audited
+    a worker the team does not run. A worker whose WorkerSpec says nothing runs without ``-c`` now."""
+    plan = make_plan(BASE.replace(workers=(worker,)), {**INFO, "settings": app_settings}, config=audit_config)
+    assert plan.spec.concurrency_of(plan.spec.workers[0]) == worker.concurrency, "no -c unless the stack gives one"
+    assert plan.concurrency_from == said and plan.as_dict()["worker"]["concurrency_from"] == said

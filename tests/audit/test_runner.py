@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from harness.audit.runner import is_held, prefetched_behind
+import pytest
+
+from harness.audit import runner
+from harness.audit.plan import make_plan
+from harness.audit.runner import SETTLE_S, SHUTDOWN_S, Audit, is_held, prefetched_behind
+from harness.spec import StackSpec
 from harness.verdict import TaskEvent, TaskHistory
 
 W = "worker@harness"
@@ -50,3 +55,46 @@ def test_a_task_a_second_pool_process_started_at_once_was_not_prefetched() -> No
     long = history(("task-received", 0.0), ("task-started", 0.1), ("task-succeeded", 3.0))
     alongside = history(("task-received", 0.2), ("task-started", 0.21), ("task-succeeded", 0.3))
     assert not prefetched_behind(long, alongside)
+
+
+class Recorded:
+    """A stand-in for the stack and ledger: records the bounds the audit's waits are given."""
+
+    def __init__(self) -> None:
+        self.spec = StackSpec(worker_concurrency=None)
+        self.timeouts: dict[str, float] = {}
+        self.journal = None
+
+    def signal(self, name: str, signal: str) -> None: ...
+
+    def wait_exited(self, name: str, timeout: float) -> None:
+        self.timeouts["exit"] = timeout
+
+    def program_config(self, name: str) -> dict:
+        return {}
+
+    def settled(self, ids: list[str]) -> int:
+        return len(ids)
+
+    def event_count(self, ids: list[str]) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("work", [1.0, 30.0])
+def test_the_waits_that_must_outlast_the_work_grow_with_it(work: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--audit-work 30`` failed: the warm shutdown waits for the running probe, and the 30 s wait for its exit
+    ran out first. The shutdown's and the settling's bounds are their own plus the work."""
+    plan = make_plan(StackSpec(celery_app="proj:app"), {"default_queue": "celery", "tasks": {}}, work_s=work)
+    fake = Recorded()
+    audit = Audit(plan, fake, fake, vhost=None, recorder=None)  # type: ignore[arg-type]
+    audit.shut_down("TERM")
+    assert fake.timeouts["exit"] == SHUTDOWN_S + work
+    monkeypatch.setattr(audit, "in_hand", lambda ids: [])
+    monkeypatch.setattr(audit, "ready", lambda: 0)
+    bounds: list[float] = []
+    real = runner.eventually
+    monkeypatch.setattr(
+        runner, "eventually", lambda *a, timeout, **kw: bounds.append(timeout) or real(*a, timeout=timeout, **kw)
+    )
+    audit.settle(["a"])
+    assert bounds == [SETTLE_S + work]

@@ -8,6 +8,7 @@ import pytest
 
 from harness.deploy.compare import (
     BREAKS,
+    CHANGES,
     NEW_TO_OLD,
     OLD_TO_NEW,
     QUEUED,
@@ -97,3 +98,37 @@ def test_call_policy():
     assert policy.of("renamed.new_name", "proj.tasks.move") == (POSITIONAL,)  # either name of a renamed task
     with pytest.raises(HarnessError, match="--calls 'sometimes'"):
         CallPolicy.parse(["sometimes"])
+
+
+def test_a_parameter_renamed_in_place_is_named_and_its_values_said_to_land_in_the_new_name():
+    """``gravatar_cache(person_id)`` became ``gravatar_cache(profile_picture_id)`` (pretalx's history): called
+    positionally it runs both ways, but the ids queued as person ids are now read as profile picture ids."""
+    base = app(**{"person.tasks.gravatar_cache": task(("person_id",))})
+    new = app(**{"person.tasks.gravatar_cache": task(("profile_picture_id",))})
+
+    [change] = compare(base, new, CallPolicy.parse(["positional"])).changes
+    assert change.detail == "`person_id` renamed `profile_picture_id` in place (position 1)"
+    assert change.verdicts == {OLD_TO_NEW: CHANGES, NEW_TO_OLD: CHANGES, QUEUED: CHANGES}
+    assert "positional callers' values for `person_id` now land in `profile_picture_id`" in change.reasons[OLD_TO_NEW]
+    # Called with keywords, the old name is not taken at all.
+    [keyword] = compare(base, new, CallPolicy.parse(["keyword"])).changes
+    assert keyword.verdicts[OLD_TO_NEW] == BREAKS
+
+
+def test_a_keyword_only_tasks_calls_are_labelled_keyword_calls_whatever_the_convention():
+    """``export(*, event_id, make_zip=True)`` became ``export(*, event_id, cached_file_id=None)``: a producer
+    can only call it with keywords, so no reason may call its call positional."""
+
+    def exported(*names: str) -> dict[str, Any]:
+        made = task(())
+        made["parameters"] = [
+            {"name": "event_id", "kind": "keyword_only", "has_default": False},
+            *({"name": n, "kind": "keyword_only", "has_default": True, "default": d} for n, d in names),
+        ]
+        return made
+
+    base = app(**{"agenda.tasks.export": exported(("make_zip", "True"))})
+    new = app(**{"agenda.tasks.export": exported(("cached_file_id", "None"))})
+    [change] = compare(base, new, CallPolicy.parse(["positional"])).changes
+    assert change.verdicts[OLD_TO_NEW] == BREAKS  # make_zip=… is not taken by the new worker
+    assert "(keyword call)" in change.reasons[OLD_TO_NEW] and "(positional" not in change.reasons[OLD_TO_NEW]

@@ -28,6 +28,7 @@ from harness.deploy.compare import (
 )
 from harness.deploy.compare import Prediction as Predicted
 from harness.deploy.prove import (
+    BODY_FAILED,
     CONFIRMED,
     CONTRADICTED,
     INCONCLUSIVE,
@@ -35,6 +36,7 @@ from harness.deploy.prove import (
     Examples,
     Observation,
     VersionProducer,
+    defaults_taken,
     fleet,
     judge,
     placeholder,
@@ -49,8 +51,8 @@ def test_the_proof_confirms_every_breaking_change_with_real_processes(deploy_che
     report = deploy_check(base="HEAD~1", celery_app=APP, cwd=shop_repo, prove=True, examples=EXAMPLES)
 
     rows = {(row["task"], row["direction"]): row for row in report.proof.rows()}
-    breaking = {
-        (change.task, direction)
+    breaking = {  # a renamed task's new-producer row carries the name the new producer sends
+        (change.new_task if direction == NEW_TO_OLD and change.new_task else change.task, direction)
         for change in report.comparison.changes
         if change.kind in MESSAGE_KINDS
         for direction in DIRECTIONS
@@ -109,8 +111,12 @@ def test_an_observation_that_agrees_confirms():
 
 
 def test_an_observation_that_disagrees_is_a_checker_bug():
-    status, why = judge(message(Predicted(RUNS)), Observation(FAILS, "failed", "TypeError"), Observation(RUNS, "ok"))
+    unbound = Observation(FAILS, "failed", "TypeError", bound=False)
+    status, why = judge(message(Predicted(RUNS)), unbound, Observation(RUNS, "ok"))
     assert status == CONTRADICTED and "the run saw failed TypeError" in why
+    # Predicted not to bind, and it bound (the TypeError came from the body): binding was mispredicted.
+    in_body = Observation(FAILS, "failed", "TypeError", bound=True, message="TypeError: bad operand")
+    assert judge(message(Predicted(FAILS, error="TypeError")), in_body, Observation(RUNS, "ok"))[0] == CONTRADICTED
     status, _ = judge(message(Predicted(FAILS, error="TypeError")), Observation(FAILS, "failed", "NotRegistered"), None)
     assert status == CONTRADICTED
     status, _ = judge(message(Predicted(STRANDED, queue="reports")), Observation("lost", "lost"), None)
@@ -124,6 +130,52 @@ def test_a_result_that_depends_on_the_body_needs_a_control_that_ran():
     # A name the worker does not know never reaches the body: the control does not matter.
     unknown = Predicted(FAILS, error="NotRegistered")
     assert judge(message(unknown), Observation(FAILS, "failed", "NotRegistered"), failed_control)[0] == CONFIRMED
+
+
+def test_a_body_that_fails_after_binding_is_said_so_not_called_a_checker_bug():
+    """``add(x, y)`` became ``add(x, y, z=None)`` with a body ``x + y + z``: an old producer's message binds
+    (z takes None) and the body raises; the new version's own call runs. Not a contradiction: a break the
+    signatures cannot show, with what the body must handle."""
+    body = Observation(FAILS, "failed", "TypeError", bound=True, message="TypeError: unsupported operand type(s)")
+    status, why = judge(message(Predicted(RUNS)), body, Observation(RUNS, "ok"), False, "`z` was not sent and took "
+                        "its default None", worker_control=Observation(RUNS, "ok"))  # fmt: skip
+    assert status == BODY_FAILED
+    assert why == (
+        "binding safe, body failed: TypeError: unsupported operand type(s); `z` was not sent and took its default "
+        "None: the body must handle it"
+    )
+
+
+def test_a_failure_where_the_workers_own_release_cannot_run_the_task_is_inconclusive_and_quoted():
+    """The old release's checkout has no database (an untracked file): its own call of the task fails too."""
+    body = Observation(FAILS, "failed", "OperationalError", bound=True, message="OperationalError: no such table: x")
+    own = Observation(FAILS, "failed", "OperationalError", bound=True, message="OperationalError: no such table: x")
+    new_to_old = Message("proj.add", NEW_TO_OLD, "new", "base", CALL, Predicted(RUNS))
+    status, why = judge(new_to_old, body, Observation(RUNS, "ok"), True, "", worker_control=own)
+    assert (status, why) == (
+        INCONCLUSIVE,
+        "the old release cannot run this task here: OperationalError: no such table: x",
+    )
+
+
+def test_the_advice_to_give_example_values_comes_only_when_none_were_given():
+    failed = Observation(FAILS, "failed", "ValueError", bound=True, message="ValueError: not a number")
+    _, why = judge(message(Predicted(RUNS)), failed, failed, examples_given=False)
+    assert why.endswith("ValueError: not a number; give --example values")
+    _, why = judge(message(Predicted(RUNS)), failed, failed, examples_given=True)
+    assert "--example" not in why
+
+
+def test_the_defaults_a_call_leaves_to_the_worker_are_named():
+    worker = Signature.from_introspection(
+        [
+            {"name": "x", "kind": "positional_or_keyword"},
+            {"name": "y", "kind": "positional_or_keyword"},
+            {"name": "z", "kind": "positional_or_keyword", "has_default": True, "default": "None"},
+        ]
+    )
+    assert defaults_taken(CALL, worker) == "`z` was not sent and took its default None"
+    assert defaults_taken(Call("proj.add", POSITIONAL, "full", ("x", "y", "z"), ()), worker) == ""
 
 
 def test_a_swap_that_could_not_show_is_inconclusive():

@@ -14,3 +14,8 @@ USE_TZ = True
 # Celery, namespaced: CELERY_BROKER_URL is broker_url.
 CELERY_BROKER_URL = "amqp://guest:guest@rabbitmq:5672//"
 CELERY_TASK_IGNORE_RESULT = True
+# Development defaults as many projects ship them: tasks run inside the request (and the view reads the
+# setting itself), results go to a Redis of the deployment. The harness overrides both in every program
+# it starts, at the layer that wins (the Django settings included), and says so if it cannot.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_RESULT_BACKEND = "redis://redis.invalid:6379/0"

@@ -1,0 +1,21 @@
+"""harness.spec: what a scenario runs, as plain data."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.spec import StackSpec, WorkerSpec
+
+
+def test_a_worker_without_a_concurrency_of_its_own_takes_the_stacks() -> None:
+    """One pool process in a scenario (a fault lands on one known task); the app's own where the stack says None."""
+    assert StackSpec().concurrency_of(WorkerSpec()) == 1
+    assert StackSpec().concurrency_of(WorkerSpec(concurrency=4)) == 4
+    assert StackSpec(worker_concurrency=None).concurrency_of(WorkerSpec()) is None
+    assert StackSpec(worker_concurrency=None).concurrency_of(WorkerSpec(concurrency=2)) == 2
+
+
+def test_a_concurrency_below_one_is_one_sentence() -> None:
+    with pytest.raises(HarnessError, match=r"WorkerSpec\(concurrency=0\) must be at least 1"):
+        WorkerSpec(concurrency=0)
