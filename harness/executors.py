@@ -29,7 +29,8 @@ import sys
 import threading
 from typing import Any
 
-from mirakuru import TCPExecutor, UnixSocketExecutor
+from mirakuru import TCPExecutor
+from mirakuru.unixsocket import UnixSocketExecutor  # mirakuru 3.0.x (the newest on Python 3.10) does not export it
 
 _LETTERS = string.ascii_lowercase
 _PR_SET_PDEATHSIG = 1
