@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from harness.errors import HarnessError
-from harness.forced_settings import forget_backend
+from harness.forced_settings import NotForced, check, forget_backend
 from harness.launcher import PUBLISHED_HEADER, TASK_IDS_HEADER
 from harness.sent import Sent
 
@@ -257,10 +257,17 @@ class DirectSender:
         self.spec = spec
         self.app = app
         self.ledger = stack.ledger
-        settings = {"task_send_sent_event": True, **stack.settings_for(None)}
+        # Never eager: a project's test set-up (a conftest's pytest_configure, test settings) may have turned it
+        # on, and the tasks would then run here, never reaching a worker (a trial's audit said "lost 20").
+        settings = {"task_send_sent_event": True, "task_always_eager": False, **stack.settings_for(None)}
         self._saved = {key: app.conf.get(key) for key in settings}
         self._backend = ResultBackend(app, settings.get("result_backend"))
         app.conf.update(settings)  # before the task modules are imported: the scenario's include= and imports=
+        try:  # read back: the backend is pinned apart (ResultBackend), the broker by the connection below
+            check(app, {key: value for key, value in settings.items() if key != "result_backend"})
+        except NotForced as error:
+            self.close()
+            raise HarnessError(f"DirectProducer: {error}") from None
         if spec.via == "apply_async":
             import_task_modules(app, spec.task)
         # The app's own connection settings (connect timeout, transport options), to the scenario's vhost.
@@ -284,12 +291,17 @@ class DirectSender:
         try:
             producer = self.app.amqp.Producer(connection or self._connection)
             if spec.via == "apply_async":
-                self.app.tasks[spec.task].apply_async(args, kwargs, producer=producer, **options)
+                result = self.app.tasks[spec.task].apply_async(args, kwargs, producer=producer, **options)
             else:
-                self.app.send_task(spec.task, args, kwargs, producer=producer, **options)
+                result = self.app.send_task(spec.task, args, kwargs, producer=producer, **options)
         except Exception as exc:  # the broker refused or is down: a send that reported an error
             self.ledger.record_send(task_id, ok=False, error=f"{type(exc).__name__}: {exc}"[:200])
             return Sent(task_id, False, time.monotonic() - started, None, type(exc).__name__, (task_id,))
+        if type(result).__name__ == "EagerResult":  # ran here, sent nowhere: never a verdict on it
+            raise HarnessError(
+                f"DirectProducer: the app ran {spec.task} in the test process instead of sending it (eager mode, "
+                "set after the harness turned it off, or a task class that runs itself); remove that for the run"
+            )
         self.ledger.record_send(task_id)
         return Sent(task_id, True, time.monotonic() - started, None, None, (task_id,))
 

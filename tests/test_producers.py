@@ -99,3 +99,27 @@ def test_no_setting_or_environment_variable_brings_the_apps_backend_back(monkeyp
     assert type(app.backend).__name__ == "DisabledBackend"
     pinned.restore()
     assert type(app.backend).__name__ == "CacheBackend"
+
+
+@pytest.fixture
+def eager_by_the_projects_conftest() -> None:
+    """What a project's conftest does for its own tests (``pytest_configure``: ``app.conf.task_always_eager =
+    True``), in the test process that the audit's and a DirectProducer's sends come from."""
+    import direct_app
+
+    direct_app.app.conf.task_always_eager = True
+    yield
+    direct_app.app.conf.task_always_eager = False
+
+
+@pytest.mark.usefixtures("eager_by_the_projects_conftest")
+@pytest.mark.parametrize(
+    "stack_spec", [DIRECT.replace(producer=DirectProducer("direct.ping", args=(1,)))], indirect=True
+)
+def test_sends_reach_the_worker_when_the_projects_test_setup_made_the_app_eager(stack, producer, ledger):
+    """A trial's audit run from a project's root loaded its conftest, which made the app eager: every probe ran
+    in the test process, no worker saw one, and the verdict said "lost 20" on a passing test."""
+    sends = producer.send_many(3)
+    ledger.wait_settled(sends, timeout=10)
+    stack.verdict().assert_counts(succeeded=3)
+    assert {h.finished_by for h in stack.verdict().histories.values()} == {"worker@harness"}
