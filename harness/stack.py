@@ -67,6 +67,27 @@ LAUNCHER_FILES = ("launcher.py", "forced_settings.py", "journal.py", "introspect
 COPIED_PACKAGE = "_celery_harness"
 
 
+def stderr_gist(text: str, limit: int = 400) -> str:
+    """What a program's stderr says of why it stopped: the line that names the error (``SomethingError: ...``,
+    with the two after it, where click-style errors put the reason); else its last paragraphs, up to about
+    ``limit`` characters, whole (Celery's refusal to run a pickle-accepting worker as root says why and the
+    fix two paragraphs above its last line, "User information: uid=0 ...")."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if _ERROR_LINE.match(line)]
+    if starts:
+        return " ".join(lines[starts[-1] : starts[-1] + 3])
+    chosen: list[str] = []
+    for paragraph in reversed([p for p in re.split(r"\n\s*\n", text) if p.strip()]):
+        words = [line.strip() for line in paragraph.splitlines() if line.strip()]
+        if len(words) > 3:  # a block of log lines: its last ones only, and no further back
+            chosen.insert(0, " ".join(words[-3:]) if not chosen else "")
+            break
+        chosen.insert(0, " ".join(words))
+        if sum(map(len, chosen)) > limit:
+            break
+    return " ".join(c for c in chosen if c)
+
+
 def harness_module(python: str, module: str, workdir: Path) -> tuple[list[str], dict[str, str]]:
     """How to run ``harness.<module>`` (the launcher, introspection) under ``python``: as the harness's own
     module; or, under another interpreter (an app with its own virtualenv), as a copy of the modules
@@ -278,13 +299,7 @@ class AppStack:
         return f"running but {what}; its stderr ends: {self._stderr_gist(name) or '(empty)'}"
 
     def _stderr_gist(self, name: str) -> str:
-        """The line that names the error (``SomethingError: ...``), else the last line of stderr."""
-        lines = [line.strip() for line in self.supervisor.stderr_tail(name, 4000).splitlines() if line.strip()]
-        starts = [i for i, line in enumerate(lines) if _ERROR_LINE.match(line)]
-        if not starts:
-            return lines[-1] if lines else ""
-        # Click-style errors put the reason on the lines after "Error:".
-        return " ".join(lines[starts[-1] : starts[-1] + 3])
+        return stderr_gist(self.supervisor.stderr_tail(name, 4000))
 
     def _ready(self, name: str, since: float) -> bool:
         info = self.supervisor.info(name)

@@ -240,3 +240,30 @@ def test_the_launchers_copy_for_another_interpreter_holds_every_module_it_import
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 1:
                 assert (folder / f"{node.module}.py").exists(), f"{path.name} imports .{node.module}, not copied"
+
+
+CELERY_REFUSES_ROOT = """\
+/venv/lib/python3.11/site-packages/celery/platforms.py:841: SecurityWarning: An entry in the CELERY_ACCEPT_CONTENT
+  warnings.warn(SecurityWarning(ROOT_DISCOURAGED.format(
+
+Running a worker with superuser privileges when the
+worker accepts messages serialized with pickle is a very bad idea!
+
+If you really want to continue then you have to set the C_FORCE_ROOT
+environment variable (but please think about this before you do).
+
+User information: uid=0 euid=0 gid=0 egid=0
+"""
+
+
+def test_why_a_program_stopped_is_read_whole_from_its_stderr():
+    """A trial's worker refused to start as root with pickle accepted; the harness quoted only "User information:
+    uid=0 euid=0 gid=0 egid=0", not the reason nor the fix (C_FORCE_ROOT) two paragraphs above."""
+    gist = harness.stack.stderr_gist(CELERY_REFUSES_ROOT)
+    assert "worker accepts messages serialized with pickle is a very bad idea!" in gist
+    assert "set the C_FORCE_ROOT environment variable" in gist and gist.endswith("uid=0 euid=0 gid=0 egid=0")
+    assert harness.stack.stderr_gist("x\nTraceback ...\nModuleNotFoundError: No module named 'nope'\n") == (
+        "ModuleNotFoundError: No module named 'nope'"
+    )
+    log = "\n".join(f"[INFO] line {n}" for n in range(10))
+    assert harness.stack.stderr_gist(log) == "[INFO] line 7 [INFO] line 8 [INFO] line 9"
