@@ -147,14 +147,18 @@ def module_file(name: str | None) -> str | None:
     return os.path.realpath(path) if path else None
 
 
-def modules_under(folder: str) -> list[str]:
-    """The modules of this process imported from files under ``folder`` (another version's tree, where none
-    should come from)."""
+def modules_under(folder: str) -> list[list[str]]:
+    """``[module, file]`` for each module of this process imported from a file under ``folder`` (another
+    version's tree, where none should come from)."""
     root = os.path.realpath(folder) + os.sep
     return sorted(
-        name for name, module in list(sys.modules.items())
+        [name, os.path.realpath(path)] for name, module in list(sys.modules.items())
         if (path := getattr(module, "__file__", None)) and os.path.realpath(path).startswith(root)
     )  # fmt: skip
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + os.sep)
 
 
 def report(path: str | None, document: dict[str, Any]) -> None:
@@ -173,8 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--named-by", default="--celery-app", help="where the user named the app, for the errors")
     parser.add_argument("--path", action="append", default=[], help="put this folder first on sys.path")
     parser.add_argument("--report", help="write the JSON document here (default: standard output)")
-    parser.add_argument("--foreign-tree", help="a folder no module may come from: list the modules that did")
+    parser.add_argument(
+        "--foreign-tree", help="a folder no module may come from: off the import path, and the modules that came "
+        "from it all the same (an import hook) listed"
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.foreign_tree:  # nothing may be imported from there: not even a module this version lacks
+        foreign = os.path.realpath(args.foreign_tree)
+        sys.path[:] = [p for p in sys.path if not _under(os.path.realpath(p or os.curdir), foreign)]
     for path in reversed([*args.path, os.getcwd()]):
         if path not in sys.path:
             sys.path.insert(0, path)

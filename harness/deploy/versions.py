@@ -134,13 +134,21 @@ def check_provenance(version: Version, where: str, other_tree: str | None = None
     """Every task's module comes from the version's own tree (or from outside the repository altogether: a
     library's task); no module of the base comes from the working tree. Else one sentence and the fix."""
     foreign = version.info.get("foreign_modules") or []
-    if foreign:
+    if foreign and other_tree:
+        module, path = foreign[0]
+        relative = os.path.relpath(path, other_tree)
+        if not (Path(version.tree) / relative).exists():
+            raise HarnessError(
+                f"{where}, module {module} was imported from the working tree's {relative}, which the base's "
+                "checkout does not have (git does not track it at that commit): give the base its own with "
+                f'--base-setup CMD (e.g. cp "$HARNESS_WORKING_TREE/{relative}" .)'
+            )
         raise HarnessError(
-            f"{where}, module {foreign[0]} was imported from the working tree ({other_tree}), not from the base's "
-            f"checkout ({version.tree}): something on the import path (an editable install's finder, a path "
-            "configuration file) stands in front of the base; the check would compare the working tree with "
-            "itself. Run the check from an environment where the project is installed with pip install -e . "
-            "(a path entry), or not installed"
+            f"{where}, module {module} was imported from the working tree ({path}), not from the base's checkout "
+            f"({version.tree}): an import hook of the environment (an editable install's finder) stands in front "
+            "of the base, and the check would compare the working tree with itself. Run the check where the "
+            "project is installed with a path entry (pip install -e . --config-settings editable_mode=compat), "
+            "or not installed"
         )
     for name, task in sorted(version.tasks.items()):
         module, path = task.get("module"), task.get("file")
@@ -224,6 +232,10 @@ def at_ref(
     run from the same relative folder, with ``new``'s import roots mapped to it."""
     top, commit, prefix = resolve(ref, cwd)
     tree = (workdir / f"base-{commit[:12]}").resolve()
+    if _inside(tree, new.tree):
+        raise HarnessError(
+            f"the base's checkout would lie inside the repository ({tree}): set TMPDIR to a folder outside it"
+        )
     checkout(top, commit, tree)
     try:
         yield _base(celery_app, ref, commit, tree, prefix, new, setup, named_by)

@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 from shop_example import git
 
+from harness.deploy import versions
+from harness.errors import HarnessError
+
 TIMEOUT_S = 180
 
 
@@ -369,3 +372,27 @@ def test_a_django_project_in_eager_mode_with_an_unreachable_backend_is_proven_on
         ("new_to_old", "ran, failed TypeError", "confirmed"),
     }
     assert_clean(run, repo)
+
+
+def test_a_module_the_base_lacks_is_not_taken_from_the_working_tree(tmp_path: Path):
+    """wger's settings.py is untracked: the base's checkout has none, and an editable install's path entry let
+    the base import the working tree's (the check then blamed the environment). Off the import path, the base
+    does not import, and the sentence says how to give it the file."""
+    from harness.app_info import introspect
+
+    tree = tmp_path / "working"
+    write(
+        tree,
+        {"settings.py": "DEBUG = True\n", "app.py": "import settings\nfrom celery import Celery\napp = Celery()\n"},
+    )
+    base = tmp_path / "base"
+    write(base, {"app.py": "import settings\nfrom celery import Celery\napp = Celery()\n"})
+    env = {"PYTHONPATH": str(tree)}  # as the .pth of an editable install puts it on every process's path
+    with pytest.raises(HarnessError, match="does not import: ModuleNotFoundError: No module named 'settings'"):
+        introspect("app:app", str(base), env=env, foreign_tree=str(tree))
+
+
+def test_a_module_an_import_hook_brings_from_the_working_tree_is_refused_and_named():
+    base = versions.Version("HEAD~1", "app:app", "/b", {"foreign_modules": [["settings", "/w/settings.py"]]}, "/b")
+    with pytest.raises(HarnessError, match=r"from the working tree's settings.py, which the base's checkout does "):
+        versions.check_provenance(base, "at --base HEAD~1", "/w")
