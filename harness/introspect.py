@@ -53,6 +53,13 @@ def is_bound(task: Any) -> bool:
     return inspect.isfunction(type(task).__dict__.get("run"))
 
 
+def _annotation(annotation: Any) -> str | None:
+    """``int`` for ``int`` or ``"int"`` (postponed annotations are strings); None if there is none."""
+    if annotation is inspect.Parameter.empty:
+        return None
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation)[:80]
+
+
 def parameters(task: Any) -> list[dict[str, Any]]:
     function = _function(task)
     signature = inspect.signature(function)
@@ -65,6 +72,7 @@ def parameters(task: Any) -> list[dict[str, Any]]:
             "kind": KINDS[p.kind],
             "has_default": p.default is not inspect.Parameter.empty,
             "default": None if p.default is inspect.Parameter.empty else repr(p.default)[:80],
+            "annotation": _annotation(p.annotation),
         }
         for p in params
     ]

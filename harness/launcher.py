@@ -90,6 +90,12 @@ TASK_OPTIONS = (
     "serializer",
     "delivery_mode",
     "priority",
+    "autoretry_for",
+    "dont_autoretry_for",
+    "retry_kwargs",
+    "retry_backoff",
+    "retry_backoff_max",
+    "retry_jitter",
 )
 
 
@@ -218,13 +224,22 @@ def describe_settings(app: Any) -> dict[str, Any]:
     return {key: effective(app, key) for key in REPORTED_SETTINGS}
 
 
+def _plain(value: Any) -> Any:
+    """A task option as data: exception classes (``autoretry_for``) by their qualified names."""
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
 def describe_tasks(app: Any) -> dict[str, dict[str, Any]]:
     router = app.amqp.router
     tasks = {}
     for name, task in sorted(app.tasks.items()):
         if name.startswith("celery."):
             continue
-        options = {key: getattr(task, key, None) for key in TASK_OPTIONS}
+        options = {key: _plain(getattr(task, key, None)) for key in TASK_OPTIONS}
         try:  # routed as apply_async routes it: the task's own options (queue=...), then the app's routes
             route = router.route(dict(task._get_exec_options()), name, args=(), kwargs={}, task_type=task)
             options["queue"] = route["queue"].name if route.get("queue") is not None else options["queue"]

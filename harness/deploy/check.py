@@ -114,6 +114,8 @@ def check(options: CheckOptions, prove_on: BrokerSource | None = None) -> Report
                 opened = prove_on() if callable(prove_on) else nullcontext(prove_on)
                 with opened as broker:
                     report.proof = prove(comparison, base, new, broker, workdir, examples, options.via, env)
+            elif prove_on is not None:
+                report.proof_note = "nothing to prove: no task's name, parameters or route changed (no broker started)"
             return report
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

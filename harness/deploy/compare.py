@@ -17,8 +17,9 @@ it: nothing is lost); ``changes`` (it runs, under other delivery rules). What Ce
   arguments that bind to the wrong parameters (reordered positionals): it runs, wrongly;
 - routing is the producer's: a message goes to the queue its producer's version routes it to. The
   workers of a version are assumed to consume every queue that version's app declares or routes to;
-- ``acks_late``, ``reject_on_worker_lost``, ``max_retries`` and ``rate_limit`` are the worker's own: a task
-  runs under the rules of the worker that runs it. Time limits travel in the message: ``apply_async``
+- ``acks_late``, ``reject_on_worker_lost``, ``max_retries``, ``rate_limit``, ``ignore_result`` and the retry
+  options (``autoretry_for``, ``retry_backoff``...) are the worker's own (``WORKER_OPTIONS``): a task runs
+  under the rules of the worker that runs it. Time limits travel in the message: ``apply_async``
   (``delay``) copies the task's ``time_limit`` / ``soft_time_limit`` into it, and the worker applies the
   message's limits before its own (``celery.worker.request``); a by-name ``send_task`` carries none.
 
@@ -66,7 +67,11 @@ KIND_ORDER = (REMOVED, RENAMED, ADDED, SIGNATURE, ROUTING, BIND, DELIVERY)
 # Changes that decide where a message goes and whether it runs: what --prove sends messages for.
 MESSAGE_KINDS = (REMOVED, RENAMED, ADDED, SIGNATURE, ROUTING)
 
-WORKER_OPTIONS = ("acks_late", "reject_on_worker_lost", "max_retries", "rate_limit")
+WORKER_OPTIONS = (
+    "acks_late", "acks_on_failure_or_timeout", "reject_on_worker_lost", "max_retries", "default_retry_delay",
+    "rate_limit", "ignore_result", "autoretry_for", "dont_autoretry_for", "retry_kwargs", "retry_backoff",
+    "retry_backoff_max", "retry_jitter",
+)  # fmt: skip
 MESSAGE_OPTIONS = ("time_limit", "soft_time_limit")
 OPTION_NOTES = {
     "acks_late": (

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.deploy.compare import BREAKS, CHANGES, DELIVERY, DIRECTIONS, SAFE, TITLES, WAITS, Change, Comparison
-from harness.deploy.prove import BODY_FAILED, CONFIRMED, CONTRADICTED, INCONCLUSIVE, Proof
+from harness.deploy.prove import BODY_FAILED, CONFIRMED, CONTRADICTED, INCONCLUSIVE, Proof, Proven
 from harness.deploy.versions import Version
 
 BADGES = {SAFE: "✅ safe", BREAKS: "❌ breaks", WAITS: "⏳ waits", CHANGES: "⚠️ changes"}
@@ -34,13 +34,14 @@ class Report:
     fail_on: tuple[str, ...] = DIRECTIONS
     warn_only: bool = False
     proof: Proof | None = None
+    proof_note: str | None = None  # why --prove ran nothing
 
     @property
     def breaking(self) -> list[Change]:
         return self.comparison.breaking(self.fail_on)
 
     @property
-    def body_failures(self) -> list:
+    def body_failures(self) -> list[Proven]:
         """What the proof saw fail in the body, in the directions that fail the check."""
         return self.proof.body_failures(self.fail_on) if self.proof is not None else []
 
@@ -106,6 +107,9 @@ class Report:
                     for r in self.proof.rows()]  # fmt: skip
             lines += _columns(["task", "direction", "predicted", "observed", "status"], rows)
             lines += [f"  {r['task']}, {TITLES[r['direction']]}: {r['why']}" for r in self.proof.rows() if r["why"]]
+            lines += [f"  control that did not run: {line}" for line in self.proof.failed_controls()]
+        if self.proof_note:
+            lines += ["", f"proof: {self.proof_note}"]
         return "\n".join([*lines, "", self.summary()])
 
     # -- a pull-request comment ---------------------------------------------------------------------
@@ -141,6 +145,8 @@ class Report:
             for row in self.proof.rows():
                 cells = [f"`{row['task']}`", TITLES[row["direction"]], _md(row["predicted"]), _md(row["observed"])]
                 lines.append("| " + " | ".join([*cells, STATUS_BADGES[row["status"]]]) + " |")
+        if self.proof_note:
+            lines += ["", f"Proof: {self.proof_note}."]
         lines += ["", self.summary()]
         return "\n".join(lines) + "\n"
 
@@ -152,6 +158,7 @@ class Report:
             "fail_on": list(self.fail_on),
             "breaking": len(self.breaking),
             "proof": self.proof.to_json() if self.proof is not None else None,
+            "proof_note": self.proof_note,
             "exit_status": self.exit_status,
         }
 

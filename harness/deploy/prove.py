@@ -57,6 +57,7 @@ from harness.deploy.compare import (
     NEW_TO_OLD,
     OLD_TO_NEW,
     QUEUED,
+    RENAMED,
     STRANDED,
     WAITING,
     Comparison,
@@ -140,7 +141,11 @@ def value_of(name: str, signature: Signature, given: Mapping[str, Any]) -> Any:
             return placeholder(name)
         if value is not None:
             return value
-    return placeholder(name)
+    # An annotated number gets a number (wger's fetch_ingredient_image(pk: int) failed on a string): distinct
+    # per parameter, so that a swap still shows.
+    position = signature.names.index(name) if name in signature.names else 0
+    typed = {"int": 101 + position, "float": 101.5 + position, "bool": True, "list": [], "dict": {}}
+    return typed.get((param.annotation or "").split("[")[0], placeholder(name))
 
 
 # -- what a run saw ------------------------------------------------------------------------------
@@ -199,6 +204,16 @@ class Proof:
         """Messages that bound as predicted and then failed in the body, where their own version's did not."""
         chosen = set(directions) if directions is not None else None
         return [r for r in self.mixed if r.status == BODY_FAILED and (chosen is None or r.message.direction in chosen)]
+
+    def failed_controls(self) -> list[str]:
+        """Each call that did not run on its own version (its producer's, on its own workers), said once: what
+        the mixed rows of that task can then conclude is limited (their why says so)."""
+        seen = {}
+        for r in self.results:
+            if r.message.direction == "control" and r.observed.kind != RUNS:
+                side = "old" if r.message.producer == "base" else "new"
+                seen.setdefault(f"{r.message.call.describe()} on the {side} release: {r.observed.describe()}", None)
+        return list(seen)
 
     def contradictions(self) -> list[Proven]:
         return [r for r in self.mixed if r.status == CONTRADICTED]
@@ -378,8 +393,12 @@ def _contradiction(message: Message, observed: Observation) -> str:
 class VersionProducer:
     """One version's producer: a process of its own (``harness.deploy.send``) per batch of messages."""
 
-    def __init__(self, version: Version, examples: Examples, stack: AppStack, program: str, via: str) -> None:
+    def __init__(
+        self, version: Version, examples: Examples, stack: AppStack, program: str, via: str,
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:  # fmt: skip
         self.version, self.examples, self.stack, self.program, self.via = version, examples, stack, program, via
+        self.aliases = dict(aliases or {})  # a renamed task's other name: its --example serves both
         self.env = {**os.environ, **stack.spec.env, **version.environment()}
         self.tasks: dict[str, Task] = tasks_of(version.info)
         self.sent: dict[str, dict[str, Any]] = {}  # task id → parameter → value
@@ -387,7 +406,8 @@ class VersionProducer:
     def values(self, message: Message) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
         task = self.tasks[message.call.task]
         signature = task.signature
-        given = self.examples.by_name((message.task, message.call.task), signature.positional_names)
+        names = (message.task, message.call.task, self.aliases.get(message.call.task))
+        given = self.examples.by_name(names, signature.positional_names)
         args = [value_of(name, signature, given) for name in message.call.args]
         kwargs = {name: value_of(name, signature, given) for name in message.call.kwargs}
         sent = {n: v for n, v in zip(message.call.args, args, strict=True) if n != EXTRA_VALUE}
@@ -516,15 +536,17 @@ def prove(
     def pick(direction: str, producer: str) -> list[int]:
         return [i for i, m in enumerate(messages) if m.direction == direction and m.producer == producer]
 
+    aliases = {c.task: c.new_task for c in comparison.changes if c.kind == RENAMED and c.new_task}
+    aliases |= {new_name: old_name for old_name, new_name in aliases.items()}
     with fleet(broker, base, OLD_WORKER, workdir, queues, env) as stack:
-        old_producer = VersionProducer(base, examples, stack, "old-producer", via)
-        new_producer = VersionProducer(new, examples, stack, "new-producer", via)
+        old_producer = VersionProducer(base, examples, stack, "old-producer", via, aliases)
+        new_producer = VersionProducer(new, examples, stack, "new-producer", via, aliases)
         sent = send(new_producer, pick(NEW_TO_OLD, "new")) | send(old_producer, pick("control", "base"))
         record(stack, sent, (old_producer, new_producer))
 
     with fleet(broker, new, NEW_WORKER, workdir, queues, env) as stack:
-        old_producer = VersionProducer(base, examples, stack, "old-producer", via)
-        new_producer = VersionProducer(new, examples, stack, "new-producer", via)
+        old_producer = VersionProducer(base, examples, stack, "old-producer", via, aliases)
+        new_producer = VersionProducer(new, examples, stack, "new-producer", via, aliases)
         stack.stop(NEW_WORKER)
         backlog = send(old_producer, pick(QUEUED, "base"))
         stack.start(NEW_WORKER)

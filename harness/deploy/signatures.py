@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 POSITIONAL, KEYWORD = "positional", "keyword"
@@ -58,10 +58,13 @@ class Param:
     kind: str = POSITIONAL_OR_KEYWORD
     has_default: bool = False
     default: str | None = None  # its repr, as introspected
+    annotation: str | None = field(default=None, compare=False)  # "int", "list[str]": for the proof's values
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Param:
-        return cls(data["name"], data["kind"], bool(data.get("has_default")), data.get("default"))
+        return cls(
+            data["name"], data["kind"], bool(data.get("has_default")), data.get("default"), data.get("annotation")
+        )
 
     @property
     def positional(self) -> bool:

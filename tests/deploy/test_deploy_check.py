@@ -138,6 +138,11 @@ def test_outputs_and_exit_status(shop_repo: Path, tmp_path: Path):
     assert json.loads(report.read_text())["breaking"] == 9
     assert warned.status == 0 and "exit status 0 (warn only)" in warned.stdout
     assert same.status == 0 and "no task changed" in same.stdout
+    proved = deploy_check(
+        shop_repo, "--app", APP, "--base", "HEAD", "--prove", "--harness-broker", "local", tmp_path=tmp_path
+    )
+    assert proved.status == 0 and "proof: nothing to prove" in proved.stdout
+    assert "starting" not in proved.stderr  # no broker for nothing
     assert queued_only.json()["breaking"] == 7  # audit and resize break only new producer -> old worker
 
 

@@ -132,3 +132,12 @@ def test_a_keyword_only_tasks_calls_are_labelled_keyword_calls_whatever_the_conv
     [change] = compare(base, new, CallPolicy.parse(["positional"])).changes
     assert change.verdicts[OLD_TO_NEW] == BREAKS  # make_zip=… is not taken by the new worker
     assert "(keyword call)" in change.reasons[OLD_TO_NEW] and "(positional" not in change.reasons[OLD_TO_NEW]
+
+
+def test_the_retry_options_a_worker_runs_a_task_under_are_compared():
+    """wger gave a task autoretry_for and a backoff: "no task changed" said nothing of it."""
+    base = app(sync=task(options={"autoretry_for": [], "retry_backoff": False}))
+    new = app(sync=task(options={"autoretry_for": ["requests.exceptions.RequestException"], "retry_backoff": True}))
+    changes = {c.detail.split()[0]: c for c in compare(base, new).changes}
+    assert set(changes) == {"autoretry_for", "retry_backoff"}
+    assert changes["retry_backoff"].verdicts == {OLD_TO_NEW: CHANGES, NEW_TO_OLD: SAFE, QUEUED: CHANGES}

@@ -192,6 +192,10 @@ def test_values_come_from_examples_then_plain_defaults_then_placeholders():
             {"name": "mode", "kind": "positional_or_keyword", "has_default": True, "default": "<Mode.FAST: 1>"},
         ]
     )
+    typed = Signature.from_introspection(
+        [{"name": n, "kind": "positional_or_keyword", "annotation": a} for n, a in (("pk", "int"), ("ids", "int"))]
+    )
+    assert [value_of(n, typed, {}) for n in typed.names] == [101, 102]  # numbers, and distinct: a swap shows
     given = Examples.parse(['proj.resize=["cat.png"]']).by_name(["proj.resize"], signature.positional_names)
     assert [value_of(n, signature, given) for n in signature.names] == [
         "cat.png", 100, placeholder("fit"), placeholder("mode"),

@@ -396,3 +396,53 @@ def test_a_module_an_import_hook_brings_from_the_working_tree_is_refused_and_nam
     base = versions.Version("HEAD~1", "app:app", "/b", {"foreign_modules": [["settings", "/w/settings.py"]]}, "/b")
     with pytest.raises(HarnessError, match=r"from the working tree's settings.py, which the base's checkout does "):
         versions.check_provenance(base, "at --base HEAD~1", "/w")
+
+
+RENAME_V1 = {
+    "media/__init__.py": "",
+    "media/celery.py": 'from celery import Celery\napp = Celery("media", include=["media.tasks"])\n',
+    "media/tasks.py": """
+        from media.celery import app
+
+        @app.task
+        def fetch_image(pk):
+            return pk + 1
+
+        @app.task
+        def resize(width: int, height: int):
+            return width * height
+        """,
+}
+RENAME_V2 = {
+    "media/tasks.py": """
+        from media.celery import app
+
+        @app.task
+        def fetch_image_task(pk):
+            return pk + 1
+
+        @app.task
+        def resize(width: int, height: int, keep_ratio=True):
+            return width * height
+        """,
+}
+
+
+def test_an_example_for_a_renamed_tasks_new_name_serves_its_old_name_and_annotated_numbers_get_numbers(
+    broker, tmp_path: Path
+):
+    """wger renamed fetch_ingredient_image(pk) fetch_ingredient_image_task(pk): the --example given for the new
+    name did not reach the old name's control, which failed on the placeholder string (inconclusive); nor did
+    an ``int`` annotation give a number."""
+    repo = make_repo(tmp_path / "repo", RENAME_V1, RENAME_V2)
+    run = deploy_check(
+        repo, "--app", "media.celery:app", "--base", "HEAD~1", "--calls", "positional", "--format", "json",
+        "--example", 'media.tasks.fetch_image_task={"pk": 5}', *proof_broker(broker), tmp_path=tmp_path,
+    )  # fmt: skip
+
+    assert run.status == 1, run.stderr
+    controls = [m for m in run.json()["proof"]["messages"] if m["direction"] == "control"]
+    assert {m["observed"] for m in controls} == {"ran"}, controls
+    rows = {(r["task"], r["direction"]): r["status"] for r in run.json()["proof"]["rows"]}
+    assert rows[("media.tasks.fetch_image_task", "new_to_old")] == "confirmed"  # the new name, on its own row
+    assert_clean(run, repo)
