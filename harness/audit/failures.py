@@ -356,6 +356,13 @@ FAILURES: tuple[Failure, ...] = (
         ("accept_content", "dead_letter_exchange"),
         (
             Lever(
+                'accept_content = ["json"] (and task_serializer = "json")',
+                "the pickled message from a foreign producer ran on the worker: whoever can publish to the broker "
+                "can run code there; with JSON only it is refused",
+                None,
+                {"accepts_pickle": True},
+            ),
+            Lever(
                 "a dead-letter exchange on the queue (x-dead-letter-exchange, or a policy)",
                 "the refused message is kept for inspection instead of dropped (the undecodable one is "
                 "acknowledged and gone either way)",
@@ -363,7 +370,7 @@ FAILURES: tuple[Failure, ...] = (
                 {"dead_letter_exchange": None},
             ),
         ),
-        (Match(BAD_DROPPED, {"dead_letter_exchange": None}),),
+        (Match(BAD_DROPPED, {"dead_letter_exchange": None, "accepts_pickle": False}),),
     ),
 )
 BY_KEY = {failure.key: failure for failure in FAILURES}
@@ -434,6 +441,12 @@ def queue_facts(info: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def accepts_pickle(accept_content: Any) -> bool:
+    """Whether the worker takes pickled messages (``accept_content`` as a list, or a set read back as text)."""
+    text = str(accept_content or "")
+    return "pickle" in text or "application/x-python-serialize" in text
+
+
 def facts(
     config: Mapping[str, Any] | None,
     task: str,
@@ -469,5 +482,6 @@ def facts(
         "task_publish_retry_policy": settings.get("task_publish_retry_policy"),
         "broker_connection_timeout": settings.get("broker_connection_timeout"),
         "accept_content": settings.get("accept_content"),
+        "accepts_pickle": accepts_pickle(settings.get("accept_content")),
         "worker_soft_shutdown_timeout": float(settings.get("worker_soft_shutdown_timeout") or 0.0),
     }

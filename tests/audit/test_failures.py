@@ -149,3 +149,15 @@ def test_the_row_behind_says_nothing_was_prefetched_with_multiplier_one_and_late
     assert "prefetched delivery also counts" not in behind.lever(facts_now).effect
     assert "prefetched delivery also counts" in behind.lever({**facts_now, "prefetched_behind": True}).effect
     assert "unlike what" in behind_note(facts_now, prefetched=True), "an observation the settings do not explain"
+
+
+def test_an_app_that_accepts_pickle_is_told_what_the_foreign_message_did_and_not_matched_to_the_json_scenario():
+    """A trial audited taiga (accept_content=["pickle"]): the row said to add a dead-letter exchange, named the
+    JSON-only catalogue scenario as having the same figures, and nothing of the pickled message having run."""
+    bad = BY_KEY["bad_message"]
+    pickled = {**known(), "accept_content": ["pickle"], "accepts_pickle": True, "dead_letter_exchange": None}
+    assert bad.same_as(pickled) is None
+    assert "whoever can publish to the broker can run code there" in bad.lever(pickled).effect
+    plain = {**known(), "dead_letter_exchange": None}
+    assert plain["accepts_pickle"] is False and bad.same_as(plain) is not None
+    assert bad.lever(plain).change.startswith("a dead-letter exchange")
