@@ -258,9 +258,10 @@ def broker_options_from(config: pytest.Config, work_root: str | None = None) -> 
     return broker_options_with(lambda name: get(config, name), work_root)
 
 
-def ini_value(name: str, folder: Path | None = None) -> str | None:
-    """An ini key as pytest would find it, for the tools that run outside pytest (bench, up): the first of
-    pytest.ini, pyproject.toml ([tool.pytest.ini_options]), tox.ini and setup.cfg in ``folder`` or above."""
+def ini_table(folder: Path | None = None) -> tuple[Path, dict[str, str]] | None:
+    """The pytest configuration file pytest would use from ``folder`` (the first of pytest.ini, pyproject.toml
+    with [tool.pytest.ini_options], tox.ini and setup.cfg with a pytest section, in ``folder`` or above) and its
+    keys; None if there is none. Its folder is pytest's rootdir."""
     here = (folder or Path.cwd()).resolve()
     for directory in [here, *here.parents]:
         for filename, section in (("pytest.ini", "pytest"), ("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")):
@@ -269,7 +270,7 @@ def ini_value(name: str, folder: Path | None = None) -> str | None:
                 parser = configparser.ConfigParser()
                 parser.read(path)
                 if parser.has_section(section):
-                    return parser.get(section, name, fallback=None)
+                    return path, dict(parser.items(section))
         pyproject = directory / "pyproject.toml"
         if pyproject.is_file():
             try:
@@ -278,6 +279,12 @@ def ini_value(name: str, folder: Path | None = None) -> str | None:
                 return None
             table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pytest", {}).get("ini_options")
             if table is not None:
-                value = table.get(name)
-                return None if value is None else str(value)
+                return pyproject, {key: str(value) for key, value in table.items() if value is not None}
     return None
+
+
+def ini_value(name: str, folder: Path | None = None) -> str | None:
+    """An ini key as pytest would find it, for the tools that run outside pytest (bench, up, the audit's
+    command): from the file ``ini_table`` finds."""
+    found = ini_table(folder)
+    return found[1].get(name) if found is not None else None

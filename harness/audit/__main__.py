@@ -9,8 +9,9 @@ Unlike that bare ``pytest`` line, it runs apart from the project's own test set-
 configuration being audited: none of the project's ``conftest.py`` files (a trial's project made its app
 eager in one, and the audit's sends never reached a worker), none of its pytest plugins (pytest-django
 would switch the process to the project's *test* settings), none of its ini options but the harness's own
-keys (``celery_app``, ``harness_broker``, ``audit_like``...), which are carried over. The project's folder
-stays the rootdir (the report and ``.pytest_cache`` land there, as before).
+keys (``celery_app``, ``harness_broker``, ``audit_like``...), which are carried over. The rootdir stays the
+one pytest would choose (the folder of the project's pytest configuration file): the app is imported from
+there, and the report lands there, as before.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ def command(argv: list[str]) -> list[str]:
 def isolation(ini: Path, folder: Path) -> list[str]:
     """The arguments that keep the project's test set-up out: an ini of the audit's own (``ini``, empty) with
     the project's harness keys carried over, the harness's plugin and the audit's fixtures only (the others
-    are not loaded: ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``), the project's folder as the rootdir."""
-    carried = [f"{name}={value}" for name in options.BY_NAME if (value := options.ini_value(name, folder)) is not None]
+    are not loaded: ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``), the rootdir pytest would choose (the folder of the
+    project's pytest configuration file, where the app is imported from), else ``folder``."""
+    found = options.ini_table(folder)
+    rootdir, keys = (found[0].parent, found[1]) if found is not None else (folder, {})  # as pytest chooses it
+    carried = [f"{name}={keys[name]}" for name in options.BY_NAME if name in keys]
     overrides = [arg for pair in carried for arg in ("-o", pair)]
     # No conftest.py at all (pytest reads those of the invocation folder's test* folders whatever the
     # confcutdir), the audit's own loaded as a plugin instead.
     plugins = ["--noconftest", "-p", "harness.plugin", "-p", "harness.audit.conftest"]
-    return ["-c", str(ini), "--rootdir", str(folder), *plugins, *overrides]
+    return ["-c", str(ini), "--rootdir", str(rootdir), *plugins, *overrides]
 
 
 PARALLEL = re.compile(r"^(-n\S*|--numprocesses(=.*)?|--dist(=.*)?)$")

@@ -51,3 +51,13 @@ def test_the_projects_conftests_plugins_and_options_stay_out_of_the_audit(tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
     collected = [line for line in done.stdout.splitlines() if "::test_" in line]
     assert len(collected) == 9 and all(line.startswith("test_") for line in collected), done.stdout
+
+
+def test_from_a_subfolder_the_rootdir_is_the_projects_as_pytest_would_choose_it(tmp_path: Path) -> None:
+    """CI audits examples/ci, a folder of this repository without an ini of its own: the app (this repository's
+    demo) imports from the repository's root, where pyproject.toml's [tool.pytest.ini_options] is."""
+    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\nharness_stack = "app.stack:demo"\n')
+    (tmp_path / "sub").mkdir()
+    args = isolation(tmp_path / "own.ini", tmp_path / "sub")
+    assert args[args.index("--rootdir") + 1] == str(tmp_path)
+    assert "harness_stack=app.stack:demo" in args
