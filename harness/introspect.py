@@ -158,10 +158,10 @@ def module_file(name: str | None) -> str | None:
 def modules_under(folder: str) -> list[list[str]]:
     """``[module, file]`` for each module of this process imported from a file under ``folder`` (another
     version's tree, where none should come from)."""
-    root = os.path.realpath(folder) + os.sep
+    root = os.path.realpath(folder)
     return sorted(
         [name, os.path.realpath(path)] for name, module in list(sys.modules.items())
-        if (path := getattr(module, "__file__", None)) and os.path.realpath(path).startswith(root)
+        if (path := getattr(module, "__file__", None)) and _under(os.path.realpath(path), root)
     )  # fmt: skip
 
 

@@ -119,7 +119,7 @@ class Status:
         return " | ".join(parts + [f"({p})" for p in self.problems])
 
     def _failure(self, kind: str, tasks: int) -> str:
-        """``TypeError 2: say_hello() takes 2 positional arguments but 3 were given`` (the latest message)."""
+        """``TypeError 2: add() takes 2 positional arguments but 3 were given`` (the latest message)."""
         message = " ".join(self.errors.get(kind, "").removeprefix(kind).removeprefix(":").split())
         return f"{kind} {tasks}: {message[:80]}{'...' if len(message) > 80 else ''}" if message else f"{kind} {tasks}"
 
