@@ -109,3 +109,16 @@ class AppInfo:
 
     def __getitem__(self, key: str) -> Any:
         return self.result()[key]
+
+
+def own_transport(info: dict[str, Any]) -> str | None:
+    """The broker family the app is configured for: the ``CELERY_BROKER_URL`` of the user's environment, else the
+    app's own broker setting (``own_broker_scheme``); None when it names none (Celery's default, AMQP, is
+    assumed by no one: the run's transport stands)."""
+    from harness.brokers import transport_of_url
+
+    env = os.environ.get("CELERY_BROKER_URL")
+    if env:
+        return transport_of_url(env)
+    scheme = info.get("own_broker_scheme")
+    return transport_of_url(f"{scheme}://") if scheme else None

@@ -109,6 +109,8 @@ class EventWitness:
         self._gate = reconnect_gate
         self._app = Celery("harness-ledger", broker=amqp_url, set_as_current=False)
         self._app.conf.broker_connection_retry_on_startup = True
+        if amqp_url.startswith("redis"):  # named: a fault that cuts the app's connections (CLIENT KILL) spares it
+            self._app.conf.broker_transport_options = {"client_name": "harness-ledger"}
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self.listening_since = 0.0  # when the consumer was last (re)established

@@ -91,6 +91,17 @@ class BrokerAlarmCleared(Fault):
         return f"broker {self.resource} alarm cleared"
 
 
+@dataclass(frozen=True)
+class ConnectionsKilled(Fault):
+    """The broker cut its clients' connections (Redis ``CLIENT KILL``): each program must reconnect."""
+
+    count: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"broker killed {self.count} connections"
+
+
 BROKER_DOWN = (BrokerStopped, BrokerFrozen)
 BROKER_UP = (BrokerStarted, BrokerResumed)
 

@@ -15,6 +15,7 @@ run on. Whatever the harness started is removed on the way out, Ctrl-C included.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import re
@@ -30,20 +31,20 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 
 from harness import options, screen
-from harness.app_info import AppInfo, introspect
+from harness.app_info import AppInfo, introspect, own_transport
 from harness.brokers.base import Broker
-from harness.brokers.select import BrokerOptions, make_broker
+from harness.brokers.select import BrokerOptions, make_broker, resolve_transport
 from harness.errors import HarnessError, HarnessWarning
 from harness.introspect import routed_queues
 from harness.ledger import Ledger
 from harness.netfaults import NetFaults
 from harness.options import broker_options_from
 from harness.sent import Sender
+from harness.space import ScenarioSpace
 from harness.spec import StackSpec, WebSpec, WorkerSpec
 from harness.stack import AppStack
 from harness.terminal import notice
 from harness.timeline import DepthSampler, Timeline
-from harness.vhost import ScenarioVhost
 from harness.waiting import progress_shown
 from harness.web import WebClient
 from harness.xdist_root import workers_root
@@ -90,8 +91,21 @@ def harness_workdir(pytestconfig: pytest.Config) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def broker_options(pytestconfig: pytest.Config, harness_workdir: Path) -> BrokerOptions:
-    return broker_options_from(pytestconfig, str(harness_workdir))
+def broker_options(
+    pytestconfig: pytest.Config, harness_workdir: Path, _introspections: dict[tuple, AppInfo]
+) -> BrokerOptions:
+    """The run's broker options, the family resolved: ``--harness-transport auto`` follows the app's own broker
+    (the default stack's app, read once)."""
+    chosen = broker_options_from(pytestconfig, str(harness_workdir))
+    app_transport = None
+    if chosen.transport == "auto" and not chosen.url:
+        spec = attempt(lambda: default_spec(pytestconfig))
+        info = app_info_for(spec, pytestconfig, _introspections, harness_workdir)
+        app_transport = attempt(lambda: own_transport(info.result())) if info is not None else None
+    transport, why = attempt(lambda: resolve_transport(chosen, app_transport))
+    if why:
+        notice(pytestconfig, f"harness: transport {transport} (auto: {why})")
+    return dataclasses.replace(chosen, transport=transport)
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +122,7 @@ def broker(broker_options: BrokerOptions, pytestconfig: pytest.Config) -> Iterat
     try:
         attempt(lambda: instance.check_version(broker_options.rabbitmq_version))
         if instance.owned:
-            notice(pytestconfig, f"harness: RabbitMQ {instance.server_version()} ({instance.kind} broker)")
+            notice(pytestconfig, f"harness: {instance.product} {instance.server_version()} ({instance.kind} broker)")
     except BaseException:
         instance.close()
         raise
@@ -141,6 +155,13 @@ def app_info(
 ) -> AppInfo | None:
     """What the stack's Celery app declares (queues, tasks, settings); read once per app and session, in the
     background (``app_info.result()`` or ``app_info["queues"]`` wait for it)."""
+    return app_info_for(stack_spec, pytestconfig, _introspections, harness_workdir)
+
+
+def app_info_for(
+    stack_spec: StackSpec, pytestconfig: pytest.Config, _introspections: dict, harness_workdir: Path
+) -> AppInfo | None:
+    """The reading of ``stack_spec``'s app, started once per app and session (None: the stack names no app)."""
     stack_spec = as_named(stack_spec, pytestconfig)
     if not stack_spec.celery_app:
         return None
@@ -190,12 +211,13 @@ def someone_watches(config: pytest.Config) -> bool:
 @pytest.fixture
 def vhost(
     broker: Broker, request: pytest.FixtureRequest, app_queues: Callable[[], tuple[str, ...]]
-) -> Iterator[ScenarioVhost]:
-    """The scenario's own vhost (a fresh one on a broker with the management API); with ``-s`` or
-    ``--keep-on-failure``, where its management UI is is said on the terminal."""
+) -> Iterator[ScenarioSpace]:
+    """The scenario's own space on the broker: a fresh vhost on RabbitMQ with the management API, a database of
+    its own on a Redis the harness started (see ``harness.space``); with ``-s`` or ``--keep-on-failure``, where
+    RabbitMQ's management UI is is said on the terminal."""
     label = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
-    with opened(lambda: ScenarioVhost.open(broker, label, app_queues)) as scenario_vhost:
-        if someone_watches(request.config):
+    with opened(lambda: broker.open_space(label, app_queues)) as scenario_vhost:
+        if someone_watches(request.config) and broker.transport == "rabbitmq":
             endpoint = broker.endpoint
             where = screen.management_where(
                 endpoint.management_url, endpoint.user, endpoint.password, scenario_vhost.name
@@ -205,14 +227,20 @@ def vhost(
 
 
 @pytest.fixture
-def ledger(vhost: ScenarioVhost, scenario_dir: Path) -> Iterator[Ledger]:
+def space(vhost: ScenarioSpace) -> ScenarioSpace:
+    """The ``vhost`` fixture under the name that fits every broker family (a Redis database is no vhost)."""
+    return vhost
+
+
+@pytest.fixture
+def ledger(vhost: ScenarioSpace, scenario_dir: Path) -> Iterator[Ledger]:
     """Every task's history: Celery events (listening before anything is sent) and the programs' journals."""
-    with opened(lambda: Ledger(vhost.amqp_url, scenario_dir / "journal").start()) as task_ledger:
+    with opened(lambda: Ledger(vhost.url, scenario_dir / "journal").start()) as task_ledger:
         yield task_ledger
 
 
 @pytest.fixture
-def timeline(broker: Broker, vhost: ScenarioVhost, ledger: Ledger) -> Iterator[Timeline]:
+def timeline(broker: Broker, vhost: ScenarioSpace, ledger: Ledger) -> Iterator[Timeline]:
     """The scenario's timeline: queue depths sampled every 100 ms, and every operator or fault action.
 
     The broker's faults are recorded on it and followed by the ledger: once a stopped or frozen broker
@@ -336,7 +364,7 @@ def parameter_undone(request: pytest.FixtureRequest, spec: StackSpec) -> str | N
 @pytest.fixture
 def stack(
     stack_spec: StackSpec,
-    vhost: ScenarioVhost,
+    vhost: ScenarioSpace,
     ledger: Ledger,
     timeline: Timeline,
     scenario_dir: Path,
@@ -371,12 +399,31 @@ def stack(
             harness_error(problem)
         if app_info is not None:
             attempt(lambda: check_worker_queues(stack_spec, app_info.result()))
+            say_other_transport(pytestconfig, stack_spec, app_info.result(), vhost.transport)
             app.routed_queues = routed_queues(app_info.result())
             for line in app.unconsumed():  # every worker is consuming by now: what has no consumer has none
                 warnings.warn(HarnessWarning(line), stacklevel=1)
         yield app
     finally:
         app.close()
+
+
+_told_other_transport: set[str] = set()
+
+
+def say_other_transport(config: pytest.Config, spec: StackSpec, info: dict[str, Any], transport: str) -> None:
+    """An app configured for one broker family and tested on another is said so, once per app: its fates and its
+    audit describe a broker it does not use."""
+    own = own_transport(info)
+    if own is None or own == transport or spec.celery_app in _told_other_transport:
+        return
+    _told_other_transport.add(spec.celery_app or "")
+    notice(
+        config,
+        f"harness: {spec.celery_app} is configured for {own} but is tested on {transport}; test it on its own broker "
+        f"with --harness-transport {own} (or auto)",
+        yellow=True,
+    )
 
 
 def check_worker_queues(spec: StackSpec, app_info: dict[str, Any]) -> None:
@@ -431,7 +478,7 @@ def private_redis(scenario_dir: Path, timeline: Timeline) -> Iterator[Any]:
 
 
 @pytest.fixture
-def dead_letters(vhost: ScenarioVhost) -> Callable[[str], str]:
+def dead_letters(vhost: ScenarioSpace) -> Callable[[str], str]:
     """``dead_letters("queue")``: rejected messages of that app queue go to a dead-letter queue of the harness,
     whose name it returns (a broker policy; needs the management API, skipped without it)."""
 

@@ -136,7 +136,15 @@ def describe(app: Any) -> dict[str, Any]:
         "queues": queues(app, tasks),
         "settings": describe_settings(app),
         "tasks": details,
+        # The scheme of the broker the app configures itself (its own setting, not the URL the harness gave it
+        # through CELERY_BROKER_URL): redis, amqp... The harness tests the app on that family by default.
+        "own_broker_scheme": own_broker_scheme(app),
     }
+
+
+def own_broker_scheme(app) -> str | None:
+    raw = app.conf.get("broker_url") or app.conf.get("broker_host")
+    return str(raw).split("://", 1)[0].lower() if raw and "://" in str(raw) else None
 
 
 def routed_queues(info: dict) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from harness.brokers.docker import DEFAULT_IMAGE, NETWORKS  # plain constants: Docker's client is not imported
-from harness.brokers.select import KINDS, BrokerOptions
+from harness.brokers.select import KINDS, TRANSPORT_CHOICES, BrokerOptions
 
 
 def _flag(value: Any) -> bool:
@@ -52,13 +52,24 @@ OPTIONS = (
     ),
     Option("web_app", "its web app, a WSGI or ASGI object (e.g. proj.wsgi:application)", env="HARNESS_WEB_APP"),
     Option(
+        "harness_transport",
+        "the broker family: rabbitmq (default), redis, or auto (the app's own broker decides)",
+        "rabbitmq",
+        "HARNESS_TRANSPORT",
+        choices=TRANSPORT_CHOICES,
+    ),
+    Option(
         "harness_broker",
-        "where RabbitMQ comes from: auto (default), url, docker, local",
+        "where the broker comes from: auto (default), url, docker, local",
         "auto",
         "HARNESS_BROKER",
         choices=KINDS,
     ),
-    Option("harness_broker_url", "AMQP URL of an existing broker, for the url provider", env="HARNESS_BROKER_URL"),
+    Option(
+        "harness_broker_url",
+        "URL of an existing broker, for the url provider (amqp://... or redis://...)",
+        env="HARNESS_BROKER_URL",
+    ),
     Option(
         "harness_management_url",
         "management API of that broker (default: http://<host>:15672 if it answers)",
@@ -78,6 +89,16 @@ OPTIONS = (
         choices=("3", "4"),
     ),
     Option("harness_rabbitmq_port", "AMQP port of the local node (default: a free one)", convert=int),
+    Option(
+        "harness_redis_server",
+        "redis-server binary for the local Redis provider (default: the one on PATH)",
+        env="HARNESS_REDIS_SERVER",
+    ),
+    Option(
+        "harness_redis_image",
+        "image for the docker Redis provider (default harness-redis:7-local, built by scripts/build-redis-image)",
+        env="HARNESS_REDIS_IMAGE",
+    ),
     Option(
         "harness_rabbitmq_image",
         f"image for the docker provider (default {DEFAULT_IMAGE})",
@@ -233,7 +254,8 @@ def origin(config: pytest.Config, name: str) -> str | None:
 BROKER_OPTIONS = (
     "harness_broker", "harness_broker_url", "harness_management_url", "harness_rabbitmq_server",
     "harness_rabbitmq_port", "harness_rabbitmq_image", "harness_docker_network", "harness_docker_ryuk",
-    "harness_boot_timeout", "harness_rabbitmq_version",
+    "harness_boot_timeout", "harness_rabbitmq_version", "harness_transport", "harness_redis_server",
+    "harness_redis_image",
 )  # fmt: skip
 
 
@@ -251,6 +273,9 @@ def broker_options_with(value: Callable[[str], Any], work_root: str | None = Non
         docker_ryuk=value("harness_docker_ryuk"),
         boot_timeout=value("harness_boot_timeout"),
         rabbitmq_version=value("harness_rabbitmq_version") or "3",
+        transport=value("harness_transport") or "rabbitmq",
+        redis_server=value("harness_redis_server"),
+        redis_image=value("harness_redis_image"),
     )
 
 

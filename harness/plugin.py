@@ -18,7 +18,7 @@ import pytest
 from harness import options
 from harness.audit.results import FOLDER as AUDIT_FOLDER
 from harness.audit.results import AuditRecorder, is_audit_run
-from harness.brokers.select import AUTO_REASONS, choose_kind
+from harness.brokers.select import auto_reason, choose_kind, resolve_transport
 from harness.errors import HarnessError
 from harness.keep import KeepOnFailure
 from harness.report import ReportPlugin
@@ -118,11 +118,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     broker_options = options.broker_options_from(session.config)
     try:
+        transport, _ = resolve_transport(broker_options)
+        if broker_options.transport == "auto":
+            return  # the app decides: the broker fixture says which, once it has read the app
         kind = choose_kind(broker_options)
     except HarnessError:
         return  # each scenario will say why
-    why = f" (auto: {AUTO_REASONS[kind]})" if broker_options.kind == "auto" else ""
-    notice(session.config, f"harness: broker {kind}{why}")
+    why = f" (auto: {auto_reason(kind, transport)})" if broker_options.kind == "auto" else ""
+    notice(session.config, f"harness: broker {kind}{why}, transport {transport}")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -225,7 +225,7 @@ class DirectProducer:
         path = self.celery_app or stack.spec.celery_app
         if not path:
             raise HarnessError("DirectProducer needs a Celery app: pass celery_app= or --celery-app")
-        return DirectSender(self, load_app(path, stack.cwd, stack.vhost.amqp_url), stack)
+        return DirectSender(self, load_app(path, stack.cwd, stack.vhost.url), stack)
 
 
 def load_app(path: str, cwd: str, broker_url: str) -> Any:
@@ -271,7 +271,7 @@ class DirectSender:
         if spec.via == "apply_async":
             import_task_modules(app, spec.task)
         # The app's own connection settings (connect timeout, transport options), to the scenario's vhost.
-        self._connection = app.connection_for_write(stack.vhost.amqp_url)
+        self._connection = app.connection_for_write(stack.vhost.url)
 
     def send(self, n: int = 0) -> Sent:
         """One send of the task (``"{n}"`` in string arguments becomes ``n``); returns its ``Sent``: the task id,

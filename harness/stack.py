@@ -9,7 +9,6 @@ a program as ``supervisorctl`` would, signal it, kill it, kill a pool process.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shutil
@@ -39,11 +38,11 @@ from harness.netfaults import NetFaults
 from harness.ports import free_ports
 from harness.redeploy import deploy
 from harness.sent import Sender
+from harness.space import ScenarioSpace
 from harness.spec import StackSpec, WebSpec, WorkerSpec
 from harness.supervisor import STOPPED_STATES, Program, Supervisor
 from harness.timeline import Timeline
 from harness.verdict import Verdict
-from harness.vhost import ScenarioVhost
 from harness.waiting import WaitTimeout, eventually
 from harness.web import WebClient
 
@@ -116,7 +115,7 @@ class AppStack:
     def __init__(
         self,
         spec: StackSpec,
-        vhost: ScenarioVhost,
+        vhost: ScenarioSpace,
         ledger: Ledger,
         workdir: Path,
         timeline: Timeline | None = None,
@@ -155,8 +154,7 @@ class AppStack:
 
     def broker_url_for(self, name: str) -> str:
         """The broker URL a program gets: the scenario's vhost, through the program's own fault proxy."""
-        endpoint = dataclasses.replace(self.vhost.broker.endpoint, host="127.0.0.1", port=self.net.port(name))
-        return endpoint.amqp_url(self.vhost.name)
+        return self.vhost.url_via("127.0.0.1", self.net.port(name))
 
     # -- programs ------------------------------------------------------------------------------
     def settings_for(self, program: WorkerSpec | WebSpec | None) -> dict[str, Any]:
@@ -515,7 +513,7 @@ class AppStack:
                 depth = self.vhost.depth(queue)
             except Exception:  # the broker away, or a queue the vhost cannot read: nothing to say
                 continue
-            if depth.consumers:
+            if depth.consumers or depth.consumers is None:  # has one, or the broker cannot count them (Redis)
                 continue
             told = [w.name for w in self.spec.workers if w.queues and queue in w.queues]
             why = (

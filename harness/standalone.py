@@ -17,17 +17,17 @@ from typing import Any
 
 from harness.brokers.base import Broker
 from harness.ledger import Ledger
+from harness.space import ScenarioSpace
 from harness.spec import StackSpec
 from harness.stack import AppStack
 from harness.timeline import DepthSampler, Timeline
-from harness.vhost import ScenarioVhost
 
 
 @dataclass(frozen=True)
 class Running:
     """What is up: the vhost, the ledger, the timeline and the app, and the scenario's directory."""
 
-    vhost: ScenarioVhost
+    vhost: ScenarioSpace
     ledger: Ledger
     timeline: Timeline
     stack: AppStack
@@ -47,10 +47,10 @@ def running(
     """The same resources a scenario's fixtures open, without pytest; ``queues`` are the app's declared
     queues (needed only on a broker without a management API, where they are purged)."""
     with ExitStack() as resources:
-        vhost = ScenarioVhost.open(broker, label, queues)
+        vhost = broker.open_space(label, queues)
         resources.callback(vhost.close)
         workdir = Path(tempfile.mkdtemp(prefix="sc-", dir=work_root))
-        ledger = Ledger(vhost.amqp_url, workdir / "journal")
+        ledger = Ledger(vhost.url, workdir / "journal")
         resources.callback(ledger.close)
         ledger.start()
         timeline = Timeline()

@@ -98,7 +98,7 @@ class StackState:
             journal_dir=str(stack.journal_dir),
             programs=roles,
             broker_kind=broker.kind,
-            amqp_url=stack.vhost.amqp_url,
+            amqp_url=stack.vhost.url,
             vhost=stack.vhost.name,
             user=endpoint.user,
             password=endpoint.password,

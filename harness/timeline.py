@@ -19,11 +19,13 @@ from harness.faults import (
     BrokerAlarmCleared,
     BrokerFault,
     BrokerFrozen,
+    BrokerReconfigured,
+    ConnectionsKilled,
     Fault,
     NetworkFault,
     NetworkHealed,
 )
-from harness.vhost import ScenarioVhost
+from harness.space import ScenarioSpace
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class DepthSample:
 
 
 def fault_kind(fault: Fault) -> str:
-    if isinstance(fault, BrokerFault | BrokerAlarm | BrokerAlarmCleared):
+    if isinstance(fault, BrokerFault | BrokerAlarm | BrokerAlarmCleared | BrokerReconfigured | ConnectionsKilled):
         return "broker"
     if isinstance(fault, NetworkFault | NetworkHealed):
         return "network"
@@ -83,7 +85,7 @@ class DepthSampler:
     """Samples every queue of the vhost into a timeline until stopped; readings that fail (broker down) are
     kept as gaps. The list of queues is read again every second, so queues the app declares later appear."""
 
-    def __init__(self, vhost: ScenarioVhost, timeline: Timeline, interval: float = 0.1, refresh_every: int = 10):
+    def __init__(self, vhost: ScenarioSpace, timeline: Timeline, interval: float = 0.1, refresh_every: int = 10):
         self._reader = vhost.reader()  # its own connection: the scenario's is not thread-safe
         self._timeline = timeline
         self._interval = interval

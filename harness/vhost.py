@@ -14,42 +14,21 @@ Unacknowledged counts exist only in the management API, which samples them perio
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from amqp.exceptions import ChannelError, NotFound, ResourceLocked
 from kombu import Connection
 
 from harness.brokers.base import Broker
 from harness.errors import HarnessError
-from harness.waiting import WaitTimeout, eventually, never
+from harness.space import Depth, ScenarioSpace, is_internal
+from harness.waiting import WaitTimeout, eventually
 
-# Queues of the harness and of Celery's own machinery, not the app's: never read for tasks.
-INTERNAL_PREFIXES = ("harness.ledger.", "harness.turn.", "celeryev.", "amq.")
 SHARED_VHOST_WAIT_S = 600  # a turn waits this long for the scenario before it (the longest take ~1 min)
-INTERNAL_SUFFIXES = (".pidbox",)
-
-
-def is_internal(queue: str) -> bool:
-    return queue.startswith(INTERNAL_PREFIXES) or queue.endswith(INTERNAL_SUFFIXES)
-
-
-@dataclass(frozen=True)
-class Depth:
-    """Messages in a queue. ``unacked`` is None where no management API can tell."""
-
-    ready: int
-    unacked: int | None
-    consumers: int
-    exists: bool = True
-
-    @property
-    def total(self) -> int:
-        """Ready and unacknowledged messages together (unacknowledged counted 0 where unknown)."""
-        return self.ready + (self.unacked or 0)
 
 
 class SharedVhostTurn:
@@ -105,7 +84,7 @@ class SharedVhostTurn:
                 pass
 
 
-class ScenarioVhost:
+class ScenarioVhost(ScenarioSpace):
     """The ``vhost`` fixture: the scenario's own virtual host, its queues' counts, and messages put in or peeked.
 
     Attributes: ``name`` (the vhost), ``amqp_url`` (a URL to it, with credentials), ``broker`` (the provider),
@@ -122,7 +101,7 @@ class ScenarioVhost:
         # vhost of its own needs them only to check a queue name, so its set-up need not wait for them).
         self._queues = queues
         self.isolated = isolated
-        self.amqp_url = broker.endpoint.amqp_url(name)
+        self.url = broker.endpoint.amqp_url(name)
         self._management = broker.management
         self._connection: Connection | None = None
         self._unacked_read: dict[str, tuple[float, int]] = {}  # queue -> (monotonic time, unacked) last read
@@ -152,21 +131,9 @@ class ScenarioVhost:
             return sorted(q for q in self._management.queues(self.name) if not is_internal(q))
         return list(self.queues)
 
-    def require_queue(self, queue: str) -> str:
-        """``queue``, if the app declares it (or it exists); else one sentence naming the app's queues."""
-        if queue in self.queues or (self.isolated and queue in self.queue_names()):
-            return queue
-        raise HarnessError(
-            f"the scenario names queue {queue!r}, which the app does not declare; its queues: "
-            f"{', '.join(self.queues) or 'none found'} (task_default_queue, task_queues, task_routes)"
-        )
-
-    @property
-    def queues(self) -> tuple[str, ...]:
-        """The queues the app declares (``task_default_queue``, ``task_queues``, ``task_routes``...), as a tuple."""
-        if callable(self._queues):
-            self._queues = tuple(self._queues())
-        return self._queues
+    def url_via(self, host: str, port: int) -> str:
+        """The vhost's AMQP URL through another address (a program's fault proxy)."""
+        return dataclasses.replace(self.broker.endpoint, host=host, port=port).amqp_url(self.name)
 
     def reader(self) -> ScenarioVhost:
         """Another handle on the same vhost, with its own connection (for a thread of its own)."""
@@ -222,44 +189,6 @@ class ScenarioVhost:
         elif consumers:
             unacked = None
         return Depth(ready, unacked, consumers)
-
-    def ready(self, queue: str) -> int:
-        """How many messages are ready in ``queue`` now (exact: a passive declare)."""
-        return self.depth(queue).ready
-
-    def wait_for_ready(self, queue: str, count: int, timeout: float) -> None:
-        """Wait until exactly ``count`` messages are ready in ``queue``; returns None."""
-        self.require_queue(queue)
-        eventually(
-            lambda: self.ready(queue), until=lambda n: n == count, timeout=timeout,
-            what=f"{count} ready messages in {queue}", progress=lambda n: f"{n} ready",
-        )  # fmt: skip
-
-    def wait_for_empty(self, queue: str, timeout: float) -> Depth:
-        """Wait until ``queue`` holds nothing: no ready message, none unacknowledged (where that is known);
-        returns the ``Depth`` that showed it."""
-        self.require_queue(queue)
-        return eventually(
-            lambda: self.depth(queue), until=lambda d: d.ready == 0 and not d.unacked, timeout=timeout,
-            what=f"{queue} to hold no ready and no unacknowledged message",
-        )  # fmt: skip
-
-    def wait_for_consumers(self, queue: str, count: int, timeout: float = 10) -> None:
-        """Wait until ``queue`` has exactly ``count`` consumers; returns None."""
-        self.require_queue(queue)
-        eventually(
-            lambda: self.depth(queue).consumers, until=lambda n: n == count, timeout=timeout,
-            what=f"{count} consumers on {queue}",
-        )  # fmt: skip
-
-    def assert_ready_holds(self, queue: str, count: int, for_: float, why: str) -> int:
-        """Watch ``queue`` for ``for_`` seconds: its ready count must stay ``count`` (else it raises, saying
-        ``why`` it should have); returns how many times it was read."""
-        self.require_queue(queue)
-        return never(
-            lambda: self.ready(queue), until=lambda n: n != count, for_=for_,
-            what=f"{queue} left {count} ready messages although {why}",
-        )  # fmt: skip
 
     def bindings(self, queue: str) -> set[tuple[str, str]]:
         """``queue``'s bindings, (exchange, routing key) pairs (empty where no management API can tell)."""

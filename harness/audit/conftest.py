@@ -20,9 +20,9 @@ from harness.brokers.base import Broker
 from harness.errors import HarnessError
 from harness.fixtures import default_spec, harness_error
 from harness.ledger import Ledger
+from harness.space import ScenarioSpace
 from harness.spec import StackSpec
 from harness.stack import AppStack
-from harness.vhost import ScenarioVhost
 
 
 def _plan(config: pytest.Config) -> AuditPlan:
@@ -76,7 +76,7 @@ def audit(
     audit_plan: AuditPlan,
     stack: AppStack,
     ledger: Ledger,
-    vhost: ScenarioVhost,
+    vhost: ScenarioSpace,
     broker_facts: dict[str, Any],
     request: pytest.FixtureRequest,
 ) -> Audit:

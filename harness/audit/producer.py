@@ -28,7 +28,7 @@ class AuditProducer:
     args: tuple[Any, ...] = ()
 
     def bind(self, stack: AppStack) -> AuditSender:
-        app = load_app(self.celery_app, stack.cwd, stack.vhost.amqp_url)
+        app = load_app(self.celery_app, stack.cwd, stack.vhost.url)
         try:
             register_probe(app, self.like)
         except ProbeError as error:

@@ -22,10 +22,10 @@ from harness.audit.plan import AuditPlan
 from harness.audit.results import AuditRecorder, Row, lever_dict
 from harness.ledger import Ledger
 from harness.sent import Sent, TaskIds, id_of, ids_of
+from harness.space import ScenarioSpace
 from harness.stack import AppStack
 from harness.supervisor import STOPPED_STATES
 from harness.verdict import FATES, TaskHistory, Verdict
-from harness.vhost import ScenarioVhost
 from harness.waiting import WaitTimeout, eventually
 
 QUIET_S = 0.5  # a requeued message is redelivered to an idle, connected worker within milliseconds
@@ -70,7 +70,7 @@ class Audit:
         plan: AuditPlan,
         stack: AppStack,
         ledger: Ledger,
-        vhost: ScenarioVhost,
+        vhost: ScenarioSpace,
         recorder: AuditRecorder,
         nodeid: str = "",
     ) -> None:

@@ -47,6 +47,8 @@ class Broker(ABC):
 
     kind: str
     owned: bool = True
+    transport = "rabbitmq"  # the broker family (harness.brokers.TRANSPORTS)
+    product = "RabbitMQ"
 
     @classmethod
     def from_options(cls, options) -> Broker:
@@ -87,6 +89,12 @@ class Broker(ABC):
         if url is None:
             return None
         return ManagementAPI(url, self.endpoint.user, self.endpoint.password)
+
+    def open_space(self, label: str, queues):
+        """A scenario's own space on this broker (a fresh vhost, or the URL's own in turns): see ``harness.vhost``."""
+        from harness.vhost import ScenarioVhost
+
+        return ScenarioVhost.open(self, label, queues)
 
     def server_version(self) -> str:
         """The RabbitMQ version the broker says it runs (the management API, else AMQP's server properties),

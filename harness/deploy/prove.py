@@ -72,7 +72,6 @@ from harness.ledger import Ledger
 from harness.spec import StackSpec, WorkerSpec
 from harness.stack import AppStack
 from harness.verdict import Verdict
-from harness.vhost import ScenarioVhost
 from harness.waiting import WaitTimeout, eventually
 
 CONFIRMED, CONTRADICTED, INCONCLUSIVE = "confirmed", "contradicted", "inconclusive"
@@ -427,7 +426,7 @@ class VersionProducer:
         report = Path(tempfile.mkdtemp(prefix="send-", dir=self.stack.workdir)) / "sent.jsonl"
         command = [
             sys.executable, "-m", "harness.deploy.send", "--celery-app", self.version.celery_app,
-            "--path", self.version.root, "--broker-url", self.stack.vhost.amqp_url,
+            "--path", self.version.root, "--broker-url", self.stack.vhost.url,
             "--journal-dir", str(self.stack.journal_dir), "--program", self.program, "--via", self.via,
             "--report", str(report),
         ]  # fmt: skip
@@ -458,10 +457,10 @@ def fleet(
 ) -> Iterator[AppStack]:
     """One worker of ``version`` consuming its queues, in a vhost of its own, with a ledger listening."""
     with ExitStack() as stack:
-        vhost = ScenarioVhost.open(broker, f"deploy-check-{worker}", queues)
+        vhost = broker.open_space(f"deploy-check-{worker}", queues)
         stack.callback(vhost.close)
         folder = Path(tempfile.mkdtemp(prefix="deploy-", dir=workdir))
-        ledger = Ledger(vhost.amqp_url, folder / "journal").start()
+        ledger = Ledger(vhost.url, folder / "journal").start()
         stack.callback(ledger.close)
         spec = StackSpec(
             celery_app=version.celery_app,
