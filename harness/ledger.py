@@ -351,12 +351,15 @@ class Ledger:
         unacked: int | None = 0,
         connections_cut: bool = False,
         live: Mapping[int, str] | None = None,
+        unacked_ids: Mapping[str, str] | None = None,
     ) -> Verdict:
         """Every sent task's fate, as a ``Verdict``: ``queued`` the tasks whose message waits (or task id -> its
         queue), ``unacked`` the messages the broker holds unacknowledged (None: unknown), ``live`` the worker
-        processes that run now (pid -> name; a task one of them holds is never lost). ``stack.verdict()`` reads
-        all three itself: use that."""
+        processes that run now (pid -> name; a task one of them holds is never lost), ``unacked_ids`` the tasks whose
+        message the broker holds unacknowledged, where it can say which (Redis). ``stack.verdict()`` reads them
+        itself: use that."""
         held = self.held_by(live) if live else None
         return judge(
-            self.sends(), self.histories(), queued, unacked, self.blind(), connections_cut=connections_cut, held=held
-        )
+            self.sends(), self.histories(), queued, unacked, self.blind(), connections_cut=connections_cut, held=held,
+            unacked_ids=unacked_ids,
+        )  # fmt: skip

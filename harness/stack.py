@@ -40,6 +40,8 @@ from harness.redeploy import deploy
 from harness.sent import Sender
 from harness.space import ScenarioSpace
 from harness.spec import StackSpec, WebSpec, WorkerSpec
+from harness.stalls import STALL_AFTER_S, WorkerFacts, ready_since
+from harness.stalls import stalled as stalled_workers
 from harness.supervisor import STOPPED_STATES, Program, Supervisor
 from harness.timeline import Timeline
 from harness.verdict import Verdict
@@ -442,7 +444,7 @@ class AppStack:
         return ids, self.ledger.wait_running(ids, timeout=timeout, accepted=True)
 
     # -- observation -------------------------------------------------------------------------
-    def verdict(self, settle: float = ACK_COUNT_SETTLE_S) -> Verdict:
+    def verdict(self, settle: float = ACK_COUNT_SETTLE_S, stall_after: float = STALL_AFTER_S) -> Verdict:
         """The fate of every task sent so far; every queue of the vhost is read for tasks still waiting.
 
         A reading that fails (the harness's connection died with a restarted broker) is made again on a
@@ -451,9 +453,10 @@ class AppStack:
         tasks are ``unsettled`` (an ack was lost; a message will come back): the reading is repeated for up
         to ``settle`` seconds first. A ``settle`` long enough for RabbitMQ to drop the dead connection (and
         redeliver what it held) gives the final fates; it does not wait for tasks still running (``unsettled``, in
-        flight): ``ledger.wait_settled`` does."""
+        flight): ``ledger.wait_settled`` does. ``verdict.stalled`` names the workers that live but have taken
+        nothing from their queue's waiting tasks for ``stall_after`` seconds (``harness.stalls``)."""
 
-        def read() -> tuple[dict[str, str], int | None]:
+        def read() -> tuple[dict[str, str], int | None, dict[str, str] | None]:
             queued: dict[str, str] = {}
             unacked: int | None = 0
             for queue in self.vhost.queue_names():
@@ -461,16 +464,20 @@ class AppStack:
                 if depth.ready:
                     queued.update(dict.fromkeys(self.vhost.peek_task_ids(queue), queue))
                 unacked = None if unacked is None or depth.unacked is None else unacked + depth.unacked
-            return queued, unacked
+            held = getattr(self.vhost, "held", None)  # a broker that says whose each unacked message is (Redis)
+            return queued, unacked, held() if held is not None else None
 
         def judged() -> Verdict:
-            queued, unacked = eventually(
+            queued, unacked, unacked_ids = eventually(
                 read, until=lambda _: True, timeout=VERDICT_READ_S,
                 what="the vhost's queues to be read for the verdict (is the broker up?)",
             )  # fmt: skip
-            return self.ledger.verdict(
-                queued, unacked, connections_cut=self.net.cut_connections, live=self.live_workers()
-            )
+            verdict = self.ledger.verdict(
+                queued, unacked, connections_cut=self.net.cut_connections, live=self.live_workers(),
+                unacked_ids=unacked_ids,
+            )  # fmt: skip
+            verdict.stalled = self.stalled(stall_after)
+            return verdict
 
         # Unacknowledged counts come from the management API's statistics, a refresh behind: an ack sent just
         # now may still be counted. Beyond the tasks in flight, they are read again for a few refreshes before
@@ -480,6 +487,34 @@ class AppStack:
                               what="the unacknowledged count to match the tasks in flight")  # fmt: skip
         except WaitTimeout:
             return judged()
+
+    def stalled(self, after: float = STALL_AFTER_S) -> list[str]:
+        """One line per worker that lives, holds no unfinished task, and has received nothing for ``after``
+        seconds while its queues held ready tasks (see ``harness.stalls``)."""
+        now = time.time()
+        live = set(self.live_workers().values())
+        histories = self.ledger.histories()
+        facts, queues = [], set()
+        for name, worker in self.workers.items():
+            hostname = worker.nodename
+            received = [e.timestamp for h in histories.values() for e in h.events
+                        if e.type == "task-received" and e.hostname == hostname]  # fmt: skip
+            online = [e.timestamp for e in self.ledger.worker_events(hostname, "worker-online")]
+            holding = sum(
+                1 for h in histories.values()
+                if h.terminal is None and any(e.type == "task-received" and e.hostname == hostname for e in h.events)
+            )  # fmt: skip
+            consumes = tuple(worker.queues or self.vhost.queues)
+            queues.update(consumes)
+            last = max([*received, *online], default=None)
+            facts.append(WorkerFacts(name, consumes, name in live, holding, last))
+        samples = {q: [(s.at, s.ready) for s in list(self.timeline.samples) if s.queue == q] for q in queues}
+        try:
+            ready = {q: self.vhost.ready(q) for q in queues}
+        except Exception:  # the broker is away: no worker can be told stalled now
+            return []
+        since = {q: ready_since(samples[q], now) if samples[q] else None for q in queues}
+        return stalled_workers(facts, ready, since, now, after)
 
     def live_workers(self) -> dict[int, str]:
         """The worker processes running now: pid -> worker name (empty when supervisord is gone)."""

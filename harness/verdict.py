@@ -327,6 +327,8 @@ class Verdict:
     # The tasks the app's own tasks sent, judged alike: an empty verdict if none (None on the children's own).
     children: Verdict | None = None
     doubt: str = ""  # why no ended task is called done yet (see acks_in_doubt), if so
+    # Workers that live but take nothing from a queue holding tasks (harness.stalls), one line each.
+    stalled: list[str] = field(default_factory=list)
 
     def ids(self, fate: str) -> list[str]:
         """The ids of the tasks of this fate (``"lost"``...)."""
@@ -369,7 +371,7 @@ class Verdict:
     def explain(self, fates: Iterable[str] | None = None, limit: int = 10) -> str:
         """A line per task of these fates (default: all), up to ``limit`` a fate: its fate, id, task name, why,
         and its history with the witness of each step; one string."""
-        lines = []
+        lines = [f"  {line}" for line in self.stalled] if fates is None else []
         for fate in fates if fates is not None else FATES:
             ids = self.ids(fate)
             for task_id in ids[:limit]:
@@ -381,6 +383,11 @@ class Verdict:
             if len(ids) > limit:
                 lines.append(f"  {fate:<10} ... and {len(ids) - limit} more")
         return "\n".join(lines)
+
+    def assert_no_stall(self) -> None:
+        """Assert that no worker was stalled (alive, its queue holding tasks, nothing received for a while)."""
+        if self.stalled:
+            raise AssertionError("\n".join(self.stalled))
 
     def assert_counts(self, **expected: int) -> None:
         """Assert the count of each fate; a fate not named is expected to be 0. Returns None, or raises an
@@ -472,6 +479,7 @@ def judge(
     doubt: str | None = None,
     connections_cut: bool = False,
     held: Mapping[str, str] | None = None,
+    unacked_ids: Mapping[str, str] | None = None,
 ) -> Verdict:
     """Give every id the scenario sent, and every id that ran, exactly one fate; the tasks the app's own
     tasks sent are judged alike in ``Verdict.children``.
@@ -483,11 +491,15 @@ def judge(
     ``held`` names the tasks a worker that still runs holds (task id -> the worker): the process that last
     received each one is alive and no end came. Such a task is in flight, never ``lost``, whatever an
     unacknowledged count read a moment after a fault says (the management API's counts lag).
+    ``unacked_ids`` names the tasks whose message the broker holds unacknowledged, where it can tell which (Redis:
+    its ``unacked`` hash; task id -> queue): such a task is not done until its message is acknowledged, so it is
+    ``unsettled`` (in flight, or to be put back once ``visibility_timeout`` passes), never ``lost``, ``succeeded`` or
+    ``failed``. Then no count-based doubt is needed: each message says whose it is.
     """
     where = dict(queued) if isinstance(queued, Mapping) else {task_id: "a queue" for task_id in queued}
     blind = list(blind)
     if doubt is None:  # the children are judged with their parents' doubt: the count is the vhost's
-        doubt = acks_in_doubt(histories, where, unacked, connections_cut)
+        doubt = "" if unacked_ids is not None else acks_in_doubt(histories, where, unacked, connections_cut)
     descendants = child_sends(sends, histories) if children else {}
     fates: dict[str, list[str]] = {fate: [] for fate in FATES}
     reasons: dict[str, str] = {}
@@ -498,7 +510,8 @@ def judge(
             # Only a task-sent step from some other producer: nothing ran, nothing to judge.
             continue
         queued = task_id in where and (history is None or history.terminal is None or requeued(history, where[task_id]))
-        fate = fate_of(send, history, queued, unacked)
+        # Where the broker says whose each unacknowledged message is, a task not among them has none held.
+        fate = fate_of(send, history, queued, 0 if unacked_ids is not None else unacked)
         running = held and task_id in held and history is not None and not history.terminal
         if fate in ("lost", "unsettled") and running:
             reasons[task_id] = f"in flight: {held[task_id]} received it and still runs; no end of it yet"
@@ -508,6 +521,14 @@ def judge(
             reasons[task_id] = f"back in {where[task_id]} while {held[task_id]} still runs it: it will run again"
         if doubt and fate in ("succeeded", "failed"):
             reasons[task_id] = f"would be {fate}, but {doubt}"
+            fate = "unsettled"
+        if unacked_ids and task_id in unacked_ids and fate in ("lost", "succeeded", "failed", "unsettled"):
+            queue = unacked_ids[task_id]
+            reasons[task_id] = (
+                (f"would be {fate}, but " if fate != "unsettled" else "")
+                + f"its message is unacknowledged in the broker: a worker holds it, or it goes back to {queue} "
+                "once visibility_timeout passes, to run again"
+            )
             fate = "unsettled"
         gap = blind_for(send, history, blind) if fate != "duplicated" else None
         if gap is not None:
@@ -519,5 +540,7 @@ def judge(
     verdict = Verdict(fates, histories, sends, unacked, reasons, shown, blind, doubt=doubt)
     if children:  # an empty verdict when no task sent any: ``verdict.children.assert_counts`` says so plainly
         their = {i: h for i, h in histories.items() if i in descendants}
-        verdict.children = judge(descendants, their, where, unacked, blind, children=False, doubt=doubt, held=held)
+        verdict.children = judge(
+            descendants, their, where, unacked, blind, children=False, doubt=doubt, held=held, unacked_ids=unacked_ids
+        )
     return verdict

@@ -472,3 +472,35 @@ def test_children_is_an_empty_verdict_when_no_task_sent_one() -> None:
     assert verdict.children is not None and verdict.children.summary() == "0 tasks: none"
     with pytest.raises(AssertionError):
         verdict.children.assert_counts(succeeded=1)
+
+
+# -- a broker that says whose each unacknowledged message is (Redis's unacked hash) -------------------
+
+
+def test_a_task_whose_message_sits_in_the_unacked_hash_is_unsettled_not_lost() -> None:
+    """A worker killed while it held a prefetched task: no end, not ready in a queue, but Redis keeps its message
+    unacknowledged and puts it back once visibility_timeout passes."""
+    histories = {"a": history("a", "task-received"), "b": history("b", "task-received", "task-started")}
+    verdict = judge({"a": sent("a"), "b": sent("b")}, histories, unacked=1, unacked_ids={"a": "hello_queue"})
+    assert verdict.ids("unsettled") == ["a"]
+    assert verdict.ids("lost") == ["b"]
+    assert "goes back to hello_queue once visibility_timeout passes" in verdict.reasons["a"]
+
+
+def test_an_ended_task_still_unacknowledged_will_run_again_so_it_is_unsettled() -> None:
+    histories = {"a": history("a", "task-received", "task-started", "task-succeeded")}
+    verdict = judge({"a": sent("a")}, histories, unacked=1, unacked_ids={"a": "hello_queue"})
+    assert verdict.counts()["unsettled"] == 1
+    assert verdict.reasons["a"].startswith("would be succeeded, but its message is unacknowledged")
+
+
+def test_queued_in_a_redis_list_stays_queued() -> None:
+    verdict = judge({"a": sent("a")}, {}, queued={"a": "hello_queue"}, unacked=0, unacked_ids={})
+    assert verdict.ids("queued") == ["a"]
+
+
+def test_without_the_unacked_ids_the_same_task_is_lost() -> None:
+    """The test above fails without the per-message reading: the count alone (0 here) calls it lost."""
+    histories = {"a": history("a", "task-received")}
+    assert judge({"a": sent("a")}, histories, unacked=0).ids("lost") == ["a"]
+    assert judge({"a": sent("a")}, histories, unacked=0, unacked_ids={"a": "q"}).ids("unsettled") == ["a"]
