@@ -32,6 +32,7 @@ import pytest
 
 from harness import options, screen
 from harness.app_info import AppInfo, introspect, own_transport
+from harness.brokers import TRANSPORTS
 from harness.brokers.base import Broker
 from harness.brokers.select import BrokerOptions, make_broker, resolve_transport
 from harness.errors import HarnessError, HarnessWarning
@@ -215,6 +216,9 @@ def vhost(
     """The scenario's own space on the broker: a fresh vhost on RabbitMQ with the management API, a database of
     its own on a Redis the harness started (see ``harness.space``); with ``-s`` or ``--keep-on-failure``, where
     RabbitMQ's management UI is is said on the terminal."""
+    for family in TRANSPORTS:  # a story of one broker family's behaviour runs on that family only
+        if request.node.get_closest_marker(family) is not None and broker.transport != family:
+            pytest.skip(f"a {family} story; this run's transport is {broker.transport} (--harness-transport {family})")
     label = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
     with opened(lambda: broker.open_space(label, app_queues)) as scenario_vhost:
         if someone_watches(request.config) and broker.transport == "rabbitmq":

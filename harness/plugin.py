@@ -39,6 +39,8 @@ MARKERS = (
     "limits: time limits, retries and broker timeouts",
     "quorum: quorum queues (RabbitMQ 3.8+; what changes with RabbitMQ 4 and Celery 5.5+)",
     "network_fault: the network between a program and the broker (blackholed, reset, slow, partitioned)",
+    "rabbitmq: a story of RabbitMQ's behaviour: runs only with --harness-transport rabbitmq (skipped on another)",
+    "redis: a story of Redis's behaviour: runs only with --harness-transport redis (skipped on another)",
 )
 
 

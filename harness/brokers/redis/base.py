@@ -254,3 +254,11 @@ class RedisBroker(Broker):
     def _alarm(self, resource: str) -> Iterator[None]:
         raise HarnessError(f"a {resource} alarm is RabbitMQ's; on Redis use broker.maxmemory(limit, policy)")
         yield
+
+
+def visibility(timeout: float, sweep_every: int = 1) -> dict[str, float]:
+    """``broker_transport_options`` under which a message a worker holds unacknowledged goes back to its queue
+    ``timeout`` seconds after it was taken, at a sweep every ``sweep_every`` seconds: kombu's defaults are one
+    hour and about 100 s (``unacked_restore_interval`` 10 x ``unacked_restore_throttle`` 10, kombu 5.7), too long
+    for a scenario to wait. Use it as ``@pytest.mark.celery_config(broker_transport_options=visibility(4))``."""
+    return {"visibility_timeout": timeout, "unacked_restore_interval": sweep_every, "unacked_restore_throttle": 1}
