@@ -183,11 +183,15 @@ def app_info_for(
 
 
 @pytest.fixture
-def owned_broker(broker: Broker) -> Broker:
-    """The broker, for scenarios that stop or freeze it; skipped on a broker the harness does not own."""
+def owned_broker(broker: Broker) -> Iterator[Broker]:
+    """The broker, for scenarios that stop, freeze or reconfigure it; skipped on a broker the harness does not own.
+    What a scenario changed on the whole broker (Redis's persistence) is undone after it."""
     if not broker.owned:
         pytest.skip(f"the {broker.kind} broker is not the harness's to stop or freeze (it did not start it)")
-    return broker
+    try:
+        yield broker
+    finally:
+        broker.after_scenario()
 
 
 @pytest.fixture

@@ -96,6 +96,9 @@ class Broker(ABC):
 
         return ScenarioVhost.open(self, label, queues)
 
+    def after_scenario(self) -> None:
+        """Undo what a scenario changed on the whole broker (the ``owned_broker`` fixture calls it); returns None."""
+
     def server_version(self) -> str:
         """The RabbitMQ version the broker says it runs (the management API, else AMQP's server properties),
         read once: scenarios whose outcome depends on it assert per version, and reports say which ran."""

@@ -21,9 +21,9 @@ from harness.waiting import eventually
 # Redis's persistence settings as the harness names them (``persistence(...)``): CONFIG SET values.
 PERSISTENCE: dict[str, dict[str, str]] = {
     "off": {"save": "", "appendonly": "no"},
-    # A snapshot every second if anything changed: a crash loses up to the last second's writes (production
-    # defaults snapshot far less often, "3600 1 300 100 60 10000", and lose more).
-    "rdb": {"save": "1 1", "appendonly": "no"},
+    # Redis's own default snapshots (after an hour with a change, 5 min with 100, a minute with 10000): a crash
+    # loses what came after the last one; ``snapshot()`` takes one now.
+    "rdb": {"save": "3600 1 300 100 60 10000", "appendonly": "no"},
     "aof-everysec": {"save": "", "appendonly": "yes", "appendfsync": "everysec"},
     "aof-always": {"save": "", "appendonly": "yes", "appendfsync": "always"},
 }
@@ -203,8 +203,34 @@ class RedisBroker(Broker):
         self.persistence_mode = mode
         self.faults.publish(BrokerReconfigured(settings=f"persistence {mode}"))
 
+    def after_scenario(self) -> None:
+        """Give the next scenario the server as the session started it: persistence off, and no snapshot or
+        append-only file on disk that a later restart would load (Redis loads a ``dump.rdb`` it finds, whatever
+        its ``save`` setting)."""
+        if self.persistence_mode != "off":
+            self.persistence("off")
+            self._forget_saved_data()
+
+    def _forget_saved_data(self) -> None:
+        """Remove the server's snapshot and append-only files (a provider that can reach its folder)."""
+
     def _keep_config(self, client: redis.Redis) -> None:
         """Make runtime settings survive a restart (a provider with a config file rewrites it)."""
+
+    def snapshot(self) -> None:
+        """Take an RDB snapshot now (``BGSAVE``) and return None once it is on disk: what a snapshot schedule does
+        at its next point."""
+        self._require_owned("snapshot")
+        with self.client() as client:
+            before = int(client.info("persistence")["rdb_last_save_time"])
+            client.bgsave()
+            eventually(
+                lambda: client.info("persistence"),
+                until=lambda info: not info["rdb_bgsave_in_progress"] and int(info["rdb_last_save_time"]) >= before
+                and info["rdb_last_bgsave_status"] == "ok" and int(info["rdb_changes_since_last_save"]) == 0,
+                timeout=30, what="Redis's snapshot to be written", interval=0.05,
+            )  # fmt: skip
+        self.faults.publish(BrokerReconfigured(settings="snapshot written"))
 
     @contextmanager
     def maxmemory(self, limit: str, policy: str = "noeviction") -> Iterator[None]:

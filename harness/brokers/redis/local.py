@@ -111,6 +111,10 @@ class LocalRedis(RedisBroker):
     def _keep_config(self, client: redis.Redis) -> None:
         client.config_rewrite()  # the restarted server reads the runtime settings from its file
 
+    def _forget_saved_data(self) -> None:
+        (self.dir / "dump.rdb").unlink(missing_ok=True)
+        shutil.rmtree(self.dir / "appendonlydir", ignore_errors=True)
+
     def close(self) -> None:
         if self._executor is not None:
             if self.pid is not None:
