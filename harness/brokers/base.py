@@ -97,7 +97,9 @@ class Broker(ABC):
         return ScenarioVhost.open(self, label, queues)
 
     def after_scenario(self) -> None:
-        """Undo what a scenario changed on the whole broker (the ``owned_broker`` fixture calls it); returns None."""
+        """Undo what a scenario changed on the whole broker (the ``owned_broker`` fixture calls it); returns None.
+        RabbitMQ's scenarios restore their own changes (``rabbit_settings`` is a context manager)."""
+        return None
 
     def server_version(self) -> str:
         """The RabbitMQ version the broker says it runs (the management API, else AMQP's server properties),

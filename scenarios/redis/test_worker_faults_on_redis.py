@@ -91,7 +91,7 @@ def test_warm_shutdown_on_redis_puts_prefetched_tasks_back_at_once(stack, produc
     ``visibility_timeout``: a deploy that stops workers warm delays nothing.
     """
     ids, running = stack.busy_worker(4)
-    stack.signal(WORKER, "TERM")  # to the main process only, as `kill -TERM <pid>` (supervisorctl stop signals the group)
+    stack.signal(WORKER, "TERM")  # the main process only, as `kill -TERM <pid>` (supervisorctl stop: the group)
     stack.wait_exited(WORKER)
     prefetched = [i for i in ids if i != running]
     vhost.wait_for_ready(HELLO_QUEUE, len(prefetched), timeout=5)
