@@ -28,7 +28,7 @@ from harness.errors import HarnessError
 from harness.executors import OwnedUnixSocketExecutor
 
 PROGRAMS_FILE = "programs.json"  # the programs as the harness defined them, next to supervisord.conf
-SIGNALS = ("TERM", "INT", "QUIT", "KILL", "HUP", "USR1", "USR2")
+SIGNALS = ("TERM", "INT", "QUIT", "KILL", "HUP", "USR1", "USR2", "STOP", "CONT")  # STOP/CONT: a hung process
 STOPPED_STATES = ("STOPPED", "EXITED", "FATAL", "BACKOFF")
 
 

@@ -210,6 +210,12 @@ class RedisBroker(Broker):
         if self.persistence_mode != "off":
             self.persistence("off")
             self._forget_saved_data()
+        if self._cache_filled:
+            with self.client(0) as client:
+                client.flushdb()
+            self._cache_filled = False
+
+    _cache_filled = False
 
     def _forget_saved_data(self) -> None:
         """Remove the server's snapshot and append-only files (a provider that can reach its folder)."""
@@ -247,6 +253,23 @@ class RedisBroker(Broker):
                 for name, value in before.items():
                     client.config_set(name, value)
             self.faults.publish(BrokerReconfigured(settings="maxmemory restored"))
+
+    def fill_cache(self, bytes_: int, db: int = 0, value_size: int = 16 * 1024) -> int:
+        """Write ``bytes_`` of cache entries (``harness.cache.N`` keys in database ``db``, away from any scenario's):
+        what an app that also caches in this Redis does. Writes that the memory policy refuses end it. Returns how
+        many keys were written."""
+        self._require_owned("fill")
+        self._cache_filled = True
+        value = b"x" * value_size
+        written = 0
+        with self.client(db) as client:
+            try:
+                for n in range(max(1, bytes_ // value_size)):
+                    client.set(f"harness.cache.{n}", value)
+                    written += 1
+            except redis.ResponseError:  # OOM under noeviction: the cache is as full as it gets
+                pass
+        return written
 
     def used_memory(self) -> int:
         with self.client() as client:
