@@ -35,8 +35,10 @@ def test_a_countdown_longer_than_the_visibility_timeout_runs_the_task_several_ti
     def copies_done() -> bool:
         history = ledger.history(sent.task_id)
         idle = vhost.depth(HELLO_QUEUE).total == 0
-        return idle and history.count("task-succeeded") >= 2 and history.count("task-started") == history.count(
-            "task-succeeded"
+        return (
+            idle
+            and history.count("task-succeeded") >= 2
+            and history.count("task-started") == history.count("task-succeeded")
         )
 
     eventually(copies_done, timeout=COUNTDOWN_S + 20, what="the held copies to have run and none to be left")

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from harness.brokers.base import Broker, BrokerNotOwned
 from harness.errors import HarnessError
@@ -58,9 +60,12 @@ class RedisEndpoint:
     def client(self, db: int | None = None, timeout: float = 3.0, name: str = "harness") -> redis.Redis:
         """A redis-py client on database ``db``, named so that the harness's connections can be told from the
         app's (``CLIENT LIST``)."""
+        # One attempt per command: redis-py 8 retries ten times with backoff (about 5 s against a stopped server),
+        # and whoever reads through this client (a wait, the sampler) retries by itself, faster.
         return redis.Redis(
             host=self.host, port=self.port, db=self.db if db is None else db, password=self.password,
             username=self.user or None, socket_timeout=timeout, socket_connect_timeout=timeout, client_name=name,
+            retry=Retry(NoBackoff(), 0),
         )  # fmt: skip
 
 
@@ -177,6 +182,7 @@ class RedisBroker(Broker):
             before = {name: client.config_get(name).get(name, "") for name in names}
             for name, value in zip(names, settings.values(), strict=True):
                 client.config_set(name, value)
+            self._keep_config(client)  # a restart inside the block keeps them
         return before
 
     def persistence(self, mode: str) -> None:
@@ -252,6 +258,7 @@ class RedisBroker(Broker):
             with self.client() as client:
                 for name, value in before.items():
                     client.config_set(name, value)
+                self._keep_config(client)
             self.faults.publish(BrokerReconfigured(settings="maxmemory restored"))
 
     def fill_cache(self, bytes_: int, db: int = 0, value_size: int = 16 * 1024) -> int:

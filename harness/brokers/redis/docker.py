@@ -23,8 +23,6 @@ import uuid
 from dataclasses import dataclass, field
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from harness.brokers.docker import LABEL, LABEL_HOST, LABEL_PID, remove_leftovers
 from harness.brokers.redis.base import RedisBroker, RedisEndpoint
@@ -96,16 +94,6 @@ def docker_client(timeout: float = 5.0):
     except Exception as exc:  # docker-py raises DockerException, requests' errors, or OSError here
         raise HarnessError(_no_engine(exc)) from None
     return client
-
-
-def client_once(endpoint: RedisEndpoint, timeout: float) -> redis.Redis:
-    """A client of database 0 that tries each command once. redis-py's default (8.x: ten retries with backoff)
-    spends about 5 s on a server that is not listening: each readiness probe, and the wait for SHUTDOWN's answer
-    (the connection closing), would take that long."""
-    return redis.Redis(
-        host=endpoint.host, port=endpoint.port, password=endpoint.password, username=endpoint.user or None,
-        socket_timeout=timeout, socket_connect_timeout=timeout, client_name="harness", retry=Retry(NoBackoff(), 0),
-    )  # fmt: skip
 
 
 class DockerRedis(RedisBroker):
@@ -228,7 +216,7 @@ class DockerRedis(RedisBroker):
             self.close()
             raise HarnessError(f"the Redis container exited as it started; its log ends: {tail or '(empty)'}")
         try:
-            with client_once(self.endpoint, timeout=0.5) as client:
+            with self.endpoint.client(timeout=0.5) as client:
                 client.ping()
         except redis.RedisError as exc:  # refused, or still loading its data (BusyLoadingError)
             return f"container {wrapped.status}, port {self.settings.port}: {type(exc).__name__}"
@@ -246,7 +234,7 @@ class DockerRedis(RedisBroker):
         wrapped = self._container.get_wrapped_container()
         if graceful:
             try:
-                with client_once(self.endpoint, timeout=10) as client:
+                with self.endpoint.client(timeout=10) as client:
                     client.shutdown()  # redis-py returns once SHUTDOWN closed the connection (its answer)
             except redis.ConnectionError:
                 pass
@@ -263,6 +251,10 @@ class DockerRedis(RedisBroker):
 
     def _resume(self) -> None:
         self._container.get_wrapped_container().unpause()
+
+    def _forget_saved_data(self) -> None:
+        if self._container is not None:
+            self._container.get_wrapped_container().exec_run(["rm", "-rf", "/data/dump.rdb", "/data/appendonlydir"])
 
     def _keep_config(self, client: redis.Redis) -> None:
         client.config_rewrite()  # into /data/redis.conf, which a restart of the container reads (BOOT)
