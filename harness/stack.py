@@ -477,6 +477,14 @@ class AppStack:
                 unacked_ids=unacked_ids,
             )  # fmt: skip
             verdict.stalled = self.stalled(stall_after)
+            if verdict.stalled and unacked_ids is not None:
+                # A Redis pop hands a message to the worker's connection before the worker records it anywhere:
+                # a task in no list and in no hash may sit in a stalled worker's socket, to run when it wakes.
+                for task_id in verdict.ids("lost"):
+                    verdict.reclassify(
+                        task_id, "unsettled",
+                        "would be lost, but a worker is stalled: Redis may have handed it to that worker's connection",
+                    )  # fmt: skip
             return verdict
 
         # Unacknowledged counts come from the management API's statistics, a refresh behind: an ack sent just

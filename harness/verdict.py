@@ -384,6 +384,14 @@ class Verdict:
                 lines.append(f"  {fate:<10} ... and {len(ids) - limit} more")
         return "\n".join(lines)
 
+    def reclassify(self, task_id: str, fate: str, reason: str) -> None:
+        """Give ``task_id`` another fate, with why (the stack does so with facts the judge did not have)."""
+        for ids in self.fates.values():
+            if task_id in ids:
+                ids.remove(task_id)
+        self.fates.setdefault(fate, []).append(task_id)
+        self.reasons[task_id] = reason
+
     def assert_no_stall(self) -> None:
         """Assert that no worker was stalled (alive, its queue holding tasks, nothing received for a while)."""
         if self.stalled:

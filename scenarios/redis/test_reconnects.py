@@ -62,22 +62,25 @@ def test_a_hung_worker_is_named_stalled_while_its_queue_grows(stack, producer, v
     """The worker's main process hangs (SIGSTOP here; in production a deadlock, or a consumer stuck after a
     reconnect), while supervisord still says RUNNING and its health check, a process check, passes.
 
-    What a user sees: clicks are queued and nothing runs. Every task's fate is ``queued``, which alone looks like
-    a slow worker; the verdict also says ``stalled: worker worker_hello alive, 3 ready in hello_queue, nothing
-    received for N s``. When the process runs again, so do the tasks.
+    What a user sees: clicks are queued and nothing runs. The tasks are ``queued``, which alone looks like a slow
+    worker; the verdict also says ``stalled: worker worker_hello alive, 2 ready in hello_queue, nothing received
+    for N s``. The third is in no list: the hung worker's pending ``BRPOP`` popped it into its socket, where it
+    is until the process reads it (or gone, if the process dies): ``unsettled``, not ``lost``, while the worker
+    is stalled. When the process runs again, so do all three.
     """
     stack.signal(WORKER, "STOP")
     try:
         clicks = producer.send_many(CLICKS)
         assert_all_queued(clicks, within=1.0)
-        vhost.wait_for_ready(HELLO_QUEUE, CLICKS, timeout=5)
+        # The hung worker's pending BRPOP takes one message into its socket: it is in no list and no hash.
+        vhost.wait_for_ready(HELLO_QUEUE, CLICKS - 1, timeout=5)
         verdict = eventually(
             lambda: stack.verdict(settle=0, stall_after=STALL_AFTER_S), until=lambda v: v.stalled,
             timeout=STALL_AFTER_S + 10, what="the verdict to name the hung worker stalled",
         )  # fmt: skip
         assert stack.state(WORKER) == "RUNNING"
-        verdict.assert_counts(queued=CLICKS)
-        assert verdict.stalled[0].startswith(f"stalled: worker {WORKER} alive, {CLICKS} ready in {HELLO_QUEUE}")
+        verdict.assert_counts(queued=CLICKS - 1, unsettled=1)
+        assert verdict.stalled[0].startswith(f"stalled: worker {WORKER} alive, {CLICKS - 1} ready in {HELLO_QUEUE}")
     finally:
         stack.signal(WORKER, "CONT")
     ledger.wait_settled([c.task_id for c in clicks], timeout=20)
