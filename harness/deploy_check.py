@@ -33,7 +33,7 @@ from typing import Any
 
 from harness import options as plugin_options
 from harness.brokers.base import Broker
-from harness.brokers.select import BrokerOptions, make_broker
+from harness.brokers.select import make_broker
 from harness.deploy.check import CheckOptions, check, directions
 from harness.deploy.compare import DIRECTIONS
 from harness.deploy.send import VIAS
@@ -42,16 +42,6 @@ from harness.errors import HarnessError
 BAD_INPUT = 2
 INTERNAL_ERROR = 4
 INTERRUPTED = 130
-# The plugin's broker options, with the same names, ini keys, environment variables and defaults.
-BROKER_OPTIONS = (
-    "harness_broker",
-    "harness_broker_url",
-    "harness_management_url",
-    "harness_rabbitmq_server",
-    "harness_rabbitmq_image",
-    "harness_docker_network",
-    "harness_boot_timeout",
-)
 
 
 def setting(args: argparse.Namespace, name: str) -> Any:
@@ -111,10 +101,13 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--warn-only", action="store_true", help="report breaking changes but exit 0")
     proof = parser.add_argument_group("proof on a mixed fleet (the pytest plugin's broker options)")
     proof.add_argument("--prove", action="store_true", help="run each breaking change with real processes")
-    for name in BROKER_OPTIONS:
+    for name in plugin_options.BROKER_OPTIONS:  # the plugin's: same names, ini keys, variables and defaults
         option = plugin_options.BY_NAME[name]
         env = f" (ini {name}, env {option.env})" if option.env else f" (ini {name})"
-        proof.add_argument(option.cli, dest=name, default=None, choices=option.choices, help=option.help + env)
+        if option.flag:
+            proof.add_argument(option.cli, dest=name, action="store_true", default=None, help=option.help + env)
+        else:
+            proof.add_argument(option.cli, dest=name, default=None, choices=option.choices, help=option.help + env)
     return parser
 
 
@@ -127,16 +120,7 @@ def proof_broker_words(broker: Broker) -> str:
 
 @contextmanager
 def broker_from(args: argparse.Namespace, work_root: str) -> Iterator[Broker]:
-    chosen = BrokerOptions(
-        kind=setting(args, "harness_broker"),
-        url=setting(args, "harness_broker_url"),
-        management_url=setting(args, "harness_management_url"),
-        rabbitmq_server=setting(args, "harness_rabbitmq_server"),
-        image=setting(args, "harness_rabbitmq_image"),
-        docker_network=setting(args, "harness_docker_network"),
-        boot_timeout=setting(args, "harness_boot_timeout"),
-        work_root=work_root,
-    )
+    chosen = plugin_options.broker_options_with(lambda name: setting(args, name), work_root)
     broker = make_broker(chosen)
     try:
         print(f"deploy-check: {proof_broker_words(broker)}", file=sys.stderr, flush=True)

@@ -496,6 +496,12 @@ class AppStack:
         except WaitTimeout:
             return judged()
 
+    def consumers_of(self, queue: str) -> list[str]:
+        """The running workers that consume ``queue`` (told so, or, told nothing, the app's queues): what a broker
+        that cannot count consumers (Redis) is asked instead."""
+        live = set(self.live_workers().values())
+        return [n for n, w in self.workers.items() if n in live and queue in (w.queues or self.vhost.queues)]
+
     def stalled(self, after: float = STALL_AFTER_S) -> list[str]:
         """One line per worker that lives, holds no unfinished task, and has received nothing for ``after``
         seconds while its queues held ready tasks (see ``harness.stalls``)."""

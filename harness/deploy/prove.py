@@ -476,6 +476,8 @@ def fleet(
 
 
 def wait_consumed(stack: AppStack, queues: Iterable[str]) -> None:
+    if not stack.vhost.counts_consumers:  # Redis: the workers' readiness (Celery's worker_ready) is the proof
+        return
     for queue in queues:
         stack.vhost.wait_for_consumers(queue, 1, timeout=10)
 
@@ -491,7 +493,8 @@ def settle(stack: AppStack, ids: list[str], timeout: float) -> None:
             return left
         for queue in stack.vhost.queue_names():
             depth = stack.vhost.depth(queue)
-            if depth.ready and not depth.consumers:
+            unconsumed = not depth.consumers if depth.consumers is not None else not stack.consumers_of(queue)
+            if depth.ready and unconsumed:
                 left -= set(stack.vhost.peek_task_ids(queue))
         return left
 

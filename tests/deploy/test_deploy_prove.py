@@ -238,3 +238,24 @@ def test_a_time_limit_travels_in_the_message_as_the_checker_says(broker, tmp_pat
 
     assert verdict.ids("failed") == by_task and verdict.exception_types() == {"TimeLimitExceeded": 1}
     assert verdict.ids("succeeded") == by_name
+
+
+def test_the_command_proves_the_demos_new_required_parameter_on_redis(tmp_path: Path):
+    """The same proof on a private Redis: the space is a database, consumers are known from the workers."""
+    command = [
+        sys.executable, "-m", "harness.deploy_check", "--base-app", "app_under_test.tasks:app",
+        "--app", "app_under_test.tasks_v2:app", "--calls", "positional", "--prove", "--format", "json",
+        "--env", "HELLO_WORK_SECONDS=0.05", "--harness-transport", "redis", "--harness-broker", "local",
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "TMPDIR": str(tmp_path)}
+    )
+
+    assert done.returncode == 1, done.stderr
+    rows = json.loads(done.stdout)["proof"]["rows"]
+    assert {(r["direction"], r["observed"], r["status"]) for r in rows} == {
+        (OLD_TO_NEW, "failed TypeError", CONFIRMED),
+        (NEW_TO_OLD, "failed TypeError", CONFIRMED),
+        ("queued", "failed TypeError", CONFIRMED),
+    }
+    assert list(tmp_path.iterdir()) == []
