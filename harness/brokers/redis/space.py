@@ -246,12 +246,18 @@ class RedisSpace(ScenarioSpace):
         self.client.delete(*keys)
 
     def close(self) -> None:
-        """Empty the scenario's database (or purge a shared one and give back the turn); returns None."""
+        """Empty the scenario's database (or, on a shared one, purge the app's queues and remove kombu's routing
+        tables, then give back the turn); returns None."""
         try:
             if self.isolated:
                 self.client.flushdb()
             else:
                 self.purge()
+                # kombu's routing tables (the app's queues, the event receivers', the workers' pidboxes): declared
+                # again by whoever runs next, and left behind they grow with every run's receivers.
+                bindings = list(self.client.scan_iter(match=f"{BINDINGS[:-1]}*", count=1000))
+                if bindings:
+                    self.client.delete(*bindings)
         except redis.RedisError:  # the server is down (a scenario that ended with it stopped): its data goes with it
             pass
         finally:
