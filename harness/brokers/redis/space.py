@@ -101,6 +101,7 @@ return holder"""
         except redis.RedisError:  # the server is gone: the key's holder is gone with our connection
             pass
         self._client.close()
+        self._client.connection_pool.disconnect()  # close() only hands the connection back to the pool
 
 
 class RedisSpace(ScenarioSpace):

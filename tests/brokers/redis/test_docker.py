@@ -20,7 +20,7 @@ import redis
 from docker import DockerClient
 
 from harness.brokers.docker import LABEL, LABEL_HOST, LABEL_PID
-from harness.brokers.redis.docker import DEFAULT_IMAGE, DockerRedis, client_once, container_settings
+from harness.brokers.redis.docker import DEFAULT_IMAGE, DockerRedis, container_settings
 from harness.brokers.select import BrokerOptions
 from harness.errors import HarnessError
 
@@ -198,7 +198,7 @@ def test_a_shutdown_and_a_freeze(broker: DockerRedis) -> None:
     broker.restart_broker("shutdown")  # SHUTDOWN syncs the append-only file before the server exits
     with broker.client(db=3) as client:
         assert client.get("kept") == b"yes"
-    with broker.unreachable(), pytest.raises(redis.TimeoutError), client_once(broker.endpoint, 0.5) as client:
+    with broker.unreachable(), pytest.raises(redis.TimeoutError), broker.endpoint.client(timeout=0.5) as client:
         client.ping()
-    with client_once(broker.endpoint, timeout=2) as client:
+    with broker.endpoint.client(timeout=2) as client:
         assert client.ping()
