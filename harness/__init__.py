@@ -1,36 +1,57 @@
-"""Failure-scenario harness for Celery + RabbitMQ applications.
+"""Failure-scenario harness for Celery applications, on RabbitMQ and Redis.
 
-The modules, one job each:
+Where things live (the tree and the generated API reference, ``docs/api.md``, are the map; ``python -m
+harness.apidocs`` writes the latter):
 
-- ``harness.brokers``: RabbitMQ providers (a private local node, a Docker container, an existing URL),
-  their selection, and the fault calls (stop, start, freeze, reconfigure);
-- ``harness.vhost``: a scenario's own virtual host, queue depth and peeking over AMQP;
-- ``harness.management``: the RabbitMQ management HTTP API client;
-- ``harness.supervisor``: supervisord config generation and XML-RPC process control;
-- ``harness.stack``: the application under test (web + workers) running under supervisord;
-- ``harness.web``: the HTTP client that clicks the app's button and times each click;
-- ``harness.ledger``: every task's history, from Celery's own events;
-- ``harness.verdict``: the fate of every task a scenario sent, and assertions on it;
-- ``harness.waiting``: ``eventually`` / ``never`` on tenacity, with progress for long waits;
-- ``harness.timeline``: a scenario's fault marks and queue-depth samples;
-- ``harness.messages``: hand-made task messages, for bad-message scenarios;
-- ``harness.browser``: headless Chromium through Playwright;
-- ``harness.plugin``: the pytest plugin (options and fixtures);
-- ``harness.report``: the run report (HTML, JSON); ``harness.plots``: its plots (SVG);
-- ``harness.keep``: ``--keep-on-failure``, a failed scenario's stack kept up;
-- ``harness.__main__``: ``python -m harness <command>``: ``up`` (``harness.up``, with ``harness.screen``,
-  ``harness.status``, ``harness.state``), ``ctl`` (``harness.ctl``, ``harness.redeploy``), ``down``
-  (``harness.down``), ``bench``, ``docs``; ``harness.standalone`` and ``harness.cli_options`` serve them;
-- ``harness.docs``: ``python -m harness.docs``, the scenario catalogue from the docstrings;
-- ``harness.bench``: ``python -m harness.bench``, boot and scenario timings;
-- ``harness.deploy_check``: ``python -m harness.deploy_check``, will a release break the tasks in flight
-  (the machinery in ``harness.deploy``; ``harness.deploy_check_test`` runs it as a CI test).
-- ``harness.probe``: the resilience audit's probe task, registered on the user's app by the launcher;
-- ``harness.audit``: the resilience audit (``pytest --pyargs harness.audit``, ``python -m harness audit``):
-  the catalogue's failures against the user's app, and a table of fates per failure (``harness.benchclock``
-  times it for the bench);
+- ``harness.plugin`` (the pytest plugin: options, markers, hooks), ``harness.fixtures`` (its fixtures),
+  ``harness.options`` (every option with its ini key and environment variable);
+- ``harness.brokers``: the broker families and their providers, one folder per family (``rabbitmq/``,
+  ``redis/``), and ``harness.space``, a scenario's own space on a broker, which both families implement;
+- ``harness.stack``, ``harness.spec``, ``harness.supervisor``, ``harness.launcher``: the app's programs under
+  supervisord; ``harness.producers``, ``harness.web``: what sends its tasks;
+- ``harness.ledger``, ``harness.events``, ``harness.journal``, ``harness.evidence``: the two witnesses of every
+  task's history; ``harness.verdict`` (fates), ``harness.stalls`` (workers that live but take nothing);
+- ``harness.faults``, ``harness.netfaults``, ``harness.timeline``: faults, the network between programs and broker,
+  and what happened when; ``harness.report``, ``harness.plots``: the run report;
+- the command-line tools: ``python -m harness`` (``up``, ``ctl``, ``down``, ``audit``, ``deploy-check``, ``bench``,
+  ``docs``), with ``harness.audit`` and ``harness.deploy`` behind the two big ones.
+
+The names a scenario uses are importable from here (``from harness import StackSpec, HttpProducer``), so that the
+modules can move without breaking users' imports; they are loaded when first used, so ``import harness`` stays
+cheap for the programs the harness starts.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from harness.errors import HarnessError
 
-__all__ = ["HarnessError"]
+# name -> the module that defines it
+_EXPORTS = {
+    "StackSpec": "harness.spec",
+    "WebSpec": "harness.spec",
+    "WorkerSpec": "harness.spec",
+    "HttpProducer": "harness.producers",
+    "DirectProducer": "harness.producers",
+    "JsonField": "harness.producers",
+    "assert_all_queued": "harness.producers",
+    "Verdict": "harness.verdict",
+    "eventually": "harness.waiting",
+    "never": "harness.waiting",
+    "WaitTimeout": "harness.waiting",
+    "task_headers": "harness.messages",
+    "visibility": "harness.brokers.redis.base",
+}
+
+__all__ = ["HarnessError", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

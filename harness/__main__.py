@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "docs": ("harness.docs", "rewrite docs/scenarios.md and the README's table from the scenarios"),
     "api-docs": ("harness.apidocs", "rewrite docs/api.md, the scenario API's reference, from the docstrings"),
     "deploy-check": ("harness.deploy_check", "will this release break the tasks already in flight? (--prove)"),
-    "broker": ("harness.brokers.warm", "start, stop or show the warm broker that outlives test runs"),
+    "broker": ("harness.brokers.rabbitmq.warm", "start, stop or show the warm broker that outlives test runs"),
     "audit": (
         "harness.audit.__main__",
         "run the failure catalogue against your app's configuration; fates per failure",

@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.brokers.base import Broker
-from harness.brokers.local import LocalBroker
-from harness.brokers.warm import WarmBroker
+from harness.brokers.rabbitmq.local import LocalBroker
+from harness.brokers.rabbitmq.vhost import Depth, ScenarioVhost
+from harness.brokers.rabbitmq.warm import WarmBroker
 from harness.ledger import Ledger
 from harness.netfaults import NetFaults
 from harness.producers import DirectSender, HttpSender
 from harness.sent import Sent
 from harness.stack import AppStack
 from harness.verdict import TaskEvent, TaskHistory, Verdict
-from harness.vhost import Depth, ScenarioVhost
 
 PATH = Path("docs") / "api.md"
 

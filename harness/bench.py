@@ -50,9 +50,10 @@ import requests
 
 from harness.benchclock import CLOCK
 from harness.brokers.base import Broker
-from harness.brokers.docker import DEFAULT_IMAGE, NETWORKS, DockerBroker, container_settings, docker_client
-from harness.brokers.local import LocalBroker
-from harness.brokers.url import UrlBroker
+from harness.brokers.containers import docker_client
+from harness.brokers.rabbitmq.docker import DEFAULT_IMAGE, NETWORKS, DockerBroker, container_settings
+from harness.brokers.rabbitmq.local import LocalBroker
+from harness.brokers.rabbitmq.url import UrlBroker
 from harness.errors import HarnessError
 from harness.fixtures import load_stack
 from harness.options import ini_value
@@ -243,7 +244,7 @@ def single_scenario(options: argparse.Namespace, add: Callable[[str, float], Non
     """One scenario file, as a person iterating on it runs it: cold (a broker booted for the run) and warm
     (``--harness-broker warm``, its node left up by a first run); and what the warm run costs beyond the
     scenario's body (its call time in JUnit)."""
-    from harness.brokers.warm import WarmBroker
+    from harness.brokers.rabbitmq.warm import WarmBroker
 
     cold, _ = wall([options.outage, "--harness-broker", "local", "--harness-no-report"])
     add("cold_single_scenario_s", cold)

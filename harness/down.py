@@ -59,7 +59,7 @@ def clean_after(state: StackState) -> list[str]:
         _kill_group(state.broker_pid)
         done.append("broker node killed")
     elif state.broker_kind == "docker":
-        from harness.brokers.docker import docker_client, remove_leftovers
+        from harness.brokers.containers import docker_client, remove_leftovers
 
         try:
             client = docker_client()

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from harness.brokers.docker import DEFAULT_IMAGE, NETWORKS  # plain constants: Docker's client is not imported
+from harness.brokers.rabbitmq.docker import DEFAULT_IMAGE, NETWORKS  # plain constants: Docker's client is not imported
 from harness.brokers.select import KINDS, TRANSPORT_CHOICES, BrokerOptions
 
 

@@ -87,7 +87,7 @@ def read_junit(path: Path) -> tuple[dict[str, int], list[str]]:
 def containers_of(pid: int) -> list[str]:
     """The harness's containers the run whose pytest had ``pid`` left, asked of the engine (docker-py), not
     of the docker CLI: a machine may reach an engine without the CLI installed."""
-    from harness.brokers.docker import LABEL, LABEL_PID, docker_client
+    from harness.brokers.containers import LABEL, LABEL_PID, docker_client
 
     try:
         client = docker_client(5.0)

@@ -1,9 +1,10 @@
 """A scenario's own space on the broker, whatever the broker family: what the stack, the ledger, the sampler and
 the verdict ask of it.
 
-RabbitMQ's space is a virtual host (``harness.vhost``), Redis's a database (``harness.brokers.redis.space``).
-Each family implements the reading and writing (``queue_names``, ``depth``, ``peek_task_ids``, ``publish_raw``,
-``purge``, ``close``, ``url_via``); the waits a scenario uses are written once, here, on top of them.
+RabbitMQ's space is a virtual host (``harness.brokers.rabbitmq.vhost``), Redis's a database
+(``harness.brokers.redis.space``). Each family implements the reading and writing (``queue_names``, ``depth``,
+``peek_task_ids``, ``publish_raw``, ``purge``, ``close``, ``url_via``); the waits a scenario uses are written once,
+here, on top of them.
 """
 
 from __future__ import annotations

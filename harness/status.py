@@ -24,12 +24,12 @@ from amqp.exceptions import NotFound
 from kombu import Connection
 
 from harness import evidence
+from harness.brokers.rabbitmq.management import ManagementAPI
+from harness.brokers.rabbitmq.vhost import is_internal
 from harness.journal import JournalReader
-from harness.management import ManagementAPI
 from harness.state import StackState, pid_alive
 from harness.supervisor import Supervisor
 from harness.verdict import FATES, Send, TaskHistory, fate_of
-from harness.vhost import is_internal
 
 # A task that has not ended, whose process is gone and whose message no queue shows, is called lost only
 # once its last step is this old: between a worker's ack and its journal line, or a send and its queue's

@@ -45,7 +45,7 @@ class WorkersRoot:
             # A killed worker's broker container: labelled with the worker's pid, now dead. Asked of the engine
             # itself, not of the docker CLI being installed: a machine can reach an engine without it (the clean
             # room's root, given the host's socket); without an engine docker_client fails at once.
-            from harness.brokers.docker import docker_client, remove_leftovers
+            from harness.brokers.containers import docker_client, remove_leftovers
 
             with contextlib.suppress(Exception):
                 remove_leftovers(docker_client(2.0))

@@ -29,7 +29,7 @@ import pytest
 from docker import DockerClient
 from docker.errors import ImageNotFound
 
-from harness.brokers.docker import LABEL, LABEL_HOST, LABEL_PID, docker_client
+from harness.brokers.containers import LABEL, LABEL_HOST, LABEL_PID, docker_client
 from harness.errors import HarnessError
 
 LOCAL_IMAGE = "harness-rabbitmq:3-management-local"
@@ -56,7 +56,7 @@ def unavailable(reason: str, required_by: str) -> NoReturn:
 def rabbitmq_4_available() -> None:
     """The RabbitMQ 4 root scripts/build-rabbitmq-root makes, and root to chroot into it; the test is skipped,
     saying why, without them (failed under ``HARNESS_REQUIRE_RABBITMQ_4=1``)."""
-    from harness.brokers.local import rabbitmq_4_root
+    from harness.brokers.rabbitmq.local import rabbitmq_4_root
 
     if not (rabbitmq_4_root() / ".harness-complete").is_file() or os.geteuid() != 0:
         reason = "RabbitMQ 4 needs root and the root scripts/build-rabbitmq-root makes"

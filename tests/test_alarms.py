@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.alarms import _set_and_wait
 from harness.brokers.base import BrokerNotOwned
-from harness.brokers.url import UrlBroker
+from harness.brokers.rabbitmq.alarms import _set_and_wait
+from harness.brokers.rabbitmq.url import UrlBroker
 
 
 def test_a_url_broker_refuses_alarms_with_one_sentence():

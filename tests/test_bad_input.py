@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 
-from harness.brokers.docker import engine_answers
+from harness.brokers.containers import engine_answers
 from harness.ports import free_ports
 
 if TYPE_CHECKING:

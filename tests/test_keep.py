@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from run_leftovers import describe, kill, survivors
 
-from harness.management import ManagementAPI
+from harness.brokers.rabbitmq.management import ManagementAPI
 from harness.waiting import WaitTimeout, eventually, never
 from harness.web import WebClient
 

@@ -28,7 +28,7 @@ import requests
 from kombu import Connection
 from run_leftovers import describe, kill, survivors
 
-from harness.management import ManagementAPI
+from harness.brokers.rabbitmq.management import ManagementAPI
 from harness.up import with_env
 from harness.waiting import WaitTimeout, eventually, never
 from harness.web import WebClient

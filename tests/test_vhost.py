@@ -5,8 +5,8 @@ import uuid
 import pytest
 from kombu import Connection, Exchange, Queue
 
+from harness.brokers.rabbitmq.vhost import ScenarioVhost, SharedVhostTurn
 from harness.errors import HarnessError
-from harness.vhost import ScenarioVhost, SharedVhostTurn
 
 
 def publish(amqp_url: str, queue: str, count: int) -> list[str]:

@@ -17,10 +17,10 @@ import importlib
 # server).
 PROVIDERS: dict[str, dict[str, str]] = {
     "rabbitmq": {
-        "url": "harness.brokers.url:UrlBroker",
-        "docker": "harness.brokers.docker:DockerBroker",
-        "local": "harness.brokers.local:LocalBroker",
-        "warm": "harness.brokers.warm:WarmBroker",  # never picked by auto: only when asked for
+        "url": "harness.brokers.rabbitmq.url:UrlBroker",
+        "docker": "harness.brokers.rabbitmq.docker:DockerBroker",
+        "local": "harness.brokers.rabbitmq.local:LocalBroker",
+        "warm": "harness.brokers.rabbitmq.warm:WarmBroker",  # never picked by auto: only when asked for
     },
     "redis": {
         "url": "harness.brokers.redis.url:UrlRedis",

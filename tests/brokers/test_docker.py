@@ -1,4 +1,4 @@
-"""harness.brokers.docker: the container's settings in both networking modes, and the removal of
+"""harness.brokers.rabbitmq.docker: the container's settings in both networking modes, and the removal of
 containers left by dead runs (no Docker engine needed: pure data and a fake client)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from harness.brokers.docker import (
+from harness.brokers.rabbitmq.docker import (
     LABEL,
     LABEL_HOST,
     LABEL_PID,

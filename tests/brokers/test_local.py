@@ -1,4 +1,4 @@
-"""harness.brokers.local: finding rabbitmq-server, and the private node's config (never started here)."""
+"""harness.brokers.rabbitmq.local: finding rabbitmq-server, and the private node's config (never started here)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness import ports
-from harness.brokers import local
-from harness.brokers.local import LocalBroker, find_server
+from harness.brokers.rabbitmq import local
+from harness.brokers.rabbitmq.local import LocalBroker, find_server
 from harness.errors import HarnessError
 
 REAL_SERVER = local.DEBIAN_REAL_SBIN / "rabbitmq-server"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.brokers import local
-from harness.brokers.base import Broker, Endpoint
-from harness.brokers.docker import DockerBroker
+from harness.brokers.rabbitmq import local
+from harness.brokers.rabbitmq.base import Endpoint, RabbitMQBroker
+from harness.brokers.rabbitmq.docker import DockerBroker
+from harness.brokers.rabbitmq.warm import WarmBroker
 from harness.brokers.select import BrokerOptions
-from harness.brokers.warm import WarmBroker
 from harness.errors import HarnessError
 
 
@@ -44,7 +44,7 @@ def test_the_warm_broker_refuses_version_4() -> None:
         WarmBroker.from_options(BrokerOptions(kind="warm", rabbitmq_version="4"))
 
 
-class Running(Broker):
+class Running(RabbitMQBroker):
     kind = "docker"
 
     def __init__(self, version: str) -> None:

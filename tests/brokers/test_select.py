@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.brokers import PROVIDERS, local
+from harness.brokers import PROVIDERS
+from harness.brokers.rabbitmq import local
 from harness.brokers.select import BrokerOptions, choose_kind, resolve_transport
 from harness.errors import HarnessError
 

@@ -1,11 +1,11 @@
-"""harness.brokers.url.parse_amqp_url and harness.brokers.base.Endpoint."""
+"""harness.brokers.rabbitmq.url.parse_amqp_url and harness.brokers.base.Endpoint."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness.brokers.base import Endpoint
-from harness.brokers.url import parse_amqp_url
+from harness.brokers.rabbitmq.base import Endpoint
+from harness.brokers.rabbitmq.url import parse_amqp_url
 from harness.errors import HarnessError
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.brokers.rabbitmq.warm import WarmBroker, main
 from harness.brokers.select import BrokerOptions
-from harness.brokers.warm import WarmBroker, main
 from harness.errors import HarnessError
 
 pytestmark = pytest.mark.skipif(

@@ -223,7 +223,7 @@ def test_a_task_name_that_is_not_the_apps_names_the_close_ones(
 
 def test_the_proof_says_it_uses_a_url_broker_and_starts_nothing():
     """A url broker is someone else's: the proof only connects to it (and keeps its password to itself)."""
-    from harness.brokers.url import UrlBroker
+    from harness.brokers.rabbitmq.url import UrlBroker
     from harness.deploy_check import proof_broker_words
 
     words = proof_broker_words(UrlBroker("amqp://ops:s3cret@rabbit.example:5672/prod"))

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import requests
 
-from harness.brokers.base import Broker, Endpoint
+from harness.brokers.containers import LABEL, LABEL_HOST, LABEL_PID, docker_client, docker_problem, remove_leftovers
+from harness.brokers.rabbitmq.base import Endpoint, RabbitMQBroker
 from harness.errors import HarnessError
 from harness.ports import free_ports
 from harness.waiting import WaitTimeout, eventually
@@ -31,9 +32,6 @@ DEFAULT_IMAGE = "rabbitmq:3.13.7-management"
 # scripts/build-rabbitmq-image 4, the same root the local provider runs).
 DEFAULT_IMAGES = {"3": DEFAULT_IMAGE, "4": "harness-rabbitmq:4-management-local"}
 NETWORKS = ("bridge", "host")
-LABEL = "io.github.celery-failure-harness"
-LABEL_PID = f"{LABEL}.pid"
-LABEL_HOST = f"{LABEL}.host"
 
 
 @dataclass(frozen=True)
@@ -96,60 +94,7 @@ def published_host(network: str, environ: dict[str, str] | None = None) -> str:
     return "127.0.0.1"
 
 
-def _docker_problem(exc: Exception) -> str:
-    host = os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
-    return (
-        f"no Docker engine answers at {host} ({type(exc).__name__}); start Docker, fix DOCKER_HOST, "
-        "or use --harness-broker local"
-    )
-
-
-def docker_client(timeout: float = 5.0):
-    """A docker-py client that has answered a ping, or HarnessError."""
-    try:
-        import docker
-    except ImportError:
-        raise HarnessError(
-            "the docker provider needs testcontainers: pip install 'celery-failure-harness[docker]'"
-        ) from None
-
-    try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except Exception as exc:  # docker-py raises DockerException, requests' errors, or OSError here
-        raise HarnessError(_docker_problem(exc)) from None
-    return client
-
-
-def engine_answers(timeout: float = 2.0) -> bool:
-    try:
-        docker_client(timeout).close()
-    except HarnessError:
-        return False
-    return True
-
-
-def remove_leftovers(client) -> list[str]:
-    """Remove harness containers whose run is gone (its pid no longer lives on this host)."""
-    removed = []
-    host = socket.gethostname()
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=true"}):
-        labels = container.labels
-        if labels.get(LABEL_HOST) != host or not labels.get(LABEL_PID, "").isdigit():
-            continue  # another machine's, or not made by this harness: not ours to judge
-        try:
-            os.kill(int(labels[LABEL_PID]), 0)
-            continue  # its run is still alive (another session in parallel)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        container.remove(force=True)
-        removed.append(container.short_id)
-    return removed
-
-
-class DockerBroker(Broker):
+class DockerBroker(RabbitMQBroker):
     kind = "docker"
 
     @classmethod
@@ -228,7 +173,7 @@ class DockerBroker(Broker):
             raise HarnessError(f"Docker could not start the RabbitMQ container: {exc.explanation or exc}") from None
         except Exception as exc:
             self.close()
-            raise HarnessError(_docker_problem(exc)) from None
+            raise HarnessError(docker_problem(exc)) from None
         self._wait_ready()
 
     def _ensure_image(self, client) -> None:

@@ -25,7 +25,7 @@ import psutil
 import requests
 from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 
-from harness.brokers.base import Broker, Endpoint
+from harness.brokers.rabbitmq.base import Endpoint, RabbitMQBroker
 from harness.errors import HarnessError
 from harness.executors import OwnedTCPExecutor
 from harness.ports import free_ports, require_free
@@ -117,7 +117,7 @@ class RabbitMQNode(OwnedTCPExecutor):
         return response.status_code == 200
 
 
-class LocalBroker(Broker):
+class LocalBroker(RabbitMQBroker):
     kind = "local"
 
     @classmethod

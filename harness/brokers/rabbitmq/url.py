@@ -8,9 +8,9 @@ from urllib.parse import unquote, urlsplit
 import amqp
 from amqp.exceptions import AccessRefused, NotAllowed
 
-from harness.brokers.base import Broker, Endpoint
+from harness.brokers.rabbitmq.base import Endpoint, RabbitMQBroker
+from harness.brokers.rabbitmq.management import ManagementAPI
 from harness.errors import HarnessError
-from harness.management import ManagementAPI
 
 DEFAULT_MANAGEMENT_PORT = 15672
 
@@ -32,7 +32,7 @@ def parse_amqp_url(url: str) -> Endpoint:
     return Endpoint(parts.hostname, port, unquote(parts.username or "guest"), unquote(parts.password or "guest"), vhost)
 
 
-class UrlBroker(Broker):
+class UrlBroker(RabbitMQBroker):
     kind = "url"
     owned = False
 

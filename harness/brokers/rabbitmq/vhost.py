@@ -23,7 +23,7 @@ from collections.abc import Callable
 from amqp.exceptions import ChannelError, NotFound, ResourceLocked
 from kombu import Connection
 
-from harness.brokers.base import Broker
+from harness.brokers.rabbitmq.base import RabbitMQBroker as Broker
 from harness.errors import HarnessError
 from harness.space import Depth, ScenarioSpace, is_internal
 from harness.waiting import WaitTimeout, eventually

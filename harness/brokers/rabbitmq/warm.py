@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from harness.brokers.local import LocalBroker
+from harness.brokers.rabbitmq.local import LocalBroker
 from harness.errors import HarnessError
 from harness.waiting import WaitTimeout, eventually
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
 import redis
@@ -17,7 +18,7 @@ from redis.retry import Retry
 
 from harness.brokers.base import Broker, BrokerNotOwned
 from harness.errors import HarnessError
-from harness.faults import BrokerReconfigured, BrokerStarted, BrokerStopped, ConnectionsKilled
+from harness.faults import BrokerReconfigured, ConnectionsKilled
 from harness.waiting import eventually
 
 # Redis's persistence settings as the harness names them (``persistence(...)``): CONFIG SET values.
@@ -96,10 +97,6 @@ class RedisBroker(Broker):
 
     transport = "redis"
     product = "Redis"
-    # crash: SIGKILL, nothing written beyond what the persistence setting already wrote (a machine or an OOM
-    # kill); shutdown: Redis's own SHUTDOWN, which saves an RDB snapshot when snapshots are on.
-    STOP_KINDS = ("crash", "shutdown")
-    DEFAULT_STOP = "crash"
 
     @property
     def endpoint(self) -> RedisEndpoint:  # type: ignore[override]
@@ -120,47 +117,28 @@ class RedisBroker(Broker):
             self.__dict__["_server_version"] = known
         return known
 
-    def check_version(self, asked: str | None) -> None:
-        """``--harness-rabbitmq-version`` does not apply to Redis: nothing to check."""
-
     def open_space(self, label: str, queues):
         from harness.brokers.redis.space import RedisSpace
 
         return RedisSpace.open(self, label, queues)
 
     # -- faults ------------------------------------------------------------------------------------
-    def stop_broker(self, how: str = "crash") -> None:
-        """Stop the server, keeping its folder and port for ``start_broker``: ``how="crash"`` kills it (SIGKILL:
-        what survives is what the persistence setting had written); ``how="shutdown"`` asks it to shut down
-        (it saves a snapshot first when snapshots are on). ``"node"`` (RabbitMQ's word) means a crash."""
-        how = "crash" if how == "node" else how
-        if how not in self.STOP_KINDS:
-            raise ValueError(f"how={how!r} is not one of {self.STOP_KINDS}")
-        self._require_owned("stop")
-        self.faults.publish(BrokerStopped(how=f"redis {how} ({self.persistence_mode})"))
+    # crash: SIGKILL, nothing written beyond what the persistence setting already wrote (a machine or an OOM
+    # kill); shutdown: Redis's own SHUTDOWN, which saves an RDB snapshot when snapshots are on.
+    STOP_KINDS = ("crash", "shutdown")
+    STOP_ALIASES: ClassVar[dict[str, str]] = {
+        "node": "crash",
+        "app": "crash",
+    }  # RabbitMQ's words, in a scenario written for both
+
+    def stop_words(self, how: str) -> str:
+        return f"redis {how} (persistence {self.persistence_mode})"
+
+    def _halt(self, how: str) -> None:
         self._stop_server(graceful=how == "shutdown")
-        self._stopped_how = how
 
-    def start_broker(self) -> None:
+    def _revive(self, how: str) -> None:
         self._start_again()
-        self._stopped_how = None
-        self.faults.publish(BrokerStarted())
-
-    def restart_broker(self, how: str = "crash") -> None:
-        self.stop_broker(how)
-        self.start_broker()
-
-    @contextmanager
-    def stopped(self, how: str = "crash") -> Iterator[None]:
-        self.stop_broker(how)
-        try:
-            yield
-        finally:
-            self.start_broker()
-
-    def _require_owned(self, what: str) -> None:
-        if not self.owned:
-            raise BrokerNotOwned(f"the {self.kind} Redis is not the harness's to {what} (it did not start it)")
 
     def _stop_server(self, graceful: bool) -> None:
         raise BrokerNotOwned(f"the {self.kind} Redis is not the harness's to stop")
@@ -296,20 +274,6 @@ class RedisBroker(Broker):
             killed = sum(int(bool(client.client_kill_filter(_id=c["id"]))) for c in victims)
         self.faults.publish(ConnectionsKilled(count=killed))
         return killed
-
-    # RabbitMQ's levers do not exist on Redis: one sentence instead of a rabbitmqctl error.
-    def rabbitmqctl(self, *args: str) -> str:
-        raise HarnessError("rabbitmqctl acts on RabbitMQ; this scenario runs on Redis (--harness-transport redis)")
-
-    @contextmanager
-    def rabbit_settings(self, **settings: int) -> Iterator[dict[str, int | None]]:
-        raise HarnessError("rabbit_settings change RabbitMQ; this scenario runs on Redis (--harness-transport redis)")
-        yield {}
-
-    @contextmanager
-    def _alarm(self, resource: str) -> Iterator[None]:
-        raise HarnessError(f"a {resource} alarm is RabbitMQ's; on Redis use broker.maxmemory(limit, policy)")
-        yield
 
 
 def visibility(timeout: float, sweep_every: int = 1) -> dict[str, float]:

@@ -3,7 +3,7 @@
 One container per test session, always on the host's network (the server is told its free loopback port; machines
 of this project's kind let containers use the host's loopback only; ``--harness-docker-network`` is the RabbitMQ
 provider's), labelled as the RabbitMQ containers are
-(``harness.brokers.docker``), so that one left by a killed run is removed by the next. The image is
+(``harness.brokers.containers``), so that one left by a killed run is removed by the next. The image is
 ``harness-redis:7-local`` (``scripts/build-redis-image``: Redis 7 from Debian 12's packages) or
 ``--harness-redis-image``.
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from harness.brokers.docker import LABEL, LABEL_HOST, LABEL_PID, remove_leftovers
+from harness.brokers.containers import LABEL, LABEL_HOST, LABEL_PID, docker_client, docker_problem, remove_leftovers
 from harness.brokers.redis.base import RedisBroker, RedisEndpoint
 from harness.brokers.redis.local import DATABASES
 from harness.errors import HarnessError
@@ -70,30 +70,6 @@ def container_settings(image: str, port: int, name: str | None = None) -> Contai
     return ContainerSettings(
         image, name or f"harness-redis-{uuid.uuid4().hex[:8]}", port, command, labels, {"network": "host"}
     )
-
-
-def _no_engine(exc: Exception) -> str:
-    host = os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
-    return (
-        f"no Docker engine answers at {host} ({type(exc).__name__}); start Docker (scripts/docker-engine starts one "
-        "on a machine without), fix DOCKER_HOST, or use --harness-broker local"
-    )
-
-
-def docker_client(timeout: float = 5.0):
-    """A docker-py client that has answered a ping, or HarnessError naming the fix."""
-    try:
-        import docker
-    except ImportError:
-        raise HarnessError(
-            "the docker provider needs testcontainers: pip install 'celery-failure-harness[docker]'"
-        ) from None
-    try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except Exception as exc:  # docker-py raises DockerException, requests' errors, or OSError here
-        raise HarnessError(_no_engine(exc)) from None
-    return client
 
 
 class DockerRedis(RedisBroker):
@@ -164,7 +140,7 @@ class DockerRedis(RedisBroker):
             raise HarnessError(f"Docker could not start the Redis container: {exc.explanation or exc}") from None
         except Exception as exc:
             self.close()
-            raise HarnessError(_no_engine(exc)) from None
+            raise HarnessError(docker_problem(exc)) from None
         self._wait_ready()
 
     def _ensure_image(self, client) -> None:

@@ -19,7 +19,7 @@ import pytest
 import redis
 from docker import DockerClient
 
-from harness.brokers.docker import LABEL, LABEL_HOST, LABEL_PID
+from harness.brokers.containers import LABEL, LABEL_HOST, LABEL_PID
 from harness.brokers.redis.docker import DEFAULT_IMAGE, DockerRedis, container_settings
 from harness.brokers.select import BrokerOptions
 from harness.errors import HarnessError

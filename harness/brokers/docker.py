@@ -1,0 +1,5 @@
+"""Moved to ``harness.brokers.rabbitmq.docker``; this path keeps working, with a warning."""
+
+from harness.moved import forward
+
+forward(__name__, "harness.brokers.rabbitmq.docker")
