@@ -21,7 +21,10 @@ from typing import Any
 from harness.brokers.base import Broker
 from harness.brokers.rabbitmq.local import LocalBroker
 from harness.brokers.rabbitmq.vhost import Depth, ScenarioVhost
+from harness.brokers.rabbitmq.base import RabbitMQBroker
 from harness.brokers.rabbitmq.warm import WarmBroker
+from harness.brokers.redis.base import RedisBroker
+from harness.brokers.redis.space import RedisSpace
 from harness.ledger import Ledger
 from harness.netfaults import NetFaults
 from harness.producers import DirectSender, HttpSender
@@ -45,14 +48,18 @@ class Documented:
 OBJECTS = (
     Documented("the `stack` fixture", AppStack, "stack."),
     Documented("the `net` fixture, also `stack.net`", NetFaults, "net."),
-    Documented("the `vhost` fixture", ScenarioVhost, "vhost."),
+    Documented("the `vhost` fixture (also `space`) on RabbitMQ", ScenarioVhost, "vhost."),
+    Documented("the `vhost` fixture (also `space`) on Redis: a database of its own", RedisSpace, "vhost."),
     Documented("the `ledger` fixture", Ledger, "ledger."),
     Documented("the `producer` fixture of a stack whose producer is an `HttpProducer`", HttpSender, "producer."),
     Documented("the `producer` fixture of a stack whose producer is a `DirectProducer`", DirectSender, "producer."),
+    Documented("the `broker` and `owned_broker` fixtures (every family and provider)", Broker, "broker."),
+    Documented("the `broker` fixture on RabbitMQ, beyond `Broker`", RabbitMQBroker, "broker.", Broker),
+    Documented("the `broker` fixture on Redis, beyond `Broker`", RedisBroker, "broker.", Broker),
     Documented(
-        "the `broker` and `owned_broker` fixtures (every provider: docker, local, url, warm)", Broker, "broker."
+        "the `broker` fixture with `--harness-broker local` on RabbitMQ, beyond `RabbitMQBroker`",
+        LocalBroker, "broker.", RabbitMQBroker,
     ),
-    Documented("the `broker` fixture with `--harness-broker local`, beyond `Broker`", LocalBroker, "broker.", Broker),
     Documented(
         "the `broker` fixture with `--harness-broker warm`, beyond `LocalBroker`", WarmBroker, "broker.", LocalBroker
     ),

@@ -55,6 +55,7 @@ class ScenarioSpace:
 
     @property
     def transport(self) -> str:
+        """The broker family of the space: ``rabbitmq`` or ``redis``."""
         return self.broker.transport  # type: ignore[attr-defined]
 
     @property

@@ -103,6 +103,7 @@ class RedisBroker(Broker):
         raise NotImplementedError
 
     def client(self, db: int = 0) -> redis.Redis:
+        """A redis-py client on database ``db`` of the server (the harness's own, named ``harness``)."""
         return self.endpoint.client(db)
 
     def describe(self) -> str:
@@ -257,6 +258,7 @@ class RedisBroker(Broker):
         return written
 
     def used_memory(self) -> int:
+        """How many bytes the server uses now (``INFO memory``'s ``used_memory``)."""
         with self.client() as client:
             return int(client.info("memory")["used_memory"])
 

@@ -145,6 +145,7 @@ class RedisSpace(ScenarioSpace):
 
     @property
     def client(self) -> redis.Redis:
+        """A redis-py client on the scenario's database (for a reading the space does not offer)."""
         if self._client is None:
             self._client = self.broker.endpoint.client(self.db, name="harness-space")
         return self._client
@@ -157,6 +158,7 @@ class RedisSpace(ScenarioSpace):
         return RedisSpace(self.broker, self.db, self._queues, self.isolated)
 
     def disconnect(self) -> None:
+        """Close this handle's connection; the database stays. Returns None."""
         client, self._client = self._client, None
         if client is not None:
             client.close()
@@ -238,6 +240,7 @@ class RedisSpace(ScenarioSpace):
         self.client.lpush(queue, json.dumps(envelope))
 
     def dead_letter(self, queue: str) -> str:
+        """Not on Redis: one sentence saying so (a RabbitMQ policy keeps rejected messages; Redis drops them)."""
         raise HarnessError("dead-lettering is RabbitMQ's (a policy); Redis drops a rejected message")
 
     def purge(self) -> None:
