@@ -27,7 +27,7 @@ from harness.errors import HarnessError
 
 # action -> (the families it is offered on, its arguments, what it does)
 ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "stop": (("rabbitmq", "redis"), "[HOW]", "stop the broker, keeping its port and data (HOW: see STOPS)"),
+    "stop": (("rabbitmq", "redis"), "[HOW]", "stop the broker, keeping its port and data; HOW: see STOPS"),
     "start": (("rabbitmq", "redis"), "", "start the stopped broker again, same port and data"),
     "restart": (("rabbitmq", "redis"), "[HOW]", "stop, then start"),
     "freeze": (("rabbitmq", "redis"), "", "freeze the broker: connections stay open, nothing answers"),
@@ -40,8 +40,8 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
 PRODUCT = {"rabbitmq": "RabbitMQ", "redis": "Redis"}
 # How each family stops (the first is the default): the broker's own STOP_KINDS.
 STOPS = {
-    "rabbitmq": "node|app: the whole node, or only the RabbitMQ application in it (faster)",
-    "redis": "crash|shutdown: SIGKILL (what persistence wrote survives), or Redis's SHUTDOWN (saves a snapshot if on)",
+    "rabbitmq": "node|app: the whole node, or only the RabbitMQ application in it, faster",
+    "redis": "crash|shutdown: a SIGKILL, keeping what persistence wrote, or Redis's SHUTDOWN (a snapshot if on)",
 }
 ANSWER_TIMEOUT_S = 180.0  # a RabbitMQ node's stop and start take seconds; a wait inside them, up to a minute
 

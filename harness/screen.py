@@ -108,7 +108,7 @@ def broker_controls(state: StackState, ctl: str) -> list[str]:
         return []
     kinds, _, how = STOPS.get(state.transport, "HOW: ").partition(": ")
     offered = [
-        (f"{ctl} broker {name} {args.replace('HOW', kinds)}".rstrip(), what.replace("(HOW: see STOPS)", f"({how})"))
+        (f"{ctl} broker {name} {args.replace('HOW', kinds)}".rstrip(), what.replace("HOW: see STOPS", how))
         for name, (families, args, what) in ACTIONS.items() if state.transport in families
     ]  # fmt: skip
     width = max(len(command) for command, _ in offered)
