@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.brokers.base import Broker
+from harness.brokers.rabbitmq.base import RabbitMQBroker
 from harness.brokers.rabbitmq.local import LocalBroker
 from harness.brokers.rabbitmq.vhost import Depth, ScenarioVhost
-from harness.brokers.rabbitmq.base import RabbitMQBroker
 from harness.brokers.rabbitmq.warm import WarmBroker
 from harness.brokers.redis.base import RedisBroker
 from harness.brokers.redis.space import RedisSpace
@@ -58,7 +58,9 @@ OBJECTS = (
     Documented("the `broker` fixture on Redis, beyond `Broker`", RedisBroker, "broker.", Broker),
     Documented(
         "the `broker` fixture with `--harness-broker local` on RabbitMQ, beyond `RabbitMQBroker`",
-        LocalBroker, "broker.", RabbitMQBroker,
+        LocalBroker,
+        "broker.",
+        RabbitMQBroker,
     ),
     Documented(
         "the `broker` fixture with `--harness-broker warm`, beyond `LocalBroker`", WarmBroker, "broker.", LocalBroker

@@ -11,7 +11,10 @@ answers). Commands:
   ``kill NAME`` (SIGKILL to the whole group), ``signal NAME SIG`` (to the main process only);
 - ``deploy NAME --env NAME=VALUE | --celery-app module:app | --web-app module:app``: restart it as
   another version (``harness.redeploy``);
-- ``logs NAME [--stdout] [-f]``: the end of its log.
+- ``logs NAME [--stdout] [-f]``: the end of its log;
+- ``broker ACTION [ARGS]``: a fault on the broker that ``harness up`` started (``harness.control``): ``stop
+  [HOW]``, ``start``, ``restart [HOW]``, ``freeze``, ``thaw`` on either family; RabbitMQ's ``alarm memory|disk
+  on|off`` and ``rabbitmqctl ARGS...``; Redis's ``persistence MODE`` and ``kill-connections``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 import xmlrpc.client
 from pathlib import Path
 
+from harness import control
 from harness.errors import HarnessError
 from harness.journal import JournalReader
 from harness.redeploy import deploy, parse_env
@@ -150,11 +154,20 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("--stdout", action="store_true", help="its stdout instead (the web server's access log)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing what it writes, until Ctrl-C")
     logs.add_argument("--bytes", type=int, default=4000, help="how much of the end to show (default 4000)")
+    broker = commands.add_parser("broker", help="a fault on the broker harness up started (stop, freeze, ...)")
+    broker.add_argument(
+        "action", choices=control.ACTIONS, metavar="action",
+        help="; ".join(f"{name} {args}".strip() + f": {what}" for name, (_, args, what) in control.ACTIONS.items()),
+    )  # fmt: skip
+    broker.add_argument("args", nargs=argparse.REMAINDER, help="the action's arguments")
     return top
 
 
 def run(args: argparse.Namespace) -> str | None:
-    controls = Controls(StackState.read(path_for(args.state)))
+    state = StackState.read(path_for(args.state))
+    if args.command == "broker":
+        return control.ask(state.control_socket, args.action, args.args)
+    controls = Controls(state)
     match args.command:
         case "status":
             return controls.status(args.json)

@@ -203,7 +203,13 @@ def connect(writer: JournalWriter) -> None:
     def ready(sender=None, **_: Any) -> None:
         # The pool size the worker settled on (-c, else the app's worker_concurrency, else Celery's default).
         concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
-        writer.write("worker-online", None, getattr(sender, "hostname", None), concurrency=concurrency)
+        # The queues it consumes (-Q, else the app's): what a status says of a queue on a broker that counts no
+        # consumers (Redis).
+        try:
+            queues = sorted(sender.app.amqp.queues.consume_from)
+        except Exception:  # another sender than Celery's consumer: unknown
+            queues = None
+        writer.write("worker-online", None, getattr(sender, "hostname", None), concurrency=concurrency, queues=queues)
 
     def stopping(sender=None, sig=None, how=None, **_: Any) -> None:
         writer.write("worker-stopping", None, signal=sig, how=how)

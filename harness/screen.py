@@ -1,5 +1,6 @@
-"""The screen a person reads to drive a stack by hand: where the web app and the management UI are, the exact
-commands to stop, start, kill and redeploy each program, and how to end it all.
+"""The screen a person reads to drive a stack by hand: where the web app and the broker are (RabbitMQ's
+management UI, or the ``redis-cli`` line that shows the stack's Redis database), the exact commands to stop,
+start, kill and redeploy each program and to fault the broker, and how to end it all.
 
 Shown by ``harness up`` and by a scenario kept up with ``--keep-on-failure``; everything comes from the
 state file (``harness.state``), so the commands it prints are the ones that work on that stack.
@@ -65,7 +66,21 @@ def management_where(url: str | None, user: str, password: str, vhost: str) -> s
     return f"{url}/#/queues   user {user}, password {password}, vhost {vhost}"
 
 
+def redis_where(url: str) -> str:
+    """Where a stack's Redis database is, and the ``redis-cli`` line that looks at it (its queues are lists)."""
+    from harness.brokers.redis.base import parse_redis_url
+
+    e = parse_redis_url(url, "the state file's url")
+    words = ["redis-cli"] + (["-h", e.host] if e.host not in ("127.0.0.1", "localhost") else []) + ["-p", str(e.port)]
+    if e.password is not None:
+        words += (["--user", e.user] if e.user else []) + ["-a", e.password, "--no-auth-warning"]
+    cli = " ".join(shlex.quote(w) for w in [*words, "-n", str(e.db)])
+    return f"{e.host}:{e.port}, database {e.db}   {cli}   (a queue is a list: LLEN <queue>; held tasks: HLEN unacked)"
+
+
 def management_links(state: StackState, queues: list[str]) -> list[str]:
+    if state.transport == "redis":
+        return [f"Redis          {redis_where(state.url)}"]
     where = management_where(state.management_url, state.user, state.password, state.vhost)
     lines = [f"RabbitMQ UI    {where}"]
     vhost = quote(state.vhost, safe="")
@@ -83,6 +98,21 @@ def root_note(web_url: str, timeout: float = 3.0) -> str:
     if answer.status_code == 404:
         return " (no page at /: an API)"
     return "" if answer.ok else f" (/ answers {answer.status_code})"
+
+
+def broker_controls(state: StackState, ctl: str) -> list[str]:
+    """The ``ctl broker`` lines the stack's family offers (only ``harness up`` answers them)."""
+    from harness.control import ACTIONS, STOPS
+
+    if not state.control_socket:
+        return []
+    kinds, _, how = STOPS.get(state.transport, "HOW: ").partition(": ")
+    offered = [
+        (f"{ctl} broker {name} {args.replace('HOW', kinds)}".rstrip(), what.replace("HOW: see STOPS", how))
+        for name, (families, args, what) in ACTIONS.items() if state.transport in families
+    ]  # fmt: skip
+    width = max(len(command) for command, _ in offered)
+    return ["", f"the broker ({state.broker_kind} {state.transport}):", *(f"  {c:<{width}}  {w}" for c, w in offered)]
 
 
 def render(
@@ -112,6 +142,7 @@ def render(
     lines += [
         "  the same with supervisorctl itself:",
         f"  {supervisorctl_command()} -c {_shown(Path(state.supervisor_conf))} stop {example['worker'] or web}",
+        *broker_controls(state, ctl),
         "",
         "deploy another version (the program restarts with it):",
     ]

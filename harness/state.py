@@ -1,10 +1,12 @@
 """Where a stack that stays up can be found: a small JSON file, so ``harness ctl`` and ``harness down`` reach it.
 
 ``harness up`` writes it once its stack is ready, and so does a scenario kept up by ``--keep-on-failure``;
-both remove it when they tear the stack down. It holds what the screen shows (the page, the management UI,
-the vhost) and what the commands need (supervisord's config and socket, the journal, the pids to clean up
-after an owner that died). By default it is ``.harness-up.json`` in the folder the stack was started from;
-``--state PATH`` or the environment variable ``HARNESS_STATE`` name another.
+both remove it when they tear the stack down. It holds what the screen shows (the page, the broker family and
+the stack's space on it: a RabbitMQ vhost and its management UI, or a Redis database) and what the commands
+need (supervisord's config and socket, the space's URL, the ``up`` process's control socket for the broker
+faults, the journal, the pids to clean up after an owner that died). A file written before Redis existed (no
+``transport``, an ``amqp_url``) reads as RabbitMQ. By default it is ``.harness-up.json`` in the folder the stack
+was started from; ``--state PATH`` or the environment variable ``HARNESS_STATE`` name another.
 """
 
 from __future__ import annotations
@@ -62,10 +64,10 @@ class StackState:
     journal_dir: str
     programs: dict[str, str]  # name -> role ("worker" or "web")
     broker_kind: str
-    amqp_url: str  # the stack's vhost, with credentials
-    vhost: str
-    user: str
-    password: str
+    url: str  # the stack's space (a RabbitMQ vhost, a Redis database), as a broker URL with credentials
+    vhost: str  # the space's name: the vhost, or "db 7"
+    user: str | None
+    password: str | None
     management_url: str | None
     web_url: str | None = None
     web_ready_path: str | None = None
@@ -78,6 +80,9 @@ class StackState:
     supervisord_pid: int | None = None
     broker_pid: int | None = None
     started: float = field(default_factory=time.time)
+    transport: str = "rabbitmq"  # the broker family (harness.brokers.TRANSPORTS)
+    # Where the owner (``harness up``) takes the broker controls (``ctl broker ...``); None: not offered.
+    control_socket: str | None = None
 
     @classmethod
     def of(
@@ -98,7 +103,7 @@ class StackState:
             journal_dir=str(stack.journal_dir),
             programs=roles,
             broker_kind=broker.kind,
-            amqp_url=stack.vhost.url,
+            url=stack.vhost.url,
             vhost=stack.vhost.name,
             user=endpoint.user,
             password=endpoint.password,
@@ -111,6 +116,7 @@ class StackState:
             work_root=str(work_root) if work_root else None,
             supervisord_pid=stack.supervisor.pid,
             broker_pid=getattr(broker, "pid", None) if broker.owned else None,
+            transport=broker.transport,
         )
 
     @property
@@ -134,7 +140,13 @@ class StackState:
             ) from None
         except (OSError, ValueError) as exc:
             raise HarnessError(f"{path} cannot be read ({exc}); remove it if no stack is up") from None
+        if "url" not in data and "amqp_url" in data:  # written before Redis: a RabbitMQ stack
+            data["url"] = data["amqp_url"]
         known = {f.name for f in dataclasses.fields(cls)}
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]  # fmt: skip
+        if missing:
+            raise HarnessError(f"{path} lacks {', '.join(missing)}; remove it if no stack is up")
         return cls(**{key: value for key, value in data.items() if key in known})
 
     @classmethod

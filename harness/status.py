@@ -1,15 +1,17 @@
 """What a stack that is up is doing now, for a person watching it (``harness up``'s status line, ``harness ctl
 status``): each queue's ready and unacknowledged messages, the workers online, the tasks so far.
 
-Read from what any process can reach through the state file (``harness.state``): the management API (or
-AMQP, for the app's declared queues, without one), supervisord, and the programs' journal. A worker is
+Read from what any process can reach through the state file (``harness.state``): the stack's space on the
+broker (``saved_space``: a RabbitMQ vhost or a Redis database, read as a scenario reads it, ``ScenarioSpace.depth``
+and ``queue_names``), supervisord, and the programs' journal. A worker is
 online when supervisord runs it and its current process has announced itself (``worker-online`` in its
 journal) and not said goodbye. Tasks are counted from the journal with the verdict's rules
 (``harness.verdict.fate_of``): sent (the producer's ``task-sent``), succeeded, failed (with the exception
 types), duplicated (started more often than retries explain: a worker killed under late acknowledgement);
 a task that has not ended is running only while the process that started it lives, else queued while the
 queues hold a message for it, else lost (or unsettled while the broker cannot say what it holds).
-A queue the app's tasks are routed to that no worker consumes is a problem on the line.
+A queue the app's tasks are routed to that no worker consumes is a problem on the line (RabbitMQ counts its
+consumers; on Redis, which cannot, no online worker said it consumes it in its ``worker-online`` line).
 """
 
 from __future__ import annotations
@@ -20,13 +22,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from amqp.exceptions import NotFound
-from kombu import Connection
-
 from harness import evidence
-from harness.brokers.rabbitmq.management import ManagementAPI
-from harness.brokers.rabbitmq.vhost import is_internal
 from harness.journal import JournalReader
+from harness.space import ScenarioSpace
 from harness.state import StackState, pid_alive
 from harness.supervisor import Supervisor
 from harness.verdict import FATES, Send, TaskHistory, fate_of
@@ -127,18 +125,29 @@ class Status:
         return asdict(self)
 
 
-class StatusReader:
-    """Reads a stack's status again and again (the journal incrementally)."""
+def saved_space(state: StackState) -> ScenarioSpace:
+    """A handle on the stack's space (its vhost, its Redis database) from its state file: the same reading a
+    scenario does, through the space's family's ``depth`` and ``queue_names``; the broker is another process's,
+    so the handle reads and never stops, reconfigures or empties anything."""
+    from harness.brokers import provider
 
-    def __init__(self, state: StackState) -> None:
+    broker = provider("url", state.transport).saved(state.url, state.management_url)
+    queues = tuple(dict.fromkeys([*state.queues, *state.routed_queues]))
+    return broker.attach_space(state.vhost, queues)
+
+
+class StatusReader:
+    """Reads a stack's status again and again (the journal incrementally). ``space``: a handle on the stack's
+    space (``harness up`` passes its own reader), else one made from the state file (``saved_space``)."""
+
+    def __init__(self, state: StackState, space: ScenarioSpace | None = None) -> None:
         self.state = state
         self.journal = JournalReader(state.journal_dir)
         self.supervisor = Supervisor.attach(Path(state.supervisor_conf), Path(state.supervisor_socket))
-        self.management = (
-            ManagementAPI(state.management_url, state.user, state.password, timeout=2.0)
-            if state.management_url
-            else None
-        )
+        self.space = space if space is not None else saved_space(state)
+
+    def close(self) -> None:
+        self.space.disconnect()  # type: ignore[attr-defined]
 
     def read(self) -> Status:
         status = Status()
@@ -160,7 +169,10 @@ class StatusReader:
             unacked = [q["unacked"] for q in status.queues.values()]
             if None not in unacked:
                 messages = sum(q["ready"] or 0 for q in status.queues.values()) + sum(unacked)
-            status.problems += unconsumed(self.state.routed_queues, status.queues)
+            consumed = None
+            if not self.space.counts_consumers:
+                consumed = consumed_queues(status.workers_online, infos, entries)
+            status.problems += unconsumed(self.state.routed_queues, status.queues, consumed)
         except Exception as exc:  # the broker is down or restarting
             status.problems.append(f"queues: {type(exc).__name__}")
         histories = evidence.merge({}, entries)
@@ -171,39 +183,47 @@ class StatusReader:
         return status
 
     def _queues(self) -> dict[str, dict[str, int | None]]:
-        """Ready counts exact, over AMQP (a passive declare), as ``ScenarioVhost.depth`` reads them, with their
-        consumers; unacknowledged ones from the management API (none without a consumer); the queue names from
-        it and the app's (a queue no one declared yet is left out)."""
-        stats = self.management.queues(self.state.vhost) if self.management is not None else {}
-        names = sorted(
-            {q for q in stats if not is_internal(q)} | set(self.state.queues) | set(self.state.routed_queues)
-        )
+        """Each queue's depth as the space reads it (``ScenarioSpace.depth``): the space's queues (every one of a
+        vhost or database of its own) and the app's; one that does not exist (yet) is left out."""
+        names = sorted({*self.space.queue_names(), *self.state.queues, *self.state.routed_queues})
         depths: dict[str, dict[str, int | None]] = {}
-        with Connection(self.state.amqp_url, connect_timeout=2, transport_options={"max_retries": 1}) as connection:
-            for name in names:
-                channel = connection.channel()
-                try:
-                    _, ready, consumers = channel.queue_declare(queue=name, passive=True)
-                except NotFound:  # deleted meanwhile
-                    continue
-                finally:
-                    try:
-                        channel.close()
-                    except Exception:  # already closed by the broker's answer to a missing queue
-                        pass
-                unacked = (stats[name].unacked if name in stats else None) if consumers else 0
-                depths[name] = {"ready": ready, "unacked": unacked, "consumers": consumers}
+        for name in names:
+            depth = self.space.depth(name)
+            if depth.exists:
+                depths[name] = {"ready": depth.ready, "unacked": depth.unacked, "consumers": depth.consumers}
         return depths
 
 
-def unconsumed(app_queues: Iterable[str], depths: Mapping[str, Mapping[str, int | None]]) -> list[str]:
+def consumed_queues(online: Iterable[str], infos: Mapping[str, dict], entries: list) -> set[str] | None:
+    """The queues the online workers' current processes said they consume (``worker-online``'s ``queues``), or
+    None when one of them did not say (a journal from before it did)."""
+    found: set[str] = set()
+    for name in online:
+        said = [e for e in entries if e.type == "worker-online" and e.program == name and e.pid == infos[name]["pid"]]
+        queues = said[-1].fields.get("queues") if said else None
+        if queues is None:
+            return None
+        found.update(queues)
+    return found
+
+
+def unconsumed(
+    app_queues: Iterable[str], depths: Mapping[str, Mapping[str, int | None]], consumed: set[str] | None = None
+) -> list[str]:
     """The queues the app's tasks are routed to that no worker consumes: the broker counts no consumer on
-    them, or they do not exist yet (a worker that consumes a queue declares it)."""
-    return [
-        f"queue {name} has no consumer"
-        for name in sorted(set(app_queues))
-        if not (depths.get(name) or {}).get("consumers")
-    ]
+    them, or they do not exist yet (a worker that consumes a queue declares it). Where the broker counts no
+    consumers (Redis: ``consumers`` None), ``consumed`` says which queues online workers consume (None: unknown,
+    nothing said)."""
+    problems = []
+    for name in sorted(set(app_queues)):
+        consumers = (depths.get(name) or {}).get("consumers")
+        if consumers is None and consumed is not None:  # the broker cannot count them: the workers said
+            consumed_here = name in consumed
+        else:  # the broker's count; a queue that exists but whose consumers are unknown is not called unconsumed
+            consumed_here = bool(consumers) or (consumers is None and name in depths)
+        if not consumed_here:
+            problems.append(f"queue {name} has no consumer")
+    return problems
 
 
 def _online(name: str, info: dict, entries: list) -> bool:

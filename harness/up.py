@@ -2,13 +2,15 @@
 
 The broker comes from the same options as the plugin's (``--harness-broker local``, ``docker``, ``url``...,
 or their ini keys), the stack is the checkout's (``harness_stack``, or ``--celery-app`` / ``--web-app``),
-in a vhost of its own, with the same launcher, journal and ledger as a scenario. Then one screen says
-where the page and the management UI are and the exact commands to drive each program
-(``harness.screen``), and a status line follows what happens (``harness.status``). ``--env NAME=VALUE``
+in a space of its own (a RabbitMQ vhost, a Redis database: ``--harness-transport``), with the same launcher,
+journal and ledger as a scenario. Then one screen says where the page and the broker are (the management UI,
+or the ``redis-cli`` line) and the exact commands to drive each program and the broker (``harness.screen``),
+and a status line follows what happens (``harness.status``); between two lines ``up`` answers the broker
+controls that ``ctl broker ...`` asks for (``harness.control``). ``--env NAME=VALUE``
 reaches every program (over the stack's own values): the demo's ``HELLO_WORK_SECONDS=2`` makes a drain
 slow enough to watch.
 
-Ctrl-C, SIGTERM or ``python -m harness down`` tears everything down: programs, supervisord, vhost,
+Ctrl-C, SIGTERM or ``python -m harness down`` tears everything down: programs, supervisord, the space,
 broker (if the harness started it), temporary directories and the state file (``harness.state``).
 """
 
@@ -22,11 +24,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from harness import cli_options, screen
-from harness.brokers.select import make_broker
+from harness.brokers.select import BrokerOptions, make_broker, resolve_transport
+from harness.control import BrokerControls, ControlServer, socket_path
 from harness.errors import HarnessError
 from harness.introspect import routed_queues
 from harness.redeploy import parse_env
@@ -70,16 +73,25 @@ def stop_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def app_queues(spec: StackSpec, folder: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The app's queues (purged where no management API lists a vhost's queues), and those its tasks are
-    routed to (each needs a consumer: one no worker consumes is a problem on the screen and the status line)."""
+def app_queues(spec: StackSpec, folder: Path) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
+    """The app's queues (purged where no management API lists a vhost's queues), those its tasks are routed
+    to (each needs a consumer: one no worker consumes is a problem on the screen and the status line), and the
+    broker family the app is configured for (``--harness-transport auto`` follows it)."""
     if not spec.celery_app:
-        return (), ()
-    from harness.app_info import introspect
+        return (), (), None
+    from harness.app_info import introspect, own_transport
 
     cwd = str(Path(spec.cwd or folder).resolve())
     info = introspect(spec.celery_app, cwd, spec.python, env=spec.env)
-    return tuple(info["queues"]), routed_queues(info)
+    return tuple(info["queues"]), routed_queues(info), own_transport(info)
+
+
+def resolved(options: BrokerOptions, app_transport: str | None) -> BrokerOptions:
+    """The options with the family resolved as the plugin resolves it (``auto``: the URL's, else the app's own)."""
+    transport, why = resolve_transport(options, app_transport)
+    if why:
+        print(f"harness: transport {transport} (auto: {why})", flush=True)
+    return dataclasses.replace(options, transport=transport)
 
 
 class StatusLine:
@@ -135,10 +147,12 @@ def up(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace, spec: StackSpec, folder: Path, state_path: Path, work_root: Path) -> None:
-    queues, routed = app_queues(spec, folder)  # before the broker boots: an app that does not import is said at once
-    broker = make_broker(cli_options.broker_options(args, str(work_root), folder))
+    options = cli_options.broker_options(args, str(work_root), folder)  # a bad value is said before any work
+    # Before the broker boots: an app that does not import is said at once.
+    queues, routed, own = app_queues(spec, folder)
+    broker = make_broker(resolved(options, own))
     try:
-        print(f"harness: starting the {broker.kind} broker ...", flush=True)
+        print(f"harness: starting the {broker.kind} {broker.product} broker ...", flush=True)
         started = time.monotonic()
         broker.start()
         broker_s = time.monotonic() - started
@@ -150,24 +164,34 @@ def serve(args: argparse.Namespace, spec: StackSpec, folder: Path, state_path: P
         purged = queues if broker.management is None else ()  # a vhost of its own needs no purge
         with running(broker, spec, work_root, "up", purged, cwd=str(folder)) as stack:
             stack_s = time.monotonic() - started
-            state = StackState.of("up", "harness up", stack.stack, broker, queues, work_root)
-            state.routed_queues = list(routed)
-            state.write(state_path)
-            reader = StatusReader(state)
-            headline = (
-                f"harness up: the stack is ready (broker {broker.kind} up in {broker_s:.1f} s, "
-                f"stack up in {stack_s:.1f} s after it)"
-            )
-            first = first_status(reader)
-            print("\n" + screen.render(state, state_path, list(first.queues), headline, first.problems), flush=True)
-            print(f"\nstop everything: Ctrl-C here, or {screen.command(state_path, 'down')}\n", flush=True)
-            line = StatusLine(reader)
-            try:
+            with ExitStack() as closing:  # before the stack closes: a frozen broker thawed, an alarm cleared
+                controls = BrokerControls(broker, stack.vhost)
+                closing.callback(controls.close)
+                server = ControlServer(socket_path(work_root), controls)
+                closing.callback(server.close)
+                state = StackState.of("up", "harness up", stack.stack, broker, queues, work_root)
+                state.routed_queues = list(routed)
+                state.control_socket = str(server.path)
+                reader = StatusReader(state, stack.vhost.reader())
+                closing.callback(reader.close)
+                state.write(state_path)
+                headline = (
+                    f"harness up: the stack is ready (broker {broker.kind} up in {broker_s:.1f} s, "
+                    f"stack up in {stack_s:.1f} s after it)"
+                )
+                first = first_status(reader)
+                print("\n" + screen.render(state, state_path, list(first.queues), headline, first.problems), flush=True)
+                print(f"\nstop everything: Ctrl-C here, or {screen.command(state_path, 'down')}\n", flush=True)
+                line = StatusLine(reader)
+                closing.callback(line.end)
                 while True:
                     line.show()
-                    time.sleep(args.status_every)  # a display refresh, not a wait for a condition
-            finally:
-                line.end()
+                    # Until the next line: answer a ctl broker request, if one comes (else a display refresh).
+                    if server.serve(args.status_every) is not None:
+                        pid = getattr(broker, "pid", None) if broker.owned else None
+                        if pid != state.broker_pid:  # a restarted local server: down must find the new one
+                            state.broker_pid = pid
+                            state.write(state_path)
     finally:
         broker.close()
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from harness.status import SETTLE_S, Status, failures, task_counts, unconsumed
+import pytest
+
+from harness.brokers.redis.space import RedisSpace
+from harness.errors import HarnessError
+from harness.journal import Entry
+from harness.state import StackState
+from harness.status import SETTLE_S, Status, consumed_queues, failures, saved_space, task_counts, unconsumed
 from harness.verdict import TaskEvent, TaskHistory
+from harness.vhost import ScenarioVhost
 
 W = "worker@harness"
 NOW = 1000.0
@@ -86,3 +95,59 @@ def test_a_failure_is_counted_by_its_real_type_and_the_line_says_its_message() -
     assert errors == {"TypeError": f"TypeError: {mismatch}", "ValueError": "ValueError: bad input"}
     line = Status(tasks={"failed": 2}, failures=counts, errors=errors).line()
     assert f"2 failed (TypeError 1: {mismatch}, ValueError 1: bad input)" in line, line
+
+
+def test_on_redis_a_routed_queue_is_consumed_when_an_online_worker_said_it_consumes_it() -> None:
+    """Redis counts no consumers (``consumers`` None): the workers' ``worker-online`` lines say what they consume."""
+    depths = {"orders": {"ready": 0, "unacked": 0, "consumers": None}, "notifications": {"ready": 2, "consumers": None}}
+    assert unconsumed(["orders", "notifications", "exports"], depths, consumed={"orders"}) == [
+        "queue exports has no consumer",
+        "queue notifications has no consumer",
+    ]
+    assert unconsumed(["orders", "notifications"], depths, consumed=None) == [], "unknown is not called unconsumed"
+
+
+def test_the_consumed_queues_are_those_of_the_online_workers_current_processes() -> None:
+    def online(program: str, pid: int, queues: list[str] | None) -> Entry:
+        fields = {} if queues is None else {"queues": queues}
+        return Entry("worker-online", None, "h", 1.0, program, pid, fields)
+
+    infos = {"w1": {"pid": 11}, "w2": {"pid": 22}}
+    entries = [online("w1", 10, ["old"]), online("w1", 11, ["orders"]), online("w2", 22, ["exports"])]
+    assert consumed_queues(["w1", "w2"], infos, entries) == {"orders", "exports"}
+    assert consumed_queues([], infos, entries) == set()
+    assert consumed_queues(["w1"], infos, [online("w1", 11, None)]) is None, "a journal that did not say"
+
+
+def saved_state(tmp_path: Path, **fields: object) -> dict:
+    data = {
+        "owner": "up", "pid": 1, "label": "harness up", "workdir": str(tmp_path), "supervisor_conf": "s.conf",
+        "supervisor_socket": "s.sock", "journal_dir": str(tmp_path), "programs": {"w": "worker"},
+        "broker_kind": "local", "vhost": "v", "user": "u", "password": "p", "management_url": None,
+    }  # fmt: skip
+    return {**data, **fields}
+
+
+def test_a_state_file_from_before_redis_reads_as_rabbitmq(tmp_path: Path) -> None:
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(saved_state(tmp_path, amqp_url="amqp://u:p@127.0.0.1:5999/v")))
+    state = StackState.read(path)
+    assert (state.transport, state.url, state.control_socket) == ("rabbitmq", "amqp://u:p@127.0.0.1:5999/v", None)
+    space = saved_space(state)
+    assert isinstance(space, ScenarioVhost) and space.url == state.url and space.name == "v"
+
+
+def test_a_redis_state_gives_a_space_on_its_database(tmp_path: Path) -> None:
+    path = tmp_path / "redis.json"
+    fields = {"transport": "redis", "url": "redis://127.0.0.1:6399/5", "vhost": "db 5", "queues": ["hello_queue"]}
+    path.write_text(json.dumps(saved_state(tmp_path, **fields)))
+    space = saved_space(StackState.read(path))
+    assert isinstance(space, RedisSpace) and (space.db, space.url, space.transport) == (5, fields["url"], "redis")
+    assert space.queues == ("hello_queue",) and not space.counts_consumers
+
+
+def test_a_state_file_without_a_url_is_one_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(saved_state(tmp_path)))
+    with pytest.raises(HarnessError, match=r"lacks url; remove it if no stack is up"):
+        StackState.read(path)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import redis
 import requests
 from kombu import Connection
 from run_leftovers import describe, kill, survivors
@@ -193,8 +194,13 @@ def post_hello(web: WebClient) -> tuple[requests.Response, float]:
 
 def ready_in(state: dict, queue: str) -> int:
     """Ready messages, exact, over AMQP (a passive declare)."""
-    with Connection(state["amqp_url"], connect_timeout=3) as connection:
+    with Connection(state["url"], connect_timeout=3) as connection:
         return connection.default_channel.queue_declare(queue=queue, passive=True)[1]
+
+
+def redis_of(state: dict) -> redis.Redis:
+    """A client on the stack's own Redis database (the state file's URL)."""
+    return redis.Redis.from_url(state["url"], socket_timeout=3)
 
 
 def test_the_readme_shows_the_commands_this_test_runs() -> None:
@@ -361,7 +367,7 @@ def test_the_status_counts_a_killed_run_as_queued_then_duplicated_and_names_an_u
     status = up.status()
     assert "queue notifications has no consumer" in status["problems"], status
 
-    producer = Celery("producer", broker=state["amqp_url"])
+    producer = Celery("producer", broker=state["url"])
     producer.conf.task_default_queue = "orders"
     producer.send_task("twoqueues.process", args=[KILLED_WORK_S, str(up.cwd / "ran-once")])
     eventually(up.status, until=lambda s: s["tasks"]["running"] == 1, timeout=20, what="the task to be running")
@@ -381,4 +387,83 @@ def test_the_status_counts_a_killed_run_as_queued_then_duplicated_and_names_an_u
     done = up.run(DOWN, timeout=EXIT_TIMEOUT_S + 10)
     assert done.returncode == 0, done.stderr
     assert up.wait_exit() == 0, up.output()
+    up.assert_nothing_left()
+
+
+# The same by hand on Redis: the stack in a database of its own on a private redis-server.
+UP_REDIS = "python -m harness up --harness-transport redis --harness-broker local --env HELLO_WORK_SECONDS=2"
+CTL_BROKER = "python -m harness ctl broker"
+
+
+def test_up_on_redis_shows_its_database_reads_its_queues_and_faults_its_server(up: Up) -> None:
+    state = up.start(UP_REDIS)
+    assert state["transport"] == "redis" and state["vhost"] == f"db {state['url'].rsplit('/', 1)[1]}", state
+    port, db = re.fullmatch(r"redis://127\.0\.0\.1:(\d+)/(\d+)", state["url"]).groups()
+    assert f"redis-cli -p {port} -n {db}" in up.output() and "RabbitMQ UI" not in up.output(), up.output()
+    assert "broker kill-connections" in up.output() and "broker alarm" not in up.output()
+    web = WebClient(state["web_url"])
+
+    # The worker stopped, three clicks wait in hello_queue: the status reads them from Redis, as redis-cli would.
+    assert up.run(STOP).returncode == 0
+    for _ in range(3):
+        answer, click_s = post_hello(web)
+        assert answer.status_code == 202 and click_s < CLICK_BOUND_S, (answer.status_code, click_s)
+    waiting = eventually(
+        up.status, until=lambda s: (s["queues"].get("hello_queue") or {}).get("ready") == 3, timeout=15,
+        what="the status to show 3 ready messages in hello_queue",
+    )  # fmt: skip
+    with redis_of(state) as client:
+        assert client.llen("hello_queue") == 3
+    assert "queue hello_queue has no consumer" in waiting["problems"] and waiting["workers_online"] == [], waiting
+
+    # The worker back: it holds what it took unacknowledged (Redis's unacked hash), then the backlog drains.
+    assert up.run(START).returncode == 0
+    eventually(
+        up.status, until=lambda s: (s["queues"].get("hello_queue") or {}).get("unacked", 0) >= 1, timeout=10,
+        what="the status to show the worker's unacknowledged message",
+    )  # fmt: skip
+    drained = eventually(
+        up.status, until=lambda s: s["tasks"]["succeeded"] == 3, timeout=3 * WORK_S + 20, what="the backlog to drain"
+    )
+    assert drained["queues"]["hello_queue"] == {"ready": 0, "unacked": 0, "consumers": None}, drained
+    assert drained["problems"] == [] and drained["workers_online"] == ["worker_hello"], drained
+
+    # The broker controls: RabbitMQ's refused in one sentence; Redis's own and a restart act on the server up owns.
+    refused = up.run(f"{CTL_BROKER} rabbitmqctl status")
+    assert refused.returncode == 2 and refused.stderr == (
+        "harness: ctl broker rabbitmqctl acts on RabbitMQ; this stack runs on Redis\n"
+    ), refused.stderr
+    done = up.run(f"{CTL_BROKER} persistence aof-everysec")
+    assert done.returncode == 0 and "persistence aof-everysec" in done.stdout, done.stderr
+    assert "connection(s) of the stack's programs killed" in up.run(f"{CTL_BROKER} kill-connections").stdout
+    pid_before = state["broker_pid"]
+    done = up.run(f"{CTL_BROKER} stop")
+    assert done.returncode == 0 and "stopped (crash)" in done.stdout, done.stderr
+    eventually(
+        up.status, until=lambda s: any(p.startswith("queues:") for p in s["problems"]), timeout=10,
+        what="the status to say it cannot read the stopped server",
+    )  # fmt: skip
+    assert up.run(f"{CTL_BROKER} start").returncode == 0
+    restarted = json.loads(up.state_path.read_text())
+    assert restarted["broker_pid"] not in (None, pid_before), "down must find the restarted server"
+    eventually(
+        up.status, until=lambda s: not any(p.startswith("queues:") for p in s["problems"]), timeout=10,
+        what="the status to read the restarted server",
+    )  # fmt: skip
+
+    # Ctrl-C with the server frozen: up thaws it, and everything goes.
+    done = up.run(f"{CTL_BROKER} freeze")
+    assert done.returncode == 0 and "frozen" in done.stdout, done.stderr
+    os.kill(up.process.pid, signal.SIGINT)
+    assert up.wait_exit() == 0, up.output()
+    up.assert_nothing_left()
+
+
+def test_down_cleans_up_after_an_up_on_redis_that_was_killed(up: Up) -> None:
+    up.start(UP_REDIS)
+    os.kill(up.process.pid, signal.SIGKILL)  # up cannot clean up: supervisord and its programs live on
+    up.wait_exit()
+    assert survivors(up.tmp), "nothing outlived the killed up: the test would prove nothing"
+    done = up.run(DOWN)
+    assert done.returncode == 0 and "had died" in done.stdout, (done.stdout, done.stderr)
     up.assert_nothing_left()

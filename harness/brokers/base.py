@@ -70,6 +70,11 @@ class Broker(ABC):
         """A scenario's own space on this broker (a ``harness.space.ScenarioSpace``); the ``vhost`` fixture opens it."""
 
     @abstractmethod
+    def attach_space(self, name: str, queues: tuple[str, ...]) -> Any:
+        """A handle on a space that exists already (``name`` as the space calls itself: a vhost, ``db 7``), to read
+        it: ``harness ctl status`` reads the space of a stack that ``harness up`` keeps."""
+
+    @abstractmethod
     def server_version(self) -> str:
         """The version the broker says it runs, read once: reports say which ran."""
 

@@ -68,6 +68,12 @@ class RabbitMQBroker(Broker):
 
         return ScenarioVhost.open(self, label, queues)
 
+    def attach_space(self, name: str, queues: tuple[str, ...]):
+        """A handle on vhost ``name``, which exists already (its own, where the management API made it)."""
+        from harness.brokers.rabbitmq.vhost import ScenarioVhost
+
+        return ScenarioVhost(self, name, queues, isolated=self.endpoint.management_url is not None)
+
     @property
     def management(self) -> ManagementAPI | None:
         """A client of the broker's management HTTP API, or None where it has none (a ``url`` broker without)."""

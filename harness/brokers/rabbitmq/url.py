@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from urllib.parse import unquote, urlsplit
 
@@ -45,6 +46,13 @@ class UrlBroker(RabbitMQBroker):
     @classmethod
     def from_options(cls, options) -> UrlBroker:
         return cls(options.url or "", options.management_url)
+
+    @classmethod
+    def saved(cls, url: str, management_url: str | None = None) -> UrlBroker:
+        """The broker of a saved state (``harness up``'s file), to read from: nothing is checked or started."""
+        broker = cls(url, management_url)
+        broker._endpoint = dataclasses.replace(broker._endpoint, management_url=management_url)
+        return broker
 
     @classmethod
     def available(cls, options) -> bool:

@@ -118,6 +118,13 @@ class RedisBroker(Broker):
             self.__dict__["_server_version"] = known
         return known
 
+    def attach_space(self, name: str, queues: tuple[str, ...]):
+        """A handle on database ``name`` (``db 7``; else the endpoint's own), to read it."""
+        from harness.brokers.redis.space import RedisSpace
+
+        db = int(name.removeprefix("db ")) if name.startswith("db ") else self.endpoint.db
+        return RedisSpace(self, db, queues, isolated=True)
+
     def open_space(self, label: str, queues):
         from harness.brokers.redis.space import RedisSpace
 

@@ -22,6 +22,11 @@ class UrlRedis(RedisBroker):
         return cls(options.url or "")
 
     @classmethod
+    def saved(cls, url: str, management_url: str | None = None) -> UrlRedis:
+        """The server of a saved state (``harness up``'s file), to read from: nothing is checked or started."""
+        return cls(url)
+
+    @classmethod
     def available(cls, options) -> bool:
         return bool(options.url)
 
