@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from harness.brokers.rabbitmq.vhost import ScenarioVhost
 from harness.brokers.redis.space import RedisSpace
 from harness.errors import HarnessError
 from harness.journal import Entry
 from harness.state import StackState
 from harness.status import SETTLE_S, Status, consumed_queues, failures, saved_space, task_counts, unconsumed
 from harness.verdict import TaskEvent, TaskHistory
-from harness.vhost import ScenarioVhost
 
 W = "worker@harness"
 NOW = 1000.0
