@@ -107,7 +107,7 @@ class StackState:
             vhost=stack.vhost.name,
             user=endpoint.user,
             password=endpoint.password,
-            management_url=endpoint.management_url if broker.management is not None else None,
+            management_url=endpoint.management_url if getattr(broker, "management", None) is not None else None,
             web_url=stack.web.base_url if stack.web is not None else None,
             web_ready_path=stack.spec.web.ready_path if stack.spec.web is not None else None,
             ready_timeout=stack.ready_timeout,

@@ -161,7 +161,7 @@ def serve(args: argparse.Namespace, spec: StackSpec, folder: Path, state_path: P
             print(f"harness: {problem}", flush=True)
         print(f"harness: broker up in {broker_s:.1f} s; starting the stack ...", flush=True)
         started = time.monotonic()
-        purged = queues if broker.management is None else ()  # a vhost of its own needs no purge
+        purged = queues  # a shared space (a url broker without a management API, a url Redis) purges them
         with running(broker, spec, work_root, "up", purged, cwd=str(folder)) as stack:
             stack_s = time.monotonic() - started
             with ExitStack() as closing:  # before the stack closes: a frozen broker thawed, an alarm cleared

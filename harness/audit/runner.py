@@ -279,7 +279,7 @@ class Audit:
 
     # -- recording -----------------------------------------------------------------------------
     def queue_info(self) -> dict[str, Any] | None:
-        management = self.vhost.broker.management
+        management = getattr(self.vhost.broker, "management", None)  # RabbitMQ only
         if management is None or not self.vhost.isolated:
             return None
         try:
