@@ -29,7 +29,7 @@ overlaps what remains (``unverified``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from harness.journal import Entry
 from harness.verdict import JOURNAL, Span, TaskEvent, TaskHistory
@@ -169,3 +169,18 @@ def intersect(first: Iterable[Span], second: Iterable[Span]) -> list[Span]:
 
 def both_blind(events_blind: Iterable[Span], journal_blind: Iterable[Span]) -> list[Span]:
     return intersect(list(events_blind), list(journal_blind))
+
+
+WITNESSED = ("task-received", "task-started", "task-succeeded", "task-failed", "task-retried")
+
+
+def witness_gaps(histories: Mapping[str, TaskHistory]) -> dict[str, int]:
+    """How many of the steps both witnesses report (a receive, a start, an end) each one missed: ``steps``, and
+    ``events_missed`` / ``journal_missed``, the steps only the other one saw. Celery's events travel through the
+    broker (on Redis, pub/sub, which drops what a disconnected subscriber misses); the journal does not."""
+    steps = [e for h in histories.values() for e in h.events if e.type in WITNESSED]
+    return {
+        "steps": len(steps),
+        "events_missed": sum(1 for e in steps if "events" not in e.witnesses),
+        "journal_missed": sum(1 for e in steps if "journal" not in e.witnesses),
+    }

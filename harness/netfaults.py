@@ -1,4 +1,4 @@
-"""Network faults between one program of the stack and the broker: blackhole, reset, latency, partition.
+"""Network faults between one program of the stack and the broker: blackhole, reset, strand, latency, partition.
 
 Design, and why it gives the truest fault here. Every supervised program gets its own small TCP relay
 (``FaultProxy``, in the harness's process) on a loopback port of its own; the launcher hands the program a
@@ -15,6 +15,12 @@ far end the harness controls, whatever broker is behind it (local node, containe
   silent (it closes it when heartbeats are missed, and the program is not told, as in real life).
 - ``reset(name)``: the relay aborts every connection of that program with a TCP RST (``SO_LINGER`` 0),
   on both sides: a NAT or load balancer dropping its state, a firewall cutting flows. New connects work.
+- ``strand(name)``: the program's open connections go dead in both directions while both ends stay open, and
+  new connections work: a NAT or load balancer that lost a flow's state, a failover that left the old address
+  behind. What the program already sent is gone, and so is what the broker answers (a Redis ``BRPOP`` that was
+  waiting pops a message into nowhere); the program learns of it only from a timeout of its own. Made in the
+  relay, not the kernel: a blackhole would stop new connections too, and the TCP ACKs the relay still gives
+  are what such a middlebox gives.
 - ``latency(name, ms=...)``: the relay holds every chunk for ``ms`` in each direction (the kernel has no
   ``netem`` qdisc here, so latency has to be in user space; ordering and throughput are kept).
 - ``partition(*names)``: several programs blackholed at once (one mark on the timeline).
@@ -86,11 +92,14 @@ class _Relay:
         self.upstream = _Side(self)
         self.early: list[bytes] = []  # what the program sent before the broker's side was connected
         self.closed = False
+        self.stranded = False
 
     def peer(self, side: _Side) -> _Side:
         return self.upstream if side is self.client else self.client
 
     def forward(self, side: _Side, data: bytes) -> None:
+        if self.stranded:  # the flow is dead: nothing crosses, in either direction
+            return
         target = self.peer(side)
         if target.transport is None:
             self.early.append(data)
@@ -121,8 +130,14 @@ class _Relay:
         self.early.clear()
 
     def lost(self, side: _Side) -> None:
-        """One side closed: close the other once what it is owed is written (as a TCP peer would see a FIN)."""
+        """One side closed: close the other once what it is owed is written (as a TCP peer would see a FIN); a
+        stranded flow tells the other side nothing (its FIN is lost with the rest), the relay only forgets it."""
         if self.closed:
+            return
+        if self.stranded:
+            self.closed = True
+            self.proxy.relays.discard(self)
+            self.proxy.stranded.add(self)  # its other end stays open until the relay closes (see _close)
             return
         self.closed = True
         self.proxy.relays.discard(self)
@@ -157,6 +172,7 @@ class FaultProxy:
         self.port = port
         self.latency_s = 0.0
         self.relays: set[_Relay] = set()
+        self.stranded: set[_Relay] = set()  # stranded flows one end of which closed: the other end is still open
         self.connections_total = 0
         self._loop = loop
         self._server: asyncio.AbstractServer | None = None
@@ -183,6 +199,12 @@ class FaultProxy:
             return
         relay.upstream_ready()
 
+    async def _strand(self) -> int:
+        relays = [relay for relay in self.relays if not relay.stranded]
+        for relay in relays:
+            relay.stranded = True
+        return len(relays)
+
     async def _reset(self) -> int:
         relays = list(self.relays)
         for relay in relays:
@@ -192,7 +214,7 @@ class FaultProxy:
     async def _close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for relay in list(self.relays):
+        for relay in [*self.relays, *self.stranded]:
             relay.abort()
 
 
@@ -284,6 +306,15 @@ class NetFaults:
         self._record(NetworkFault(program=program, kind="reset"))
         cut = self._call(proxy._reset())
         return cut
+
+    def strand(self, program: str) -> int:
+        """Leave every connection ``program`` has to the broker dead in both directions, both ends open, while new
+        connections work (a NAT that lost the flow, a failover); returns how many. Nothing heals them: the program
+        notices by a timeout of its own, or never."""
+        proxy = self._proxy(program)
+        self.cut_connections = True
+        self._record(NetworkFault(program=program, kind="stranded"))
+        return self._call(proxy._strand())
 
     @contextmanager
     def latency(self, program: str, ms: float) -> Iterator[None]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import evidence
 from harness.errors import HarnessError
 from harness.plots import FATE_COLOURS, numbered, plot
 from harness.stack import AppStack
@@ -89,12 +90,21 @@ def scenario_record(
         "timeline": stack.timeline.as_dict(),
         "tasks": tasks,
         "fates": verdict.counts(),
+        "witness_gaps": evidence.witness_gaps(verdict.histories),
         "sends": {i: {"at": send.at, "ok": send.ok, "error": send.error} for i, send in verdict.sends.items()},
         "fate_of": fate_of,
         "ended": time.time(),
-        "rabbitmq": broker_version(item),
+        "rabbitmq": broker_version(item),  # the broker's version (the key predates Redis; "broker" names it)
+        "broker": broker_name(item),
         **failure,
     }
+
+
+def broker_name(item: pytest.Item) -> str | None:
+    """The broker the scenario ran on, as ``Redis 7.0.15`` or ``RabbitMQ 3.10.8`` (None if it could not say)."""
+    broker = getattr(item, "funcargs", {}).get("broker")
+    version = broker_version(item)
+    return f"{broker.product} {version}" if broker is not None and version else None
 
 
 def broker_version(item: pytest.Item) -> str | None:
@@ -183,6 +193,17 @@ def failure_block(record: dict) -> str:
     return f"<div class=why>{''.join(parts)}</div>"
 
 
+def gaps_line(record: dict) -> str:
+    """What each witness missed, where one did: the event stream's losses under the scenario's faults."""
+    gaps = record.get("witness_gaps") or {}
+    if not gaps.get("events_missed") and not gaps.get("journal_missed"):
+        return ""
+    return (
+        f"<p class='caption'>Of {gaps['steps']} steps (receives, starts, ends), Celery's events missed "
+        f"{gaps['events_missed']} and the journal {gaps['journal_missed']}; the other witness saw them.</p>"
+    )
+
+
 def section(record: dict, data_file: str) -> str:
     e = html.escape
     anchor = _slug(record["nodeid"])
@@ -212,6 +233,7 @@ def section(record: dict, data_file: str) -> str:
   read. Numbered lines: the actions listed below (red: the broker, blue: a program, orange: the network).</p>
   <figure class="plot">{plot(record, anchor)}</figure>
   <ol class="marks">{marks}</ol>
+  {gaps_line(record)}
   {f"<ul class='down'>{down}</ul>" if down else ""}
   {fate_tables(record["fates"])}
   {task_table(record, anchor)}

@@ -212,3 +212,17 @@ def test_a_step_pairs_with_the_same_step_not_the_earliest_in_the_window() -> Non
         (0.007, ["journal"]),
         (0.028, ["events", "journal"]),
     ]
+
+
+def test_witness_gaps_count_the_steps_each_witness_missed() -> None:
+    from harness.evidence import witness_gaps
+    from harness.verdict import TaskEvent, TaskHistory
+
+    def step(kind: str, *witnesses: str) -> TaskEvent:
+        return TaskEvent(kind, "t", "w", 0.0, 0.0, {}, witnesses=frozenset(witnesses))
+
+    history = TaskHistory(
+        "t", [step("task-sent", "events"), step("task-received", "events", "journal"),
+              step("task-started", "journal"), step("task-succeeded", "events")],
+    )  # fmt: skip
+    assert witness_gaps({"t": history}) == {"steps": 3, "events_missed": 1, "journal_missed": 1}
