@@ -215,3 +215,16 @@ def test_missing_iptables_is_one_sentence(monkeypatch, net):
     monkeypatch.setattr(netfaults.shutil, "which", lambda name: None)
     with pytest.raises(HarnessError, match="needs iptables, which is not installed"), faults.blackhole("worker"):
         pass
+
+
+def test_strand_leaves_the_connection_open_and_silent_and_new_ones_work(net):
+    faults, marks = net
+    client = connect(faults, timeout=0.5)
+    assert faults.strand("worker") == 1
+    client.sendall(b"lost")  # no error: the relay still takes it, and the other end never sees it
+    with pytest.raises(socket.timeout):
+        client.recv(16)
+    fresh = connect(faults)
+    fresh.sendall(b"ping")
+    assert fresh.recv(16) == b"ping"
+    assert faults.cut_connections and marks[0].label == "network stranded: worker"
