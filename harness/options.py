@@ -194,6 +194,12 @@ OPTIONS = (
         env="HARNESS_AUDIT_EXPECT",
     ),
     Option(
+        "audit_redis_persistence",
+        "on Redis, the server's persistence for the audit's Redis restart: off (default: nothing kept across a "
+        "crash), rdb, aof-everysec, aof-always",
+        env="HARNESS_AUDIT_REDIS_PERSISTENCE",
+    ),
+    Option(
         "audit_json",
         "where the audit writes its table as JSON (default: audit.json in the report folder), relative to the rootdir",
         env="HARNESS_AUDIT_JSON",

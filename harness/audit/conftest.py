@@ -14,9 +14,12 @@ import pytest
 
 from harness import options
 from harness.app_info import introspect
+from harness.audit.failures import row_settings, select, visibility_of
 from harness.audit.plan import AuditPlan, make_plan
+from harness.audit.results import MARKER, AuditRecorder
 from harness.audit.runner import Audit
 from harness.brokers.base import Broker
+from harness.brokers.select import BrokerOptions
 from harness.errors import HarnessError
 from harness.fixtures import default_spec, harness_error
 from harness.ledger import Ledger
@@ -35,6 +38,7 @@ def _plan(config: pytest.Config) -> AuditPlan:
         like=options.get(config, "audit_like"), task=options.get(config, "audit_task"),
         args=options.get(config, "audit_args"), work_s=options.get(config, "audit_work"),
         config=options.get(config, "audit_config"), expect=options.get(config, "audit_expect"),
+        persistence=options.get(config, "audit_redis_persistence"),
     )  # fmt: skip
 
 
@@ -56,19 +60,80 @@ def audit_plan(pytestconfig: pytest.Config) -> AuditPlan:
     harness_error(problem)
 
 
+def _recorder(config: pytest.Config) -> AuditRecorder | None:
+    return config.pluginmanager.get_plugin("harness-audit")
+
+
 @pytest.fixture
-def stack_spec(audit_plan: AuditPlan) -> StackSpec:
-    return audit_plan.spec
+def audit_failures(request: pytest.FixtureRequest, broker_options: BrokerOptions, audit_plan: AuditPlan) -> list:
+    """The scenario's failures (its ``@pytest.mark.audit``) as the audit runs them on this run's broker family. A
+    failure that does not apply there gets a "not applicable" row saying why (its definition in
+    ``harness.audit.failures`` declares its families); a scenario none of whose failures applies is skipped before
+    anything starts."""
+    marker = request.node.get_closest_marker(MARKER)
+    keys = list(marker.args) if marker is not None else []
+    runs, not_applicable = select(keys, broker_options.transport)
+    recorder = _recorder(request.config)
+    for key, why in not_applicable.items():
+        if recorder is not None:
+            recorder.not_applicable(key, why, request.node.nodeid)
+    if keys and not runs:
+        pytest.skip(
+            f"not applicable on {broker_options.transport}: " + "; ".join(dict.fromkeys(not_applicable.values()))
+        )
+    return runs
+
+
+@pytest.fixture(autouse=True)
+def _audit_applies(audit_failures: list) -> None:
+    """Every audit scenario asks first whether its failures apply on this run's broker (autouse: before its stack
+    or its broker settings)."""
+
+
+@pytest.fixture
+def stack_spec(audit_plan: AuditPlan, audit_failures: list) -> StackSpec:
+    """The plan's stack, with the settings the scenario's failures run with on this family (on Redis, a short
+    ``visibility_timeout`` for a killed worker's messages), merged over the app's own."""
+    extra = row_settings(audit_failures, audit_plan.transport_options)
+    if not extra:
+        return audit_plan.spec
+    return audit_plan.spec.replace(celery_config={**audit_plan.spec.celery_config, **extra})
 
 
 @pytest.fixture(scope="session")
-def broker_facts(broker: Broker) -> dict[str, Any]:
-    """The broker's version, as its management API tells it."""
-    management = getattr(broker, "management", None)  # RabbitMQ only
+def broker_facts(broker: Broker, audit_plan: AuditPlan) -> dict[str, Any]:
+    """Which broker the audit ran on: its family, product and version (RabbitMQ: its management API's word), and
+    on Redis the app's own ``visibility_timeout`` and the server's persistence for the restart rows."""
+    facts: dict[str, Any] = {"transport": broker.transport, "product": broker.product}
     try:
-        return {"rabbitmq_version": management.overview().get("rabbitmq_version")} if management else {}
-    except HarnessError:
-        return {}
+        facts["version"] = broker.server_version()
+    except Exception:  # a url broker without its management API: the table says it does not know
+        facts["version"] = None
+    if broker.transport == "rabbitmq":
+        management = broker.management
+        try:
+            facts["rabbitmq_version"] = management.overview().get("rabbitmq_version") if management else None
+        except HarnessError:
+            facts["rabbitmq_version"] = None
+        facts["version"] = facts["version"] or facts["rabbitmq_version"]
+    else:
+        facts["visibility_timeout"], facts["visibility_from"] = visibility_of(audit_plan.transport_options)
+        facts["persistence"] = audit_plan.redis_persistence if broker.owned else "unknown (a url server)"
+    return facts
+
+
+@pytest.fixture
+def _audit_persistence(request: pytest.FixtureRequest, broker: Broker, audit_plan: AuditPlan, audit_failures: list):
+    """The server's persistence, where a failure says it decides the outcome (a Redis restart): set from
+    ``--audit-redis-persistence`` on a server the harness owns, and undone after."""
+    if not any(f.persistence for f in audit_failures) or not broker.owned:
+        yield
+        return
+    broker.persistence(audit_plan.redis_persistence)
+    try:
+        yield
+    finally:
+        broker.after_scenario()
 
 
 @pytest.fixture
@@ -78,11 +143,13 @@ def audit(
     ledger: Ledger,
     vhost: ScenarioSpace,
     broker_facts: dict[str, Any],
+    audit_failures: list,
+    _audit_persistence: None,
     request: pytest.FixtureRequest,
 ) -> Audit:
-    recorder = request.config.pluginmanager.get_plugin("harness-audit")
+    recorder = _recorder(request.config)
     if recorder is None:  # an xdist worker (pytest --pyargs harness.audit -n ...): its rows would reach no table
         pytest.fail("the audit runs in one process (its table gathers every row): leave out -n", pytrace=False)
-    helper = Audit(audit_plan, stack, ledger, vhost, recorder, request.node.nodeid)
+    helper = Audit(audit_plan, stack, ledger, vhost, recorder, request.node.nodeid, audit_failures)
     helper.broker.update(broker_facts)
     return helper

@@ -14,9 +14,13 @@ harness repository's ``docs/scenarios.md``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from harness.brokers import TRANSPORTS
+from harness.brokers.redis.base import visibility
 
 CATALOGUE = "scenarios"
 
@@ -28,7 +32,9 @@ def scenario(path: str, name: str) -> str:
 def reference(nodeid: str) -> str:
     """A catalogue scenario as a user without the harness's repository can find it: its name, and the anchor
     of its section in ``docs/scenarios.md`` (the heading ``harness.docs`` writes from the name)."""
-    name = nodeid.rpartition("::")[2]
+    path, _, name = nodeid.rpartition("::")
+    if path.count("/") > 1:  # a family's own story (scenarios/redis/...): not in docs/scenarios.md
+        return f"{name} (story in the harness repository: {path})"
     anchor = name.removeprefix("test_").replace("_", "-")
     return f"{name} (catalogue scenario in the harness repository: docs/scenarios.md#{anchor})"
 
@@ -55,6 +61,23 @@ CONSUMER_TIMEOUT = scenario(
 )
 BAD_DROPPED = scenario("test_bad_messages.py", "test_bad_messages_are_dropped_and_the_worker_keeps_serving")
 BAD_KEPT = scenario("test_bad_messages.py", "test_with_a_dead_letter_exchange_the_refused_message_is_kept")
+REDIS_OUTAGE = scenario(
+    "redis/test_worker_faults_on_redis.py", "test_worker_outage_on_redis_tasks_wait_in_the_list_and_all_run_once"
+)
+REDIS_KILLED_EARLY = scenario(
+    "redis/test_worker_faults_on_redis.py",
+    "test_worker_killed_on_redis_prefetched_tasks_wait_for_the_visibility_timeout",
+)
+REDIS_KILLED_LATE = scenario(
+    "redis/test_worker_faults_on_redis.py",
+    "test_worker_killed_on_redis_with_acks_late_reruns_the_task_after_the_visibility_timeout",
+)
+REDIS_CRASH = scenario(
+    "redis/test_redis_restart.py", "test_redis_crash_with_a_backlog_keeps_what_its_persistence_wrote"
+)
+REDIS_DOWN = scenario(
+    "redis/test_redis_unavailable.py", "test_clicks_while_redis_is_down_fail_fast_and_clearly_then_work_again"
+)
 
 
 @dataclass(frozen=True)
@@ -102,6 +125,25 @@ class Match:
 
 
 @dataclass(frozen=True)
+class OnTransport:
+    """What a failure is on one broker family other than RabbitMQ (the catalogue's): each field given replaces the
+    RabbitMQ one. ``matches`` never carry over (a RabbitMQ scenario's figures say nothing of Redis); ``settings``
+    are Celery settings the audit runs the failure with on that family (``broker_transport_options`` merged over
+    the app's own); ``notes`` are said on the row (formatted with the facts); ``differs`` is what changes against
+    RabbitMQ ("on RabbitMQ: ..."); ``persistence``: the server's persistence decides the outcome, and the audit
+    sets it from ``--audit-redis-persistence``."""
+
+    what: str | None = None
+    decided_by: tuple[str, ...] | None = None
+    levers: tuple[Lever, ...] | None = None
+    matches: tuple[Match, ...] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    differs: str | None = None
+    persistence: bool = False
+
+
+@dataclass(frozen=True)
 class Failure:
     key: str
     title: str
@@ -109,6 +151,37 @@ class Failure:
     decided_by: tuple[str, ...]
     levers: tuple[Lever, ...] = ()
     matches: tuple[Match, ...] = ()
+    # The broker families it applies to; for each other one, why not (the table says it, never drops the row).
+    transports: tuple[str, ...] = TRANSPORTS
+    not_on: Mapping[str, str] = field(default_factory=dict)
+    on: Mapping[str, OnTransport] = field(default_factory=dict)  # what it is on a family other than RabbitMQ
+    transport: str = "rabbitmq"  # the family this definition describes (``on_transport`` sets it)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    differs: str | None = None
+    persistence: bool = False
+
+    def why_not(self, transport: str) -> str | None:
+        """None if the failure applies on ``transport``; else why not, in the row's words."""
+        if transport in self.transports:
+            return None
+        return self.not_on.get(transport) or f"{self.title} is not a {transport} failure"
+
+    def on_transport(self, transport: str) -> Failure:
+        """The failure as the audit runs and judges it on ``transport``."""
+        if transport == self.transport:
+            return self
+        variant = self.on.get(transport, OnTransport())
+        return dataclasses.replace(
+            self, transport=transport, what=variant.what or self.what,
+            decided_by=self.decided_by if variant.decided_by is None else variant.decided_by,
+            levers=self.levers if variant.levers is None else variant.levers, matches=variant.matches,
+            settings=variant.settings, notes=variant.notes, differs=variant.differs, persistence=variant.persistence,
+        )  # fmt: skip
+
+    def noted(self, facts: Mapping[str, Any]) -> list[str]:
+        """The row's own notes on this family, with the facts filled in."""
+        return [note.format_map(_Facts(facts)) for note in self.notes]
 
     def lever(self, facts: Mapping[str, Any]) -> Lever | None:
         return next((lever for lever in self.levers if lever.applies(facts)), None)
@@ -126,6 +199,21 @@ EARLY = {"acks_late": False}
 LATE = {"acks_late": True}
 LATE_REJECT = {"acks_late": True, "reject_on_worker_lost": True}
 IDEMPOTENT = "make the task safe to run twice (idempotent)"
+# On Redis a message a dead worker held comes back only after visibility_timeout (an hour by default): the rows
+# that wait for it run with this one instead, and say what the app's own value means.
+AUDIT_VISIBILITY_S = 4
+SHORT_VISIBILITY = {"broker_transport_options": visibility(AUDIT_VISIBILITY_S)}
+VISIBILITY_NOTE = (
+    "the messages the killed worker held unacknowledged (the prefetched ones, and the running one with acks_late) "
+    "came back only once visibility_timeout passed, shortened to {visibility_timeout_audit}s for the audit: with the "
+    "app's own value ({visibility_from}) they come back after {visibility_timeout}s"
+)
+PERSISTENCE_NOTE = (
+    "Redis ran with persistence {persistence} (--audit-redis-persistence: off, rdb, aof-everysec, aof-always); off "
+    "keeps nothing across a crash, as a redis-server whose last snapshot predates the backlog; appendonly yes "
+    "(aof-everysec) keeps the backlog"
+)
+NO_CONSUMER_TIMEOUT = "RabbitMQ's consumer_timeout; Redis has visibility_timeout instead"
 
 FAILURES: tuple[Failure, ...] = (
     Failure(
@@ -145,6 +233,19 @@ FAILURES: tuple[Failure, ...] = (
             ),
         ),
         (Match(OUTAGE, {"message_ttl": None, "max_length": None}),),
+        on={
+            "redis": OnTransport(
+                decided_by=("queue",),
+                levers=(
+                    Lever(
+                        "appendonly yes on the Redis server",
+                        "the tasks waiting out the outage in a Redis list also survive a Redis crash meanwhile",
+                        REDIS_CRASH,
+                    ),
+                ),
+                matches=(Match(REDIS_OUTAGE),),
+            )
+        },
     ),
     Failure(
         "worker_killed",
@@ -167,6 +268,31 @@ FAILURES: tuple[Failure, ...] = (
         ),
         # A killed worker's connection dies with it: reject_on_worker_lost plays no part.
         (Match(KILLED_EARLY, {**EARLY, **HELD_4}), Match(KILLED_LATE, {**LATE, **HELD_4})),
+        on={
+            "redis": OnTransport(
+                decided_by=("acks_late", "worker_prefetch_multiplier", "visibility_timeout"),
+                levers=(
+                    Lever(
+                        "task_acks_late = True",
+                        "the running task's message stays in Redis's unacked hash and runs again once "
+                        "visibility_timeout passes, instead of never",
+                        REDIS_KILLED_LATE,
+                        EARLY,
+                    ),
+                    Lever(
+                        f"{IDEMPOTENT}, and a visibility_timeout you can wait for (broker_transport_options)",
+                        "the running task runs again, but only after visibility_timeout; with task_acks_late = False "
+                        "it would be lost instead",
+                        REDIS_KILLED_EARLY,
+                        LATE,
+                    ),
+                ),
+                settings=SHORT_VISIBILITY,
+                notes=(VISIBILITY_NOTE,),
+                differs="on RabbitMQ: the held messages are redelivered as soon as the worker's connection drops, "
+                "not after visibility_timeout",
+            )
+        },
     ),
     Failure(
         "pool_process_killed",
@@ -272,6 +398,36 @@ FAILURES: tuple[Failure, ...] = (
             Match(PERSISTENT, {"delivery_mode": "persistent", "queue_durable": True}),
             Match(TRANSIENT, {"delivery_mode": "transient"}),
         ),
+        on={
+            "redis": OnTransport(
+                what="Redis crashes (SIGKILL) and starts again, with the persistence the audit was given, while "
+                "tasks wait in the queue",
+                decided_by=("persistence",),
+                levers=(
+                    Lever(
+                        "appendonly yes on the Redis server (the audit: --audit-redis-persistence aof-everysec)",
+                        "the waiting tasks survive a crash instead of vanishing",
+                        REDIS_CRASH,
+                        {"persistence": "off"},
+                    ),
+                    Lever(
+                        "appendonly yes instead of snapshots only",
+                        "a crash loses every task sent after the last snapshot; with an append-only file none",
+                        REDIS_CRASH,
+                        {"persistence": "rdb"},
+                    ),
+                    Lever(
+                        "keep appendonly yes on the Redis server",
+                        "without it (or with snapshots only) a crash loses the waiting tasks",
+                        REDIS_CRASH,
+                    ),
+                ),
+                notes=(PERSISTENCE_NOTE,),
+                differs="on RabbitMQ: persistent messages on a durable queue (Celery's defaults) survive a restart; "
+                "on Redis only the server's persistence keeps them, whatever Celery's settings",
+                persistence=True,
+            )
+        },
     ),
     Failure(
         "broker_restart_in_flight",
@@ -292,6 +448,28 @@ FAILURES: tuple[Failure, ...] = (
             ),
         ),
         (Match(IN_FLIGHT_LATE, {**LATE, "delivery_mode": "persistent"}),),
+        on={
+            "redis": OnTransport(
+                decided_by=("acks_late", "persistence"),
+                levers=(
+                    Lever(
+                        f"{IDEMPOTENT}, or task_acks_late = False",
+                        "with persistence, the running task's message kept in Redis's unacked hash across the crash "
+                        "runs again after visibility_timeout",
+                        None,
+                        LATE,
+                    ),
+                    Lever(
+                        "task_acks_late = True and appendonly yes",
+                        "the running task's message would be kept across a crash and run again after "
+                        "visibility_timeout, instead of lost if the task did not finish",
+                        None,
+                    ),
+                ),
+                differs="on RabbitMQ: with task_acks_late the running task runs again right after the restart",
+                persistence=True,
+            )
+        },
     ),
     Failure(
         "publish_while_broker_down",
@@ -306,6 +484,13 @@ FAILURES: tuple[Failure, ...] = (
             ),
         ),
         (Match(PUBLISH_DOWN),),
+        on={
+            "redis": OnTransport(
+                what="tasks are sent through the app while Redis is down, then again once it is back",
+                matches=(Match(REDIS_DOWN),),
+                persistence=True,
+            )
+        },
     ),
     Failure(
         "consumer_timeout",
@@ -327,6 +512,8 @@ FAILURES: tuple[Failure, ...] = (
             ),
         ),
         (Match(CONSUMER_TIMEOUT, LATE),),
+        transports=("rabbitmq",),
+        not_on={"redis": NO_CONSUMER_TIMEOUT},
     ),
     Failure(
         "consumer_timeout_behind",
@@ -348,6 +535,8 @@ FAILURES: tuple[Failure, ...] = (
                 None,
             ),
         ),
+        transports=("rabbitmq",),
+        not_on={"redis": NO_CONSUMER_TIMEOUT},
     ),
     Failure(
         "bad_message",
@@ -371,9 +560,76 @@ FAILURES: tuple[Failure, ...] = (
             ),
         ),
         (Match(BAD_DROPPED, {"dead_letter_exchange": None, "accepts_pickle": False}),),
+        on={
+            "redis": OnTransport(
+                decided_by=("accept_content",),
+                levers=(
+                    Lever(
+                        'accept_content = ["json"] (and task_serializer = "json")',
+                        "the pickled message from a foreign producer ran on the worker: whoever can write to Redis "
+                        "can run code there; with JSON only it is refused",
+                        None,
+                        {"accepts_pickle": True},
+                    ),
+                    Lever(
+                        "keep refused messages yourself (a task_rejected signal handler): Redis has no dead-lettering",
+                        "the refused message is dropped; nothing keeps it for inspection",
+                        None,
+                    ),
+                ),
+                differs="on RabbitMQ: a dead-letter exchange on the queue keeps the refused message",
+            )
+        },
     ),
 )
 BY_KEY = {failure.key: failure for failure in FAILURES}
+
+
+class _Facts(dict):
+    """Facts for a note's ``{placeholders}``: an unknown one reads "unknown", never a KeyError."""
+
+    def __missing__(self, key: str) -> str:
+        return "unknown"
+
+
+def select(keys: Iterable[str], transport: str) -> tuple[list[Failure], dict[str, str]]:
+    """Of the failures ``keys`` (a scenario's ``@pytest.mark.audit``), those that apply on ``transport`` as the
+    audit runs them there, and why each other one does not."""
+    runs, not_applicable = [], {}
+    for key in keys:
+        failure = BY_KEY[key]
+        why = failure.why_not(transport)
+        if why is None:
+            runs.append(failure.on_transport(transport))
+        else:
+            not_applicable[key] = why
+    return runs, not_applicable
+
+
+def row_settings(failures: Iterable[Failure], own_transport_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The Celery settings a scenario runs with for its ``failures`` (each one's ``settings`` on its family), with
+    ``broker_transport_options`` merged over the app's own (its key prefix, its other options stay)."""
+    merged: dict[str, Any] = {}
+    for failure in failures:
+        for key, value in failure.settings.items():
+            if key == "broker_transport_options":
+                base = merged.get(key, dict(own_transport_options or {}))
+                merged[key] = {**base, **value}
+            else:
+                merged[key] = value
+    return merged
+
+
+KOMBU_VISIBILITY_S = 3600  # kombu's Redis visibility_timeout when broker_transport_options sets none
+
+
+def visibility_of(transport_options: Mapping[str, Any] | None) -> tuple[float | int, str]:
+    """The app's Redis ``visibility_timeout`` and where it comes from."""
+    value = (transport_options or {}).get("visibility_timeout")
+    if value is None:
+        return KOMBU_VISIBILITY_S, "kombu's default; broker_transport_options sets none"
+    seconds = float(value)
+    return (int(seconds) if seconds.is_integer() else seconds), "the app's broker_transport_options"
 
 
 def prefetches_behind(facts: Mapping[str, Any]) -> bool:
@@ -478,6 +734,12 @@ def facts(
         "queue": queue,
         **queue_facts(queue_info),
         "consumer_timeout": (broker or {}).get("consumer_timeout_ms"),
+        "transport": (broker or {}).get("transport", "rabbitmq"),
+        # Redis: the app's own visibility_timeout (not the audit's shortened one) and the server's persistence.
+        "visibility_timeout": (broker or {}).get("visibility_timeout"),
+        "visibility_from": (broker or {}).get("visibility_from"),
+        "visibility_timeout_audit": AUDIT_VISIBILITY_S,
+        "persistence": (broker or {}).get("persistence"),
         "task_publish_retry": settings.get("task_publish_retry"),
         "task_publish_retry_policy": settings.get("task_publish_retry_policy"),
         "broker_connection_timeout": settings.get("broker_connection_timeout"),

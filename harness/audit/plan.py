@@ -13,6 +13,7 @@ from typing import Any
 from harness.audit.expect import Expectations, parse
 from harness.audit.failures import FAILURES
 from harness.audit.producer import AuditProducer
+from harness.brokers.redis.base import PERSISTENCE
 from harness.errors import HarnessError
 from harness.probe import PROBE_NAME
 from harness.spec import ProbeSpec, StackSpec, WorkerSpec
@@ -33,6 +34,10 @@ class AuditPlan:
     settings: dict[str, Any]  # --audit-config, over the app's own settings
     expectations: Expectations
     concurrency_from: str = "the stack's WorkerSpec"  # who decides the worker's -c (see concurrency_source)
+    # The app's own broker_transport_options (--audit-config's if it sets them): what a row's transport settings
+    # (a short visibility_timeout on Redis) are merged over, and what its notes compare with.
+    transport_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    redis_persistence: str = "off"  # the Redis server's persistence for the broker-restart rows
 
     @property
     def real_task(self) -> bool:
@@ -125,6 +130,7 @@ def make_plan(
     work_s: float | None = None,
     config: str | None = None,
     expect: str | None = None,
+    persistence: str | None = None,
 ) -> AuditPlan:
     """The audit's plan from the default stack, what its app declares, and the ``--audit-*`` options."""
     if not base.celery_app:
@@ -138,6 +144,10 @@ def make_plan(
     work = DEFAULT_WORK_S if work_s is None else float(work_s)
     if work <= 0:
         raise HarnessError(f"--audit-work {work_s} must be a positive number of seconds")
+    persistence = persistence or "off"
+    if persistence not in PERSISTENCE:
+        raise HarnessError(f"--audit-redis-persistence {persistence!r} is not one of {', '.join(PERSISTENCE)}")
+    own_options = settings.get("broker_transport_options", (info.get("settings") or {}).get("broker_transport_options"))
     sent = task or PROBE_NAME
     probe_like = like or task
     spec = base.replace(
@@ -154,5 +164,6 @@ def make_plan(
     ]  # fmt: skip
     return AuditPlan(
         base.celery_app, spec, worker, queue, probe_like, sent, call_args, work, settings,
-        parse(expect, [f.key for f in FAILURES]), concurrency_source(worker, layers),
+        parse(expect, [f.key for f in FAILURES]), concurrency_source(worker, layers), dict(own_options or {}),
+        persistence,
     )  # fmt: skip

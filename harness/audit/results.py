@@ -42,7 +42,7 @@ def is_audit_run(config: pytest.Config) -> bool:
 class Row:
     failure: str
     title: str
-    outcome: str = "recorded"  # recorded, skipped, error
+    outcome: str = "recorded"  # recorded, skipped, error, not applicable (on this broker family; notes say why)
     tasks: int = 0
     fates: dict[str, int] = field(default_factory=dict)
     decided_by: dict[str, Any] = field(default_factory=dict)
@@ -52,6 +52,7 @@ class Row:
     exceeded: list[str] = field(default_factory=list)  # the accepted limits its fates go past
     nodeid: str = ""
     run: str = ""  # which run of the audit recorded it (its selection: -k, -m, node ids), in the merged JSON
+    differs: str | None = None  # what changes against RabbitMQ on another broker family ("on RabbitMQ: ...")
 
     @classmethod
     def of(cls, failure: str, **fields: Any) -> Row:
@@ -64,6 +65,9 @@ def lever_dict(lever: Lever | None, facts: Mapping[str, Any] | None = None) -> d
     if lever is None:
         return None
     shown_by = reference(lever.shown_by) if lever.shown_by else None
+    transport = (facts or {}).get("transport") or "rabbitmq"
+    if shown_by and transport != "rabbitmq" and f"/{transport}/" not in lever.shown_by:
+        shown_by += f"; shown on RabbitMQ, not measured on {transport}"
     return {"change": lever.change_for(facts or {}), "effect": lever.effect, "shown_by": shown_by}
 
 
@@ -85,6 +89,16 @@ def ordered(rows: list[Row]) -> list[Row]:
     return sorted(rows, key=lambda row: order.get(row.failure, len(order)))
 
 
+def broker_text(meta: Mapping[str, Any]) -> str:
+    """Which broker the audit ran on: ``Redis 7.0.15 (transport redis, local broker; persistence off)``."""
+    broker = dict(meta.get("broker") or {})
+    transport = meta.get("transport") or broker.get("transport") or "rabbitmq"
+    product = broker.get("product") or {"rabbitmq": "RabbitMQ", "redis": "Redis"}.get(transport, transport)
+    version = broker.get("version") or broker.get("rabbitmq_version") or "(version unknown)"
+    extra = f"; persistence {meta['redis_persistence']}" if meta.get("redis_persistence") else ""
+    return f"{product} {version} (transport {transport}, {broker.get('kind', '?')} broker{extra})"
+
+
 def table(rows: list[Row], meta: Mapping[str, Any]) -> list[str]:
     """The terminal table: a line per failure, then what would change it, the catalogue scenario that shows
     that, and what the audit noticed."""
@@ -94,6 +108,7 @@ def table(rows: list[Row], meta: Mapping[str, Any]) -> list[str]:
     lines = [
         f"harness audit of {meta.get('celery_app', '?')}: {meta.get('describe', '')}",
         f"worker {meta.get('worker', '?')}; settings over the app's: {value_text(meta.get('audit_config') or {}, 200)}",
+        f"broker {broker_text(meta)}",
         "",
         f"{'failure':<{width}}  {'tasks':>5}  {'fates':<{fates_width}}  decided by",
     ]
@@ -111,6 +126,8 @@ def table(rows: list[Row], meta: Mapping[str, Any]) -> list[str]:
             lines.append(f"    shown by: {row.lever['shown_by'] or 'no catalogue scenario yet'}")
         for note in row.notes:
             lines.append(f"    noticed: {note}")
+        if row.differs:
+            lines.append(f"    {row.differs}")
     return lines
 
 
@@ -123,7 +140,7 @@ def as_json(rows: list[Row], meta: Mapping[str, Any]) -> str:
 # What makes two audits' rows comparable: the same app, task, worker, settings as the worker ran them and
 # accepted limits. Rows of an audit that differs in any of these are another audit's: never merged.
 SAME_AUDIT = ("celery_app", "task", "like", "args", "queue", "work_s", "worker", "audit_config", "expect", "settings",
-              "task_options")  # fmt: skip
+              "task_options", "transport", "redis_persistence")  # fmt: skip
 
 
 def merge(rows: list[Row], meta: Mapping[str, Any], previous: str | None) -> tuple[list[Row], list[Row]]:
@@ -167,7 +184,7 @@ def html_section(rows: list[Row], meta: Mapping[str, Any]) -> str:
         change = f"{e(lever['change'])}: {e(lever['effect'])}" if lever else ""
         if lever.get("shown_by"):
             change += f" <span class=nodeid>({e(lever['shown_by'])})</span>"
-        notes = "".join(f"<br><em>{e(note)}</em>" for note in row.notes)
+        notes = "".join(f"<br><em>{e(note)}</em>" for note in [*row.notes, *([row.differs] if row.differs else [])])
         fates = e(fates_text(row.fates)) if row.outcome == "recorded" else e(row.outcome)
         if row.exceeded:
             fates += f"<br><strong>more than accepted: {e('; '.join(row.exceeded))}</strong>"
@@ -178,8 +195,9 @@ def html_section(rows: list[Row], meta: Mapping[str, Any]) -> str:
     return f"""
 <section class="audit" id="audit">
   <h2>Resilience audit of {e(str(meta.get("celery_app", "?")))}</h2>
-  <p>{e(str(meta.get("describe", "")))}; worker {e(str(meta.get("worker", "?")))}. Each failure's tasks and what
-  became of them, the settings that decided it as the worker ran it, and what would change it.</p>
+  <p>{e(str(meta.get("describe", "")))}; worker {e(str(meta.get("worker", "?")))};
+  broker {e(broker_text(meta))}. Each failure's tasks and what became of them, the settings that decided it
+  as the worker ran it, and what would change it.</p>
   <table class="fates"><tr><th>failure</th><th>tasks</th><th>fates</th><th>decided by</th><th>to change it</th></tr>
   {"".join(body)}</table>
 </section>"""
@@ -196,6 +214,10 @@ class AuditRecorder:
 
     def add(self, row: Row) -> None:
         self.rows = [r for r in self.rows if r.failure != row.failure] + [row]
+
+    def not_applicable(self, failure: str, why: str, nodeid: str = "") -> None:
+        """A failure that does not apply on this run's broker family: a row saying why, never a fate."""
+        self.add(Row.of(failure, outcome="not applicable", notes=[why], nodeid=nodeid))
 
     def has(self, failure: str) -> bool:
         return any(row.failure == failure for row in self.rows)

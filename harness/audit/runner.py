@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from harness.audit.failures import BY_KEY, facts
+from harness.audit.failures import BY_KEY, Failure, facts
 from harness.audit.plan import AuditPlan
 from harness.audit.results import AuditRecorder, Row, lever_dict
 from harness.ledger import Ledger
@@ -73,6 +73,7 @@ class Audit:
         vhost: ScenarioSpace,
         recorder: AuditRecorder,
         nodeid: str = "",
+        failures: list[Failure] | None = None,
     ) -> None:
         self.plan = plan
         self.stack = stack
@@ -83,6 +84,18 @@ class Audit:
         self.notes: dict[str, list[str]] = {}
         self.broker: dict[str, Any] = {}
         self.observed: dict[str, Any] = {}  # facts the scenario saw (e.g. prefetched_behind), with the settings'
+        # The scenario's failures as the audit runs them on this broker family (None: every one, as defined).
+        self.failures = {f.key: f for f in failures} if failures is not None else None
+
+    @property
+    def transport(self) -> str:
+        return self.vhost.transport
+
+    def failure(self, key: str) -> Failure | None:
+        """The failure as it runs on this family; None if it does not apply here (its row says why already)."""
+        if self.failures is None:
+            return BY_KEY[key].on_transport(self.transport) if BY_KEY[key].why_not(self.transport) is None else None
+        return self.failures.get(key)
 
     # -- what runs -----------------------------------------------------------------------------
     @property
@@ -183,12 +196,27 @@ class Audit:
         entries = self.ledger.journal.entries() if self.ledger.journal else []
         started_by = {e.uuid: e.pid for e in entries if e.type == "task-started"}  # the latest start's process
         worker_up = self.stack.state(self.worker) == "RUNNING"
+        unacked = self.unacked_ids()
         return [
             task_id
             for task_id in ids
             if task_id in histories
-            and is_held(histories[task_id], worker_up, psutil.pid_exists(started_by.get(task_id, -1)))
-        ]
+            and is_held(histories[task_id], worker_up and (unacked is None or task_id in unacked),
+                        psutil.pid_exists(started_by.get(task_id, -1)))
+        ]  # fmt: skip
+
+    def unacked_ids(self) -> set[str] | None:
+        """The tasks whose message the broker holds unacknowledged, where it can tell which (Redis: its ``unacked``
+        hash); None where it cannot (RabbitMQ), or cannot now (Redis restarting). A task a worker received whose
+        message is not there is held by no one: a restarted Redis without persistence forgot it, and the worker
+        dropped what it had prefetched when its connection died."""
+        held = getattr(self.vhost, "held", None)
+        if held is None:
+            return None
+        try:
+            return set(held())
+        except Exception:  # the server restarting: not known
+            return None
 
     def ready(self) -> int | None:
         """Messages ready in the vhost's queues (None while the broker cannot tell)."""
@@ -199,7 +227,8 @@ class Audit:
 
     def settle(self, ids: TaskIds, timeout: float | None = None) -> None:
         """Wait until every task ended, or nothing moved for ``QUIET_S`` with no task held by a live process
-        and no message ready; by default for ``SETTLE_S`` beyond a probe's work (one cut short runs again)."""
+        and no message ready (or the worker exited by itself, leaving them queued); by default for ``SETTLE_S``
+        beyond a probe's work (one cut short runs again)."""
         ids = ids_of(ids, "audit.settle")
         timeout = self.outlasting(SETTLE_S) if timeout is None else timeout
         last: dict[str, Any] = {"state": None, "since": time.monotonic()}
@@ -209,7 +238,9 @@ class Audit:
             state = (ended, self.ledger.event_count(ids), len(self.in_hand(ids)), self.ready())
             if state != last["state"]:
                 last.update(state=state, since=time.monotonic())
-            still = state[2] == 0 and state[3] == 0 and time.monotonic() - last["since"] >= QUIET_S
+            # A ready message moves only while the worker runs: one that exited by itself leaves it queued.
+            waits = state[3] == 0 or self.exited()
+            still = state[2] == 0 and waits and time.monotonic() - last["since"] >= QUIET_S
             return ended, len(ids), still
 
         eventually(
@@ -269,6 +300,11 @@ class Audit:
     def exited(self) -> bool:
         return self.stack.state(self.worker) in STOPPED_STATES
 
+    def why_exited(self) -> str:
+        """What the worker said as it exited (its state, exit status and the error line of its stderr)."""
+        lines = [line for line in self.stack.not_running() if line.startswith(f"{self.worker} ")]
+        return lines[0] if lines else f"{self.worker} is {self.stack.state(self.worker)}"
+
     def facts(self) -> dict[str, Any]:
         """The facts the rows are decided by, as the worker ran the app (before any observation)."""
         worker = {"concurrency": self.concurrency, "pool": self.plan.worker.pool}
@@ -297,7 +333,11 @@ class Audit:
         breaches = []
         for key, given in groups.items():
             ids = ids_of(given, f"audit.record({key}=...)")
-            failure = BY_KEY[key]
+            failure = self.failure(key)
+            if failure is None:  # not applicable on this broker family: its row says so already
+                continue
+            for note in failure.noted(known):
+                self.note(key, note)
             counts = {fate: n for fate in FATES if (n := sum(1 for i in ids if fate_of.get(i) == fate))}
             if counts.get("queued"):
                 where = sorted({verdict.where.get(i, "a queue") for i in ids if fate_of.get(i) == "queued"})
@@ -307,7 +347,7 @@ class Audit:
                 key, tasks=len(ids), fates=counts, decided_by=failure.deciding(known),
                 lever=lever_dict(failure.lever(known), known), same_as=failure.same_as(known),
                 notes=self.notes.get(key, []), exceeded=self.plan.expectations.exceeded(key, counts),
-                nodeid=self.nodeid,
+                nodeid=self.nodeid, differs=failure.differs,
             )  # fmt: skip
             self.recorder.add(row)
             if row.exceeded:
@@ -319,13 +359,23 @@ class Audit:
 
     def meta(self, config: dict[str, Any]) -> dict[str, Any]:
         worker = self.plan.worker
+        settings = config.get("settings")
+        if settings is not None and any(
+            "broker_transport_options" in f.settings for f in (self.failures or {}).values()
+        ):
+            # A row's own transport options (Redis's short visibility_timeout) are said in its notes; the audit's
+            # settings are the app's, so that every row's run describes the same audit.
+            settings = {**settings, "broker_transport_options": self.plan.transport_options}
+        redis = {"redis_persistence": self.plan.redis_persistence} if self.transport == "redis" else {}
         return {
+            **redis,
+            "transport": self.transport,
             **self.plan.as_dict(),
             "describe": self.plan.describe(),
             "worker": f"{worker.name} (-Q {','.join(worker.queues or ())} -c {self.concurrency} -P {worker.pool}; "
             f"concurrency from {self.plan.concurrency_from})",
             "concurrency": self.concurrency,
-            "settings": config.get("settings"),
+            "settings": settings,
             "task_options": (config.get("tasks") or {}).get(self.plan.task),
             "broker": {**self.recorder.meta.get("broker", {}), **self.broker, "kind": self.vhost.broker.kind},
         }
