@@ -121,4 +121,4 @@ def own_transport(info: dict[str, Any]) -> str | None:
     if env:
         return transport_of_url(env)
     scheme = info.get("own_broker_scheme")
-    return transport_of_url(f"{scheme}://") if scheme else None
+    return transport_of_url(f"{scheme}://") if scheme and scheme != "env" else None

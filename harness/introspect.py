@@ -143,7 +143,11 @@ def describe(app: Any) -> dict[str, Any]:
 
 
 def own_broker_scheme(app) -> str | None:
+    """The scheme of the app's own broker setting; ``"env"`` when the app took it from ``CELERY_BROKER_URL`` (which
+    the harness sets here to a placeholder: the user's environment decides, read by the harness itself)."""
     raw = app.conf.get("broker_url") or app.conf.get("broker_host")
+    if raw and str(raw) == os.environ.get("CELERY_BROKER_URL"):
+        return "env"
     return str(raw).split("://", 1)[0].lower() if raw and "://" in str(raw) else None
 
 

@@ -1,0 +1,34 @@
+"""harness.app_info.own_transport: the broker family an app is configured for, read in a process of its own
+(``--harness-transport auto`` follows it; a run on another family says so)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.app_info import introspect, own_transport
+
+APPS = {
+    "own_redis": 'from celery import Celery\napp = Celery("p", broker="redis://cache.example:6379/0")\n',
+    "own_amqp": 'from celery import Celery\napp = Celery("p")\napp.conf.broker_url = "amqp://guest@rabbit//"\n',
+    "from_env": 'import os\nfrom celery import Celery\napp = Celery("p", broker=os.environ["CELERY_BROKER_URL"])\n',
+    "none": 'from celery import Celery\napp = Celery("p")\n',
+}
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"), [("own_redis", "redis"), ("own_amqp", "rabbitmq"), ("from_env", None), ("none", None)]
+)
+def test_the_apps_own_broker_decides_its_family(tmp_path: Path, monkeypatch, module: str, expected: str | None):
+    """An app that takes its broker from CELERY_BROKER_URL has no family of its own: the harness's placeholder
+    there is not the app's choice."""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    (tmp_path / f"{module}.py").write_text(APPS[module])
+    assert own_transport(introspect(f"{module}:app", str(tmp_path), workdir=tmp_path)) == expected
+
+
+def test_the_users_environment_names_the_family_of_an_app_that_reads_it(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://cache.example:6379/0")
+    (tmp_path / "from_env.py").write_text(APPS["from_env"])
+    assert own_transport(introspect("from_env:app", str(tmp_path), workdir=tmp_path)) == "redis"
