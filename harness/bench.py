@@ -19,6 +19,10 @@ Figures (seconds):
 - suite_serial_s / suite_parallel_s (``--suite``): the whole scenario suite on the local provider, serial and
   with ``-n`` the first of ``--workers`` (target: parallel <= 0.25 x serial); suite_parallel_<N>_workers_s for
   each count of ``--workers 3,4,6``;
+- with ``--transport redis``: raw_broker_boot_s is a plain ``redis-server`` with the same config to answering
+  PING, broker_boot_s the ``local`` Redis provider, and the figures above run on Redis; ``--redis-suite`` adds
+  redis_suite_s and redis_suite_cpu_s, the Redis catalogue (``pytest scenarios -m redis``) serially on its own
+  private server: wall time and CPU-seconds (user + system, every process it started and waited for);
 - audit_s: the resilience audit (``pytest --pyargs harness.audit``) once, from its broker being up to its
   end, its run report and JSON written (target <= 60 s). Its broker faults need a broker it owns, so it
   boots its own (``--broker`` local or docker; not measured with ``--broker url``), and the clock starts
@@ -121,6 +125,9 @@ def empty_scenario(broker: Broker, spec: StackSpec, work_root: Path) -> float:
 def broker_args(broker: Broker) -> list[str]:
     """Run pytest against the already running broker."""
     e = broker.endpoint
+    if broker.transport == "redis":
+        return ["--harness-transport", "redis", "--harness-broker", "url", "--harness-broker-url", e.url(),
+                "--harness-no-report"]  # fmt: skip
     args = ["--harness-broker", "url", "--harness-broker-url", e.amqp_url(), "--harness-no-report"]
     return args + (["--harness-management-url", e.management_url] if e.management_url else [])
 
@@ -196,8 +203,68 @@ def raw_container_boot(image: str, network: str) -> float:
         client.close()
 
 
+def raw_redis_boot(work_root: str) -> float:
+    """A bare ``redis-server`` on the local provider's config, polled for PING every 20 ms: no harness code."""
+    from harness.brokers.redis.local import LocalRedis
+
+    server = LocalRedis(work_root=work_root)  # only for its folder, config and port
+    started = time.monotonic()
+    process = subprocess.Popen([server.server, str(server.config)], stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", server.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return time.monotonic() - started
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() - started > 30:
+                raise RuntimeError("the raw redis-server did not come up")
+            time.sleep(0.02)
+    finally:
+        process.kill()
+        process.wait()
+        shutil.rmtree(server.dir, ignore_errors=True)
+
+
+def boot_redis(options: argparse.Namespace, work_root: Path, add: Callable[[str, float], None]) -> Broker:
+    from harness.brokers.redis.local import LocalRedis
+    from harness.brokers.redis.url import UrlRedis
+
+    if options.broker == "url":
+        broker: Broker = UrlRedis(options.broker_url or "redis://127.0.0.1:6379/15")
+        add("broker_boot_s", timed(broker.start))
+        return broker
+    kept: Broker | None = None
+    for _ in range(options.repeat):
+        add("raw_broker_boot_s", raw_redis_boot(str(work_root)))
+        candidate = LocalRedis(work_root=str(work_root))
+        add("broker_boot_s", timed(candidate.start))
+        if kept is None:
+            kept = candidate
+        else:
+            candidate.close()
+    assert kept is not None
+    return kept
+
+
+def redis_suite(add: Callable[[str, float], None]) -> None:
+    """The Redis catalogue once, serially, on its own private server: wall time and CPU-seconds."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, _ = wall(["scenarios", "-m", "redis", "--harness-transport", "redis", "--harness-broker", "local",
+                       "--harness-no-report"])  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    add("redis_suite_s", seconds)
+    add("redis_suite_cpu_s", (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+
+
 def boot(kind: str, options: argparse.Namespace, work_root: Path, add: Callable[[str, float], None]) -> Broker:
     """Measure the provider's boot (next to a raw boot of the same broker) ``repeat`` times; keep one."""
+    if options.transport == "redis":
+        return boot_redis(options, work_root, add)
     if kind == "url":
         broker: Broker = UrlBroker(options.broker_url or "amqp://guest:guest@127.0.0.1:5672//")
         add("broker_boot_s", timed(broker.start))
@@ -305,9 +372,12 @@ def measure(options: argparse.Namespace) -> dict[str, float]:
                 add("seed_suite_s", seed_suite(broker, work_root))
         finally:
             broker.close()
-        if options.audit and options.broker != "url":  # after the bench's broker is gone: one boots at a time
+        # After the bench's broker is gone (one boots at a time); the audit's own broker is RabbitMQ's here.
+        if options.audit and options.broker != "url" and options.transport == "rabbitmq":
             add("audit_s", audit(options, work_root))
-        if options.single:
+        if options.redis_suite:
+            redis_suite(add)
+        if options.single and options.transport == "rabbitmq":  # the warm broker is RabbitMQ's
             single_scenario(options, add)
         if options.suite:
             whole_suite(options, add)
@@ -329,6 +399,8 @@ def _counts(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--broker", choices=("local", "docker", "url"), default="local")
+    parser.add_argument("--transport", choices=("rabbitmq", "redis"), default="rabbitmq", help="the broker family")
+    parser.add_argument("--redis-suite", action="store_true", help="also run the Redis catalogue: wall and CPU")
     parser.add_argument("--rabbitmq-image", default=DEFAULT_IMAGE, help="for --broker docker")
     parser.add_argument("--docker-network", choices=NETWORKS, default="bridge", help="for --broker docker")
     parser.add_argument("--broker-url", help="for --broker url (default: the guest broker on 127.0.0.1:5672)")
@@ -365,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     figures = measure(args)
     width = max(map(len, figures))
-    print(f"{'figure':<{width}}  seconds (median of {args.repeat}, --broker {args.broker})")
+    print(f"{'figure':<{width}}  seconds (median of {args.repeat}, --broker {args.broker}, {args.transport})")
     for name, value in figures.items():
         print(f"{name:<{width}}  {value:8.3f}")
     raw = figures.get("raw_broker_boot_s") or figures.get("raw_container_boot_s")
