@@ -46,10 +46,27 @@ def introspect(
     command, launcher_env = harness_module(
         python or sys.executable, "introspect", workdir or Path(tempfile.gettempdir())
     )
-    env = {
-        **os.environ, **(env or {}), **launcher_env,
-        "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", INTROSPECTION_BROKER),
-    }  # fmt: skip
+    base = {**os.environ, **(env or {}), **launcher_env}
+    document, done = _read(command, cwd, base, celery_app, named_by, paths, foreign_tree, timeout, workdir)
+    if (done.returncode != 0 or "error" in document) and "CELERY_BROKER_URL" not in base:
+        # An app that insists on a broker URL at import gets the placeholder, and is read again. Not at first: an
+        # app that falls back on a broker of its own (os.environ.get("CELERY_BROKER_URL", "redis://...")) must
+        # show that one, which says the family it is configured for.
+        base["CELERY_BROKER_URL"] = INTROSPECTION_BROKER
+        document, done = _read(command, cwd, base, celery_app, named_by, paths, foreign_tree, timeout, workdir)
+    if "error" in document:
+        raise HarnessError(document["error"])
+    if done.returncode != 0 or not document:
+        why = last_error_line(done.stderr) or f"exit status {done.returncode}"
+        raise HarnessError(f"{named_by} {celery_app} could not be read: {why}")
+    return document
+
+
+def _read(
+    command: list[str], cwd: str, env: dict[str, str], celery_app: str, named_by: str, paths: Sequence[str],
+    foreign_tree: str | None, timeout: float, workdir: Path | None,
+) -> tuple[dict[str, Any], subprocess.CompletedProcess]:  # fmt: skip
+    """One reading of the app in a child process: its document (``{}`` if it wrote none) and how it exited."""
     with tempfile.TemporaryDirectory(prefix="harness-introspect-", dir=workdir) as folder:
         report = Path(folder) / "app.json"
         command = [*command, "--celery-app", celery_app, f"--named-by={named_by}", f"--report={report}"]
@@ -66,12 +83,7 @@ def introspect(
             document = json.loads(report.read_text())
         except (OSError, ValueError):
             document = None
-    if isinstance(document, dict) and "error" in document:
-        raise HarnessError(document["error"])
-    if done.returncode != 0 or not isinstance(document, dict):
-        why = last_error_line(done.stderr) or f"exit status {done.returncode}"
-        raise HarnessError(f"{named_by} {celery_app} could not be read: {why}")
-    return document
+    return (document if isinstance(document, dict) else {}), done
 
 
 class AppInfo:

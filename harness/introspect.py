@@ -146,9 +146,12 @@ def own_broker_scheme(app) -> str | None:
     """The scheme of the app's own broker setting; ``"env"`` when the app took it from ``CELERY_BROKER_URL`` (which
     the harness sets here to a placeholder: the user's environment decides, read by the harness itself)."""
     raw = app.conf.get("broker_url") or app.conf.get("broker_host")
-    if raw and str(raw) == os.environ.get("CELERY_BROKER_URL"):
+    if isinstance(raw, (list, tuple)):  # failover URLs: the first is the broker
+        raw = raw[0] if raw else None
+    raw = str(raw).split(";", 1)[0].strip() if raw else None  # "url1;url2": failover too
+    if raw and raw == os.environ.get("CELERY_BROKER_URL"):
         return "env"
-    return str(raw).split("://", 1)[0].lower() if raw and "://" in str(raw) else None
+    return raw.split("://", 1)[0].lower() if raw and "://" in raw else None
 
 
 def routed_queues(info: dict) -> tuple[str, ...]:

@@ -110,7 +110,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    """The RabbitMQ version asked for (the one that ran is said once the broker answers, and in the report)."""
+    """The broker family asked for, and on RabbitMQ the version (the one that ran is said once the broker answers,
+    and in the report)."""
+    transport = options.get(config, "harness_transport")
+    if transport != "rabbitmq":
+        return f"harness: transport {transport} (--harness-transport)"
     return f"harness: RabbitMQ version {options.get(config, 'harness_rabbitmq_version')} (--harness-rabbitmq-version)"
 
 

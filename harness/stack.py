@@ -69,11 +69,15 @@ COPIED_PACKAGE = "_celery_harness"
 
 
 def stderr_gist(text: str, limit: int = 400) -> str:
-    """What a program's stderr says of why it stopped: the line that names the error (``SomethingError: ...``,
-    with the two after it, where click-style errors put the reason); else its last paragraphs, up to about
+    """What a program's stderr says of why it stopped: Celery's "Unrecoverable error" line of a worker that gave up;
+    else the line that names the error (``SomethingError: ...``, with the two after it, where click-style errors put
+    the reason); else its last paragraphs, up to about
     ``limit`` characters, whole (Celery's refusal to run a pickle-accepting worker as root says why and the
     fix two paragraphs above its last line, "User information: uid=0 ...")."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    fatal = [line for line in lines if "Unrecoverable error:" in line]  # Celery's word for why a worker stopped
+    if fatal:
+        return fatal[-1].split("Unrecoverable error:", 1)[1].strip()
     starts = [i for i, line in enumerate(lines) if _ERROR_LINE.match(line)]
     if starts:
         return " ".join(lines[starts[-1] : starts[-1] + 3])

@@ -14,15 +14,22 @@ APPS = {
     "own_amqp": 'from celery import Celery\napp = Celery("p")\napp.conf.broker_url = "amqp://guest@rabbit//"\n',
     "from_env": 'import os\nfrom celery import Celery\napp = Celery("p", broker=os.environ["CELERY_BROKER_URL"])\n',
     "none": 'from celery import Celery\napp = Celery("p")\n',
+    "env_default": "import os\nfrom celery import Celery\n"
+    'app = Celery("p", broker=os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0"))\n',
+    "failover": 'from celery import Celery\napp = Celery("p", broker=("redis://a:6379",))\n',
 }
 
 
 @pytest.mark.parametrize(
-    ("module", "expected"), [("own_redis", "redis"), ("own_amqp", "rabbitmq"), ("from_env", None), ("none", None)]
-)
+    ("module", "expected"),
+    [
+        ("own_redis", "redis"), ("own_amqp", "rabbitmq"), ("from_env", None), ("none", None),
+        ("env_default", "redis"), ("failover", "redis"),
+    ],
+)  # fmt: skip
 def test_the_apps_own_broker_decides_its_family(tmp_path: Path, monkeypatch, module: str, expected: str | None):
-    """An app that takes its broker from CELERY_BROKER_URL has no family of its own: the harness's placeholder
-    there is not the app's choice."""
+    """An app that takes its broker from CELERY_BROKER_URL has no family of its own (the harness's placeholder there
+    is not the app's choice), unless it falls back on one; a list of failover URLs names its family too."""
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     (tmp_path / f"{module}.py").write_text(APPS[module])
     assert own_transport(introspect(f"{module}:app", str(tmp_path), workdir=tmp_path)) == expected

@@ -267,3 +267,14 @@ def test_why_a_program_stopped_is_read_whole_from_its_stderr():
     )
     log = "\n".join(f"[INFO] line {n}" for n in range(10))
     assert harness.stack.stderr_gist(log) == "[INFO] line 7 [INFO] line 8 [INFO] line 9"
+
+
+def test_a_workers_unrecoverable_error_is_why_it_stopped_not_a_later_handlers_error() -> None:
+    log = (
+        "[2026-12-07 04:23:54: CRITICAL/MainProcess] Unrecoverable error: AttributeError(\"'NoneType' object has no "
+        "attribute 'hostname'\")\nTraceback (most recent call last):\n  ...\nAttributeError: 'NoneType' object has "
+        "no attribute 'hostname'\n[2026-12-07 04:23:55: WARNING/ForkPoolWorker-1] Signal handler raised: "
+        "AttributeError(\"'DisabledBackend' object has no attribute '_get_task_meta_for'\")\n"
+        "AttributeError: 'DisabledBackend' object has no attribute '_get_task_meta_for'\n"
+    )
+    assert harness.stack.stderr_gist(log) == "AttributeError(\"'NoneType' object has no attribute 'hostname'\")"
