@@ -2,8 +2,7 @@
 
 import pytest
 
-from app_under_test.stack import HELLO_QUEUE, WORKER, demo
-from harness import visibility
+from app_under_test.stack import HELLO_QUEUE, WORKER
 from harness.producers import assert_all_queued
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.broker_fault]
@@ -90,42 +89,3 @@ def test_redis_shutdown_with_snapshots_keeps_the_whole_backlog(owned_broker, sta
     stack.start(WORKER)
     ledger.wait_settled(timeout=20)
     stack.verdict().assert_counts(succeeded=CLICKS)
-
-
-LONG = demo(work_seconds=3)  # a task runs while three more wait prefetched
-# Longer than the three held tasks take to run once they are back (9 s): else they are put back twice.
-HELD_VISIBILITY_S = 10
-
-
-@pytest.mark.celery_config(broker_transport_options=visibility(HELD_VISIBILITY_S))
-@pytest.mark.parametrize(("persistence", "back"), [("off", 0), ("aof-always", 3)], ids=["no-persistence", "aof-always"])
-@pytest.mark.parametrize("stack_spec", [LONG], indirect=True, ids=["busy-worker"])
-def test_redis_crash_while_a_worker_holds_tasks_kills_the_worker(
-    owned_broker, stack, producer, vhost, ledger, persistence, back
-):
-    """Redis crashes and is back at once while a worker runs one task and holds three more, prefetched.
-
-    What a user sees: the worker process exits. As its connection drops, kombu puts the held messages back, and
-    that restore fails on the dead connection (``AttributeError: 'NoneType' object has no attribute
-    'hostname'`` in ``kombu/transport/redis.py``, kombu 5.7.0): "Unrecoverable error", and the worker is gone
-    until something restarts it (seen with three held tasks; with one held, the worker rode the crash out). The
-    task that was running still ends (its pool process finishes it). The three it held: without persistence they
-    are gone with the crash; with an append-only file Redis still holds them unacknowledged, and once a worker runs
-    again they come back after ``visibility_timeout``.
-    """
-    owned_broker.persistence(persistence)
-    ids, running = stack.busy_worker(4)
-
-    owned_broker.restart_broker("crash")
-
-    stack.wait_exited(WORKER, timeout=20)
-    ledger.wait_settled([running], timeout=10)
-    stack.start(WORKER)  # what a process manager does
-    held = [i for i in ids if i != running]
-    if back:
-        ledger.wait_settled(held, timeout=HELD_VISIBILITY_S + 25)
-    else:
-        ledger.assert_quiet(held, for_=QUIET_S, why="nothing survived the crash")
-    verdict = stack.verdict()
-    verdict.assert_counts(succeeded=1 + back, lost=3 - back)
-    assert running in verdict.ids("succeeded")
