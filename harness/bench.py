@@ -65,6 +65,13 @@ from harness.ports import free_ports
 from harness.spec import StackSpec
 from harness.standalone import running
 
+# The worker-outage story of each family: the scenario file --outage times by default.
+OUTAGE = {
+    "rabbitmq": "scenarios/test_worker_outage.py",
+    "redis": "scenarios/redis/test_worker_faults_on_redis.py::"
+    "test_worker_outage_on_redis_tasks_wait_in_the_list_and_all_run_once",
+}
+
 
 def _answer(amqp_port: int, management_port: int) -> bool:
     try:
@@ -424,8 +431,12 @@ def main(argv: list[str] | None = None) -> int:
         help="pytest-xdist workers for suite_parallel_s; a list (3,4,6) also times the others",
     )  # fmt: skip
     parser.add_argument("--stack", default=None, help="module:attribute of the StackSpec (default: ini harness_stack)")
-    parser.add_argument("--outage", default="scenarios/test_worker_outage.py", help="the scenario file to time")
+    parser.add_argument("--outage", default=None, help="the scenario file to time (default: the worker outage story)")
     args = parser.parse_args(argv)
+    if args.outage is None:
+        args.outage = OUTAGE[args.transport]
+    if args.transport == "redis":
+        args.seed = False  # the seed lessons are RabbitMQ's stories
     stack = args.stack or ini_value("harness_stack")
     if not stack:
         parser.error("no stack: pass --stack module:attribute, or set harness_stack in the pytest ini of this folder")

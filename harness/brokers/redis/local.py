@@ -69,7 +69,8 @@ class LocalRedis(RedisBroker):
 
     def start(self) -> None:
         self._executor = OwnedTCPExecutor(
-            [self.server, str(self.config)], host="127.0.0.1", port=self.port, timeout=self.boot_timeout
+            [self.server, str(self.config)], host="127.0.0.1", port=self.port, timeout=self.boot_timeout,
+            sleep=0.005,  # a Redis answers within milliseconds: mirakuru's default 0.1 s poll would be most of it
         )  # fmt: skip
         try:
             self._executor.start()
