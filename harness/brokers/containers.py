@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 from harness.errors import HarnessError
 
@@ -64,3 +65,31 @@ def remove_leftovers(client) -> list[str]:
         container.remove(force=True)
         removed.append(container.short_id)
     return removed
+
+
+def ensure_image(client, image: str, problem: Callable[[str], str], pull: bool = True) -> None:
+    """Pull ``image`` if the engine does not have it (``pull`` False: an image that is only ever built here), so
+    that a failed pull is named as such; ``problem(reason)`` is the one sentence to raise."""
+    import docker.errors
+
+    try:
+        client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    if not pull:
+        raise HarnessError(problem("it is not on the Docker engine"))
+    try:
+        client.images.pull(image)
+    except docker.errors.APIError as exc:
+        reason = " ".join(str(exc.explanation or exc).split())[:200]
+        raise HarnessError(problem(f"it is not here and the pull failed: {reason}")) from None
+
+
+def log_tail(container, lines: int = 3) -> str:
+    """The last lines of a testcontainers container's log, on one line ("" if it is gone)."""
+    try:
+        out = container.get_wrapped_container().logs(tail=lines).decode(errors="replace")
+    except Exception:  # the container may already be gone
+        return ""
+    return " | ".join(line.strip() for line in out.splitlines() if line.strip())

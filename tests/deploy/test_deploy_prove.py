@@ -71,13 +71,11 @@ def test_the_proof_confirms_every_breaking_change_with_real_processes(deploy_che
     assert report.exit_status == 1  # breaking changes, and no contradiction
 
 
-def test_the_command_proves_the_demos_new_required_parameter(broker, tmp_path: Path):
-    endpoint = broker.endpoint
+def prove_the_demos_new_required_parameter(broker_args: list[str], tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "harness.deploy_check", "--base-app", "app_under_test.tasks:app",
         "--app", "app_under_test.tasks_v2:app", "--calls", "positional", "--prove", "--format", "json",
-        "--env", "HELLO_WORK_SECONDS=0.05", "--harness-broker", "url", "--harness-broker-url", endpoint.amqp_url(),
-        "--harness-management-url", endpoint.management_url or "",
+        "--env", "HELLO_WORK_SECONDS=0.05", *broker_args,
     ]  # fmt: skip
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "TMPDIR": str(tmp_path)}
@@ -91,6 +89,20 @@ def test_the_command_proves_the_demos_new_required_parameter(broker, tmp_path: P
         ("queued", "failed TypeError", CONFIRMED),
     }
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_proves_the_demos_new_required_parameter(broker, tmp_path: Path):
+    endpoint = broker.endpoint
+    prove_the_demos_new_required_parameter(
+        ["--harness-broker", "url", "--harness-broker-url", endpoint.amqp_url(),
+         "--harness-management-url", endpoint.management_url or ""],
+        tmp_path,
+    )  # fmt: skip
+
+
+def test_the_command_proves_the_demos_new_required_parameter_on_redis(tmp_path: Path):
+    """The same proof on a private Redis: the space is a database, consumers are known from the workers."""
+    prove_the_demos_new_required_parameter(["--harness-transport", "redis", "--harness-broker", "local"], tmp_path)
 
 
 # -- judging one message (no broker) ------------------------------------------------------------------
@@ -238,24 +250,3 @@ def test_a_time_limit_travels_in_the_message_as_the_checker_says(broker, tmp_pat
 
     assert verdict.ids("failed") == by_task and verdict.exception_types() == {"TimeLimitExceeded": 1}
     assert verdict.ids("succeeded") == by_name
-
-
-def test_the_command_proves_the_demos_new_required_parameter_on_redis(tmp_path: Path):
-    """The same proof on a private Redis: the space is a database, consumers are known from the workers."""
-    command = [
-        sys.executable, "-m", "harness.deploy_check", "--base-app", "app_under_test.tasks:app",
-        "--app", "app_under_test.tasks_v2:app", "--calls", "positional", "--prove", "--format", "json",
-        "--env", "HELLO_WORK_SECONDS=0.05", "--harness-transport", "redis", "--harness-broker", "local",
-    ]  # fmt: skip
-    done = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "TMPDIR": str(tmp_path)}
-    )
-
-    assert done.returncode == 1, done.stderr
-    rows = json.loads(done.stdout)["proof"]["rows"]
-    assert {(r["direction"], r["observed"], r["status"]) for r in rows} == {
-        (OLD_TO_NEW, "failed TypeError", CONFIRMED),
-        (NEW_TO_OLD, "failed TypeError", CONFIRMED),
-        ("queued", "failed TypeError", CONFIRMED),
-    }
-    assert list(tmp_path.iterdir()) == []

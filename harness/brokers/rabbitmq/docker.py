@@ -21,7 +21,16 @@ from dataclasses import dataclass, field
 
 import requests
 
-from harness.brokers.containers import LABEL, LABEL_HOST, LABEL_PID, docker_client, docker_problem, remove_leftovers
+from harness.brokers.containers import (
+    LABEL,
+    LABEL_HOST,
+    LABEL_PID,
+    docker_client,
+    docker_problem,
+    ensure_image,
+    log_tail,
+    remove_leftovers,
+)
 from harness.brokers.rabbitmq.base import Endpoint, RabbitMQBroker
 from harness.errors import HarnessError
 from harness.ports import free_ports
@@ -177,19 +186,7 @@ class DockerBroker(RabbitMQBroker):
         self._wait_ready()
 
     def _ensure_image(self, client) -> None:
-        """Pull the image if it is not here, so that a failed pull is named as such."""
-        import docker.errors
-
-        try:
-            client.images.get(self.image)
-            return
-        except docker.errors.ImageNotFound:
-            pass
-        try:
-            client.images.pull(self.image)
-        except docker.errors.APIError as exc:
-            reason = " ".join(str(exc.explanation or exc).split())[:200]
-            raise HarnessError(self._image_problem(f"it is not here and the pull failed: {reason}")) from None
+        ensure_image(client, self.image, self._image_problem, pull=True)
 
     def _image_problem(self, reason: str) -> str:
         return (
@@ -232,11 +229,7 @@ class DockerBroker(RabbitMQBroker):
         return "ready" if status == 200 else f"AMQP port {port} open, management API: HTTP {status}"
 
     def _log_tail(self, lines: int = 3) -> str:
-        try:
-            out = self._container.get_wrapped_container().logs(tail=lines).decode(errors="replace")
-        except Exception:  # the container may already be gone
-            return ""
-        return " | ".join(line.strip() for line in out.splitlines() if line.strip())
+        return log_tail(self._container, lines)
 
     # -- faults ------------------------------------------------------------------------------
     def _stop(self) -> None:

@@ -24,7 +24,16 @@ from dataclasses import dataclass, field
 
 import redis
 
-from harness.brokers.containers import LABEL, LABEL_HOST, LABEL_PID, docker_client, docker_problem, remove_leftovers
+from harness.brokers.containers import (
+    LABEL,
+    LABEL_HOST,
+    LABEL_PID,
+    docker_client,
+    docker_problem,
+    ensure_image,
+    log_tail,
+    remove_leftovers,
+)
 from harness.brokers.redis.base import RedisBroker, RedisEndpoint
 from harness.brokers.redis.local import DATABASES
 from harness.errors import HarnessError
@@ -144,22 +153,7 @@ class DockerRedis(RedisBroker):
         self._wait_ready()
 
     def _ensure_image(self, client) -> None:
-        """Pull a named image that is not here, so that a failed pull is named as such; the default image is only
-        ever built here (scripts/build-redis-image), never pulled."""
-        import docker.errors
-
-        try:
-            client.images.get(self.image)
-            return
-        except docker.errors.ImageNotFound:
-            pass
-        if self.image == DEFAULT_IMAGE:
-            raise HarnessError(self._image_problem("it is not on the Docker engine"))
-        try:
-            client.images.pull(self.image)
-        except docker.errors.APIError as exc:
-            reason = " ".join(str(exc.explanation or exc).split())[:200]
-            raise HarnessError(self._image_problem(f"it is not here and the pull failed: {reason}")) from None
+        ensure_image(client, self.image, self._image_problem, pull=self.image != DEFAULT_IMAGE)
 
     def _image_problem(self, reason: str) -> str:
         return (
@@ -199,11 +193,7 @@ class DockerRedis(RedisBroker):
         return "ready"
 
     def _log_tail(self, lines: int = 3) -> str:
-        try:
-            out = self._container.get_wrapped_container().logs(tail=lines).decode(errors="replace")
-        except Exception:  # the container may already be gone
-            return ""
-        return " | ".join(line.strip() for line in out.splitlines() if line.strip())
+        return log_tail(self._container, lines)
 
     # -- faults ------------------------------------------------------------------------------------
     def _stop_server(self, graceful: bool) -> None:
