@@ -19,14 +19,17 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from amqp.exceptions import ChannelError, NotFound, ResourceLocked
 from kombu import Connection
 
-from harness.brokers.rabbitmq.base import RabbitMQBroker as Broker
 from harness.errors import HarnessError
 from harness.space import Depth, ScenarioSpace, is_internal
 from harness.waiting import WaitTimeout, eventually
+
+if TYPE_CHECKING:  # the broker opens its vhosts: a type here, not an import
+    from harness.brokers.rabbitmq.base import RabbitMQBroker as Broker
 
 SHARED_VHOST_WAIT_S = 600  # a turn waits this long for the scenario before it (the longest take ~1 min)
 

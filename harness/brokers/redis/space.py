@@ -23,13 +23,16 @@ import itertools
 import json
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import redis
 
-from harness.brokers.redis.base import RedisBroker
 from harness.errors import HarnessError
 from harness.space import Depth, ScenarioSpace, is_internal
 from harness.waiting import WaitTimeout, eventually
+
+if TYPE_CHECKING:  # the server opens its spaces: a type here, not an import
+    from harness.brokers.redis.base import RedisBroker
 
 PRIORITY_SEP = "\x06\x16"
 PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's default priority_steps; step 0 is the plain list
