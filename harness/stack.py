@@ -438,6 +438,23 @@ class AppStack:
             timeout=timeout, what=f"{name} to reconnect to the broker (an event from it after the broker went down)",
         )  # fmt: skip
 
+    def wait_every_copy_ran(self, ids: Iterable[str], quiet: float, timeout: float) -> None:
+        """Wait until no queue of the space holds a message (ready or unacknowledged), every run of ``ids`` that
+        started has ended (each task at least once), and no step of theirs came for ``quiet`` seconds: a copy still
+        in flight (in a worker's socket, or about to be put back by a Redis restore) shows within that. Returns None.
+        """
+        ids = list(ids)
+
+        def done() -> bool:
+            runs = [self.ledger.history(i) for i in ids]
+            if not all(h.count("task-started") == h.count("task-succeeded") + h.count("task-failed") > 0 for h in runs):
+                return False
+            last = max(e.timestamp for h in runs for e in h.events)
+            idle = all(self.vhost.depth(q).total == 0 for q in self.vhost.queue_names())
+            return idle and time.time() - last > quiet
+
+        eventually(done, timeout=timeout, what=f"every copy of {len(ids)} tasks to have run, then {quiet:g} s quiet")
+
     def busy_worker(self, tasks: int, timeout: float = 10.0) -> tuple[list[str], str]:
         """Send ``tasks`` tasks and wait until the worker holds them all (running or prefetched) and runs one
         of them; return every id and the running one."""

@@ -1,13 +1,10 @@
 """A worker stopped, killed or shut down on Redis: where its tasks wait, and when they come back."""
 
-import time
-
 import pytest
 
 from app_under_test.stack import HELLO_QUEUE, WORKER, demo
 from harness.brokers.redis.base import visibility
 from harness.producers import assert_all_queued
-from harness.waiting import eventually
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.worker_fault]
 
@@ -106,7 +103,7 @@ def test_warm_shutdown_on_redis_puts_prefetched_tasks_back_at_once(stack, produc
 
 @pytest.mark.celery_config(broker_transport_options=FAST_RESTORE)
 @pytest.mark.parametrize("stack_spec", [LONG], indirect=True, ids=["prefetch-4"])
-def test_tasks_prefetched_longer_than_the_visibility_timeout_run_twice(stack, vhost, ledger):
+def test_tasks_prefetched_longer_than_the_visibility_timeout_run_twice(stack, ledger):
     """No fault at all: a worker with one pool process takes four 3-second tasks at once (Celery's default
     prefetch), and ``visibility_timeout`` is shorter than the wait of the last ones (here 4 s).
 
@@ -118,17 +115,7 @@ def test_tasks_prefetched_longer_than_the_visibility_timeout_run_twice(stack, vh
     """
     ids, _ = stack.busy_worker(4)
 
-    def every_copy_ran_and_all_is_quiet() -> bool:
-        runs = [ledger.history(i) for i in ids]
-        last = max(e.timestamp for h in runs for e in h.events)
-        return (
-            vhost.depth(HELLO_QUEUE).total == 0
-            and all(h.count("task-started") == h.count("task-succeeded") > 0 for h in runs)
-            and time.time() - last > VISIBILITY_TIMEOUT_S + 2
-        )
-
-    # Done when nothing is left anywhere and no step came for longer than a restore takes.
-    eventually(every_copy_ran_and_all_is_quiet, timeout=60, what="every copy to have run, and quiet")
+    stack.wait_every_copy_ran(ids, quiet=VISIBILITY_TIMEOUT_S + 2, timeout=60)
 
     verdict = stack.verdict()
     assert verdict.count("duplicated") >= 1, verdict.explain()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -123,6 +124,7 @@ class RedisSpace(ScenarioSpace):
         self.isolated = isolated
         self.url = broker.endpoint.url(db)
         self._client: redis.Redis | None = None
+        self._bindings_read: tuple[float, list[tuple[str, str, str]]] | None = None  # (monotonic time, bindings)
         self.turn: RedisTurn | None = None
 
     @classmethod
@@ -167,14 +169,18 @@ class RedisSpace(ScenarioSpace):
             client.close()
 
     # -- reading ------------------------------------------------------------------------------------
-    def _bindings(self) -> list[tuple[str, str, str]]:
-        """Every binding kombu recorded: (exchange, routing key, queue)."""
+    def _bindings(self, max_age: float = 0.0) -> list[tuple[str, str, str]]:
+        """Every binding kombu recorded: (exchange, routing key, queue); a reading ``max_age`` seconds old or newer
+        may be reused (they change only when a program declares a queue)."""
+        if self._bindings_read is not None and time.monotonic() - self._bindings_read[0] < max_age:
+            return self._bindings_read[1]
         found = []
         for key in self.client.scan_iter(match=f"{BINDINGS}*", count=1000):
             exchange = key.decode()[len(BINDINGS) :]
             for member in self.client.smembers(key):
                 routing_key, _, queue = member.decode().split(PRIORITY_SEP, 2)
                 found.append((exchange, routing_key, queue))
+        self._bindings_read = (time.monotonic(), found)
         return found
 
     def queue_names(self) -> list[str]:
@@ -189,9 +195,10 @@ class RedisSpace(ScenarioSpace):
         """``queue``'s bindings, (exchange, routing key) pairs, as kombu recorded them."""
         return {(exchange, key) for exchange, key, bound in self._bindings() if bound == queue}
 
-    def held(self) -> dict[str, str]:
-        """The messages workers hold unacknowledged (the ``unacked`` hash): task id -> its queue."""
-        routes = {(exchange, key): queue for exchange, key, queue in self._bindings()}
+    def held(self, max_age: float = 0.0) -> dict[str, str]:
+        """The messages workers hold unacknowledged (the ``unacked`` hash): task id -> its queue (the routes read
+        ``max_age`` seconds ago or later)."""
+        routes = {(exchange, key): queue for exchange, key, queue in self._bindings(max_age)}
         held = {}
         for raw in self.client.hvals(UNACKED):
             try:
@@ -205,13 +212,16 @@ class RedisSpace(ScenarioSpace):
 
     def depth(self, queue: str, unacked_within: float = 0.0) -> Depth:
         """``queue``'s counts now: ready (its lists' lengths) and unacknowledged (its messages in the ``unacked``
-        hash), both exact; no consumer count (``consumers`` None)."""
+        hash), both exact; no consumer count (``consumers`` None). ``unacked_within``: kombu's routing tables read
+        that recently may be reused (the sampler reads every 100 ms; the tables change only when a queue is
+        declared). A queue exists if it holds a message or is bound (an empty Redis list is no key)."""
         pipe = self.client.pipeline(transaction=False)
         for name in lists_of(queue):
             pipe.llen(name)
         ready = sum(pipe.execute())
-        unacked = sum(1 for q in self.held().values() if q == queue) if self.client.hlen(UNACKED) else 0
-        return Depth(ready, unacked, None, exists=bool(ready or unacked) or queue in self.queue_names())
+        unacked = sum(1 for q in self.held(unacked_within).values() if q == queue) if self.client.hlen(UNACKED) else 0
+        bound = any(bound == queue for _, _, bound in self._bindings(unacked_within))
+        return Depth(ready, unacked, None, exists=bool(ready or unacked) or bound)
 
     def peek_task_ids(self, queue: str, limit: int = 10_000) -> list[str]:
         """Task ids of the ready messages in ``queue``, oldest first, left in place (a read: nothing moves)."""
