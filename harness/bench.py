@@ -360,6 +360,40 @@ def whole_suite(options: argparse.Namespace, add: Callable[[str, float], None]) 
             add("suite_parallel_s", parallel)
 
 
+def suite_cpu(options: argparse.Namespace, add: Callable[[str, float], None]) -> None:
+    """The scenarios (``--cpu-select``, default the whole suite) once at ``-n`` the first of ``--workers``, with
+    their run report, as a contributor runs them: CPU-seconds in all (``suite_cpu_s``) and by kind of process
+    (``cpu_<kind>_s``, from ``harness.cpu``; the pytest processes' share less the report's drawing, which the
+    report's records measure), and each scenario's own, the ten dearest printed."""
+    from harness.cpu import CpuAccount
+
+    report = Path(tempfile.mkdtemp(prefix="harness-bench-cpu-report-"))
+    command = [sys.executable, "-m", "pytest", *options.cpu_select, "--harness-broker", "local", "-q",
+               "-p", "no:cacheprovider", "-n", str(options.workers[0]), f"--harness-report={report}"]  # fmt: skip
+    try:
+        with CpuAccount() as account:
+            started = time.monotonic()
+            done = account.run(command, capture_output=True, text=True)
+            seconds = time.monotonic() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}")
+        kinds = account.by_kind()
+        records = [json.loads(path.read_text()) for path in (report / "data").glob("*.json")]
+        drawing = sum(record.get("cpu", {}).get("drawing_s", 0.0) for record in records)
+        add("suite_cpu_wall_s", seconds)
+        add("suite_cpu_s", sum(kinds.values()))
+        for kind, value in kinds.items():
+            add(f"cpu_{kind.replace(' ', '_')}_s", value - (drawing if kind == "pytest" else 0.0))
+        add("cpu_report_drawing_s", drawing)
+        dearest = sorted(records, key=lambda r: -sum(r.get("cpu", {}).values()))[:10]
+        for record in dearest:
+            cpu = record.get("cpu", {})
+            parts = ", ".join(f"{name} {value:.1f}" for name, value in cpu.items())
+            print(f"scenario cpu {sum(cpu.values()):6.1f} s  {record['nodeid']} ({parts})", file=sys.stderr)
+    finally:
+        shutil.rmtree(report, ignore_errors=True)
+
+
 def measure(options: argparse.Namespace) -> dict[str, float]:
     work_root = Path(tempfile.mkdtemp(prefix="harness-bench-"))
     figures: dict[str, list[float]] = {}
@@ -369,6 +403,9 @@ def measure(options: argparse.Namespace) -> dict[str, float]:
         print(f"{name} {value:.3f}", file=sys.stderr, flush=True)  # as measured: a long bench shows progress
 
     try:
+        if options.cpu:  # on its own: the CPU of the run, not of a bench's broker booted beside it
+            suite_cpu(options, add)
+            return {name: round(statistics.median(values), 3) for name, values in figures.items()}
         broker = boot(options.broker, options, work_root, add)
         try:
             for _ in range(options.repeat):
@@ -430,6 +467,14 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=_counts, default=[3],
         help="pytest-xdist workers for suite_parallel_s; a list (3,4,6) also times the others",
     )  # fmt: skip
+    parser.add_argument(
+        "--cpu", action="store_true",
+        help="only the CPU figures: the suite (or --cpu-select) at -n WORKERS, CPU-seconds by kind of process",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cpu-select", nargs="+", default=["scenarios", "-m", "not redis"], metavar="PYTEST_ARG",
+        help="what --cpu runs (default: scenarios -m 'not redis', the RabbitMQ suite)",
+    )  # fmt: skip
     parser.add_argument("--stack", default=None, help="module:attribute of the StackSpec (default: ini harness_stack)")
     parser.add_argument("--outage", default=None, help="the scenario file to time (default: the worker outage story)")
     args = parser.parse_args(argv)
@@ -451,6 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'figure':<{width}}  seconds (median of {args.repeat}, --broker {args.broker}, {args.transport})")
     for name, value in figures.items():
         print(f"{name:<{width}}  {value:8.3f}")
+    if args.cpu:
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        return 0
     raw = figures.get("raw_broker_boot_s") or figures.get("raw_container_boot_s")
     if raw:
         print(f"{'broker boot / raw':<{width}}  {figures['broker_boot_s'] / raw:8.2f}x (target <= 1.10)")

@@ -10,6 +10,7 @@ import configparser
 import dataclasses
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -17,7 +18,7 @@ import pytest
 from supervisor.options import ProcessConfig, ServerOptions
 
 from harness.errors import HarnessError
-from harness.supervisor import Program, Supervisor, render_config
+from harness.supervisor import STOPPED_STATES, Program, Supervisor, render_config
 from harness.waiting import eventually
 
 
@@ -135,6 +136,32 @@ def test_a_replaced_program_runs_again_with_its_new_environment(tmp_path: Path) 
         eventually(lambda: out.read_text(), until=lambda text: text == "v2", timeout=10, what="v2")
         assert supervisor.state("app") == "RUNNING" and supervisor.info("app")["pid"] != before
         assert not psutil.pid_exists(before) or psutil.Process(before).status() == psutil.STATUS_ZOMBIE
+    finally:
+        supervisor.kill_programs()
+        supervisor.close()
+
+
+def test_a_slow_stop_costs_supervisord_almost_no_cpu(tmp_path: Path) -> None:
+    """A program that takes 1.5 s to stop (a worker's warm shutdown): stop_program returns once it has stopped,
+    and supervisord spends a small fraction of those 1.5 s on CPU (stopProcess with wait=True made it spin at
+    full speed for the whole stop: about 1.4 CPU-s)."""
+    code = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.5), sys.exit(0)));"
+        "print('up', flush=True); time.sleep(60)"
+    )
+    supervisor = Supervisor(tmp_path, [Program("slow", [sys.executable, "-c", code])]).start()
+    try:
+        out = tmp_path / "slow.out.log"  # "up" once its SIGTERM handler is in place
+        eventually(lambda: out.exists() and out.read_text(), until=lambda text: text == "up\n", timeout=10, what="up")
+        process = psutil.Process(supervisor.pid)
+        before = sum(process.cpu_times()[:2])
+        started = time.monotonic()
+        supervisor.stop_program("slow")
+        took = time.monotonic() - started
+        spent = sum(process.cpu_times()[:2]) - before
+        assert supervisor.state("slow") in STOPPED_STATES
+        assert took >= 1.4, f"stop_program returned after {took:.2f} s, before the program had stopped"
+        assert spent < 0.4, f"supervisord spent {spent:.2f} CPU-s during a {took:.1f} s stop"
     finally:
         supervisor.kill_programs()
         supervisor.close()
