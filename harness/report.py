@@ -27,6 +27,9 @@ from harness.plots import FATE_COLOURS, numbered, plot
 from harness.stack import AppStack
 from harness.verdict import FATES
 
+# The pytest process's CPU clock when the scenario's setup began: its record's ``cpu.pytest_s`` counts from there
+# (the stack's start, the scenario, its verdict; all the process's threads: event receivers, the depth sampler).
+CPU_AT_SETUP = pytest.StashKey[float]()
 FAILURE_CHARS = 6000  # of the failure's text shown: an assertion on a verdict lists the histories of 10 tasks a fate
 
 
@@ -336,15 +339,25 @@ class ReportPlugin:
             else:
                 self.staging.mkdir(parents=True, exist_ok=True)
                 slug = _slug(item.nodeid)
-                (self.staging / f"{slug}.json").write_text(json.dumps(record, indent=1))
-                # The section (its plot is ~0.4 s of matplotlib) is drawn here, by the process that ran the
+                record["cpu"] = {"pytest_s": time.process_time() - item.stash.get(CPU_AT_SETUP, 0.0)}
+                programs = stack.cpu_seconds()
+                if programs is not None:
+                    record["cpu"]["programs_s"] = programs
+                # The section (its plot is ~0.2 s of matplotlib) is drawn here, by the process that ran the
                 # scenario: with -n N the workers draw in parallel instead of the controller drawing every
                 # plot after the last scenario (measured: 30 s at the end of a 65-scenario run).
+                drawing = time.thread_time()  # this thread's: the scenario's own threads may still be running
                 try:
                     (self.staging / f"{slug}.html").write_text(section(record, f"data/{slug}.json"))
                 except Exception as exc:  # the controller draws it again, and says what fails
                     report.sections.append(("harness report", f"section not drawn: {exc!r}"))
+                record["cpu"]["drawing_s"] = time.thread_time() - drawing
+                (self.staging / f"{slug}.json").write_text(json.dumps(record, indent=1))
         return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        item.stash[CPU_AT_SETUP] = time.process_time()
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.writes_page or not self.staging.is_dir():

@@ -563,6 +563,24 @@ class AppStack:
                 live[info["pid"]] = name
         return live
 
+    def cpu_seconds(self) -> float | None:
+        """CPU-seconds the programs and their supervisord spent so far: supervisord's and every live
+        descendant's own time, plus what their exited children spent (counted when they were reaped); None
+        once supervisord is gone. The broker's share is not in it (one broker serves many scenarios)."""
+        try:
+            root = psutil.Process(self.supervisor.pid or -1)
+            processes = [root, *root.children(recursive=True)]
+        except (psutil.Error, ValueError):
+            return None
+        spent = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:  # exited meanwhile: its time is in its parent's children's share once reaped
+                continue
+            spent += times.user + times.system + times.children_user + times.children_system
+        return spent
+
     def not_running(self) -> list[str]:
         """One line per program that is not running now (stopped by the scenario, or exited by itself): its
         state, exit status and the line of its stderr that names the error."""
