@@ -38,8 +38,8 @@ def records_of(folder: Path) -> list[Record]:
     paths = sorted((folder / "data").glob("*.json"))
     if not (folder / "index.html").is_file() or not paths:
         raise HarnessError(
-            f"{folder} is not a run report: it has no index.html and data/*.json records, as pytest "
-            "--harness-report writes"
+            f"{folder} is not a run report: one has an index.html and data/*.json records (the folder pytest "
+            "--harness-report writes)"
         )
     found = []
     for path in paths:
