@@ -4,7 +4,8 @@ Each section has the scenario's story (its docstring) and outcome, a timeline of
 with every fault or operator action marked, queue depth over time on the same axis (``harness.plots``:
 inline SVG, each task linked to its row), the fates that occurred (every fate on demand) and every
 task's history with the witness that saw each step. Each scenario's raw data (ledger, depth samples,
-marks, broker-down spans) is saved next to the page as JSON, so the plots can be redrawn.
+marks, broker-down spans, each test phase's seconds) is saved next to the page as JSON, so the plots can be
+redrawn; ``harness.shards`` merges the reports of a sharded run and writes pytest-split's durations from them.
 
 ``pytest --harness-report DIR`` (default ``harness-report`` in the rootdir; ``--harness-no-report`` to skip it).
 """
