@@ -4,7 +4,8 @@ Each section has the scenario's story (its docstring) and outcome, a timeline of
 with every fault or operator action marked, queue depth over time on the same axis (``harness.plots``:
 inline SVG, each task linked to its row), the fates that occurred (every fate on demand) and every
 task's history with the witness that saw each step. Each scenario's raw data (ledger, depth samples,
-marks, broker-down spans) is saved next to the page as JSON, so the plots can be redrawn.
+marks, broker-down spans, each test phase's seconds) is saved next to the page as JSON, so the plots can be
+redrawn; ``harness.shards`` merges the reports of a sharded run and writes pytest-split's durations from them.
 
 ``pytest --harness-report DIR`` (default ``harness-report`` in the rootdir; ``--harness-no-report`` to skip it).
 """
@@ -56,9 +57,17 @@ def why_failed(stack: AppStack) -> dict[str, list[str]]:
 
 
 def scenario_record(
-    item: pytest.Item, report: pytest.TestReport, stack: AppStack, call: pytest.CallInfo | None = None
+    item: pytest.Item,
+    report: pytest.TestReport,
+    stack: AppStack,
+    call: pytest.CallInfo | None = None,
+    setup: float | None = None,
 ) -> dict:
-    """Everything the report shows of one scenario, as plain data; a failed one starts with why it failed."""
+    """Everything the report shows of one scenario, as plain data; a failed one starts with why it failed.
+
+    ``durations`` is the scenario's time per phase, as pytest-split counts a test's time (``harness.shards``
+    writes its durations file from them): ``setup`` (the seconds the setup phase took, where the stack
+    starts), ``call``, and ``teardown``, which the plugin adds once the teardown is over."""
     failed = report.failed
     failure = {"failure": failure_text(call), **why_failed(stack)} if failed else {}
     verdict = stack.verdict()
@@ -90,6 +99,7 @@ def scenario_record(
         "story": inspect.getdoc(function) or "",
         "outcome": report.outcome,
         "duration": report.duration,
+        "durations": {"setup": setup, "call": report.duration},
         "timeline": stack.timeline.as_dict(),
         "tasks": tasks,
         "fates": verdict.counts(),
@@ -299,6 +309,36 @@ window.addEventListener("load", openTarget);
 """
 
 
+def write_page(folder: Path, started: str, extra: str = "") -> bool:
+    """Write ``folder/index.html`` from the records in ``folder/data`` (each with the section its process drew),
+    in the order they ran; False, writing nothing, if there are none. The plugin writes a run's page with it, and
+    ``python -m harness.report merge`` the page of the shards' records gathered in one folder."""
+    records = [(json.loads(path.read_text()), path) for path in (folder / "data").glob("*.json")]
+    records.sort(key=lambda pair: pair[0]["timeline"]["started"])  # in the order they ran
+    if not records:
+        return False
+    passed = sum(1 for r, _ in records if r["outcome"] == "passed")
+    toc = "".join(
+        f"<li><a href='#{html.escape(_slug(r['nodeid']))}'>{html.escape(r['name'])}</a> ({r['outcome']})"
+        f"{toc_failure(r)}</li>"
+        for r, _ in records
+    )
+    page = PAGE.format(
+        summary=f"{len(records)} scenarios, {passed} passed; run started {started}"
+        + "".join(sorted({f"; RabbitMQ {r['rabbitmq']}" for r, _ in records if r.get("rabbitmq")}))
+        + ".",
+        toc=toc,
+        extra=extra,
+        sections="".join(_drawn_section(record, path) for record, path in records),
+    )
+    (folder / "index.html").write_text(page)
+    return True
+
+
+SETUP_SECONDS = pytest.StashKey[float]()  # the setup phase's time, until the call's record is written
+WRITTEN = pytest.StashKey[tuple[Path, dict]]()  # a record written at the call, until its teardown's time is in
+
+
 class ReportPlugin:
     """Writes a record per scenario that ran a stack, and the page at the end of the run.
 
@@ -331,9 +371,11 @@ class ReportPlugin:
         report = yield
         stack = getattr(item, "funcargs", {}).get("stack")
         is_scenario = item.get_closest_marker("scenario") is not None  # the harness's own tests stay out
-        if report.when == "call" and is_scenario and isinstance(stack, AppStack):
+        if report.when == "setup":
+            item.stash[SETUP_SECONDS] = report.duration
+        elif report.when == "call" and is_scenario and isinstance(stack, AppStack):
             try:
-                record = scenario_record(item, report, stack, call)
+                record = scenario_record(item, report, stack, call, setup=item.stash.get(SETUP_SECONDS, None))
             except Exception as exc:  # a broken stack must not hide the scenario's own outcome
                 report.sections.append(("harness report", f"no report data: {exc!r}"))
             else:
@@ -343,6 +385,9 @@ class ReportPlugin:
                 programs = stack.cpu_seconds()
                 if programs is not None:
                     record["cpu"]["programs_s"] = programs
+                path = self.staging / f"{slug}.json"
+                path.write_text(json.dumps(record, indent=1))
+                item.stash[WRITTEN] = (path, record)
                 # The section (its plot is ~0.2 s of matplotlib) is drawn here, by the process that ran the
                 # scenario: with -n N the workers draw in parallel instead of the controller drawing every
                 # plot after the last scenario (measured: 30 s at the end of a 65-scenario run).
@@ -352,7 +397,13 @@ class ReportPlugin:
                 except Exception as exc:  # the controller draws it again, and says what fails
                     report.sections.append(("harness report", f"section not drawn: {exc!r}"))
                 record["cpu"]["drawing_s"] = time.thread_time() - drawing
-                (self.staging / f"{slug}.json").write_text(json.dumps(record, indent=1))
+        elif report.when == "teardown" and WRITTEN in item.stash:
+            # Written again with the teardown's time (stopping the stack) and the drawing's: a record written at
+            # the call survives a process that dies in the teardown, with setup and call.
+            path, record = item.stash[WRITTEN]
+            del item.stash[WRITTEN]
+            record["durations"]["teardown"] = report.duration
+            path.write_text(json.dumps(record, indent=1))
         return report
 
     @pytest.hookimpl(tryfirst=True)
@@ -368,27 +419,14 @@ class ReportPlugin:
         for new in [*self.staging.glob("*.json"), *self.staging.glob("*.html")]:
             new.replace(data / new.name)
         shutil.rmtree(self.staging, ignore_errors=True)
-        records = [(json.loads(path.read_text()), path) for path in data.glob("*.json")]
-        records.sort(key=lambda pair: pair[0]["timeline"]["started"])  # in the order they ran
-        if not records:
-            return
-        passed = sum(1 for r, _ in records if r["outcome"] == "passed")
-        toc = "".join(
-            f"<li><a href='#{html.escape(_slug(r['nodeid']))}'>{html.escape(r['name'])}</a> ({r['outcome']})"
-            f"{toc_failure(r)}</li>"
-            for r, _ in records
-        )
-        page = PAGE.format(
-            summary=f"{len(records)} scenarios, {passed} passed; run started {self.started}"
-            + "".join(sorted({f"; RabbitMQ {r['rabbitmq']}" for r, _ in records if r.get("rabbitmq")}))
-            + ".",
-            toc=toc,
-            extra="".join(self.extra_sections),
-            sections="".join(_drawn_section(record, path) for record, path in records),
-        )
-        (self.folder / "index.html").write_text(page)
-        self.written = True
+        self.written = write_page(self.folder, self.started, "".join(self.extra_sections))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.written:
             terminalreporter.write_line(f"harness report: {(self.folder / 'index.html').resolve().as_uri()}")
+
+
+if __name__ == "__main__":  # python -m harness.report durations|merge: the tools of a sharded run (harness.shards)
+    from harness.shards import main
+
+    raise SystemExit(main())

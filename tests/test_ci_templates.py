@@ -35,3 +35,15 @@ def test_each_template_uses_only_options_the_plugin_has(name: str) -> None:
 def test_each_template_runs_the_scenarios_with_and_without_docker(name: str) -> None:
     text = (CI / name).read_text()
     assert "--harness-broker docker" in text and "--harness-broker local" in text
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_each_template_has_a_sharded_job_and_merges_its_reports(name: str) -> None:
+    """Three shards by pytest-split, each its own broker and report, merged by name (tests/test_shards.py runs the
+    same commands for real)."""
+    text = (CI / name).read_text()
+    shard = text[text.index("sharded:") :]
+    assert re.search(r"--splits \S+ --group .+? --durations-path \.test_durations\s+--harness-broker local", shard)
+    merged = re.search(r"python -m harness\.report merge\s+((?:\S+\s+)+?)--out harness-report", shard)
+    assert merged and len(merged[1].split()) == 3, "each of the three shards named"
+    assert "python -m harness.report durations harness-report --out" in shard

@@ -137,6 +137,15 @@ def test_a_failed_step_shows_the_real_exception_not_billiards_wrapper() -> None:
     assert "task-failed</b> on worker_hello@harness ValueError: bad input" in html and "ExceptionWith" not in html
 
 
+def test_a_record_keeps_the_setup_and_call_seconds_pytest_split_counts() -> None:
+    """The stack starts in the setup, so a scenario's time is not its body's alone (the plugin adds the teardown's
+    once it is over: tests/test_shards.py's real run checks all three)."""
+    item = SimpleNamespace(nodeid="t.py::test_x", name="test_x", funcargs={})
+    report = SimpleNamespace(outcome="passed", failed=False, duration=2.5)
+    record = scenario_record(item, report, FakeStack({}), setup=8.0)
+    assert (record["duration"], record["durations"]) == (2.5, {"setup": 8.0, "call": 2.5})
+
+
 def outer_report_folder(config: pytest.Config) -> Path:
     """Where this run's report goes (CI keeps it): screenshots are saved under it."""
     folder = Path(options.get(config, "harness_report"))
