@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import re
-import warnings
 from dataclasses import dataclass
 from html import escape
 
@@ -140,11 +139,10 @@ def plot(record: dict, anchor: str) -> str:
         _depth(bottom, record, origin)
         _marks((top, bottom), record, origin, last)
         bottom.set_xlim(0, last * 1.02 + 0.1)
-        with warnings.catch_warnings():
-            # A depth plot of many queues has a legend taller than its axes: tight_layout cannot fit it and says
-            # so, but savefig's bbox_inches="tight" below takes the legend in anyway.
-            warnings.filterwarnings("ignore", "Tight layout not applied", UserWarning)
-            figure.tight_layout()
+        # Fixed spacing, not tight_layout: savefig's bbox_inches="tight" below already takes in the lane labels,
+        # the mark numbers and the legends outside the axes, and tight_layout drew the whole figure once more
+        # to measure them (a third of the plot's CPU, measured with cProfile).
+        figure.subplots_adjust(hspace=0.12)
         handles = [Patch(facecolor=DOWN_COLOUR, edgecolor="#90a4ae", label="broker down: no samples")]
         if record["timeline"].get("broker_down"):
             bottom.legend(

@@ -19,6 +19,7 @@ from harness import options
 from harness.audit.results import FOLDER as AUDIT_FOLDER
 from harness.audit.results import AuditRecorder, is_audit_run
 from harness.brokers.select import auto_reason, choose_kind, resolve_transport
+from harness.bytecode import RunBytecodeCache, cache_for_run
 from harness.errors import HarnessError
 from harness.keep import KeepOnFailure
 from harness.report import ReportPlugin
@@ -44,6 +45,9 @@ MARKERS = (
 )
 
 
+BYTECODE = pytest.StashKey[RunBytecodeCache | None]()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_options(parser)
 
@@ -60,6 +64,8 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, _interrupt)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    if not hasattr(config, "workerinput"):  # the run's first process: the workers and programs inherit it
+        config.stash[BYTECODE] = cache_for_run()
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     wanted = options.get(config, "harness_progress")
     if reporter is not None and (wanted == "on" or (wanted == "auto" and reporter.isatty)):
@@ -97,6 +103,9 @@ def audit_json_path(config: pytest.Config) -> Path:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     set_progress_sink(None)
+    cache = config.stash.get(BYTECODE, None)
+    if cache is not None:
+        cache.close()
 
 
 def is_scenario(item: pytest.Item) -> bool:

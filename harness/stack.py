@@ -57,6 +57,7 @@ VERDICT_READ_S = 30.0
 # the management API's statistics refresh every 0.5 s on the harness's brokers, but an idle queue's count was
 # seen stale for about 5 s.
 ACK_COUNT_SETTLE_S = 10.0
+SETTLE_POLL_S = 0.25  # how often a verdict in doubt is read again (the counts it waits on refresh every 0.5 s)
 # A web app that answers its ready path with 5xx this long is not slow to start: it is failing.
 WEB_ERRING_S = 5.0
 # How often the web program is started again on a new port when another process took its port first.
@@ -511,8 +512,10 @@ class AppStack:
         # Unacknowledged counts come from the management API's statistics, a refresh behind: an ack sent just
         # now may still be counted. Beyond the tasks in flight, they are read again for a few refreshes before
         # the ended tasks are called unsettled (a lost acknowledgement stays; a late count does not).
+        # Read every SETTLE_POLL_S, not every 50 ms: a whole verdict (every queue read, both witnesses merged) costs
+        # tens of CPU-ms, a settle can last tens of seconds, and the counts it waits on refresh every 0.5 s.
         try:
-            return eventually(judged, until=lambda verdict: not verdict.doubt, timeout=settle,
+            return eventually(judged, until=lambda verdict: not verdict.doubt, timeout=settle, interval=SETTLE_POLL_S,
                               what="the unacknowledged count to match the tasks in flight")  # fmt: skip
         except WaitTimeout:
             return judged()

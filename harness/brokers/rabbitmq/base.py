@@ -15,6 +15,9 @@ from harness.brokers.rabbitmq.management import ManagementAPI
 from harness.errors import HarnessError
 from harness.faults import BrokerReconfigured
 
+# Erlang: the management plugin's statistics handler out of rabbit_event before a stop (``_quick_stop_prepare``).
+REMOVE_STATS_HANDLER = "gen_event:delete_handler(rabbit_event, rabbit_mgmt_db_handler, [])"
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -120,8 +123,9 @@ class RabbitMQBroker(Broker):
     # -- what a stop is on RabbitMQ ----------------------------------------------------------------
     def _halt(self, how: str) -> None:
         if how == "app":
-            self._quick_stop_prepare()
-            self.rabbitmqctl("stop_app")
+            # ``rabbitmqctl stop_app`` is ``rabbit:stop()``: one eval does it after the handler's removal, one
+            # CLI start (about 0.7 CPU-s each) fewer per restart. A handler that is not there is an error tuple.
+            self.rabbitmqctl("eval", f"{REMOVE_STATS_HANDLER}, rabbit:stop().")
         else:
             self._stop()
 
@@ -139,7 +143,7 @@ class RabbitMQBroker(Broker):
         without; the stack is in ``rabbit_mgmt_db_handler:ensure_statistics_disabled``). Removed while that
         process is still up, it goes at once; the restart adds it back. Nothing a client sees changes."""
         try:
-            self.rabbitmqctl("eval", "gen_event:delete_handler(rabbit_event, rabbit_mgmt_db_handler, []).")
+            self.rabbitmqctl("eval", f"{REMOVE_STATS_HANDLER}.")
         except Exception:  # no such handler (another version), or the node is already going: stop anyway
             pass
 
