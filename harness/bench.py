@@ -23,6 +23,12 @@ Figures (seconds):
   PING, broker_boot_s the ``local`` Redis provider, and the figures above run on Redis; ``--redis-suite`` adds
   redis_suite_s and redis_suite_cpu_s, the Redis catalogue (``pytest scenarios -m redis``) serially on its own
   private server: wall time and CPU-seconds (user + system, every process it started and waited for);
+- with ``--cpu``, only these: the suite (``--cpu-select``, default the RabbitMQ suite ``scenarios -m 'not redis'``)
+  once at ``-n`` the first of ``--workers``, with its run report: suite_cpu_wall_s, suite_cpu_s (the CPU-seconds
+  of every process of the run, daemons included) and cpu_<kind>_s by kind of process (``harness.cpu``: broker,
+  broker tools, supervisord, worker, web, pytest less the report's drawing, other), cpu_report_drawing_s; and the
+  ten scenarios that cost most, from their records (the pytest process's CPU from set-up to the verdict, the
+  programs' and supervisord's, the drawing's; a broker serves many scenarios, so its share is not split);
 - audit_s: the resilience audit (``pytest --pyargs harness.audit``) once, from its broker being up to its
   end, its run report and JSON written (target <= 60 s). Its broker faults need a broker it owns, so it
   boots its own (``--broker`` local or docker; not measured with ``--broker url``), and the clock starts

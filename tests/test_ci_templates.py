@@ -43,7 +43,8 @@ def test_each_template_has_a_sharded_job_and_merges_its_reports(name: str) -> No
     same commands for real)."""
     text = (CI / name).read_text()
     shard = text[text.index("sharded:") :]
-    assert re.search(r"--splits \S+ --group .+? --durations-path \.test_durations\s+--harness-broker local", shard)
+    split = r"--splits \S+ --group .+? --durations-path \.test_durations --splitting-algorithm least_duration"
+    assert re.search(split + r"\s+--harness-broker local", shard)
     merged = re.search(r"python -m harness\.report merge\s+((?:\S+\s+)+?)--out harness-report", shard)
     assert merged and len(merged[1].split()) == 3, "each of the three shards named"
     assert "python -m harness.report durations harness-report --out" in shard
