@@ -33,7 +33,10 @@ V2_ROOT = Path("/sys/fs/cgroup")
 
 # Kinds, in the order they are reported; the first whose test matches a process's command line wins.
 BROKER_TOOLS = ("rabbitmqctl", "rabbitmq-plugins", "rabbitmq-diagnostics", "rabbitmq-queues", "redis-cli")
-BROKER = ("beam.smp", "erl_child_setup", "epmd", "inet_gethost", "rabbitmq-server", "redis-server", "/erl ")
+BROKER = (
+    "beam.smp", "erl_child_setup", "epmd", "inet_gethost", "rabbit_disk_monitor", "rabbitmq-server", "redis-server",
+    "/erl ",
+)  # fmt: skip
 KINDS = ("broker", "broker tools", "supervisord", "worker", "web", "pytest", "other")
 
 

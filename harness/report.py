@@ -67,7 +67,10 @@ def scenario_record(
 
     ``durations`` is the scenario's time per phase, as pytest-split counts a test's time (``harness.shards``
     writes its durations file from them): ``setup`` (the seconds the setup phase took, where the stack
-    starts), ``call``, and ``teardown``, which the plugin adds once the teardown is over."""
+    starts), ``call``, and ``teardown``, which the plugin adds once the teardown is over. The plugin adds ``cpu``
+    too, the CPU-seconds the scenario cost (``python -m harness.bench --cpu`` prints the dearest): its pytest
+    process's from set-up to the call's end (``pytest_s``), its programs' and supervisord's (``programs_s``), and
+    its section's drawing (``drawing_s``); its broker's share is not split out (a broker serves many scenarios)."""
     failed = report.failed
     failure = {"failure": failure_text(call), **why_failed(stack)} if failed else {}
     verdict = stack.verdict()

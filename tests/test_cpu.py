@@ -19,6 +19,7 @@ def test_kinds_from_command_lines(tmp_path: Path) -> None:
     web.write_text(json.dumps({"role": "web"}))
     assert kind_of(["/usr/lib/erlang/erts-13/bin/beam.smp", "-W", "w"]) == "broker"
     assert kind_of(["/usr/sbin/redis-server", "127.0.0.1:7000"]) == "broker"
+    assert kind_of(["/bin/sh", "-s", "rabbit_disk_monitor"]) == "broker"  # the node's port program for df
     assert kind_of(["/bin/sh", "/usr/lib/rabbitmq/bin/rabbitmqctl", "eval", "ok."]) == "broker tools"
     assert kind_of([sys.executable, "-m", "supervisor.supervisord", "-c", "x.conf"]) == "supervisord"
     assert kind_of([sys.executable, "-m", "harness.launcher", "--config", str(config)]) == "worker"
