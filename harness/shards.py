@@ -33,8 +33,10 @@ Record = tuple[dict, Path]  # a scenario's record, and the data/*.json file it w
 
 def records_of(folder: Path) -> list[Record]:
     """The scenario records of one run report (``index.html`` and ``data/*.json``, as the plugin writes them)."""
+    if not folder.exists():
+        raise HarnessError(f"{folder} does not exist: give the report folders the runs wrote (--harness-report)")
     if not folder.is_dir():
-        raise HarnessError(f"{folder} is not a folder: give the folders the shards' runs wrote (--harness-report)")
+        raise HarnessError(f"{folder} is not a folder: give the report folders the runs wrote (--harness-report)")
     paths = sorted((folder / "data").glob("*.json"))
     if not (folder / "index.html").is_file() or not paths:
         raise HarnessError(
@@ -86,6 +88,9 @@ def write_durations(folders: Sequence[Path], out: Path) -> int:
     """Write ``out`` as pytest-split writes it (sorted keys, indent 4), so a refresh diffs line by line; how many
     scenarios it has."""
     found = durations(folders)
+    if out.is_dir():
+        raise HarnessError(f"--out {out} is a folder: name the durations file (e.g. {out / '.test_durations'})")
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(found, sort_keys=True, indent=4) + "\n")
     return len(found)
 
@@ -96,6 +101,11 @@ def merge(folders: Sequence[Path], out: Path) -> int:
     scenarios it has."""
     if any(folder.resolve() == out.resolve() for folder in folders):
         raise HarnessError(f"--out {out} is one of the shards' reports: merge them into a folder of its own")
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f"--out {out} is a file: name a folder for the merged report")
+    if out.is_dir() and any(out.iterdir()) and not (out / "index.html").is_file():
+        # Its data/*.json would be replaced: never files of someone else's (a project's data/ fixtures).
+        raise HarnessError(f"--out {out} is a folder that holds something else than a run report: name a new folder")
     records = read_records(folders)
     by_name: dict[str, str] = {}
     for nodeid, (_, path) in records.items():
@@ -137,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             count = merge(args.reports, args.out)
             page = (args.out / "index.html").resolve().as_uri()
-            print(f"merged report of {count} scenarios from {len(args.reports)} shards: {page}")
+            shards = f"{len(args.reports)} shard{'s' if len(args.reports) != 1 else ''}"
+            print(f"merged report of {count} scenarios from {shards}: {page}")
     except HarnessError as error:  # as argparse says a bad argument, without the usage: a folder is the problem
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2

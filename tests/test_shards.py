@@ -82,6 +82,7 @@ def test_the_shards_reports_merge_into_one_page_listing_each_scenario_once(tmp_p
     out = tmp_path / "merged"
     (out / "data").mkdir(parents=True)
     (out / "data" / "stale.json").write_text("{}")  # an earlier merge's: replaced, as a run replaces the last run's
+    (out / "index.html").write_text("<html></html>")
     assert merge([tmp_path / "shard-1", tmp_path / "shard-2"], out) == 3
     page = (out / "index.html").read_text()
     anchors = re.findall(r"<section class=\"scenario passed\" id=\"([^\"]+)\"", page)
@@ -110,13 +111,14 @@ def test_a_scenario_in_two_shards_is_an_error_naming_it_and_both_folders(
 @pytest.mark.parametrize(
     ("make", "said"),
     [
-        (lambda folder: None, "is not a folder"),
+        (lambda folder: None, "does not exist"),
+        (lambda folder: folder.write_text(""), "is not a folder"),
         (lambda folder: folder.mkdir(), "is not a run report"),
         (lambda folder: (folder / "data").mkdir(parents=True) or (folder / "index.html").touch(), "not a run report"),
         (lambda folder: write_shard(folder, {A: (1.0, 1.0, 0.0)}) or next(folder.glob("data/*.json")).write_text("{"),
          "is not a scenario record"),
     ],
-    ids=["missing", "empty", "no-records", "broken-record"],
+    ids=["missing", "a-file", "empty", "no-records", "broken-record"],
 )  # fmt: skip
 def test_a_folder_that_is_not_a_run_report_is_an_error_in_one_sentence(
     tmp_path: Path, make: Callable[[Path], object], said: str, capsys: pytest.CaptureFixture[str]
@@ -136,8 +138,35 @@ def test_the_command_line_is_python_m_harness_report(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert (done.returncode, done.stdout) == (2, ""), done
-    assert done.stderr == f"python -m harness.report: error: {tmp_path / 'nowhere'} is not a folder: give the " \
-        "folders the shards' runs wrote (--harness-report)\n"  # fmt: skip
+    assert done.stderr == f"python -m harness.report: error: {tmp_path / 'nowhere'} does not exist: give the " \
+        "report folders the runs wrote (--harness-report)\n"  # fmt: skip
+
+
+def test_merge_never_writes_over_a_file_or_a_folder_of_something_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A project's data/ fixtures beside an index.html of its own must not be replaced by a merge into its folder."""
+    write_shard(tmp_path / "shard-1", {A: (1.0, 1.0, 0.0)})
+    (tmp_path / "a-file").write_text("keep")
+    theirs = tmp_path / "project"
+    (theirs / "data").mkdir(parents=True)
+    (theirs / "data" / "fixtures.json").write_text("{}")
+    for out, said in ((tmp_path / "a-file", "is a file"), (theirs, "holds something else than a run report")):
+        assert main(["merge", str(tmp_path / "shard-1"), "--out", str(out)]) == 2
+        error = capsys.readouterr().err
+        assert said in error and error.count("\n") == 1, error
+    assert (tmp_path / "a-file").read_text() == "keep" and (theirs / "data" / "fixtures.json").exists()
+    assert main(["merge", str(tmp_path / "shard-1"), "--out", str(tmp_path / "merged")]) == 0
+    assert main(["merge", str(tmp_path / "shard-1"), "--out", str(tmp_path / "merged")]) == 0, (
+        "an earlier merge: replaced"
+    )
+
+
+def test_durations_are_written_where_asked_making_the_folder(tmp_path: Path) -> None:
+    write_shard(tmp_path / "run", {A: (1.0, 2.0, 0.5)})
+    out = tmp_path / "not" / "yet" / ".test_durations"
+    assert main(["durations", str(tmp_path / "run"), "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == {A: 3.5}
 
 
 def run_pytest(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
