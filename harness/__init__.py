@@ -42,7 +42,7 @@ _EXPORTS = {
     "never": "harness.waiting",
     "WaitTimeout": "harness.waiting",
     "task_headers": "harness.messages",
-    "visibility": "harness.brokers.redis.base",
+    "visibility": "harness.brokers.redis.settings",
 }
 
 __all__ = ["HarnessError", *_EXPORTS]

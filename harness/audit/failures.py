@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.brokers import TRANSPORTS
-from harness.brokers.redis.base import visibility
+from harness.brokers.redis.settings import visibility
 
 CATALOGUE = "scenarios"
 

@@ -13,7 +13,7 @@ from typing import Any
 from harness.audit.expect import Expectations, parse
 from harness.audit.failures import FAILURES
 from harness.audit.producer import AuditProducer
-from harness.brokers.redis.base import PERSISTENCE
+from harness.brokers.redis.settings import PERSISTENCE
 from harness.errors import HarnessError
 from harness.probe import PROBE_NAME
 from harness.spec import ProbeSpec, StackSpec, WorkerSpec

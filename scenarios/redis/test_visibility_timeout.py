@@ -3,7 +3,7 @@
 import pytest
 
 from app_under_test.stack import PATIENT_READY_S, demo, worker
-from harness.brokers.redis.base import visibility
+from harness.brokers.redis.settings import visibility
 from harness.producers import DirectProducer
 from harness.waiting import eventually
 

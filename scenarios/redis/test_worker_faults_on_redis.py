@@ -3,7 +3,7 @@
 import pytest
 
 from app_under_test.stack import HELLO_QUEUE, WORKER, demo
-from harness.brokers.redis.base import visibility
+from harness.brokers.redis.settings import visibility
 from harness.producers import assert_all_queued
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.worker_fault]
