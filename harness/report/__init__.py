@@ -427,9 +427,3 @@ class ReportPlugin:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.written:
             terminalreporter.write_line(f"harness report: {(self.folder / 'index.html').resolve().as_uri()}")
-
-
-if __name__ == "__main__":  # python -m harness.report durations|merge: the tools of a sharded run (harness.shards)
-    from harness.shards import main
-
-    raise SystemExit(main())
