@@ -92,10 +92,7 @@ class Controls:
 
     def kill(self, name: str) -> str:
         self.supervisor.kill_group(self.known(name))
-        state = eventually(
-            lambda: self.supervisor.state(name), until=lambda s: s in STOPPED_STATES, timeout=10,
-            what=f"{name} to exit",
-        )  # fmt: skip
+        state = self.supervisor.wait_stopped(name, timeout=10)
         return f"{name}: killed ({state})"
 
     def signal(self, name: str, signal: str) -> str:

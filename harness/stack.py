@@ -420,10 +420,7 @@ class AppStack:
 
     def wait_exited(self, name: str, timeout: float = 30.0) -> str:
         """Wait until the program has exited (stopped, exited or fatal, as supervisord says); returns that state."""
-        return eventually(
-            lambda: self.state(name), until=lambda s: s in STOPPED_STATES, timeout=timeout,
-            what=f"{name} to exit",
-        )  # fmt: skip
+        return self.supervisor.wait_stopped(self._known(name), timeout)
 
     def state(self, name: str) -> str:
         """The program's state as supervisord says it now: ``RUNNING``, ``STOPPED``, ``EXITED``, ``STARTING``..."""

@@ -216,9 +216,14 @@ class Supervisor:
             if "NOT_RUNNING" not in fault.faultString:
                 raise
             return
-        eventually(
-            lambda: self.state(name), until=lambda state: state in STOPPED_STATES,
-            timeout=self.programs[name].stopwaitsecs + STOP_MARGIN_S, what=f"supervisord to stop {name}",
+        self.wait_stopped(name, self.programs[name].stopwaitsecs + STOP_MARGIN_S)
+
+    def wait_stopped(self, name: str, timeout: float) -> str:
+        """Wait until supervisord says the program is no longer running (stopped, exited, fatal); returns that
+        state, or raises ``WaitTimeout`` after ``timeout`` seconds."""
+        return eventually(
+            lambda: self.state(name), until=lambda state: state in STOPPED_STATES, timeout=timeout,
+            what=f"{name} to exit",
         )  # fmt: skip
 
     def replace_program(self, program: Program) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bytecode import cache_for_run, prune
+from harness.bytecode import PRUNED_STAMP, cache_for_run, prune
 
 
 @pytest.fixture
@@ -64,3 +64,20 @@ def test_cached_files_whose_source_is_gone_are_pruned(tmp_path: Path) -> None:
         path.write_bytes(b"")
     assert prune(cache) == 1
     assert kept.exists() and rewritten.exists() and not gone.exists()
+
+
+def test_a_run_prunes_the_cache_at_most_once_a_day(environment: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Walking the cache costs every run a fraction of a second: the first run of the day prunes, the next do not."""
+    cache = tmp_path / "cache"
+    orphan = cache / "nowhere" / "gone.cpython-311.pyc"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"")
+    first = cache_for_run(cache)
+    assert first is not None
+    first.close()
+    assert not orphan.exists() and (cache / PRUNED_STAMP).exists()
+    orphan.write_bytes(b"")
+    second = cache_for_run(cache)
+    assert second is not None
+    second.close()
+    assert orphan.exists(), "pruned again the same day"
