@@ -12,13 +12,23 @@ import argparse
 import ast
 import inspect
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 BEGIN, END = "<!-- scenarios:begin -->", "<!-- scenarios:end -->"
-# Markers that say which suite a scenario belongs to, in the order the docs list them.
+# Markers that say which suite a scenario belongs to (the first that a scenario carries decides: a Redis story
+# is marked catalogue too), and the order in which the docs and the run report list the suites.
 SUITES = {"seed": "Seed lessons", "redis": "Failure catalogue on Redis", "catalogue": "Failure catalogue"}
+FOUNDATION = "Foundation"  # this repository's unmarked scenarios
+SUITE_ORDER = ("Seed lessons", "Failure catalogue", "Failure catalogue on Redis", FOUNDATION)
 FAMILY_FOLDERS = {"redis": "redis"}  # scenarios/<folder>/ holds a broker family's stories (marked by its conftest)
+
+
+def suite_of(markers: Iterable[str], default: str | None = FOUNDATION) -> str | None:
+    """The suite a scenario's markers put it in; ``default`` for one without a suite marker."""
+    names = set(markers)
+    return next((label for marker, label in SUITES.items() if marker in names), default)
 
 
 @dataclass
@@ -47,7 +57,7 @@ class ScenarioModule:
 
     @property
     def suite(self) -> str:
-        return next((SUITES[m] for m in SUITES if m in self.markers), "Foundation")
+        return suite_of(self.markers) or FOUNDATION
 
 
 def _marker_names(node: ast.expr) -> list[str]:
@@ -84,8 +94,7 @@ def read_all(folder: Path) -> list[ScenarioModule]:
             modules.append(module)
     for module in modules:
         module.relative = module.path.relative_to(folder.parent).as_posix()
-    order = ["Seed lessons", "Failure catalogue", "Failure catalogue on Redis", "Foundation"]
-    return sorted(modules, key=lambda m: (order.index(m.suite), m.path.name))
+    return sorted(modules, key=lambda m: (SUITE_ORDER.index(m.suite), m.path.name))
 
 
 def scenarios_page(modules: list[ScenarioModule]) -> str:

@@ -26,9 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.report import write_page
-
-Record = tuple[dict, Path]  # a scenario's record, and the data/*.json file it was read from
+from harness.report import Record, whole_time, write_page
 
 
 def records_of(folder: Path) -> list[Record]:
@@ -70,13 +68,6 @@ def read_records(folders: Sequence[Path]) -> dict[str, Record]:
                 )
             by_nodeid[nodeid], where[nodeid] = (record, path), folder
     return by_nodeid
-
-
-def whole_time(record: dict) -> float:
-    """A scenario's seconds as pytest-split counts a test's (setup + call + teardown); a record written before
-    the report kept each phase has its body's (``duration``) only."""
-    phases = record.get("durations") or {"call": record["duration"]}
-    return sum(seconds for seconds in phases.values() if seconds is not None)
 
 
 def durations(folders: Sequence[Path]) -> dict[str, float]:

@@ -17,7 +17,7 @@ import pytest
 
 from harness import browser, options
 from harness.plots import runs
-from harness.report import _drawn_section, scenario_record, section
+from harness.report import _drawn_section, group_of, index_table, ordered, scenario_record, section, write_page
 from harness.timeline import Timeline
 from harness.verdict import FATES, Send, TaskEvent, TaskHistory, judge
 
@@ -72,6 +72,71 @@ def test_the_page_takes_the_section_its_scenario_drew_and_draws_one_that_is_miss
     assert '<figure class="plot"><svg' in _drawn_section(record, missing), "drawn by the controller instead"
 
 
+def record_of(nodeid: str, outcome: str, started: float, markers: tuple[str, ...] = (), **fates: int) -> dict:
+    return {
+        "nodeid": nodeid, "name": nodeid.split("::")[1], "outcome": outcome, "markers": list(markers),
+        "timeline": {"started": started}, "fates": fates, "duration": 1.0,
+        "durations": {"setup": 0.5, "call": 1.0, "teardown": 0.25},
+    }  # fmt: skip
+
+
+def test_the_index_groups_by_suite_and_lists_failures_first() -> None:
+    """Groups with a failure come first, then the suites in the docs' order; in a group, failures first, then the
+    order they ran. A scenario without a suite marker (a team's own) is grouped by its file."""
+    records = [
+        (record_of("s/test_a.py::test_one", "passed", 1, ("catalogue", "worker_fault")), Path("1")),
+        (record_of("s/test_b.py::test_two", "passed", 2, ("seed",)), Path("2")),
+        (record_of("s/test_c.py::test_three", "failed", 3, ("catalogue",)), Path("3")),
+        (record_of("s/redis/test_d.py::test_four", "passed", 4, ("redis", "catalogue")), Path("4")),
+        (record_of("tests/failures/test_e.py::test_five", "passed", 5), Path("5")),
+    ]
+    grouped = ordered(records)
+    assert [(name, [r["name"] for r, _ in members]) for name, members in grouped] == [
+        ("Failure catalogue", ["test_three", "test_one"]),
+        ("Seed lessons", ["test_two"]),
+        ("Failure catalogue on Redis", ["test_four"]),
+        ("tests/failures/test_e.py", ["test_five"]),
+    ]
+    assert group_of({"nodeid": "x.py::test_y"}) == "x.py", "a record written before records had markers"
+
+
+def test_each_index_row_has_its_outcome_fates_in_colour_time_and_why_it_failed() -> None:
+    failed = record_of("s/test_c.py::test_three", "failed", 3, ("catalogue",), succeeded=3, lost=1)
+    failed["failure"] = "AssertionError: one task was lost\nmore lines"
+    html = index_table(ordered([(failed, Path("3"))]))
+    assert "(1 scenario, 1 failed)" in html
+    assert "#2e7d32'></span>3 succeeded</span>" in html and "#6a1b9a'></span>1 lost</span>" in html
+    assert "<td class=num>1.8 s</td>" in html  # setup + call + teardown
+    assert "<code class=why-line>AssertionError: one task was lost</code>" in html
+    assert "data-text='s/test_c.py::test_three three failed catalogue succeeded lost assertionerror" in html
+
+
+@pytest.mark.browser
+def test_the_index_filter_keeps_the_rows_with_every_word_typed(tmp_path: Path) -> None:
+    """In Chromium: typing words hides the rows without them (and a group left empty); "failures only" keeps the
+    failed scenarios."""
+    (tmp_path / "data").mkdir()
+    for n, (nodeid, outcome, markers) in enumerate(
+        [("s/test_a.py::test_broker_restart", "passed", ("catalogue", "broker_fault")),
+         ("s/test_b.py::test_worker_killed", "failed", ("catalogue", "worker_fault")),
+         ("s/test_c.py::test_renamed_task", "passed", ("seed",))]
+    ):  # fmt: skip
+        record = synthetic_record()
+        record |= {"nodeid": nodeid, "name": nodeid.split("::")[1], "outcome": outcome, "markers": list(markers)}
+        (tmp_path / "data" / f"{n}.json").write_text(json.dumps(record))
+    assert write_page(tmp_path, "now")
+    count = "() => [...document.querySelectorAll('tr[data-text]')].filter(r => !r.hidden).length"
+    with browser.browser_page() as page:
+        page.goto((tmp_path / "index.html").as_uri())
+        assert page.evaluate(count) == 3
+        page.fill("#filter", "broker")
+        assert page.evaluate(count) == 1 and page.inner_text("#shown") == "1 of 3 shown"
+        assert page.evaluate("() => document.querySelectorAll('.group:not([hidden])').length") == 1
+        page.fill("#filter", "")
+        page.check("#failures")
+        assert page.evaluate(count) == 1 and "worker killed" in page.inner_text("tr[data-text]:not([hidden])").lower()
+
+
 def test_the_fate_table_shows_the_fates_that_occurred_and_every_fate_on_demand() -> None:
     html = section(synthetic_record(), "data/x.json")
     shown, _, on_demand = html.partition("<details class=allfates>")
@@ -110,7 +175,7 @@ def test_a_failed_scenarios_section_starts_with_why_it_failed_then_the_programs_
         raise AssertionError("task fates differ (succeeded: expected 20, got 19)")
 
     stack = FakeStack({}, not_running=["worker_hello is EXITED (exit status 1): MemoryError"])
-    item = SimpleNamespace(nodeid="t.py::test_x", name="test_x", funcargs={})
+    item = SimpleNamespace(nodeid="t.py::test_x", name="test_x", funcargs={}, iter_markers=list)
     call = pytest.CallInfo.from_call(body, when="call")
     record = scenario_record(item, SimpleNamespace(outcome="failed", failed=True, duration=1.0), stack, call)
     html = section({**synthetic_record(), **record}, "data/x.json")
@@ -130,7 +195,7 @@ def test_a_failed_step_shows_the_real_exception_not_billiards_wrapper() -> None:
         {"exception": "ExceptionWithTraceback()", "traceback": "Traceback ...\nValueError: bad input\n"},
     )  # fmt: skip
     stack = FakeStack({"a": TaskHistory("a", [TaskEvent("task-started", "a", W, t0, t0), failed])})
-    item = SimpleNamespace(nodeid="t.py::test_x", name="test_x", funcargs={})
+    item = SimpleNamespace(nodeid="t.py::test_x", name="test_x", funcargs={}, iter_markers=list)
     record = scenario_record(item, SimpleNamespace(outcome="failed", failed=True, duration=1.0), stack)
     assert [step["exception"] for step in record["tasks"]["a"]["events"]] == [None, "ValueError: bad input"]
     html = section(record, "data/x.json")
@@ -140,7 +205,7 @@ def test_a_failed_step_shows_the_real_exception_not_billiards_wrapper() -> None:
 def test_a_record_keeps_the_setup_and_call_seconds_pytest_split_counts() -> None:
     """The stack starts in the setup, so a scenario's time is not its body's alone (the plugin adds the teardown's
     once it is over: tests/test_shards.py's real run checks all three)."""
-    item = SimpleNamespace(nodeid="t.py::test_x", name="test_x", funcargs={})
+    item = SimpleNamespace(nodeid="t.py::test_x", name="test_x", funcargs={}, iter_markers=list)
     report = SimpleNamespace(outcome="passed", failed=False, duration=2.5)
     record = scenario_record(item, report, FakeStack({}), setup=8.0)
     assert (record["duration"], record["durations"]) == (2.5, {"setup": 8.0, "call": 2.5})
@@ -180,6 +245,8 @@ def run_for_report(pytester: pytest.Pytester, config: pytest.Config, scenario: s
 
 
 FAILING = """
+import pytest
+
 from app_under_test.stack import WORKER
 
 
@@ -187,6 +254,16 @@ def test_a_click_while_the_worker_is_stopped(stack, producer, ledger):
     stack.stop(WORKER)
     producer.send()
     assert ledger.count("task-succeeded") == 1, "the click was never handled"
+
+
+@pytest.fixture
+def an_app_that_does_not_start():
+    raise RuntimeError("the app could not start")
+
+
+@pytest.mark.scenario
+def test_a_scenario_whose_setup_fails(an_app_that_does_not_start):
+    pass  # never runs: its setup fails
 """
 
 
@@ -199,14 +276,19 @@ def test_a_failed_scenarios_page_starts_with_why_it_failed(pytester: pytest.Pyte
         "test_failing.py", f"--harness-report={folder}", "--harness-stack=app_under_test.stack:demo",
         *outer_broker_args(pytestconfig), timeout=300,
     )  # fmt: skip
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(failed=1, errors=1)
     page = (folder / "index.html").read_text()
     section = page[page.index('<section class="scenario failed"') :]
     why = section.index("AssertionError: the click was never handled")
     assert section.index("Why it failed") < why < section.index("Programs not running")
     assert section.index("worker_hello is STOPPED") < section.index('<figure class="plot">')
-    contents = page[: page.index("<section")]
-    assert "test_a_click_while_the_worker_is_stopped</a> (failed): <code>AssertionError: the click" in contents
+    index = page[: page.index("<section")]
+    assert "2 scenarios: 0 passed, <b class=bad>2 failed</b>" in index
+    assert "<code class=why-line>AssertionError: the click was never handled" in index
+    # A scenario whose setup failed has no stack, no plot: listed all the same, with why.
+    assert "<code class=why-line>RuntimeError: the app could not start</code>" in index
+    errored = page[page.index('<section class="scenario error"') :]
+    assert "its setup failed" in errored and "RuntimeError: the app could not start" in errored
 
 
 def open_in_browser(folder: Path, screenshot: Path) -> dict:

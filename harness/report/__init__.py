@@ -1,11 +1,13 @@
-"""The run report: one self-contained HTML page per run, a section per scenario.
+"""The run report: one self-contained HTML page per run, an index to scan, then a section per scenario.
 
-Each section has the scenario's story (its docstring) and outcome, a timeline of tasks per worker
-with every fault or operator action marked, queue depth over time on the same axis (``harness.plots``:
-inline SVG, each task linked to its row), the fates that occurred (every fate on demand) and every
-task's history with the witness that saw each step. Each scenario's raw data (ledger, depth samples,
-marks, broker-down spans, each test phase's seconds) is saved next to the page as JSON, so the plots can be
-redrawn; ``harness.shards`` merges the reports of a sharded run and writes pytest-split's durations from them.
+The index (``index_table``) is a table per group (``group_of``: the scenario's suite, else its file), failures
+first, with each scenario's fates as coloured counts, its time and why it failed, and a filter. Each section has
+the scenario's story (its docstring) and outcome, a timeline of tasks per worker with every fault or operator
+action marked, queue depth over time on the same axis (``harness.plots``: inline SVG, each task linked to its
+row), the fates that occurred (every fate on demand) and every task's history with the witness that saw each step.
+A scenario whose setup failed has a section too (why, and its story). Each scenario's raw data (ledger, depth
+samples, marks, broker-down spans, each test phase's seconds) is saved next to the page as JSON, so the plots can
+be redrawn; ``harness.shards`` merges the reports of a sharded run and writes pytest-split's durations from them.
 
 ``pytest --harness-report DIR`` (default ``harness-report`` in the rootdir; ``--harness-no-report`` to skip it).
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from harness import evidence
+from harness.docs import SUITE_ORDER, suite_of
 from harness.errors import HarnessError
 from harness.plots import FATE_COLOURS, numbered, plot
 from harness.stack import AppStack
@@ -31,6 +34,8 @@ from harness.verdict import FATES
 # The pytest process's CPU clock when the scenario's setup began: its record's ``cpu.pytest_s`` counts from there
 # (the stack's start, the scenario, its verdict; all the process's threads: event receivers, the depth sampler).
 CPU_AT_SETUP = pytest.StashKey[float]()
+Record = tuple[dict, Path]  # a scenario's record, and the data/*.json file it was read from
+FAILED = ("failed", "error")  # a scenario's outcomes that are failures: its test failed, or its setup did
 FAILURE_CHARS = 6000  # of the failure's text shown: an assertion on a verdict lists the histories of 10 tasks a fate
 
 
@@ -94,12 +99,8 @@ def scenario_record(
         }
         for task_id, history in verdict.histories.items()
     }
-    function = getattr(item, "function", None)
     return {
-        "nodeid": item.nodeid,
-        "name": item.name,
-        "module": inspect.getdoc(getattr(item, "module", None)) or "",
-        "story": inspect.getdoc(function) or "",
+        **_identity(item),
         "outcome": report.outcome,
         "duration": report.duration,
         "durations": {"setup": setup, "call": report.duration},
@@ -114,6 +115,48 @@ def scenario_record(
         "broker": broker_name(item),
         **failure,
     }
+
+
+# Markers that say how a test runs, not what it is about: left out of a record's markers.
+MECHANICS = {"parametrize", "usefixtures", "filterwarnings", "skip", "skipif", "xfail", "xdist_group", "scenario"}
+
+
+def _identity(item: pytest.Item) -> dict:
+    """What names a scenario in its record: its node id and name, its module's and its own docstring, its markers
+    (the run report groups scenarios by them: ``harness.docs.suite_of``)."""
+    return {
+        "nodeid": item.nodeid,
+        "name": item.name,
+        "module": inspect.getdoc(getattr(item, "module", None)) or "",
+        "story": inspect.getdoc(getattr(item, "function", None)) or "",
+        "markers": sorted({m.name for m in item.iter_markers()} - MECHANICS),
+    }
+
+
+def setup_failure_record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo) -> dict:
+    """The record of a scenario whose setup failed (its stack or broker did not start): no tasks, no plot, and why,
+    so the report lists it with the others rather than leaving it out."""
+    now = time.time()
+    return {
+        **_identity(item),
+        "outcome": "error",
+        "duration": 0.0,
+        "durations": {"setup": report.duration},
+        "timeline": {"started": now - report.duration, "marks": [], "broker_down": []},
+        "tasks": {},
+        "fates": {},
+        "fate_of": {},
+        "ended": now,
+        "no_stack": True,
+        "failure": failure_text(call),
+    }
+
+
+def whole_time(record: dict) -> float:
+    """A scenario's seconds as pytest-split counts a test's (setup + call + teardown); a record written before
+    the report kept each phase has its body's (``duration``) only."""
+    phases = record.get("durations") or {"call": record["duration"]}
+    return sum(seconds for seconds in phases.values() if seconds is not None)
 
 
 def broker_name(item: pytest.Item) -> str | None:
@@ -197,7 +240,7 @@ def _until(end: float | None, origin: float) -> str:
 def failure_block(record: dict) -> str:
     """A failed scenario's first words: why it failed, then the programs not running and the queues no one
     consumes (what the plugin's failure report lists first too); empty for one that passed."""
-    if record.get("outcome") != "failed":
+    if record.get("outcome") not in FAILED:
         return ""
     e = html.escape
     parts = [
@@ -220,6 +263,11 @@ def gaps_line(record: dict) -> str:
     )
 
 
+def scenario_title(record: dict) -> str:
+    """The scenario's name as a sentence (its parameters left out)."""
+    return record["name"].split("[")[0].removeprefix("test_").replace("_", " ").capitalize()
+
+
 def section(record: dict, data_file: str) -> str:
     e = html.escape
     anchor = _slug(record["nodeid"])
@@ -234,7 +282,16 @@ def section(record: dict, data_file: str) -> str:
         f"<li>{e(d['what'])} from {d['start'] - origin:.1f} s to {_until(d['end'], origin)}: no samples</li>"
         for d in record["timeline"].get("broker_down", [])
     )
-    title = record["name"].split("[")[0].removeprefix("test_").replace("_", " ").capitalize()
+    title = scenario_title(record)
+    if record.get("no_stack"):
+        return f"""
+<section class="scenario {e(record["outcome"])}" id="{e(anchor)}">
+  <h2>{e(title)} <span class="outcome">{e(record["outcome"])}</span></h2>
+  <p class="nodeid">{e(record["nodeid"])} &middot; its setup failed: no stack ran &middot;
+  <a href="{e(data_file)}">raw data (JSON)</a></p>
+  {failure_block(record)}
+  <div class="story">{story}</div>
+</section>"""
     return f"""
 <section class="scenario {e(record["outcome"])}" id="{e(anchor)}">
   <h2>{e(title)} <span class="outcome">{e(record["outcome"])}</span></h2>
@@ -256,10 +313,10 @@ def section(record: dict, data_file: str) -> str:
 </section>"""
 
 
-def toc_failure(record: dict) -> str:
-    """The first line of why a scenario failed, beside its name in the page's contents."""
+def first_line_of_failure(record: dict) -> str:
+    """The first line of why a scenario failed (empty for one that passed)."""
     first = (record.get("failure") or "").strip().splitlines()[:1]
-    return f": <code>{html.escape(first[0][:200])}</code>" if record.get("outcome") == "failed" and first else ""
+    return first[0][:200] if record.get("outcome") in FAILED and first else ""
 
 
 def _drawn_section(record: dict, data_path: Path) -> str:
@@ -268,7 +325,7 @@ def _drawn_section(record: dict, data_path: Path) -> str:
     return drawn.read_text() if drawn.is_file() else section(record, f"data/{data_path.name}")
 
 
-PAGE = """<!doctype html>
+PAGE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Celery failure harness: run report</title>
 <style>
 body {{ font-family: sans-serif; font-size: 16px; line-height: 1.45; max-width: 1600px; margin: 1.5rem auto;
@@ -290,6 +347,20 @@ details {{ margin: .5rem 0; }} summary {{ cursor: pointer; color: #0d47a1; }}
 .why {{ border-left: 4px solid #c62828; padding: .2rem 1rem; background: #fff5f5; }}
 .why h3 {{ font-size: 1rem; margin: .6rem 0 .2rem; }}
 pre.failure {{ white-space: pre-wrap; font-size: .85rem; margin: 0; max-height: 30rem; overflow: auto; }}
+.error .outcome {{ background: #ffcdd2; }} b.bad {{ color: #b71c1c; }}
+.filter {{ position: sticky; top: 0; background: #fff; padding: .5rem 0; z-index: 1; }}
+.filter input[type=search] {{ width: 28rem; max-width: 90%; font-size: 1rem; padding: .2rem .4rem; }}
+#shown {{ color: #555; font-size: .9rem; margin-left: .6rem; }}
+.group h2 {{ font-size: 1.15rem; margin: 1.2rem 0 .3rem; }} .group h2 small {{ color: #555; font-weight: normal; }}
+table.index {{ border-collapse: collapse; width: 100%; table-layout: fixed; }}
+col.outcome-col {{ width: 6.5rem; }} col.fates-col {{ width: 24rem; }} col.time-col {{ width: 5.5rem; }}
+table.index .nodeid {{ overflow-wrap: anywhere; }} .params {{ color: #555; font-size: .9rem; }}
+table.index td, table.index th {{ padding: .3rem .6rem; text-align: left; vertical-align: top;
+  border-bottom: 1px solid #eee; }}
+table.index tr.failed, table.index tr.error {{ background: #fff5f5; }}
+table.index td.num {{ text-align: right; white-space: nowrap; }} table.index .nodeid {{ font-size: .8rem; }}
+.count {{ white-space: nowrap; margin-right: .5rem; }} .quiet {{ color: #9e9e9e; }}
+code.why-line {{ color: #b71c1c; font-size: .85rem; }}
 </style>
 <script>
 // A click on a task in a plot jumps to its row: open the table it sits in first.
@@ -302,37 +373,129 @@ function openTarget() {{
 }}
 window.addEventListener("hashchange", openTarget);
 window.addEventListener("load", openTarget);
+// The index's filter: a row stays when it has every word typed (and failed, with "failures only").
+function filterIndex() {{
+  const words = document.getElementById("filter").value.toLowerCase().split(/\s+/).filter(Boolean);
+  const failuresOnly = document.getElementById("failures").checked;
+  let shown = 0, total = 0;
+  for (const group of document.querySelectorAll(".group")) {{
+    let left = 0;
+    for (const row of group.querySelectorAll("tr[data-text]")) {{
+      const keep = words.every(w => row.dataset.text.includes(w)) &&
+        (!failuresOnly || row.classList.contains("failed") || row.classList.contains("error"));
+      row.hidden = !keep; left += keep; total += 1;
+    }}
+    group.hidden = left === 0; shown += left;
+  }}
+  document.getElementById("shown").textContent = shown === total ? "" : `${{shown}} of ${{total}} shown`;
+}}
+window.addEventListener("load", () => {{
+  document.getElementById("filter").addEventListener("input", filterIndex);
+  document.getElementById("failures").addEventListener("change", filterIndex);
+}});
 </script></head><body>
 <h1>Run report</h1>
 <p>{summary}</p>
-<ul>{toc}</ul>
+{index}
 {extra}
 {sections}
 </body></html>
 """
 
 
+def group_of(record: dict) -> str:
+    """The index's group of a scenario: its suite (``harness.docs.suite_of``: seed lessons, the failure catalogue on
+    each broker family), else its test file (a team's own scenarios, and records written before markers were)."""
+    return suite_of(record.get("markers") or (), default=None) or record["nodeid"].split("::")[0]
+
+
+def _group_order(name: str) -> tuple[int, str]:
+    return (SUITE_ORDER.index(name), "") if name in SUITE_ORDER else (len(SUITE_ORDER), name)
+
+
+def ordered(records: list[Record]) -> list[tuple[str, list[Record]]]:
+    """The records by group, as the index lists them: groups with a failure first, then the suites in the docs'
+    order, then files by name; in each group, failures first, then in the order they ran."""
+    groups: dict[str, list[Record]] = {}
+    for pair in sorted(records, key=lambda pair: pair[0]["timeline"]["started"]):
+        groups.setdefault(group_of(pair[0]), []).append(pair)
+    for members in groups.values():
+        members.sort(key=lambda pair: pair[0]["outcome"] not in FAILED)  # stable: run order within each half
+    return sorted(groups.items(), key=lambda g: (not any(r["outcome"] in FAILED for r, _ in g[1]), _group_order(g[0])))
+
+
+def fate_counts(fates: dict[str, int]) -> str:
+    """The fates that occurred, as coloured counts (in the verdict's order of fates)."""
+    return (
+        " ".join(f"<span class=count title='{n} {f}'>{_dot(f)}{n} {f}</span>" for f in FATES if (n := fates.get(f)))
+        or "<span class=quiet>no task</span>"
+    )
+
+
+def _parameters(record: dict) -> str:
+    """A parametrized scenario's parameters (``[acks-late]``), which its title leaves out."""
+    name = record["name"]
+    return f" <span class=params>[{html.escape(name.split('[', 1)[1])}</span>" if "[" in name else ""
+
+
+def index_table(grouped: list[tuple[str, list[Record]]]) -> str:
+    """The page's index: a table per group, a row per scenario (outcome, name, fates, time, why it failed), with a
+    filter box (words of a name, a fate, a marker, an error) and a failures-only switch."""
+    e = html.escape
+    parts = [
+        "<div class=filter><input id=filter type=search placeholder='filter: words of a name, a fate, a marker, "
+        "an error' aria-label='filter the scenarios'> <label><input id=failures type=checkbox> failures only"
+        "</label> <span id=shown></span></div>"
+    ]
+    for name, members in grouped:
+        failed = sum(1 for r, _ in members if r["outcome"] in FAILED)
+        counts = f"{len(members)} scenario{'s' * (len(members) != 1)}" + (f", {failed} failed" if failed else "")
+        rows = []
+        for record, _ in members:
+            why = first_line_of_failure(record)
+            text = " ".join(
+                [record["nodeid"], scenario_title(record), record["outcome"], *record.get("markers", []),
+                 *(f for f, n in record["fates"].items() if n), why]
+            ).lower()  # fmt: skip
+            rows.append(
+                f"<tr class='{e(record['outcome'])}' data-text='{e(text)}'>"
+                f"<td><span class=outcome>{e(record['outcome'])}</span></td>"
+                f"<td><a href='#{e(_slug(record['nodeid']))}'>{e(scenario_title(record))}</a>{_parameters(record)}"
+                f"<br><small class=nodeid>{e(record['nodeid'])}</small>"
+                + (f"<br><code class=why-line>{e(why)}</code>" if why else "")
+                + f"</td><td>{fate_counts(record['fates'])}</td><td class=num>{whole_time(record):.1f} s</td></tr>"
+            )
+        parts.append(
+            f"<div class=group><h2>{e(name)} <small>({counts})</small></h2><table class=index>"
+            "<colgroup><col class=outcome-col><col><col class=fates-col><col class=time-col></colgroup>"
+            f"<tr><th>outcome</th><th>scenario</th><th>fates</th><th>time</th></tr>{''.join(rows)}</table></div>"
+        )
+    return "".join(parts)
+
+
 def write_page(folder: Path, started: str, extra: str = "") -> bool:
-    """Write ``folder/index.html`` from the records in ``folder/data`` (each with the section its process drew),
-    in the order they ran; False, writing nothing, if there are none. The plugin writes a run's page with it, and
-    ``python -m harness.report merge`` the page of the shards' records gathered in one folder."""
+    """Write ``folder/index.html`` from the records in ``folder/data`` (each with the section its process drew):
+    the index (``index_table``), then the sections in its order; False, writing nothing, if there are none. The
+    plugin writes a run's page with it, and ``python -m harness.report merge`` the page of the shards' records
+    gathered in one folder."""
     records = [(json.loads(path.read_text()), path) for path in (folder / "data").glob("*.json")]
-    records.sort(key=lambda pair: pair[0]["timeline"]["started"])  # in the order they ran
     if not records:
         return False
+    grouped = ordered(records)
     passed = sum(1 for r, _ in records if r["outcome"] == "passed")
-    toc = "".join(
-        f"<li><a href='#{html.escape(_slug(r['nodeid']))}'>{html.escape(r['name'])}</a> ({r['outcome']})"
-        f"{toc_failure(r)}</li>"
-        for r, _ in records
+    failed = sum(1 for r, _ in records if r["outcome"] in FAILED)
+    brokers = sorted(
+        {r.get("broker") or f"RabbitMQ {r['rabbitmq']}" for r, _ in records if r.get("broker") or r.get("rabbitmq")}
     )
     page = PAGE.format(
-        summary=f"{len(records)} scenarios, {passed} passed; run started {started}"
-        + "".join(sorted({f"; RabbitMQ {r['rabbitmq']}" for r, _ in records if r.get("rabbitmq")}))
+        summary=f"{len(records)} scenarios: {passed} passed"
+        + (f", <b class=bad>{failed} failed</b>" if failed else "")
+        + f"; run started {started}"
+        + "".join(f"; {html.escape(b)}" for b in brokers)
         + ".",
-        toc=toc,
+        index=index_table(grouped),
         extra=extra,
-        sections="".join(_drawn_section(record, path) for record, path in records),
+        sections="".join(_drawn_section(record, path) for _, members in grouped for record, path in members),
     )
     (folder / "index.html").write_text(page)
     return True
@@ -376,6 +539,12 @@ class ReportPlugin:
         is_scenario = item.get_closest_marker("scenario") is not None  # the harness's own tests stay out
         if report.when == "setup":
             item.stash[SETUP_SECONDS] = report.duration
+            if report.failed and is_scenario:  # its stack never ran: listed all the same, with why
+                record = setup_failure_record(item, report, call)
+                self.staging.mkdir(parents=True, exist_ok=True)
+                slug = _slug(item.nodeid)
+                (self.staging / f"{slug}.json").write_text(json.dumps(record, indent=1))
+                (self.staging / f"{slug}.html").write_text(section(record, f"data/{slug}.json"))
         elif report.when == "call" and is_scenario and isinstance(stack, AppStack):
             try:
                 record = scenario_record(item, report, stack, call, setup=item.stash.get(SETUP_SECONDS, None))

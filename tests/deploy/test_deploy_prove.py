@@ -60,7 +60,11 @@ def test_the_proof_confirms_every_breaking_change_with_real_processes(deploy_che
     }
     assert len(breaking) == 20  # 9 tasks, 1 to 3 directions each
     assert breaking <= set(rows), "every breaking change and direction was run"
-    assert {key: row["status"] for key, row in rows.items() if row["status"] != CONFIRMED} == {}
+    unconfirmed = {key: row for key, row in rows.items() if row["status"] != CONFIRMED}
+    assert unconfirmed == {}, "\n".join(  # each row's prediction and observation, to tell why
+        f"{task} {direction}: predicted {row['predicted']}; observed {row['observed']}; {row['status']}: {row['why']}"
+        for (task, direction), row in unconfirmed.items()
+    )
     messages = report.proof.to_json()["messages"]
     swapped = [m for m in messages if m["task"] == "shop.tasks.move" and m["convention"] == POSITIONAL]
     assert {m["observed"] for m in swapped if m["direction"] != "control"} == {
