@@ -1,5 +1,5 @@
 """Which live processes belong to a folder (those that name it in their command line or environment), and
-how to interrupt a pytest run as a terminal's Ctrl-C would."""
+how to interrupt a pytest run so that it tears down as after a terminal's Ctrl-C."""
 
 from __future__ import annotations
 
@@ -40,10 +40,11 @@ def processes_of(folder: Path | str) -> list[str]:
 
 
 def interrupt(process: subprocess.Popen, timeout: float) -> None:
-    """One SIGINT to a pytest run (its Ctrl-C: its tear-down removes what it started), then wait for it; killed
-    if its tear-down takes longer than ``timeout``."""
+    """One SIGTERM to a pytest run, which the harness's plugin turns into its Ctrl-C (its tear-down removes what it
+    started), then wait for it; killed if its tear-down takes longer than ``timeout``. Not SIGINT: a process started
+    from a background job (``cmd &`` in a script, ``nohup``) ignores SIGINT, and its children inherit that."""
     if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

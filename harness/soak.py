@@ -14,9 +14,11 @@ is only worth something for the whole suite, on one provider, back to back. Each
 It prints a table (run, passed, failed, errors, seconds, failing tests, leftovers) and a total, and
 exits non-zero if any run failed or left anything. ``--json FILE`` keeps the table.
 
-Ctrl-C (or SIGTERM) stops the soak: the run in progress gets one SIGINT, as pytest under a terminal would,
-tidies up, and the soak's folder goes after it. Each run has a session of its own, so a Ctrl-C typed at the
-terminal reaches the run once, through the soak (twice would cut pytest's tear-down short).
+Ctrl-C (or SIGTERM) stops the soak: the run in progress gets one SIGTERM, which the harness's plugin turns
+into pytest's Ctrl-C (a SIGINT would be ignored by a run the soak started as a background job: a shell starts
+those with SIGINT ignored, and children inherit it), tidies up, and the soak's folder goes after it. Each run has
+a session of its own, so a Ctrl-C typed at the terminal reaches the run once, through the soak (twice would cut
+pytest's tear-down short).
 
     python -m harness.soak -n 20 -- scenarios/ --harness-broker local
 """

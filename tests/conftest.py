@@ -19,6 +19,7 @@ engine.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -144,3 +145,11 @@ def environment_kept() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """These tests interrupt inner runs with SIGINT, as a terminal's Ctrl-C does. Started as a background job
+    (``scripts/tests ... &``, ``nohup``), this process ignores SIGINT and so would every run it starts, which
+    then cannot be interrupted: give it back Python's handler (its children get the default, not the ignore)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
