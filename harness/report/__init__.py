@@ -22,6 +22,7 @@ import shutil
 import time
 from pathlib import Path
 
+import celery
 import pytest
 
 from harness import evidence
@@ -113,6 +114,7 @@ def scenario_record(
         "ended": time.time(),
         "rabbitmq": broker_version(item),  # the broker's version (the key predates Redis; "broker" names it)
         "broker": broker_name(item),
+        "celery": celery.__version__,  # the harness's Celery: the programs run this interpreter's
         **failure,
     }
 
