@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("harness.bench", "measure how long the harness's parts take"),
     "docs": ("harness.docs", "rewrite docs/scenarios.md and the README's table from the scenarios"),
     "api-docs": ("harness.apidocs", "rewrite docs/api.md, the scenario API's reference, from the docstrings"),
+    "lessons": ("harness.lessons", "keep a run's report as the docs site's recorded runs (record); --check them"),
     "deploy-check": ("harness.deploy_check", "will this release break the tasks already in flight? (--prove)"),
     "broker": ("harness.brokers.rabbitmq.warm", "start, stop or show the warm broker that outlives test runs"),
     "audit": (

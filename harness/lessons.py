@@ -34,7 +34,7 @@ RUNS = Path("docs/runs")  # the recorded runs, from the repository's root
 MATRIX = Path("docs/matrix")
 LESSONS = "lessons"  # the pages' folder in the site
 # What a lesson page needs of a run report's record (the rest, e.g. the failure text, is the report's).
-KEPT = ("nodeid", "name", "outcome", "duration", "durations", "timeline", "tasks", "fates", "sends", "fate_of",
+KEPT = ("nodeid", "name", "story", "outcome", "duration", "durations", "timeline", "tasks", "fates", "sends", "fate_of",
         "witness_gaps", "broker", "rabbitmq", "celery", "markers", "ended")  # fmt: skip
 
 

@@ -153,3 +153,15 @@ def pytest_configure(config: pytest.Config) -> None:
     then cannot be interrupted: give it back Python's handler (its children get the default, not the ignore)."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture
+def screenshots(pytestconfig: pytest.Config) -> Path:
+    """Where a test saves what a reader would see: ``screenshots/`` of this run's report folder, which CI keeps
+    among its artefacts."""
+    from harness import options
+
+    folder = Path(options.get(pytestconfig, "harness_report"))
+    folder = folder if folder.is_absolute() else pytestconfig.rootpath / folder
+    (folder / "screenshots").mkdir(parents=True, exist_ok=True)
+    return folder / "screenshots"

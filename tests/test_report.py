@@ -211,14 +211,6 @@ def test_a_record_keeps_the_setup_and_call_seconds_pytest_split_counts() -> None
     assert (record["duration"], record["durations"]) == (2.5, {"setup": 8.0, "call": 2.5})
 
 
-def outer_report_folder(config: pytest.Config) -> Path:
-    """Where this run's report goes (CI keeps it): screenshots are saved under it."""
-    folder = Path(options.get(config, "harness_report"))
-    folder = folder if folder.is_absolute() else config.rootpath / folder
-    (folder / "screenshots").mkdir(parents=True, exist_ok=True)
-    return folder / "screenshots"
-
-
 def outer_broker_args(config: pytest.Config) -> list[str]:
     """Run the inner scenario on the broker this test run was given."""
     args = []
@@ -344,7 +336,7 @@ def assert_readable(seen: dict, plots: int) -> None:
 
 @pytest.mark.browser
 def test_the_worker_outage_report_shows_the_backlog_and_opens_in_a_browser(
-    pytester: pytest.Pytester, pytestconfig: pytest.Config
+    pytester: pytest.Pytester, pytestconfig: pytest.Config, screenshots: Path
 ) -> None:
     """After the worker-outage scenario the report shows the queue rising to N while the worker is
     stopped and falling to 0 after it starts, both marked; a real Chromium renders the plot at the page's
@@ -359,14 +351,14 @@ def test_the_worker_outage_report_shows_the_backlog_and_opens_in_a_browser(
     assert max(ready for at, ready in depth if stopped < at < started) == 20, "the backlog rose to 20"
     assert [ready for at, ready in depth if at > started][-1] == 0, "and drained to 0 after the start"
 
-    seen = open_in_browser(folder, outer_report_folder(pytestconfig) / "worker-outage.png")
+    seen = open_in_browser(folder, screenshots / "worker-outage.png")
     assert_readable(seen, plots=1)
     assert "20 sends" in seen["texts"], "the twenty clicks are counted on the plot"
 
 
 @pytest.mark.browser
 def test_the_acks_late_broker_restart_report_shows_both_runs_ended_and_the_broker_down_span(
-    pytester: pytest.Pytester, pytestconfig: pytest.Config
+    pytester: pytest.Pytester, pytestconfig: pytest.Config, screenshots: Path
 ) -> None:
     """The task ran twice: the first run ended (its success written by the worker's journal while the broker
     was down, Celery's event for it only after the redelivery), the second too. The report's data has both
@@ -384,6 +376,6 @@ def test_the_acks_late_broker_restart_report_shows_both_runs_ended_and_the_broke
     assert down["what"] == "broker down" and down["end"] is not None, down
     assert down["start"] < first.end < down["end"] < second.start, "run 1 ended while the broker was down"
 
-    seen = open_in_browser(folder, outer_report_folder(pytestconfig) / "acks-late-broker-restart.png")
+    seen = open_in_browser(folder, screenshots / "acks-late-broker-restart.png")
     assert_readable(seen, plots=1)
     assert "broker down:" in seen["texts"] and "no samples" in seen["texts"], seen["texts"]
