@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ctl": ("harness.ctl", "stop, start, kill or redeploy a program of the stack that is up; its status"),
     "down": ("harness.down", "tear down the stack that is up here, leaving nothing behind"),
     "bench": ("harness.bench", "measure how long the harness's parts take"),
-    "docs": ("harness.docs", "rewrite docs/scenarios.md and the README's table from the scenarios"),
+    "docs": ("harness.docs", "rewrite docs/scenarios.md, every scenario's story, from the scenarios"),
     "api-docs": ("harness.apidocs", "rewrite docs/api.md, the scenario API's reference, from the docstrings"),
     "lessons": ("harness.lessons", "keep a run's report as the docs site's recorded runs (record); --check them"),
     "deploy-check": ("harness.deploy_check", "will this release break the tasks already in flight? (--prove)"),

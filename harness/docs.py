@@ -1,9 +1,9 @@
 """``python -m harness.docs``: the scenario catalogue, written from the scenarios themselves.
 
 Every scenario's story is its docstring, so the docs are generated from those (read with ``ast``:
-nothing is imported or run) into ``docs/scenarios.md`` and the table between the
-``<!-- scenarios:begin -->`` / ``<!-- scenarios:end -->`` marks of ``README.md``. ``--check`` fails when
-either is out of date (tests/test_docs.py runs it).
+nothing is imported or run) into ``docs/scenarios.md``, every story on one page; the docs site's lesson pages
+(``harness.lessons``) group the scenarios the same way. ``--check`` fails when the page is out of date
+(tests/test_docs.py runs it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BEGIN, END = "<!-- scenarios:begin -->", "<!-- scenarios:end -->"
 # Markers that say which suite a scenario belongs to (the first that a scenario carries decides: a Redis story
 # is marked catalogue too), and the order in which the docs and the run report list the suites.
 SUITES = {"seed": "Seed lessons", "redis": "Failure catalogue on Redis", "catalogue": "Failure catalogue"}
@@ -118,29 +117,8 @@ def scenarios_page(modules: list[ScenarioModule]) -> str:
     return "\n".join(lines)
 
 
-def readme_table(modules: list[ScenarioModule]) -> str:
-    """One row a scenario: its lesson (the test's name, as a sentence), its setting, where it lives."""
-    rows = ["| the lesson | the setting | scenario |", "|---|---|---|"]
-    for module in modules:
-        for scenario in module.scenarios:
-            where = f"[`{module.path.stem}`]({module.relative}) ({module.suite.lower()})"
-            rows.append(f"| {scenario.title} | {scenario.lesson} | {where} |")
-    return "\n".join(rows)
-
-
-def with_table(readme: str, table: str) -> str:
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{table}\n{END}{tail}"
-
-
 def outputs(root: Path) -> dict[Path, str]:
-    modules = read_all(root / "scenarios")
-    readme = root / "README.md"
-    return {
-        root / "docs" / "scenarios.md": scenarios_page(modules),
-        readme: with_table(readme.read_text(), readme_table(modules)),
-    }
+    return {root / "docs" / "scenarios.md": scenarios_page(read_all(root / "scenarios"))}
 
 
 def main(argv: list[str] | None = None) -> int:

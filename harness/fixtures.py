@@ -365,7 +365,7 @@ def parameter_undone(request: pytest.FixtureRequest, spec: StackSpec) -> str | N
     return (
         f"this test's stack_spec parameter is undone by the stack_spec fixture of {os.path.relpath(where)}, which "
         "changes the spec after the parameter was applied: take `request` in that fixture and apply request.param "
-        "last (README: 'If you redefine the stack_spec fixture')"
+        "last (docs/guides/your-app.md: 'If you redefine the stack_spec fixture')"
     )
 
 

@@ -33,6 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS = Path("docs/runs")  # the recorded runs, from the repository's root
 MATRIX = Path("docs/matrix")
 LESSONS = "lessons"  # the pages' folder in the site
+# The pictures of recorded runs that the README and the landing page show (committed, so that the README on a
+# forge shows one), each redrawn when its run is recorded.
+PICTURES = {
+    Path("docs/assets/worker-outage.svg"): (
+        "scenarios/test_worker_outage.py::test_worker_outage_tasks_wait_in_the_queue_and_all_run_once_after_restart"
+    ),
+}
 # What a lesson page needs of a run report's record (the rest, e.g. the failure text, is the report's).
 KEPT = ("nodeid", "name", "story", "outcome", "duration", "durations", "timeline", "tasks", "fates", "sends", "fate_of",
         "witness_gaps", "broker", "rabbitmq", "celery", "markers", "ended")  # fmt: skip
@@ -130,6 +137,12 @@ def record(reports: list[Path], root: Path = ROOT) -> list[str]:
             kept_run["fingerprint"] = fingerprint(lesson.source)
             (root / RUNS / f"{slug(run['nodeid'])}.json").write_text(json.dumps(kept_run, separators=(",", ":")))
             kept.append(run["nodeid"])
+            for picture, nodeid in PICTURES.items():
+                if nodeid == run["nodeid"]:
+                    from harness.plots import plot
+
+                    (root / picture).parent.mkdir(parents=True, exist_ok=True)
+                    (root / picture).write_text(plot(kept_run, "picture"))
     return kept
 
 
@@ -250,8 +263,11 @@ def write_pages(write: Callable[[str, str], None], root: Path = ROOT) -> list[Le
 
 def check(root: Path = ROOT) -> list[str]:
     """What the lessons lack: a scenario without a recorded run, a run recorded from other code."""
-    problems = []
-    for lesson in lessons(root):
+    found = lessons(root)
+    functions = {f"{lesson.module.relative}::{lesson.name}" for lesson in found}
+    problems = [f"{picture}: missing (record {nodeid})" for picture, nodeid in PICTURES.items()
+                if nodeid.split("[")[0] in functions and not (root / picture).is_file()]  # fmt: skip
+    for lesson in found:
         where = f"{lesson.module.relative}::{lesson.name}"
         if not lesson.runs:
             problems.append(f"{where}: no recorded run")

@@ -41,6 +41,6 @@ def test_a_scenario_module_is_read_without_importing_it(tmp_path: Path) -> None:
     assert scenario.title == "Something breaks"
 
 
-def test_docs_scenarios_md_and_the_readme_table_are_current() -> None:
+def test_docs_scenarios_md_is_current() -> None:
     root = Path(__file__).resolve().parent.parent  # the checkout, wherever the package is installed
     assert docs.main(["--check", "--root", str(root)]) == 0, "run: python -m harness.docs"

@@ -1,4 +1,4 @@
-"""The version matrix (docs/version-matrix.md, README's section) is generated from recorded runs of both
+"""The version matrix (docs/version-matrix.md, the brokers guide's section) is generated from recorded runs of both
 RabbitMQ versions, and must be current."""
 
 import json
@@ -32,7 +32,7 @@ def test_a_run_report_becomes_a_record_and_the_table_shows_each_version(tmp_path
 
     text = matrix.table([three, four])
     assert "| RabbitMQ 3.10.8 | RabbitMQ 4.0.5 |" in text
-    assert "| [`test_differs[quorum]`](scenarios/test_a.py) | 1 queued | **failed**: 1 lost |" in text
+    assert "| [`test_differs[quorum]`](lessons/a/differs.md) | 1 queued | **failed**: 1 lost |" in text
     assert "test_same" not in matrix.table([three, four], only_different=True)
 
 

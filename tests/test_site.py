@@ -165,6 +165,6 @@ def test_screenshots_of_the_landing_page_a_lesson_and_a_report_index(
                           ("report-index", (report / "index.html").as_uri())):  # fmt: skip
             page.goto(url)
             page.screenshot(path=str(screenshots / f"{name}.png"))
-        landing_plot = page.goto(f"{served}/assets/landing-plot.svg")
+        landing_plot = page.goto(f"{served}/assets/worker-outage.svg")
         assert landing_plot is not None and landing_plot.ok
     assert {"site-landing.png", "site-lesson.png", "report-index.png"} <= {p.name for p in screenshots.glob("*.png")}

@@ -1,9 +1,10 @@
-"""``python -m harness up``, ``ctl`` and ``down``: the README's by-hand demo replayed, and nothing left behind.
+"""``python -m harness up``, ``ctl`` and ``down``: the by-hand demo (docs/guides/by-hand.md) replayed, and nothing
+left behind.
 
 Each case starts ``python -m harness up`` from the checkout (its ``harness_stack`` is the demo) in a real
-subprocess with a private TMPDIR and its own state file (``HARNESS_STATE``), so that the README's commands
+subprocess with a private TMPDIR and its own state file (``HARNESS_STATE``), so that the guide's commands
 run verbatim: the walkthrough drives the page over HTTP, reads the queue in the management API, and runs
-``python -m harness ctl ...`` exactly as the README prints it. SIGINT reaches the child only because it is
+``python -m harness ctl ...`` exactly as the guide prints it. SIGINT reaches the child only because it is
 started with SIGINT reset to the default (a background job of a non-interactive shell ignores it, and
 Python keeps ignoring it; see the note in ENVIRONMENT.md).
 """
@@ -38,9 +39,9 @@ if TYPE_CHECKING:
     from conftest import DockerSetup, RunContainers
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "guides" / "by-hand.md"  # "Try it by hand", linked from the README
 
-# The README's commands ("Try it by hand"), run verbatim.
+# The guide's commands ("Try it by hand"), run verbatim.
 UP = "python -m harness up --harness-broker local --env HELLO_WORK_SECONDS=2"
 STOP = "python -m harness ctl stop worker_hello"
 START = "python -m harness ctl start worker_hello"
@@ -48,7 +49,7 @@ DEPLOY_V2 = "python -m harness ctl deploy web --env HELLO_PRODUCER=v2"
 LOGS = "python -m harness ctl logs worker_hello"
 STATUS = "python -m harness ctl status"
 DOWN = "python -m harness down"
-README_COMMANDS = (UP, STOP, START, DEPLOY_V2, LOGS, STATUS, DOWN)
+GUIDE_COMMANDS = (UP, STOP, START, DEPLOY_V2, LOGS, STATUS, DOWN)
 
 WORK_S = 2.0  # HELLO_WORK_SECONDS in UP
 INLINE_S = 2.0  # the demo's inline work (INLINE_WORK_SECONDS)
@@ -63,7 +64,7 @@ SIGINT_DEFAULT = (
 
 
 def command_argv(command: str) -> list[str]:
-    """A README command (``python -m harness ...``) as this interpreter runs it."""
+    """A command of the guide (``python -m harness ...``) as this interpreter runs it."""
     words = shlex.split(command)
     assert words[0] == "python", command
     return [sys.executable, *words[1:]]
@@ -127,7 +128,7 @@ class Up:
         return state
 
     def run(self, command: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
-        """A README command, in the checkout, on this stack (HARNESS_STATE)."""
+        """A command of the guide, in the checkout, on this stack (HARNESS_STATE)."""
         return subprocess.run(
             command_argv(command), cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=timeout
         )
@@ -178,7 +179,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
 
 @pytest.fixture(params=["local", "docker"])
 def broker_args(request: pytest.FixtureRequest, up: Up) -> tuple[str, ...]:
-    """The README's local broker, or the docker provider (skipped, saying why, without an engine or image)."""
+    """The guide's local broker, or the docker provider (skipped, saying why, without an engine or image)."""
     if request.param == "docker":
         setup: DockerSetup = request.getfixturevalue("docker_setup")
         up.containers = request.getfixturevalue("run_containers")
@@ -203,15 +204,12 @@ def redis_of(state: dict) -> redis.Redis:
     return redis.Redis.from_url(state["url"], socket_timeout=3)
 
 
-def test_the_readme_shows_the_commands_this_test_runs() -> None:
-    text = README.read_text()
-    section = text[text.index("## Try it by hand") :]
-    section = section[: section.index("\n## ", 3)]
-    missing = [command for command in README_COMMANDS if command not in section]
-    assert not missing, f"README's 'Try it by hand' does not show: {missing}"
+def test_the_by_hand_guide_shows_the_commands_this_test_runs() -> None:
+    missing = [command for command in GUIDE_COMMANDS if command not in GUIDE.read_text()]
+    assert not missing, f"the guide 'Try it by hand' does not show: {missing}"
 
 
-def test_the_readme_walkthrough_replays_against_harness_up(up: Up, broker_args: tuple[str, ...]) -> None:
+def test_the_by_hand_walkthrough_replays_against_harness_up(up: Up, broker_args: tuple[str, ...]) -> None:
     state = up.start(UP, broker_args)
     stack_s = float(re.search(r"stack up in ([\d.]+) s after it", up.output())[1])
     assert stack_s <= STACK_AFTER_BROKER_S, f"the stack took {stack_s} s after the broker:\n{up.output()}"
@@ -233,7 +231,7 @@ def test_the_readme_walkthrough_replays_against_harness_up(up: Up, broker_args: 
     assert answer.status_code == 202 and click_s < CLICK_BOUND_S, (answer.status_code, click_s)
     eventually(up.status, until=lambda s: s["tasks"]["succeeded"] == 1, timeout=15, what="the first task to succeed")
 
-    # 3. Stop the worker (the README's command), 4. click five times.
+    # 3. Stop the worker (the guide's command), 4. click five times.
     assert up.run(STOP).returncode == 0
     assert up.status()["programs"]["worker_hello"] == "STOPPED"
     for _ in range(5):
@@ -272,7 +270,7 @@ def test_the_readme_walkthrough_replays_against_harness_up(up: Up, broker_args: 
         what="hello_queue holds a message although the failed task was consumed",
     )  # fmt: skip
     logs = up.run(LOGS)
-    # The README promises this line in the worker's log: check the promise, not Celery's wording elsewhere.
+    # The guide promises this line in the worker's log: check the promise, not Celery's wording elsewhere.
     assert logs.returncode == 0 and "TypeError" in logs.stdout, logs.stdout[-2000:]
 
     # 9. Down: everything goes, and up itself exits cleanly.
