@@ -9,9 +9,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.brokers.rabbitmq import warm
 from harness.brokers.rabbitmq.warm import WarmBroker, main
 from harness.brokers.select import BrokerOptions
 from harness.errors import HarnessError
+from harness.waiting import eventually
 
 pytestmark = pytest.mark.skipif(
     shutil.which("rabbitmq-server", path="/usr/sbin:/usr/bin") is None, reason="no rabbitmq-server"
@@ -50,6 +52,28 @@ def test_fault_calls_work_on_the_warm_node(warm_home: Path) -> None:
     assert found is not None and found._pid == node._pid, "the restarted node's pid is saved for the next run"
     node.restart_broker(how="app")
     assert node.answering()
+
+
+def test_a_ctrl_c_while_the_node_boots_leaves_no_node(warm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted before the node answers, no state file names it yet: it must go with the run, or it would
+    outlive it with nothing to stop it (found left by a run killed mid-test)."""
+    node = WarmBroker.from_options(BrokerOptions(kind="warm"))
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(warm, "eventually", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        node.start()
+    assert node._pid and WarmBroker.found() is None
+
+    def gone() -> bool:
+        try:
+            return psutil.Process(node._pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    eventually(gone, timeout=10, what="the booting node to be gone")
 
 
 def test_a_parallel_run_is_refused_in_one_sentence(warm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

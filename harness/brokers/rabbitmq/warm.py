@@ -133,6 +133,9 @@ class WarmBroker(LocalBroker):
                 f"the warm RabbitMQ node did not answer within {self.boot_timeout:.0f}s; its log ends: "
                 f"{self._log_tail(3) or '(empty)'}"
             ) from None
+        except BaseException:  # Ctrl-C while it boots: no state file names it yet, so nothing would ever stop it
+            self._kill()
+            raise
         if process.poll() is not None:
             raise HarnessError(f"the warm RabbitMQ node exited during boot; its log ends: {self._log_tail(3)}")
         self._save()
