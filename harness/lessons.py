@@ -164,7 +164,7 @@ def _fates_line(fates: dict[str, int]) -> str:
 def run_section(lesson: Lesson, run: dict, cells: dict[str, list[tuple[str, str]]]) -> str:
     """One recorded run: the plot, the fates, where it ran, and what each RabbitMQ version recorded."""
     from harness.plots import plot
-    from harness.report import fate_tables, task_table
+    from harness.report import PLOT_CAPTION, fate_tables, marks_list, task_table
 
     anchor = slug(run["nodeid"])
     params = run["name"].split("[", 1)[1].rstrip("]") if "[" in run["name"] else ""
@@ -181,7 +181,11 @@ def run_section(lesson: Lesson, run: dict, cells: dict[str, list[tuple[str, str]
     lines += [
         f"Ran on {ran_on}: **{_fates_line(run['fates'])}** (test body {run['duration']:.1f} s).",
         "",
+        f'<p class="caption">{PLOT_CAPTION}</p>',
+        "",
         f'<figure class="plot">{plot(run, anchor)}</figure>',
+        "",
+        marks_list(run),
         "",
         f'<div class="fates">{fate_tables(run["fates"])}</div>',
         "",

@@ -231,12 +231,28 @@ def _tasks(axis, record, tasks, lanes, origin, last, anchor, titles) -> None:
     axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
+# The depth sampler reads every 0.1 s: a longer silence (a reading that hung while the broker stopped) is a gap,
+# not the last value held across it.
+SAMPLE_GAP_S = 0.5
+
+
+def with_gaps(points: list[dict], gap: float = SAMPLE_GAP_S) -> list[dict]:
+    """One queue's samples, with an unknown reading just after each sample followed by more than ``gap`` seconds of
+    silence: a step plot then stops there instead of holding the value until the next reading."""
+    out: list[dict] = []
+    for point in points:
+        if out and point["at"] - out[-1]["at"] > gap:
+            out.append({**out[-1], "at": out[-1]["at"] + 0.1, "ready": None, "unacked": None})
+        out.append(point)
+    return out
+
+
 def _depth(axis, record: dict, origin: float) -> None:
     from matplotlib.ticker import MaxNLocator
 
     samples = record["timeline"]["samples"]
     for queue in sorted({s["queue"] for s in samples}):
-        points = [s for s in samples if s["queue"] == queue]
+        points = with_gaps([s for s in samples if s["queue"] == queue])
         xs = [s["at"] - origin for s in points]
         # A failed reading (the broker down) is a gap, not the last value held.
         ready = [float("nan") if s["ready"] is None else s["ready"] for s in points]

@@ -17,9 +17,10 @@ def test_broker_restart_keeps_a_persistent_backlog_and_every_task_runs_once(
 ):
     """RabbitMQ restarts (an upgrade, a crash, a node replaced) while tasks wait for a stopped worker.
 
-    What a user sees: nothing is lost. Celery publishes tasks as persistent messages and declares its
-    queues durable, so the backlog is on disk and is there again when the broker comes back. The
-    worker, started afterwards, runs every task exactly once.
+    What a user sees: nothing is lost. Celery publishes tasks as persistent messages (its default
+    ``task_default_delivery_mode = "persistent"``) and declares its queues durable, so the backlog is on
+    disk and is there again when the broker comes back. The worker, started afterwards, runs every task
+    exactly once.
     """
     # Arrange: a backlog waits for a stopped worker.
     stack.stop(WORKER)
@@ -41,14 +42,14 @@ def test_broker_restart_keeps_a_persistent_backlog_and_every_task_runs_once(
 
 @pytest.mark.celery_config(task_default_delivery_mode="transient")
 def test_broker_restart_drops_transient_messages(owned_broker, stack, producer, vhost, ledger):
-    """The same restart, but the app publishes with ``task_default_delivery_mode = "transient"``
-    (a common speed-up).
+    """RabbitMQ restarts while tasks wait for a stopped worker, as in the persistent-backlog lesson, but the
+    app publishes with ``task_default_delivery_mode = "transient"`` (a common speed-up).
 
     What a user sees: every waiting task vanishes. Transient messages live in memory only, even in
     a durable queue; the broker comes back with the queue and without them. The clicks all said
     "queued"; nothing will ever run. (Here the RabbitMQ application restarts inside its running node,
-    ``rabbitmqctl stop_app`` / ``start_app``: every queue stops and recovers from disk, as in the node
-    restart above, only faster.)
+    ``rabbitmqctl stop_app`` / ``start_app``: every queue stops and recovers from disk, as in a node
+    restart, only faster.)
     """
     stack.stop(WORKER)
     assert_all_queued(producer.send_many(CLICKS), within=1.0)

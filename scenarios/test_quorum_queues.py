@@ -90,7 +90,8 @@ def test_worker_killed_with_acks_late_on_a_quorum_queue_reruns_the_task_as_on_cl
 
     What a user sees: the same on both, on RabbitMQ 3 and 4: the running task runs again (duplicated) and the
     three prefetched tasks run once. A quorum queue counts the return (its delivery count goes to 1), far from
-    RabbitMQ 4's limit of 20, so one crash changes nothing; a task that crashes its worker every time does (above).
+    RabbitMQ 4's limit of 20, so one crash changes nothing; a task that crashes its worker every time does (the
+    poison-task lesson).
     """
     ids, running = stack.busy_worker(4)
     stack.kill(WORKER)

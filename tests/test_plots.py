@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from harness.plots import bursts, mark_rows, plot, runs
+from harness.plots import bursts, mark_rows, plot, runs, with_gaps
 
 W = "worker_hello@harness"
 
@@ -38,6 +38,14 @@ def test_a_run_cut_off_by_a_kill_has_no_end_and_its_redelivery_does() -> None:
 def test_a_retry_ends_a_run_and_the_next_run_ends_on_its_own() -> None:
     events = [step("task-started", 0), step("task-retried", 1), step("task-started", 3), step("task-failed", 4)]
     assert [(r.start, r.end, r.how) for r in runs(events)] == [(0, 1, "task-retried"), (3, 4, "task-failed")]
+
+
+def test_a_silence_in_the_depth_samples_is_a_gap_not_the_last_value_held() -> None:
+    """The sampler's reading hung for 3 s while the broker stopped: the plot must not show 20 messages over those
+    3 s (and past the broker's return), which would say they were still there."""
+    points = [{"at": t, "queue": "q", "ready": r, "unacked": 0} for t, r in ((0.0, 20), (0.1, 20), (3.2, 0))]
+    assert [(p["at"], p["ready"]) for p in with_gaps(points)] == [(0.0, 20), (0.1, 20), (0.2, None), (3.2, 0)]
+    assert with_gaps(points[:2]) == points[:2], "samples 0.1 s apart are left as they are"
 
 
 def test_mark_numbers_never_share_a_row_when_close() -> None:

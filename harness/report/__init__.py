@@ -265,6 +265,26 @@ def gaps_line(record: dict) -> str:
     )
 
 
+PLOT_CAPTION = (
+    "Top: each task on a row of its own (hover for its id, click for its history below): its send (|, or a "
+    "triangle where the app refused it) and each run on a worker, a line ending in o if it succeeded, x if it "
+    "failed, dotted if it never ended; coloured by the task's fate. Bottom: the queues' ready messages (read over "
+    "AMQP every 100 ms; a break in the line: no reading) and unacknowledged ones (from the management API, whose "
+    "counters refresh every 0.5 s on the harness's brokers). Shaded: the broker was down. Numbered lines: the "
+    "actions listed below (red: the broker, blue: a program, orange: the network)."
+)
+
+
+def marks_list(record: dict) -> str:
+    """The plot's numbered actions, in order, with when each happened."""
+    e, origin = html.escape, record["timeline"]["started"]
+    items = "".join(
+        f"<li class='{e(m.get('kind', 'program'))}'>{e(m['label'])} at {m['at'] - origin:.1f} s</li>"
+        for m in sorted(record["timeline"]["marks"], key=lambda m: m["at"])
+    )
+    return f'<ol class="marks">{items}</ol>'
+
+
 def scenario_title(record: dict) -> str:
     """The scenario's name as a sentence (its parameters left out)."""
     return record["name"].split("[")[0].removeprefix("test_").replace("_", " ").capitalize()
@@ -276,10 +296,6 @@ def section(record: dict, data_file: str) -> str:
     where = f"{e(record['nodeid'])} &middot; test body {record['duration']:.1f} s"
     story = "".join(f"<p>{_markup(p)}</p>" for p in record["story"].split("\n\n") if p.strip())
     origin = record["timeline"]["started"]
-    marks = "".join(
-        f"<li class='{e(m.get('kind', 'program'))}'>{e(m['label'])} at {m['at'] - origin:.1f} s</li>"
-        for m in sorted(record["timeline"]["marks"], key=lambda m: m["at"])
-    )
     down = "".join(
         f"<li>{e(d['what'])} from {d['start'] - origin:.1f} s to {_until(d['end'], origin)}: no samples</li>"
         for d in record["timeline"].get("broker_down", [])
@@ -300,14 +316,9 @@ def section(record: dict, data_file: str) -> str:
   <p class="nodeid">{where} &middot; <a href="{e(data_file)}">raw data (JSON)</a></p>
   {failure_block(record)}
   <div class="story">{story}</div>
-  <p class="caption">Top: each task on a row of its own (hover for its id, click for its history below):
-  its send (|, or a triangle where the app refused it) and each run on a worker, a line ending in o if it
-  succeeded, x if it failed, dotted if it never ended; coloured by the task's fate. Bottom: the queues'
-  ready messages (read over AMQP every 100 ms) and unacknowledged ones (from the management API, whose
-  counters refresh every 0.5 s on the harness's brokers). Shaded: the broker was down, so nothing could be
-  read. Numbered lines: the actions listed below (red: the broker, blue: a program, orange: the network).</p>
+  <p class="caption">{PLOT_CAPTION}</p>
   <figure class="plot">{plot(record, anchor)}</figure>
-  <ol class="marks">{marks}</ol>
+  {marks_list(record)}
   {gaps_line(record)}
   {f"<ul class='down'>{down}</ul>" if down else ""}
   {fate_tables(record["fates"])}
