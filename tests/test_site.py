@@ -10,13 +10,13 @@ import html.parser
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from http_server import serve
 
 from harness import browser
 from harness.lessons import lessons
@@ -98,14 +98,7 @@ def served(site: Path) -> Iterator[str]:
     """The built site over HTTP (Material's search runs in a web worker, which a file:// page cannot start)."""
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from serve(handler)
 
 
 DRAWN = """() => ({
