@@ -21,6 +21,7 @@ from pathlib import Path
 SUITES = {"seed": "Seed lessons", "redis": "Failure catalogue on Redis", "catalogue": "Failure catalogue"}
 FOUNDATION = "Foundation"  # this repository's unmarked scenarios
 SUITE_ORDER = ("Seed lessons", "Failure catalogue", "Failure catalogue on Redis", FOUNDATION)
+LESSONS = "lessons"  # the docs site's folder of lesson pages (harness.lessons writes them)
 FAMILY_FOLDERS = {"redis": "redis"}  # scenarios/<folder>/ holds a broker family's stories (marked by its conftest)
 
 
@@ -28,6 +29,12 @@ def suite_of(markers: Iterable[str], default: str | None = FOUNDATION) -> str | 
     """The suite a scenario's markers put it in; ``default`` for one without a suite marker."""
     names = set(markers)
     return next((label for marker, label in SUITES.items() if marker in names), default)
+
+
+def page_of(nodeid: str) -> str:
+    """The site's page of a scenario (``scenarios/test_x.py::test_y[param]`` -> ``lessons/x/y.md``)."""
+    path, _, test = nodeid.partition("::")
+    return f"{LESSONS}/{Path(path).stem.removeprefix('test_')}/{test.split('[')[0].removeprefix('test_')}.md"
 
 
 @dataclass

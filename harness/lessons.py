@@ -27,12 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.docs import ScenarioModule, read_all
+from harness.docs import LESSONS, ScenarioModule, page_of, read_all
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = Path("docs/runs")  # the recorded runs, from the repository's root
 MATRIX = Path("docs/matrix")
-LESSONS = "lessons"  # the pages' folder in the site
 # The pictures of recorded runs that the README and the landing page show (committed, so that the README on a
 # forge shows one), each redrawn when its run is recorded.
 PICTURES = {
@@ -71,12 +70,6 @@ def fingerprint(source: str) -> str:
 
 def slug(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", nodeid).strip("-")[:150]
-
-
-def page_of(nodeid: str) -> str:
-    """The site's page of a scenario (``scenarios/test_x.py::test_y[param]`` -> ``lessons/x/y.md``)."""
-    path, _, test = nodeid.partition("::")
-    return f"{LESSONS}/{Path(path).stem.removeprefix('test_')}/{test.split('[')[0].removeprefix('test_')}.md"
 
 
 @dataclass

@@ -22,6 +22,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from harness.docs import page_of
 from harness.verdict import FATES
 
 BEGIN, END = "<!-- matrix:begin -->", "<!-- matrix:end -->"
@@ -102,8 +103,6 @@ def rows(runs: list[dict]) -> list[tuple[str, list[str]]]:
 
 def _scenario(nodeid: str, up: str) -> str:
     """A link to the scenario's lesson in the docs site, from a page ``up`` (``../``) below the site's root."""
-    from harness.lessons import page_of
-
     return f"[`{nodeid.partition('::')[2]}`]({up}{page_of(nodeid)})"
 
 
