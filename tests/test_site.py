@@ -27,8 +27,11 @@ pytestmark = pytest.mark.xdist_group("site")  # one build for the module's tests
 LESSON = "lessons/broker_restart/broker_restart_drops_transient_messages.html"
 
 
+BUILD_LOG = pytest.StashKey[str]()
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def site(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Path:
     out = tmp_path_factory.mktemp("site")
     done = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
@@ -36,6 +39,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         env={**os.environ, "DISABLE_MKDOCS_2_WARNING": "true", "NO_MKDOCS_2_WARNING": "1"},  # as scripts/docs
     )  # fmt: skip
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stderr[-4000:]}"
+    pytestconfig.stash[BUILD_LOG] = done.stdout + done.stderr
     return out
 
 
@@ -64,6 +68,17 @@ def test_every_scenario_has_its_lesson_page(site: Path) -> None:
     expected = {lesson.page.removesuffix(".md") + ".html" for lesson in lessons()}
     assert expected and not expected - built, f"lessons without a page: {sorted(expected - built)}"
     assert {"index.html", "getting-started.html", "lessons/index.html", "api.html"} <= built
+
+
+def test_every_lesson_has_a_recorded_run_and_the_build_names_each_stale_one(
+    site: Path, pytestconfig: pytest.Config
+) -> None:
+    """A new scenario comes with its recorded run; a run recorded before its scenario's code changed is named by
+    the build, to be recorded again (``python -m harness.lessons record``)."""
+    found = lessons()
+    assert [f"{lesson.module.relative}::{lesson.name}" for lesson in found if not lesson.runs] == []
+    log = pytestconfig.stash[BUILD_LOG]
+    assert [nodeid for lesson in found for nodeid in lesson.stale if nodeid not in log] == []
 
 
 def test_every_internal_link_resolves(site: Path) -> None:
