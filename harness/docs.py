@@ -18,8 +18,11 @@ from pathlib import Path
 
 # Markers that say which suite a scenario belongs to (the first that a scenario carries decides: a Redis story
 # is marked catalogue too), and the order in which the docs and the run report list the suites.
-SUITES = {"seed": "Seed lessons", "redis": "Failure catalogue on Redis", "catalogue": "Failure catalogue"}
-FOUNDATION = "Foundation"  # this repository's unmarked scenarios
+FOUNDATION = "Foundation"
+SUITES = {
+    "seed": "Seed lessons", "redis": "Failure catalogue on Redis", "catalogue": "Failure catalogue",
+    "foundation": FOUNDATION,
+}  # fmt: skip
 SUITE_ORDER = ("Seed lessons", "Failure catalogue", "Failure catalogue on Redis", FOUNDATION)
 LESSONS = "lessons"  # the docs site's folder of lesson pages (harness.lessons writes them)
 FAMILY_FOLDERS = {"redis": "redis"}  # scenarios/<folder>/ holds a broker family's stories (marked by its conftest)

@@ -157,7 +157,7 @@ def _fates_line(fates: dict[str, int]) -> str:
 def run_section(lesson: Lesson, run: dict, cells: dict[str, list[tuple[str, str]]]) -> str:
     """One recorded run: the plot, the fates, where it ran, and what each RabbitMQ version recorded."""
     from harness.plots import plot
-    from harness.report import PLOT_CAPTION, fate_tables, marks_list, task_table
+    from harness.report import fate_tables, marks_list, plot_caption, task_table
 
     anchor = slug(run["nodeid"])
     params = run["name"].split("[", 1)[1].rstrip("]") if "[" in run["name"] else ""
@@ -174,7 +174,7 @@ def run_section(lesson: Lesson, run: dict, cells: dict[str, list[tuple[str, str]
     lines += [
         f"Ran on {ran_on}: **{_fates_line(run['fates'])}** (test body {run['duration']:.1f} s).",
         "",
-        f'<p class="caption">{PLOT_CAPTION}</p>',
+        f'<p class="caption">{plot_caption(run)}</p>',
         "",
         f'<figure class="plot">{plot(run, anchor)}</figure>',
         "",
@@ -275,18 +275,23 @@ def check(root: Path = ROOT) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.lessons", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
-    keep = sub.add_parser("record", help="keep the passed runs of run reports as the lessons' recorded runs")
+    keep = sub.add_parser(
+        "record", help="keep the passed runs of run reports as the lessons' recorded runs (and redraw the pictures "
+        f"the README and the landing page show: {', '.join(str(p) for p in PICTURES)})",
+    )  # fmt: skip
     keep.add_argument("reports", nargs="+", type=Path, help="run report folders (--harness-report)")
     parser.add_argument("--check", action="store_true", help="list lessons without a recorded run or with a stale one")
     args = parser.parse_args(argv)
     if args.command == "record":
         kept = record(args.reports)
-        print(f"lessons: kept {len(kept)} recorded runs in {RUNS}/")
+        print(f"lessons: kept {len(kept)} recorded run{'s' * (len(kept) != 1)} in {RUNS}/")
         return 0
     problems = check()
     for problem in problems:
         print(f"lessons: {problem}", file=sys.stderr)
     if args.check:
+        if not problems:
+            print(f"lessons: each of the {len(lessons())} lessons has a recorded run of its scenario's current code")
         return 1 if problems else 0
     parser.print_help()
     return 0

@@ -185,12 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupted)
     folder = Path(tempfile.mkdtemp(prefix="harness-soak-"))
     results = []
+    interrupted = False
     try:
-        for number in range(1, args.runs + 1):
-            result = run_once(number, args.pytest_args or ["scenarios/"], folder)
-            results.append(result)
-            status = "ok" if result.clean else "FAILED" if (result.failed or result.errors) else "LEFT BEHIND"
-            print(f"run {number}/{args.runs}: {status} in {result.seconds:.0f}s", flush=True)
+        try:
+            for number in range(1, args.runs + 1):
+                print(f"run {number}/{args.runs}: started", flush=True)
+                result = run_once(number, args.pytest_args or ["scenarios/"], folder)
+                results.append(result)
+                status = "ok" if result.clean else "FAILED" if (result.failed or result.errors) else "LEFT BEHIND"
+                print(f"run {number}/{args.runs}: {status} in {result.seconds:.0f}s", flush=True)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run in progress has torn down; say so, and what ran
+            interrupted = True
+            print(f"soak: interrupted during run {len(results) + 1}/{args.runs}; it was stopped and tidied up")
         print(table(results))
         if args.json:
             args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
@@ -200,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(folder, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
+    if interrupted:
+        return 130  # as a shell reports a run ended by Ctrl-C
     return 0 if all(r.clean for r in results) else 1
 
 

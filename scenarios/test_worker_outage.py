@@ -1,7 +1,11 @@
 """A stopped worker: the site keeps answering, tasks wait in the queue, and nothing is lost."""
 
+import pytest
+
 from app_under_test.stack import HELLO_QUEUE, WORKER
 from harness.producers import assert_all_queued
+
+pytestmark = pytest.mark.foundation
 
 CLICKS = 20
 CLICK_BOUND_S = 1.0  # a click only publishes a message; a second is generous even on a loaded CI machine

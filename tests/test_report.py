@@ -17,7 +17,16 @@ import pytest
 
 from harness import browser, options
 from harness.plots import runs
-from harness.report import _drawn_section, group_of, index_table, ordered, scenario_record, section, write_page
+from harness.report import (
+    _drawn_section,
+    group_of,
+    index_table,
+    ordered,
+    plot_caption,
+    scenario_record,
+    section,
+    write_page,
+)
 from harness.timeline import Timeline
 from harness.verdict import FATES, Send, TaskEvent, TaskHistory, judge
 
@@ -135,6 +144,12 @@ def test_the_index_filter_keeps_the_rows_with_every_word_typed(tmp_path: Path) -
         page.fill("#filter", "")
         page.check("#failures")
         assert page.evaluate(count) == 1 and "worker killed" in page.inner_text("tr[data-text]:not([hidden])").lower()
+
+
+def test_the_plots_caption_says_what_the_depth_counts_are_on_the_broker_the_scenario_ran_on() -> None:
+    assert "management API" in plot_caption({"broker": "RabbitMQ 4.0.5"})
+    on_redis = plot_caption({"broker": "Redis 7.0.15"})
+    assert "unacked hash" in on_redis and "AMQP" not in on_redis and "management" not in on_redis
 
 
 def test_the_fate_table_shows_the_fates_that_occurred_and_every_fate_on_demand() -> None:
@@ -275,7 +290,7 @@ def test_a_failed_scenarios_page_starts_with_why_it_failed(pytester: pytest.Pyte
     assert section.index("Why it failed") < why < section.index("Programs not running")
     assert section.index("worker_hello is STOPPED") < section.index('<figure class="plot">')
     index = page[: page.index("<section")]
-    assert "2 scenarios: 0 passed, <b class=bad>2 failed</b>" in index
+    assert "2 scenarios: 0 passed, <b class=bad>1 failed, 1 error</b>" in index
     assert "<code class=why-line>AssertionError: the click was never handled" in index
     # A scenario whose setup failed has no stack, no plot: listed all the same, with why.
     assert "<code class=why-line>RuntimeError: the app could not start</code>" in index

@@ -94,6 +94,7 @@ def test_a_signal_to_the_soak_alone_stops_the_run_and_leaves_nothing(tmp_path: P
     assert not left, "the run the soak started is still running"
     assert list(temp.iterdir()) == [], "the soak's folder (the run's TMPDIR) is left"
     assert "run 2/2" not in output, "the soak went on after the signal"
+    assert "soak: interrupted during run 1/2" in output and "Traceback" not in output, output
 
 
 def psutil_exists(pid: int) -> bool:

@@ -265,14 +265,29 @@ def gaps_line(record: dict) -> str:
     )
 
 
-PLOT_CAPTION = (
-    "Top: each task on a row of its own (hover for its id, click for its history below): its send (|, or a "
-    "triangle where the app refused it) and each run on a worker, a line ending in o if it succeeded, x if it "
-    "failed, dotted if it never ended; coloured by the task's fate. Bottom: the queues' ready messages (read over "
-    "AMQP every 100 ms; a break in the line: no reading) and unacknowledged ones (from the management API, whose "
-    "counters refresh every 0.5 s on the harness's brokers). Shaded: the broker was down. Numbered lines: the "
-    "actions listed below (red: the broker, blue: a program, orange: the network)."
-)
+# What the depth plot's counts are, per broker family (a record names its broker: "Redis 7.0.15", "RabbitMQ 3.10.8").
+DEPTH_READINGS = {
+    "RabbitMQ": (
+        "ready messages (read over AMQP every 100 ms; a break in the line: no reading) and unacknowledged ones (from "
+        "the management API, whose counters refresh every 0.5 s on the harness's brokers)"
+    ),
+    "Redis": (
+        "ready messages (the lengths of the queue's lists, read every 100 ms; a break in the line: no reading) and "
+        "unacknowledged ones (its messages in kombu's unacked hash), both exact"
+    ),
+}
+
+
+def plot_caption(record: dict) -> str:
+    """How to read the scenario's plot, with what its depth counts are on the broker it ran on."""
+    family = (record.get("broker") or "RabbitMQ").split()[0]
+    return (
+        "Top: each task on a row of its own (hover for its id, click for its history below): its send (|, or a "
+        "triangle where the app refused it) and each run on a worker, a line ending in o if it succeeded, x if it "
+        f"failed, dotted if it never ended; coloured by the task's fate. Bottom: the queues' "
+        f"{DEPTH_READINGS.get(family, DEPTH_READINGS['RabbitMQ'])}. Shaded: the broker was down. Numbered lines: the "
+        "actions listed below (red: the broker, blue: a program, orange: the network)."
+    )
 
 
 def marks_list(record: dict) -> str:
@@ -316,7 +331,7 @@ def section(record: dict, data_file: str) -> str:
   <p class="nodeid">{where} &middot; <a href="{e(data_file)}">raw data (JSON)</a></p>
   {failure_block(record)}
   <div class="story">{story}</div>
-  <p class="caption">{PLOT_CAPTION}</p>
+  <p class="caption">{plot_caption(record)}</p>
   <figure class="plot">{plot(record, anchor)}</figure>
   {marks_list(record)}
   {gaps_line(record)}
@@ -495,14 +510,15 @@ def write_page(folder: Path, started: str, extra: str = "") -> bool:
     if not records:
         return False
     grouped = ordered(records)
-    passed = sum(1 for r, _ in records if r["outcome"] == "passed")
-    failed = sum(1 for r, _ in records if r["outcome"] in FAILED)
+    count = {outcome: sum(1 for r, _ in records if r["outcome"] == outcome) for outcome in ("passed", *FAILED)}
+    words = {"failed": "failed", "error": "error"}  # "1 failed, 2 errors": a setup failure is an error, as pytest says
+    failures = [f"{count[o]} {words[o]}{'s' * (o == 'error' and count[o] > 1)}" for o in FAILED if count[o]]
     brokers = sorted(
         {r.get("broker") or f"RabbitMQ {r['rabbitmq']}" for r, _ in records if r.get("broker") or r.get("rabbitmq")}
     )
     page = PAGE.format(
-        summary=f"{len(records)} scenarios: {passed} passed"
-        + (f", <b class=bad>{failed} failed</b>" if failed else "")
+        summary=f"{len(records)} scenarios: {count['passed']} passed"
+        + (f", <b class=bad>{', '.join(failures)}</b>" if failures else "")
         + f"; run started {started}"
         + "".join(f"; {html.escape(b)}" for b in brokers)
         + ".",
