@@ -40,6 +40,11 @@ def page_of(nodeid: str) -> str:
     return f"{LESSONS}/{Path(path).stem.removeprefix('test_')}/{test.split('[')[0].removeprefix('test_')}.md"
 
 
+def title_of(name: str) -> str:
+    """A scenario's test name as a sentence, its parameters left out: ``test_x_y[p]`` -> ``X y``."""
+    return name.split("[")[0].removeprefix("test_").replace("_", " ").capitalize()
+
+
 @dataclass
 class Scenario:
     name: str
@@ -48,7 +53,7 @@ class Scenario:
 
     @property
     def title(self) -> str:
-        return self.name.removeprefix("test_").replace("_", " ").capitalize()
+        return title_of(self.name)
 
     @property
     def lesson(self) -> str:

@@ -27,11 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.docs import LESSONS, ScenarioModule, page_of, read_all
+from harness.docs import LESSONS, Scenario, ScenarioModule, page_of, read_all
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = Path("docs/runs")  # the recorded runs, from the repository's root
-MATRIX = Path("docs/matrix")
 # The pictures of recorded runs that the README and the landing page show (committed, so that the README on a
 # forge shows one), each redrawn when its run is recorded.
 PICTURES = {
@@ -68,26 +67,26 @@ def fingerprint(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-def slug(nodeid: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", nodeid).strip("-")[:150]
-
-
 @dataclass
 class Lesson:
     module: ScenarioModule
-    name: str
-    story: str
+    scenario: Scenario  # its name, story, title and first paragraph (harness.docs)
     source: str
     runs: list[dict] = field(default_factory=list)  # its recorded runs, one per parametrization
 
     @property
-    def title(self) -> str:
-        return self.name.removeprefix("test_").replace("_", " ").capitalize()
+    def name(self) -> str:
+        return self.scenario.name
+
+    @property
+    def key(self) -> str:
+        """The scenario function's node id (a recorded run's, without its parameters)."""
+        return f"{self.module.relative}::{self.name}"
 
     @property
     def page(self) -> str:
         """The page's path in the site."""
-        return page_of(f"{self.module.relative}::{self.name}")
+        return page_of(self.key)
 
     @property
     def stale(self) -> list[str]:
@@ -106,7 +105,7 @@ def lessons(root: Path = ROOT) -> list[Lesson]:
         for scenario in module.scenarios:
             key = f"{module.relative}::{scenario.name}"
             source = source_of(module.path, scenario.name)
-            found.append(Lesson(module, scenario.name, scenario.story, source, runs.get(key, [])))
+            found.append(Lesson(module, scenario, source, runs.get(key, [])))
     return found
 
 
@@ -114,7 +113,10 @@ def record(reports: list[Path], root: Path = ROOT) -> list[str]:
     """Keep the runs of these run reports (their ``data/*.json``) as the lessons' recorded runs, replacing the
     runs of the same node ids; returns the node ids kept. Only passed runs are kept: a lesson shows what the
     scenario asserts, not a failure."""
-    by_function = {f"{lesson.module.relative}::{lesson.name}": lesson for lesson in lessons(root)}
+    from harness.plots import plot
+    from harness.report import slug
+
+    by_function = {lesson.key: lesson for lesson in lessons(root)}
     kept = []
     (root / RUNS).mkdir(parents=True, exist_ok=True)
     for report in reports:
@@ -132,8 +134,6 @@ def record(reports: list[Path], root: Path = ROOT) -> list[str]:
             kept.append(run["nodeid"])
             for picture, nodeid in PICTURES.items():
                 if nodeid == run["nodeid"]:
-                    from harness.plots import plot
-
                     (root / picture).parent.mkdir(parents=True, exist_ok=True)
                     (root / picture).write_text(plot(kept_run, "picture"))
     return kept
@@ -157,7 +157,7 @@ def _fates_line(fates: dict[str, int]) -> str:
 def run_section(lesson: Lesson, run: dict, cells: dict[str, list[tuple[str, str]]]) -> str:
     """One recorded run: the plot, the fates, where it ran, and what each RabbitMQ version recorded."""
     from harness.plots import plot
-    from harness.report import fate_tables, marks_list, plot_caption, task_table
+    from harness.report import fate_tables, marks_list, plot_caption, slug, task_table
 
     anchor = slug(run["nodeid"])
     params = run["name"].split("[", 1)[1].rstrip("]") if "[" in run["name"] else ""
@@ -194,11 +194,11 @@ def run_section(lesson: Lesson, run: dict, cells: dict[str, list[tuple[str, str]
 def lesson_page(lesson: Lesson, cells: dict[str, list[tuple[str, str]]]) -> str:
     markers = ", ".join(f"`{m}`" for m in lesson.module.markers) or "none"
     lines = [
-        f"# {lesson.title}",
+        f"# {lesson.scenario.title}",
         "",
-        f"*{lesson.module.suite}* · `{lesson.module.relative}::{lesson.name}` · markers: {markers}",
+        f"*{lesson.module.suite}* · `{lesson.key}` · markers: {markers}",
         "",
-        _code(lesson.story),
+        _code(lesson.scenario.story),
         "",
         "## The scenario",
         "",
@@ -227,8 +227,8 @@ def index_page(found: list[Lesson]) -> str:
         if lesson.module.relative != module:
             module = lesson.module.relative
             lines += [f"### `{module}`", "", _code(lesson.module.summary), ""]
-        first = _code(" ".join(lesson.story.split("\n\n", 1)[0].split()))
-        lines += [f"- [{lesson.title}]({lesson.page.removeprefix(LESSONS + '/')}): {first}"]
+        link = lesson.page.removeprefix(LESSONS + "/")
+        lines += [f"- [{lesson.scenario.title}]({link}): {_code(lesson.scenario.lesson)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -243,7 +243,7 @@ def summary(found: list[Lesson]) -> str:
         if lesson.module.relative != module:
             module = lesson.module.relative
             lines.append(f"    - {lesson.module.path.stem.removeprefix('test_').replace('_', ' ').capitalize()}")
-        lines.append(f"        - [{lesson.title}]({lesson.page.removeprefix(LESSONS + '/')})")
+        lines.append(f"        - [{lesson.scenario.title}]({lesson.page.removeprefix(LESSONS + '/')})")
     return "\n".join(lines) + "\n"
 
 
@@ -261,13 +261,12 @@ def write_pages(write: Callable[[str, str], None], root: Path = ROOT) -> list[Le
 def check(root: Path = ROOT) -> list[str]:
     """What the lessons lack: a scenario without a recorded run, a run recorded from other code."""
     found = lessons(root)
-    functions = {f"{lesson.module.relative}::{lesson.name}" for lesson in found}
+    functions = {lesson.key for lesson in found}
     problems = [f"{picture}: missing (record {nodeid})" for picture, nodeid in PICTURES.items()
                 if nodeid.split("[")[0] in functions and not (root / picture).is_file()]  # fmt: skip
     for lesson in found:
-        where = f"{lesson.module.relative}::{lesson.name}"
         if not lesson.runs:
-            problems.append(f"{where}: no recorded run")
+            problems.append(f"{lesson.key}: no recorded run")
         problems += [f"{nodeid}: recorded from an earlier version of the scenario" for nodeid in lesson.stale]
     return problems
 

@@ -166,7 +166,6 @@ def test_rules_go_when_the_block_raises(net):
 def test_rules_go_on_ctrl_c(echo):
     script = textwrap.dedent(f"""
         import signal, sys, time
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job may inherit SIG_IGN
         from harness.netfaults import NetFaults
         net = NetFaults(("127.0.0.1", {echo}), lambda fault: None)
         net.add("worker")

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness.errors import HarnessError
-from harness.report import _slug, scenario_record, section, write_page
+from harness.report import scenario_record, section, slug, write_page
 from harness.shards import durations, main, merge, read_records, write_durations
 from harness.timeline import Timeline
 from harness.verdict import judge
@@ -48,9 +48,9 @@ def write_shard(folder: Path, scenarios: dict[str, tuple[float, float, float]], 
         report = SimpleNamespace(outcome="passed", failed=False, duration=call)
         record = scenario_record(item, report, NoTasks(started + n), setup=setup)
         record["durations"]["teardown"] = teardown  # as the plugin adds it after the teardown
-        slug = _slug(nodeid)
-        (folder / "data" / f"{slug}.json").write_text(json.dumps(record, indent=1))
-        (folder / "data" / f"{slug}.html").write_text(section(record, f"data/{slug}.json"))
+        name = slug(nodeid)
+        (folder / "data" / f"{name}.json").write_text(json.dumps(record, indent=1))
+        (folder / "data" / f"{name}.html").write_text(section(record, f"data/{name}.json"))
     assert write_page(folder, "2027-01-15 10:00:00")
 
 
@@ -86,10 +86,10 @@ def test_the_shards_reports_merge_into_one_page_listing_each_scenario_once(tmp_p
     assert merge([tmp_path / "shard-1", tmp_path / "shard-2"], out) == 3
     page = (out / "index.html").read_text()
     anchors = re.findall(r"<section class=\"scenario passed\" id=\"([^\"]+)\"", page)
-    assert sorted(anchors) == sorted(_slug(n) for n in (A, B, C)), "each scenario once"
+    assert sorted(anchors) == sorted(slug(n) for n in (A, B, C)), "each scenario once"
     assert "3 scenarios: 3 passed" in page and "Merged from 2 shard reports" in page
     assert sorted(p.name for p in (out / "data").iterdir()) == sorted(
-        f"{_slug(nodeid)}.{ext}" for nodeid in (A, B, C) for ext in ("json", "html")
+        f"{slug(nodeid)}.{ext}" for nodeid in (A, B, C) for ext in ("json", "html")
     )
     assert set(read_records([out])) == {A, B, C}, "the merged folder is a run report itself"
 
@@ -214,7 +214,7 @@ def test_a_real_three_shard_run_merges_into_one_report_of_the_selection(tmp_path
     page = (merged / "index.html").read_text()
     contents = page[: page.index("<section")]
     for nodeid in nodeids:
-        assert page.count(f'id="{_slug(nodeid)}"') == 1 and contents.count(f"href='#{_slug(nodeid)}'") == 1
+        assert page.count(f'id="{slug(nodeid)}"') == 1 and contents.count(f"href='#{slug(nodeid)}'") == 1
     records = read_records([merged])
     assert sorted(records) == sorted(nodeids) and {r["outcome"] for r, _ in records.values()} == {"passed"}
     for record, _ in records.values():

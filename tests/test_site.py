@@ -79,7 +79,7 @@ def test_every_lesson_has_a_recorded_run_and_the_build_names_each_stale_one(
     """A new scenario comes with its recorded run; a run recorded before its scenario's code changed is named by
     the build, to be recorded again (``python -m harness.lessons record``)."""
     found = lessons()
-    assert [f"{lesson.module.relative}::{lesson.name}" for lesson in found if not lesson.runs] == []
+    assert [lesson.key for lesson in found if not lesson.runs] == []
     log = pytestconfig.stash[BUILD_LOG]
     assert [nodeid for lesson in found for nodeid in lesson.stale if nodeid not in log] == []
 

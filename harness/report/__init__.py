@@ -26,7 +26,7 @@ import celery
 import pytest
 
 from harness import evidence
-from harness.docs import SUITE_ORDER, suite_of
+from harness.docs import SUITE_ORDER, suite_of, title_of
 from harness.errors import HarnessError
 from harness.plots import FATE_COLOURS, numbered, plot
 from harness.stack import AppStack
@@ -188,7 +188,7 @@ def _first_at(task: dict) -> float:
     return min((e["at"] for e in task["events"]), default=0.0)
 
 
-def _slug(nodeid: str) -> str:
+def slug(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", nodeid).strip("-")[:150]
 
 
@@ -302,12 +302,12 @@ def marks_list(record: dict) -> str:
 
 def scenario_title(record: dict) -> str:
     """The scenario's name as a sentence (its parameters left out)."""
-    return record["name"].split("[")[0].removeprefix("test_").replace("_", " ").capitalize()
+    return title_of(record["name"])
 
 
 def section(record: dict, data_file: str) -> str:
     e = html.escape
-    anchor = _slug(record["nodeid"])
+    anchor = slug(record["nodeid"])
     where = f"{e(record['nodeid'])} &middot; test body {record['duration']:.1f} s"
     story = "".join(f"<p>{_markup(p)}</p>" for p in record["story"].split("\n\n") if p.strip())
     origin = record["timeline"]["started"]
@@ -488,7 +488,7 @@ def index_table(grouped: list[tuple[str, list[Record]]]) -> str:
             rows.append(
                 f"<tr class='{e(record['outcome'])}' data-text='{e(text)}'>"
                 f"<td><span class=outcome>{e(record['outcome'])}</span></td>"
-                f"<td><a href='#{e(_slug(record['nodeid']))}'>{e(scenario_title(record))}</a>{_parameters(record)}"
+                f"<td><a href='#{e(slug(record['nodeid']))}'>{e(scenario_title(record))}</a>{_parameters(record)}"
                 f"<br><small class=nodeid>{e(record['nodeid'])}</small>"
                 + (f"<br><code class=why-line>{e(why)}</code>" if why else "")
                 + f"</td><td>{fate_counts(record['fates'])}</td><td class=num>{whole_time(record):.1f} s</td></tr>"
@@ -511,8 +511,8 @@ def write_page(folder: Path, started: str, extra: str = "") -> bool:
         return False
     grouped = ordered(records)
     count = {outcome: sum(1 for r, _ in records if r["outcome"] == outcome) for outcome in ("passed", *FAILED)}
-    words = {"failed": "failed", "error": "error"}  # "1 failed, 2 errors": a setup failure is an error, as pytest says
-    failures = [f"{count[o]} {words[o]}{'s' * (o == 'error' and count[o] > 1)}" for o in FAILED if count[o]]
+    # "1 failed, 2 errors": a setup failure is an error, as pytest says
+    failures = [f"{count[o]} {o}{'s' * (o == 'error' and count[o] > 1)}" for o in FAILED if count[o]]
     brokers = sorted(
         {r.get("broker") or f"RabbitMQ {r['rabbitmq']}" for r, _ in records if r.get("broker") or r.get("rabbitmq")}
     )
@@ -561,6 +561,13 @@ class ReportPlugin:
         """pytest-xdist: each worker writes this run's records where the controller will look."""
         node.workerinput["harness_report_run_id"] = self.run_id
 
+    def _write(self, item: pytest.Item, record: dict) -> Path:
+        """The scenario's record, in this run's staging folder; returns its path."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        path = self.staging / f"{slug(item.nodeid)}.json"
+        path.write_text(json.dumps(record, indent=1))
+        return path
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
         report = yield
@@ -568,33 +575,26 @@ class ReportPlugin:
         is_scenario = item.get_closest_marker("scenario") is not None  # the harness's own tests stay out
         if report.when == "setup":
             item.stash[SETUP_SECONDS] = report.duration
-            if report.failed and is_scenario:  # its stack never ran: listed all the same, with why
-                record = setup_failure_record(item, report, call)
-                self.staging.mkdir(parents=True, exist_ok=True)
-                slug = _slug(item.nodeid)
-                (self.staging / f"{slug}.json").write_text(json.dumps(record, indent=1))
-                (self.staging / f"{slug}.html").write_text(section(record, f"data/{slug}.json"))
+            if report.failed and is_scenario:  # its stack never ran: listed all the same, with why (the page draws
+                self._write(item, setup_failure_record(item, report, call))  # its short section)
         elif report.when == "call" and is_scenario and isinstance(stack, AppStack):
             try:
                 record = scenario_record(item, report, stack, call, setup=item.stash.get(SETUP_SECONDS, None))
             except Exception as exc:  # a broken stack must not hide the scenario's own outcome
                 report.sections.append(("harness report", f"no report data: {exc!r}"))
             else:
-                self.staging.mkdir(parents=True, exist_ok=True)
-                slug = _slug(item.nodeid)
                 record["cpu"] = {"pytest_s": time.process_time() - item.stash.get(CPU_AT_SETUP, 0.0)}
                 programs = stack.cpu_seconds()
                 if programs is not None:
                     record["cpu"]["programs_s"] = programs
-                path = self.staging / f"{slug}.json"
-                path.write_text(json.dumps(record, indent=1))
+                path = self._write(item, record)
                 item.stash[WRITTEN] = (path, record)
                 # The section (its plot is ~0.2 s of matplotlib) is drawn here, by the process that ran the
                 # scenario: with -n N the workers draw in parallel instead of the controller drawing every
                 # plot after the last scenario (measured: 30 s at the end of a 65-scenario run).
                 drawing = time.thread_time()  # this thread's: the scenario's own threads may still be running
                 try:
-                    (self.staging / f"{slug}.html").write_text(section(record, f"data/{slug}.json"))
+                    path.with_suffix(".html").write_text(section(record, f"data/{path.name}"))
                 except Exception as exc:  # the controller draws it again, and says what fails
                     report.sections.append(("harness report", f"section not drawn: {exc!r}"))
                 record["cpu"]["drawing_s"] = time.thread_time() - drawing
