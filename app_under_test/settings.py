@@ -48,6 +48,9 @@ def celery_config() -> dict:
             name: {"queue": HELLO_QUEUE}
             for name in ("say_hello", "send_greeting", "nap", "add", "boom", "total", "fan_out")
         },
+        # The team's periodic task, for ``celery -A app_under_test.tasks beat``: a greeting every minute (the
+        # catalogue's beat stories give their own schedule, seconds apart).
+        "beat_schedule": {"hello-every-minute": {"task": "say_hello", "schedule": 60.0, "args": ("beat",)}},
         # How long a click may wait on a broker that is down before the app gives up and says so.
         "broker_connection_timeout": seconds("CELERY_CONNECT_TIMEOUT", 2.0),
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},

@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from app_under_test.producers import PRODUCERS
 from app_under_test.settings import HELLO_QUEUE
 from harness.producers import HttpProducer, JsonField
-from harness.spec import StackSpec, WebSpec, WorkerSpec
+from harness.spec import BeatSpec, StackSpec, WebSpec, WorkerSpec
 
-__all__ = ["BUTTON", "HELLO_QUEUE", "WORKER", "demo", "fleet"]
+__all__ = ["BEAT", "BUTTON", "HELLO_QUEUE", "PERIODIC", "WORKER", "demo", "fleet", "periodic"]
 
 WORKER = "worker_hello"
+BEAT = "beat"
+PERIODIC = "hello-every-second"  # the entry the beat stories schedule
 # The second catalogue's stacks wait longer for their programs: several workers, or a pool of ten, start
 # slowly on a loaded two-core machine (seen: a worker online after 6 s while other suites ran).
 PATIENT_READY_S = 20.0
@@ -70,3 +72,21 @@ def demo(
 def fleet(producer: str, **versions: str) -> StackSpec:
     """A mixed fleet mid-deploy: ``fleet("v2", worker_v1="tasks", worker_v2="tasks_v2")``."""
     return demo(producer, workers=tuple(worker(name, version) for name, version in versions.items()))
+
+
+def periodic(
+    every: float = 1.0,
+    work_seconds: float = 0.05,
+    expires: float | None = None,
+    beats: tuple[str, ...] = (BEAT,),
+    concurrency: int = 1,
+) -> StackSpec:
+    """The demo's worker and a ``celery beat`` sending say_hello every ``every`` seconds (the entry ``PERIODIC``;
+    ``expires`` seconds to live, if given); no web app. Every beat after the first is left stopped, for a
+    scenario to start (a second beat during a deploy)."""
+    options = {"expires": expires} if expires is not None else {}
+    schedule = {PERIODIC: {"task": "say_hello", "schedule": every, "args": ["beat"], "options": options}}
+    return demo(work_seconds=work_seconds, workers=(worker(concurrency=concurrency),)).replace(
+        web=None, producer=None,
+        beats=tuple(BeatSpec(name, schedule=schedule, autostart=n == 0) for n, name in enumerate(beats)),
+    )  # fmt: skip

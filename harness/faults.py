@@ -154,6 +154,17 @@ class PoolProcessKilled(ProgramFault):
 
 
 @dataclass(frozen=True)
+class ScheduleForgotten(ProgramFault):
+    """A stopped beat's schedule file deleted (a container restarted without its volume)."""
+
+    files: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.program} schedule file lost"
+
+
+@dataclass(frozen=True)
 class ProgramSignalled(ProgramFault):
     signal: str = ""
 

@@ -14,8 +14,9 @@ supervisord starts every web and worker program through this launcher instead of
    needs no broker; and, in a web program, a middleware that tells the harness which task ids each
    request published (``X-Harness-Task-Ids``);
    in a worker asked to (config key ``probe``), the resilience audit's probe task (``harness.probe``);
-5. then it runs the program in this same process: the Celery worker (``app.worker_main``), or the
-   WSGI app under gunicorn, or an ASGI app under uvicorn.
+5. then it runs the program in this same process: the Celery worker (``app.worker_main``), ``celery beat``
+   (``app.start``, its scheduler journaled: ``harness.beat_journal``), or the WSGI app under gunicorn, or an
+   ASGI app under uvicorn.
 
 A problem the user must fix ends the program with one line on stderr, ``HarnessLaunchError: ...``,
 which the stack quotes. The configuration file is written by ``harness.stack``; this module depends
@@ -192,13 +193,13 @@ def configure(app: Any, broker_url: str, settings: dict[str, Any]) -> None:
         )
 
 
-def recheck_after_command_line(app: Any, wanted: dict[str, Any]) -> None:
+def recheck_after_command_line(app: Any, wanted: dict[str, Any], signal: str = "worker_init") -> None:
     """``app.worker_main`` runs Celery's command line, which reads the app, the broker and the result backend
     from the environment too: hide those variables from it, then, once it has run (``worker_init``, in
     the worker's main process before any pool process forks), give them back and read the forced settings
     again. Only those: the worker rewrites some of the scenario's on purpose (``include`` gains the module of
     every registered task), and those were read back before the command line ran."""
-    from celery.signals import worker_init
+    from celery import signals
 
     hidden = hide_cli_overrides()
 
@@ -209,7 +210,7 @@ def recheck_after_command_line(app: Any, wanted: dict[str, Any]) -> None:
         except NotForced as error:
             fail(str(error))
 
-    worker_init.connect(after, weak=False)
+    getattr(signals, signal).connect(after, weak=False)
 
 
 def configure_all(app: Any, broker_url: str, settings: dict[str, Any]) -> None:
@@ -386,6 +387,29 @@ def worker_argv(config: dict[str, Any]) -> list[str]:
     return argv + list(config.get("extra_args", []))
 
 
+def beat_argv(config: dict[str, Any]) -> list[str]:
+    return ["beat", "-s", config["schedule_file"], "--loglevel", "INFO", *config.get("extra_args", [])]
+
+
+def run_beat(app: Any, config: dict[str, Any], writer: JournalWriter) -> int:
+    """``celery beat`` on the app, with its own scheduler (or the spec's) journaled (``harness.beat_journal``)."""
+    from celery.utils.imports import symbol_by_name
+
+    from .beat_journal import journaled
+
+    name = config.get("scheduler") or app.conf.beat_scheduler
+    try:
+        scheduler = symbol_by_name(name, aliases={})
+    except Exception as exc:
+        raise LaunchError(f"the beat scheduler {name} does not import: {_last_line(exc)}") from None
+    app.conf.beat_scheduler = journaled(scheduler, writer)  # -S not given: beat takes the app's, this one
+    if not app.conf.beat_schedule and not config.get("scheduler"):
+        raise LaunchError(
+            f"the Celery app {app.main!r} has no beat_schedule: give the BeatSpec a schedule, or the app one"
+        )
+    return app.start(beat_argv(config)) or 0
+
+
 def launch(config: dict[str, Any]) -> int:
     for path in reversed(config.get("sys_path", [])):
         if path not in sys.path:
@@ -394,6 +418,13 @@ def launch(config: dict[str, Any]) -> int:
     writer = JournalWriter(config["journal_dir"], config["name"], config.get("hostname"))
     connect(writer)
     settings = config.get("settings", {})
+    if config["role"] == "beat":
+        app = load_celery_app(config["celery_app"])
+        configure_all(app, config["broker_url"], settings)
+        writer.write("config", None, app=app.main, settings=describe_settings(app))
+        wanted = {**FORCED, **settings}
+        recheck_after_command_line(app, {key: wanted[key] for key in FORCED}, signal="beat_init")
+        return run_beat(app, config, writer)
     if config["role"] == "worker":
         app = load_celery_app(config["celery_app"])
         configure_all(app, config["broker_url"], settings)

@@ -24,6 +24,7 @@ from harness import evidence
 from harness.events import EventWitness
 from harness.faults import BROKER_DOWN, BROKER_UP, Fault
 from harness.journal import Entry, JournalReader
+from harness.periodic import BeatSend, ScheduleEntry
 from harness.sent import Sent, TaskIds, id_of, ids_of
 from harness.verdict import Send, Span, TaskEvent, TaskHistory, Verdict, judge
 from harness.waiting import eventually, never
@@ -200,6 +201,50 @@ class Ledger:
         lines = [e for e in self.journal.entries() if e.type == "config" and e.program == program]
         return lines[-1].fields if lines else None
 
+    # -- periodic sends (celery beat) --------------------------------------------------------------
+    def beat_steps(self, kind: str, program: str | None = None) -> list[Entry]:
+        """The journal's ``beat-ready`` or ``beat-sent`` steps (of one beat program, if named), in time order."""
+        if self.journal is None:
+            return []
+        return [e for e in self.journal.entries() if e.type == kind and (program is None or e.program == program)]
+
+    def beat_sends(self) -> dict[str, BeatSend]:
+        """Every periodic task the beats sent: task id -> ``BeatSend`` (the entry, when beat decided to send it)."""
+        return {
+            e.uuid: BeatSend(e.fields.get("entry", "?"), e.uuid, float(e.fields.get("at") or e.t), e.program,
+                             e.fields.get("due"))
+            for e in self.beat_steps("beat-sent") if e.uuid
+        }  # fmt: skip
+
+    def schedule(self) -> dict[str, ScheduleEntry]:
+        """The beats' schedule entries as they loaded them: name -> ``ScheduleEntry`` (the first load says when
+        each was first due; a later send may tell an entry loaded from a database since)."""
+        entries: dict[str, ScheduleEntry] = {}
+        for step in self.beat_steps("beat-ready"):
+            for name, e in (step.fields.get("entries") or {}).items():
+                if name not in entries:
+                    entries[name] = ScheduleEntry(name, e.get("task", "?"), e.get("every"), e.get("expires"), e.get("due"))
+        for step in self.beat_steps("beat-sent"):
+            name = step.fields.get("entry", "?")
+            if name not in entries:
+                entries[name] = ScheduleEntry(name, step.fields.get("task", "?"), step.fields.get("every"),
+                                              step.fields.get("expires"))  # fmt: skip
+        return entries
+
+    def wait_beat_sends(
+        self, count: int, beat: str | None = None, since: float = 0.0, timeout: float = 30.0
+    ) -> list[BeatSend]:
+        """Wait until the beats (or ``beat``) have sent ``count`` periodic tasks since ``since``; returns those
+        sends, in order."""
+
+        def sent() -> list[BeatSend]:
+            found = sorted(self.beat_sends().values(), key=lambda s: s.at)
+            return [s for s in found if s.at >= since and (beat is None or s.beat == beat)]
+
+        who = beat or "the beats"
+        return eventually(sent, until=lambda found: len(found) >= count, timeout=timeout,
+                          what=f"{who} to send {count} periodic task(s)")[:count]  # fmt: skip
+
     # -- blind spans -----------------------------------------------------------------------
     def events_blind(self) -> list[Span]:
         """The spans Celery's events may have missed (the broker down, the listener reconnecting), by start."""
@@ -359,7 +404,17 @@ class Ledger:
         message the broker holds unacknowledged, where it can say which (Redis). ``stack.verdict()`` reads them
         itself: use that."""
         held = self.held_by(live) if live else None
-        return judge(
-            self.sends(), self.histories(), queued, unacked, self.blind(), connections_cut=connections_cut, held=held,
-            unacked_ids=unacked_ids,
+        histories, blind = self.histories(), self.blind()
+        # The tasks a beat sent are judged on their own (``Verdict.periodic``, by the stack): not "unexpected" here.
+        periodic = self.beat_sends()
+        verdict = judge(
+            self.sends(), {i: h for i, h in histories.items() if i not in periodic}, queued, unacked, blind,
+            connections_cut=connections_cut, held=held, unacked_ids=unacked_ids,
         )  # fmt: skip
+        if periodic:
+            sends = {i: Send(i, True, s.at) for i, s in periodic.items()}
+            verdict.periodic_tasks = judge(
+                sends, {i: h for i, h in histories.items() if i in periodic}, queued, unacked, blind,
+                connections_cut=connections_cut, held=held, unacked_ids=unacked_ids,
+            )  # fmt: skip
+        return verdict

@@ -36,6 +36,7 @@ MARKERS = (
     "audit(*failures): a scenario of the resilience audit, and the failures (rows of its table) it fills in",
     "worker_fault: failures of a worker (killed, stopped, shut down)",
     "broker_fault: failures of the broker (restarted, unreachable, its timeouts); skipped on a url broker",
+    "beat: celery beat: periodic runs sent twice, missed, caught up or run stale (verdict.periodic)",
     "bad_message: undecodable or unaccepted messages",
     "limits: time limits, retries and broker timeouts",
     "quorum: quorum queues (RabbitMQ 3.8+; what changes with RabbitMQ 4 and Celery 5.5+)",

@@ -84,6 +84,31 @@ class WebSpec:
 
 
 @dataclass(frozen=True)
+class BeatSpec:
+    """A ``celery beat`` of the user's app: the process that sends its periodic tasks.
+
+    ``schedule``: the entries to send, as Celery's ``beat_schedule`` with the schedule in seconds (plain data, e.g.
+    ``{"report": {"task": "proj.tasks.report", "schedule": 2.0, "options": {"expires": 1.5}}}``); None runs the
+    app's own ``beat_schedule``. ``scheduler``: Celery's ``-S`` (``django_celery_beat.schedulers:DatabaseScheduler``);
+    None: the app's ``beat_scheduler`` (Celery's default keeps its state in a schedule file, ``stack.schedule_file``).
+    ``autostart=False`` leaves it stopped until ``stack.start(name)`` (a second beat started during a deploy).
+    """
+
+    name: str = "beat"
+    celery_app: str | None = None
+    schedule: Mapping[str, Mapping[str, Any]] | None = None
+    scheduler: str | None = None
+    autostart: bool = True
+    cwd: str | None = None
+    celery_config: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()
+
+    def replace(self, **changes: Any) -> BeatSpec:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
 class ProbeSpec:
     """The resilience audit's probe task (``harness.probe``), registered on the app by every worker's
     launcher: routed like the app's task ``like`` and given its delivery options (None: the app's defaults)."""
@@ -97,7 +122,8 @@ class StackSpec:
 
     ``producer`` is a producer spec from ``harness.producers`` (``HttpProducer``, ``DirectProducer``);
     ``cwd`` is the programs' working directory and import path (default: the pytest rootdir);
-    ``python`` their interpreter (default: the one running pytest); ``deploys`` the versions ``harness up``
+    ``python`` their interpreter (default: the one running pytest); ``beats`` its ``celery beat`` programs
+    (``BeatSpec``); ``deploys`` the versions ``harness up``
     offers to deploy by hand; ``probe`` registers the resilience audit's probe task on every worker
     (``ProbeSpec``).
     """
@@ -105,6 +131,7 @@ class StackSpec:
     celery_app: str | None = None
     web: WebSpec | None = None
     workers: tuple[WorkerSpec, ...] = (WorkerSpec(),)
+    beats: tuple[BeatSpec, ...] = ()
     producer: Any = None
     celery_config: Mapping[str, Any] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
@@ -123,7 +150,7 @@ class StackSpec:
     worker_concurrency: int | None = 1
 
     def __post_init__(self) -> None:
-        names = [w.name for w in self.workers] + ([self.web.name] if self.web else [])
+        names = [w.name for w in self.workers] + [b.name for b in self.beats] + ([self.web.name] if self.web else [])
         if len(set(names)) != len(names):
             raise HarnessError(f"the stack's programs need distinct names; got {names}")
 
@@ -143,6 +170,12 @@ class StackSpec:
     def concurrency_of(self, worker: WorkerSpec) -> int | None:
         """The ``-c`` a worker runs with: its own, else the stack's ``worker_concurrency``; None: the app's own."""
         return worker.concurrency if worker.concurrency is not None else self.worker_concurrency
+
+    def beat(self, name: str) -> BeatSpec:
+        for beat in self.beats:
+            if beat.name == name:
+                return beat
+        raise HarnessError(f"the stack has no beat named {name!r}; its beats: {[b.name for b in self.beats]}")
 
     def worker(self, name: str) -> WorkerSpec:
         for worker in self.workers:

@@ -32,14 +32,16 @@ from harness.faults import (
     ProgramSignalled,
     ProgramStarted,
     ProgramStopped,
+    ScheduleForgotten,
 )
 from harness.ledger import Ledger
 from harness.netfaults import NetFaults
+from harness.periodic import BeatSpan, judge_periodic
 from harness.ports import free_ports
 from harness.redeploy import deploy
 from harness.sent import Sender
 from harness.space import ScenarioSpace
-from harness.spec import StackSpec, WebSpec, WorkerSpec
+from harness.spec import BeatSpec, StackSpec, WebSpec, WorkerSpec
 from harness.stalls import STALL_AFTER_S, WorkerFacts, ready_since
 from harness.stalls import stalled as stalled_workers
 from harness.supervisor import STOPPED_STATES, Program, Supervisor
@@ -65,7 +67,7 @@ PORT_TAKEN_RETRIES = 3
 
 # "ModuleNotFoundError: No module named 'x'", "HarnessLaunchError: ...": the line that says why.
 _ERROR_LINE = re.compile(r"^(\w[\w.]*(Error|Exception)\b|Error:)")
-LAUNCHER_FILES = ("launcher.py", "forced_settings.py", "journal.py", "introspect.py", "probe.py")
+LAUNCHER_FILES = ("launcher.py", "forced_settings.py", "journal.py", "introspect.py", "probe.py", "beat_journal.py")
 COPIED_PACKAGE = "_celery_harness"
 
 
@@ -139,6 +141,7 @@ class AppStack:
         self.journal_dir = workdir / "journal"
         self.python = spec.python or sys.executable
         self.workers = {w.name: w for w in spec.workers}
+        self.beats = {b.name: b for b in spec.beats}
         self.web: WebClient | None = None
         self._rebinds = 0  # the web program's new ports (see _took_another_port)
         self.producer: Sender | None = None
@@ -147,9 +150,10 @@ class AppStack:
         endpoint = vhost.broker.endpoint
         self.net = NetFaults((endpoint.host, endpoint.port), self._record)
         try:
-            for program in [*spec.workers, *([spec.web] if spec.web is not None else [])]:
+            for program in [*spec.workers, *spec.beats, *([spec.web] if spec.web is not None else [])]:
                 self.net.add(program.name)
             programs = [self._program(w, self._worker_config(w)) for w in spec.workers]
+            programs += [self._program(b, self._beat_config(b), autostart=b.autostart) for b in spec.beats]
             if spec.web is not None:
                 port = free_ports(1)[0]
                 programs.append(self._program(spec.web, self._web_config(spec.web, port)))
@@ -164,17 +168,19 @@ class AppStack:
         return self.vhost.url_via("127.0.0.1", self.net.port(name))
 
     # -- programs ------------------------------------------------------------------------------
-    def settings_for(self, program: WorkerSpec | WebSpec | None) -> dict[str, Any]:
+    def settings_for(self, program: WorkerSpec | WebSpec | BeatSpec | None) -> dict[str, Any]:
         """The Celery settings a program gets: the spec's, then the scenario's marker, then its own."""
         own = dict(program.celery_config) if program is not None else {}
         return {**self.spec.celery_config, **self.scenario_config, **own}
 
-    def program_cwd(self, program: WorkerSpec | WebSpec) -> str:
+    def program_cwd(self, program: WorkerSpec | WebSpec | BeatSpec) -> str:
         """The program's folder and import path: its own ``cwd`` (relative to the stack's), else the stack's."""
         return str((Path(self.cwd) / program.cwd).resolve()) if program.cwd else self.cwd
 
-    def _base_config(self, name: str, program: WorkerSpec | WebSpec) -> dict[str, Any]:
+    def _base_config(self, name: str, program: WorkerSpec | WebSpec | BeatSpec) -> dict[str, Any]:
         settings = self.settings_for(program)
+        if isinstance(program, BeatSpec) and program.schedule is not None:
+            settings["beat_schedule"] = {name: dict(entry) for name, entry in program.schedule.items()}
         try:
             json.dumps(settings)
         except TypeError as exc:
@@ -211,6 +217,37 @@ class AppStack:
             **({"probe": {"like": self.spec.probe.like}} if self.spec.probe is not None else {}),
         }
 
+    def schedule_file(self, name: str) -> Path:
+        """Where a beat keeps its state (Celery's ``PersistentScheduler``: each entry's last run), as ``-s`` names
+        it: shelve adds a suffix on some systems (``.db``), so match ``<path>*`` to find or remove it."""
+        return self.workdir / "beat" / f"{self.spec.beat(name).name}-schedule"
+
+    def forget_schedule(self, name: str) -> list[Path]:
+        """Delete a stopped beat's schedule file, as a container without a volume loses it: at its next start it
+        knows no last run. Returns the files removed."""
+        if self.supervisor.info(self._known(name))["statename"] not in STOPPED_STATES:
+            raise HarnessError(f"{name} is running: stop it before its schedule file goes (beat rewrites it)")
+        path = self.schedule_file(name)
+        removed = sorted(path.parent.glob(f"{path.name}*"))
+        for each in removed:
+            each.unlink()
+        self._record(ScheduleForgotten(program=name, files=len(removed)))
+        return removed
+
+    def _beat_config(self, beat: BeatSpec) -> dict[str, Any]:
+        app = beat.celery_app or self.spec.celery_app
+        if not app:
+            raise HarnessError(f"beat {beat.name} has no Celery app: pass --celery-app, or give the StackSpec a celery_app")
+        self.schedule_file(beat.name).parent.mkdir(parents=True, exist_ok=True)
+        return {
+            **self._base_config(beat.name, beat),
+            "role": "beat",
+            "celery_app": app,
+            "scheduler": beat.scheduler,
+            "schedule_file": str(self.schedule_file(beat.name)),
+            "extra_args": list(beat.extra_args),
+        }
+
     def _web_config(self, web: WebSpec, port: int) -> dict[str, Any]:
         if not web.app:
             raise HarnessError("the web program has no app: pass --web-app proj.wsgi:application or WebSpec(app=...)")
@@ -227,7 +264,9 @@ class AppStack:
     def _launcher(self) -> tuple[list[str], dict[str, str]]:
         return harness_module(self.python, "launcher", self.workdir)
 
-    def _program(self, program: WorkerSpec | WebSpec, config: dict[str, Any]) -> Program:
+    def _program(
+        self, program: WorkerSpec | WebSpec | BeatSpec, config: dict[str, Any], autostart: bool = True
+    ) -> Program:
         name, env = program.name, program.env
         path = self.workdir / "programs" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +278,9 @@ class AppStack:
             **self.spec.env, **env, **launcher_env, "PYTHONUNBUFFERED": "1", "TMPDIR": str(self.workdir),
             "CELERY_BROKER_URL": self.broker_url_for(name),
         }  # fmt: skip
-        return Program(name, [*command, "--config", str(path)], environment, self.program_cwd(program))
+        return Program(
+            name, [*command, "--config", str(path)], environment, self.program_cwd(program), autostart=autostart
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
     def launch(self) -> AppStack:
@@ -247,7 +288,7 @@ class AppStack:
         returns the stack. The ``stack`` fixture does this."""
         since = time.time()
         self.supervisor.start()  # every program autostarts
-        self.wait_ready(self.supervisor.programs, since)
+        self.wait_ready([n for n, p in self.supervisor.programs.items() if p.autostart], since)
         if self.spec.producer is not None:
             self.producer = self.spec.producer.bind(self)
         return self
@@ -298,6 +339,8 @@ class AppStack:
     def _not_ready_reason(self, name: str) -> str:
         if name in self.workers:
             what = "it never said it consumes its queues (Celery's worker_ready)"
+        elif name in self.beats:
+            what = "its scheduler never loaded its schedule"
         else:
             path = self.spec.web.ready_path if self.spec.web else None
             what = f"GET {path} did not answer below 500" if path else "its port accepted no connection"
@@ -309,7 +352,7 @@ class AppStack:
     def _ready(self, name: str, since: float) -> bool:
         info = self.supervisor.info(name)
         if info["statename"] in STOPPED_STATES:
-            if name not in self.workers and self._took_another_port(name):
+            if self.spec.web is not None and name == self.spec.web.name and self._took_another_port(name):
                 return False
             why = self._stderr_gist(name) or "(no stderr)"
             raise HarnessError(
@@ -317,6 +360,8 @@ class AppStack:
             )
         if name in self.workers:
             return self.ledger.worker_consuming_since(self.workers[name].nodename, since)
+        if name in self.beats:
+            return any(e.t >= since for e in self.ledger.beat_steps("beat-ready", name))
         path = self.spec.web.ready_path if self.spec.web else None
         if self.web is None:
             return False
@@ -496,6 +541,11 @@ class AppStack:
                 unacked_ids=unacked_ids,
             )  # fmt: skip
             verdict.stalled = self.stalled(stall_after)
+            if self.beats:
+                verdict.periodic = judge_periodic(
+                    self.ledger.schedule(), self.ledger.beat_sends().values(), self.beat_spans(),
+                    self.ledger.histories(), time.time(), verdict.periodic_tasks,
+                )  # fmt: skip
             if verdict.stalled and unacked_ids is not None:
                 # A Redis pop hands a message to the worker's connection before the worker records it anywhere:
                 # a task in no list and in no hash may sit in a stalled worker's socket, to run when it wakes.
@@ -516,6 +566,19 @@ class AppStack:
                               what="the unacknowledged count to match the tasks in flight")  # fmt: skip
         except WaitTimeout:
             return judged()
+
+    def beat_spans(self) -> list[BeatSpan]:
+        """When each beat ran: from each load of its schedule to the next stop, kill, exit signal or deploy of it
+        (on the timeline); the last one open while it runs."""
+        ends = (ProgramStopped, ProgramKilled, ProgramDeployed, ProgramSignalled)
+        spans = []
+        for name in self.beats:
+            faults = [f for f in self.timeline.faults if isinstance(f, ends) and f.program == name]
+            for step in self.ledger.beat_steps("beat-ready", name):
+                end = next((f for f in faults if f.at >= step.t), None)
+                how = type(end).__name__.removeprefix("Program").lower() if end is not None else ""
+                spans.append(BeatSpan(name, step.t, end.at if end is not None else None, how))
+        return spans
 
     def consumers_of(self, queue: str) -> list[str]:
         """The running workers that consume ``queue`` (told so, or, told nothing, the app's queues): what a broker

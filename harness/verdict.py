@@ -39,6 +39,10 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.periodic import PeriodicVerdict
 
 FATES = (
     "succeeded",
@@ -329,6 +333,10 @@ class Verdict:
     doubt: str = ""  # why no ended task is called done yet (see acks_in_doubt), if so
     # Workers that live but take nothing from a queue holding tasks (harness.stalls), one line each.
     stalled: list[str] = field(default_factory=list)
+    # The fates of the tasks a celery beat sent, judged alike (None: no beat sent any); ``periodic`` judges their
+    # runs against the schedule (harness.periodic: ran, stale, missed, duplicated...), set by the stack.
+    periodic_tasks: Verdict | None = None
+    periodic: PeriodicVerdict | None = None
 
     def ids(self, fate: str) -> list[str]:
         """The ids of the tasks of this fate (``"lost"``...)."""
