@@ -245,6 +245,13 @@ class Ledger:
         return eventually(sent, until=lambda found: len(found) >= count, timeout=timeout,
                           what=f"{who} to send {count} periodic task(s)")[:count]  # fmt: skip
 
+    def assert_beat_silent(self, for_: float, why: str) -> None:
+        """Watch for ``for_`` seconds that no beat sends a periodic task (``why`` says why none should); returns
+        None, or raises at the first send."""
+        since = time.time()
+        never(lambda: [s for s in self.beat_sends().values() if s.at >= since], for_=for_,
+              what=f"a periodic task sent ({why})")  # fmt: skip
+
     # -- blind spans -----------------------------------------------------------------------
     def events_blind(self) -> list[Span]:
         """The spans Celery's events may have missed (the broker down, the listener reconnecting), by start."""

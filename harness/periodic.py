@@ -150,7 +150,9 @@ def _first(history: TaskHistory | None, kind: str) -> float | None:
     return next((e.timestamp for e in history.events if e.type == kind), None) if history else None
 
 
-def _not_run_reason(history: TaskHistory | None, tasks: Verdict | None, task_id: str, sent: float) -> str:
+def _not_run_reason(
+    history: TaskHistory | None, tasks: Verdict | None, task_id: str, sent: float, expires: float | None
+) -> str:
     terminal = history.terminal if history else None
     if terminal is not None and terminal.type == "task-revoked":
         if terminal.fields.get("expired"):
@@ -159,14 +161,22 @@ def _not_run_reason(history: TaskHistory | None, tasks: Verdict | None, task_id:
     if terminal is not None:
         return f"ended without running ({terminal.type})"
     fate = next((f for f, ids in tasks.fates.items() if task_id in ids), None) if tasks else None
+    received = history is not None and history.count("task-received") > 0
+    if fate == "lost" and expires is not None and not received:
+        # Celery 5.5+ sends ``expires`` as the message's TTL too (RabbitMQ's expiration): the broker drops it.
+        return f"expired in the broker: never delivered, and gone from its queue once its expires ({expires:g}s) ran out"
     return f"its task is {fate}" if fate else "its task never started"
 
 
-def _judge_send(send: BeatSend, every: float | None, history: TaskHistory | None, tasks: Verdict | None) -> PeriodicRun:
+def _judge_send(
+    send: BeatSend, entry: ScheduleEntry | None, history: TaskHistory | None, tasks: Verdict | None
+) -> PeriodicRun:
+    every = entry.every if entry is not None else None
     started = _first(history, "task-started")
     run = PeriodicRun(send.entry, send.at, "ran", send.task_id, send.beat, started)
     if started is None:
-        run.fate, run.reason = "not_run", _not_run_reason(history, tasks, send.task_id, send.at)
+        expires = entry.expires if entry is not None else None
+        run.fate, run.reason = "not_run", _not_run_reason(history, tasks, send.task_id, send.at, expires)
     elif every is not None and started - send.at > every:
         run.fate = "stale"
         run.reason = f"started {started - send.at:.1f}s after it was sent, past its {every:g}s interval"
@@ -217,9 +227,9 @@ def judge_periodic(
     tasks: Verdict | None = None,
 ) -> PeriodicVerdict:
     """Give every due run of every entry one fate, up to ``until`` (now). ``entries`` are the schedule (entry name
-    -> ``ScheduleEntry``), ``sends`` what the beats journaled, ``spans`` when each beat ran, ``histories`` the
+    -> ``ScheduleEntry``), ``sends`` what the beats journaled (those from ``until`` on are left out), ``spans`` when each beat ran, ``histories`` the
     tasks' steps, ``tasks`` the beat-sent tasks' own verdict (for why a run did not run)."""
-    sends, spans = list(sends), sorted(spans, key=lambda s: s.start)
+    sends, spans = [s for s in sends if s.at < until], sorted(spans, key=lambda s: s.start)
     origin = min([s.start for s in spans] + [s.at for s in sends], default=until)
     runs: list[PeriodicRun] = []
     unjudged: list[str] = []
@@ -231,7 +241,7 @@ def judge_periodic(
         mine = [s for s in sends if s.entry == name]
         groups = _clusters(mine, DUPLICATE_WITHIN * every if every else CRON_DUPLICATE_S)
         for group in groups:
-            runs.append(_judge_send(group[0], every, histories.get(group[0].task_id), tasks))
+            runs.append(_judge_send(group[0], entry, histories.get(group[0].task_id), tasks))
             for extra in group[1:]:
                 runs.append(PeriodicRun(
                     name, extra.at, "duplicated", extra.task_id, extra.beat, _first(histories.get(extra.task_id), "task-started"),

@@ -508,7 +508,9 @@ class AppStack:
         return ids, self.ledger.wait_running(ids, timeout=timeout, accepted=True)
 
     # -- observation -------------------------------------------------------------------------
-    def verdict(self, settle: float = ACK_COUNT_SETTLE_S, stall_after: float = STALL_AFTER_S) -> Verdict:
+    def verdict(
+        self, settle: float = ACK_COUNT_SETTLE_S, stall_after: float = STALL_AFTER_S, periodic_until: float | None = None
+    ) -> Verdict:
         """The fate of every task sent so far; every queue of the vhost is read for tasks still waiting.
 
         A reading that fails (the harness's connection died with a restarted broker) is made again on a
@@ -518,7 +520,11 @@ class AppStack:
         to ``settle`` seconds first. A ``settle`` long enough for RabbitMQ to drop the dead connection (and
         redeliver what it held) gives the final fates; it does not wait for tasks still running (``unsettled``, in
         flight): ``ledger.wait_settled`` does. ``verdict.stalled`` names the workers that live but have taken
-        nothing from their queue's waiting tasks for ``stall_after`` seconds (``harness.stalls``)."""
+        nothing from their queue's waiting tasks for ``stall_after`` seconds (``harness.stalls``).
+
+        With a beat, ``verdict.periodic`` gives every due run a fate (``harness.periodic``) up to ``periodic_until``
+        (default: now; a scenario that wants exact counts while beat keeps sending names a moment it waited for),
+        and ``verdict.periodic_tasks`` the fates of the tasks the beats sent."""
 
         def read() -> tuple[dict[str, str], int | None, dict[str, str] | None]:
             queued: dict[str, str] = {}
@@ -544,7 +550,7 @@ class AppStack:
             if self.beats:
                 verdict.periodic = judge_periodic(
                     self.ledger.schedule(), self.ledger.beat_sends().values(), self.beat_spans(),
-                    self.ledger.histories(), time.time(), verdict.periodic_tasks,
+                    self.ledger.histories(), periodic_until or time.time(), verdict.periodic_tasks,
                 )  # fmt: skip
             if verdict.stalled and unacked_ids is not None:
                 # A Redis pop hands a message to the worker's connection before the worker records it anywhere:

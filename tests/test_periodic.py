@@ -115,3 +115,13 @@ def test_assert_counts_names_what_differs() -> None:
         verdict.assert_counts(ran=1)
     with pytest.raises(TypeError, match="unknown periodic fates"):
         verdict.assert_counts(lost=1)
+
+
+def test_a_run_whose_message_expired_in_the_broker_says_so() -> None:
+    from harness.verdict import Verdict
+
+    entry = ScheduleEntry("report", "proj.report", every=EVERY, expires=1.5, first_due=2.0)
+    tasks = Verdict({"lost": ["t0"]}, {}, {})
+    verdict = judge_periodic({"report": entry}, sends_at(2.0), [BeatSpan("beat", 0.0)], {}, until=2.5, tasks=tasks)
+    verdict.assert_counts(not_run=1)
+    assert verdict.of("not_run")[0].reason.startswith("expired in the broker: never delivered")
