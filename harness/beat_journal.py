@@ -58,7 +58,8 @@ def journaled(scheduler_cls: type, writer: Any) -> type:
         def setup_schedule(self) -> None:
             super().setup_schedule()
             entries = {name: describe(entry) for name, entry in self.schedule.items() if not name.startswith("celery.")}
-            writer.write("beat-ready", None, entries=entries, scheduler=f"{scheduler_cls.__module__}.{scheduler_cls.__name__}")
+            scheduler = f"{scheduler_cls.__module__}.{scheduler_cls.__name__}"
+            writer.write("beat-ready", None, entries=entries, scheduler=scheduler)
 
         def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
             due, at = due_of(entry) if advance else None, time.time()

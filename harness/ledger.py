@@ -223,7 +223,8 @@ class Ledger:
         for step in self.beat_steps("beat-ready"):
             for name, e in (step.fields.get("entries") or {}).items():
                 if name not in entries:
-                    entries[name] = ScheduleEntry(name, e.get("task", "?"), e.get("every"), e.get("expires"), e.get("due"))
+                    entries[name] = ScheduleEntry(name, e.get("task", "?"), e.get("every"), e.get("expires"),
+                                                  e.get("due"))  # fmt: skip
         for step in self.beat_steps("beat-sent"):
             name = step.fields.get("entry", "?")
             if name not in entries:

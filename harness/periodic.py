@@ -142,7 +142,8 @@ class PeriodicVerdict:
         actual = self.counts(entry)
         wanted = {fate: expected.get(fate, 0) for fate in PERIODIC_FATES}
         if actual != wanted:
-            table = ", ".join(f"{f}: expected {wanted[f]}, got {actual[f]}" for f in PERIODIC_FATES if actual[f] != wanted[f])
+            wrong = [f for f in PERIODIC_FATES if actual[f] != wanted[f]]
+            table = ", ".join(f"{f}: expected {wanted[f]}, got {actual[f]}" for f in wrong)
             raise AssertionError(f"periodic run fates differ ({table})\n{self.explain()}")
 
 
@@ -164,7 +165,7 @@ def _not_run_reason(
     received = history is not None and history.count("task-received") > 0
     if fate == "lost" and expires is not None and not received:
         # Celery 5.5+ sends ``expires`` as the message's TTL too (RabbitMQ's expiration): the broker drops it.
-        return f"expired in the broker: never delivered, and gone from its queue once its expires ({expires:g}s) ran out"
+        return f"expired in the broker: never delivered, gone from its queue once its expires ({expires:g}s) ran out"
     return f"its task is {fate}" if fate else "its task never started"
 
 
@@ -227,8 +228,8 @@ def judge_periodic(
     tasks: Verdict | None = None,
 ) -> PeriodicVerdict:
     """Give every due run of every entry one fate, up to ``until`` (now). ``entries`` are the schedule (entry name
-    -> ``ScheduleEntry``), ``sends`` what the beats journaled (those from ``until`` on are left out), ``spans`` when each beat ran, ``histories`` the
-    tasks' steps, ``tasks`` the beat-sent tasks' own verdict (for why a run did not run)."""
+    -> ``ScheduleEntry``), ``sends`` what the beats journaled (those from ``until`` on are left out), ``spans``
+    when each beat ran, ``histories`` the tasks' steps, ``tasks`` the beat-sent tasks' own verdict (for why a run did not run)."""
     sends, spans = [s for s in sends if s.at < until], sorted(spans, key=lambda s: s.start)
     origin = min([s.start for s in spans] + [s.at for s in sends], default=until)
     runs: list[PeriodicRun] = []
@@ -244,7 +245,8 @@ def judge_periodic(
             runs.append(_judge_send(group[0], entry, histories.get(group[0].task_id), tasks))
             for extra in group[1:]:
                 runs.append(PeriodicRun(
-                    name, extra.at, "duplicated", extra.task_id, extra.beat, _first(histories.get(extra.task_id), "task-started"),
+                    name, extra.at, "duplicated", extra.task_id, extra.beat,
+                    _first(histories.get(extra.task_id), "task-started"),
                     f"a second send {extra.at - group[0].at:.2f}s after {group[0].task_id} by {group[0].beat}, "
                     "for the same due run",
                 ))  # fmt: skip
@@ -253,7 +255,8 @@ def judge_periodic(
             continue
         # Every interval from the first due time to now is a due run; the sends fill some of them.
         firsts = [g[0].at for g in groups]
-        anchor = entry.first_due if entry is not None and entry.first_due is not None else (firsts[0] if firsts else None)
+        anchor = entry.first_due if entry is not None and entry.first_due is not None else None
+        anchor = anchor if anchor is not None else (firsts[0] if firsts else None)
         if anchor is None:
             continue
         marks = [anchor - every, *firsts] if not firsts or anchor < firsts[0] - MISSED_AFTER * every else firsts

@@ -237,7 +237,9 @@ class AppStack:
     def _beat_config(self, beat: BeatSpec) -> dict[str, Any]:
         app = beat.celery_app or self.spec.celery_app
         if not app:
-            raise HarnessError(f"beat {beat.name} has no Celery app: pass --celery-app, or give the StackSpec a celery_app")
+            raise HarnessError(
+                f"beat {beat.name} has no Celery app: pass --celery-app, or give the StackSpec a celery_app"
+            )
         self.schedule_file(beat.name).parent.mkdir(parents=True, exist_ok=True)
         return {
             **self._base_config(beat.name, beat),
@@ -509,7 +511,10 @@ class AppStack:
 
     # -- observation -------------------------------------------------------------------------
     def verdict(
-        self, settle: float = ACK_COUNT_SETTLE_S, stall_after: float = STALL_AFTER_S, periodic_until: float | None = None
+        self,
+        settle: float = ACK_COUNT_SETTLE_S,
+        stall_after: float = STALL_AFTER_S,
+        periodic_until: float | None = None,
     ) -> Verdict:
         """The fate of every task sent so far; every queue of the vhost is read for tasks still waiting.
 

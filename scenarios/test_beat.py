@@ -7,7 +7,7 @@ so the counts do not depend on how fast the machine is.
 
 import pytest
 
-from app_under_test.stack import BEAT, PERIODIC, WORKER, periodic
+from app_under_test.stack import BEAT, WORKER, periodic
 
 pytestmark = [pytest.mark.catalogue, pytest.mark.beat]
 
