@@ -229,7 +229,8 @@ def judge_periodic(
 ) -> PeriodicVerdict:
     """Give every due run of every entry one fate, up to ``until`` (now). ``entries`` are the schedule (entry name
     -> ``ScheduleEntry``), ``sends`` what the beats journaled (those from ``until`` on are left out), ``spans``
-    when each beat ran, ``histories`` the tasks' steps, ``tasks`` the beat-sent tasks' own verdict (for why a run did not run)."""
+    when each beat ran, ``histories`` the tasks' steps, ``tasks`` the beat-sent tasks' own verdict (for why a run
+    did not run)."""
     sends, spans = [s for s in sends if s.at < until], sorted(spans, key=lambda s: s.start)
     origin = min([s.start for s in spans] + [s.at for s in sends], default=until)
     runs: list[PeriodicRun] = []

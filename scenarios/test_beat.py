@@ -65,7 +65,6 @@ def test_beat_down_for_several_intervals_misses_those_runs_and_does_not_catch_up
     runs.assert_counts(ran=len(runs.runs) - runs.count("missed"), missed=runs.count("missed"))
 
 
-
 @pytest.mark.parametrize("schedule_file", ["kept", "lost"])
 @pytest.mark.parametrize("stack_spec", [periodic(EVERY)], indirect=True, ids=["every-1s"])
 def test_beat_restarted_sends_an_overdue_run_at_once_only_if_its_schedule_file_was_kept(stack, ledger, schedule_file):
