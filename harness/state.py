@@ -62,7 +62,7 @@ class StackState:
     supervisor_conf: str
     supervisor_socket: str
     journal_dir: str
-    programs: dict[str, str]  # name -> role ("worker" or "web")
+    programs: dict[str, str]  # name -> role ("worker", "beat" or "web")
     broker_kind: str
     url: str  # the stack's space (a RabbitMQ vhost, a Redis database), as a broker URL with credentials
     vhost: str  # the space's name: the vhost, or "db 7"
@@ -90,7 +90,7 @@ class StackState:
         work_root: Path | None = None,
     ) -> StackState:  # fmt: skip
         endpoint = broker.endpoint
-        roles = {name: "worker" for name in stack.workers}
+        roles = {name: "worker" for name in stack.workers} | {name: "beat" for name in stack.beats}
         if stack.spec.web is not None:
             roles[stack.spec.web.name] = "web"
         return cls(

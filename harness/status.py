@@ -98,6 +98,8 @@ class Status:
     failures: dict[str, int] = field(default_factory=dict)  # exception type -> tasks
     errors: dict[str, str] = field(default_factory=dict)  # exception type -> the latest such error (Type: message)
     problems: list[str] = field(default_factory=list)  # what could not be read, and why
+    # A running beat's entries: "beat: report every 60s, next in 42s" (harness.periodic's words), one per beat.
+    beats: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         queues = ", ".join(
@@ -113,6 +115,7 @@ class Status:
             queues or "no queue yet",
             f"workers online: {', '.join(self.workers_online) or 'none'}",
             f"tasks: {tasks}",
+            *self.beats,
         ]
         return " | ".join(parts + [f"({p})" for p in self.problems])
 
@@ -180,6 +183,11 @@ class StatusReader:
         counts = task_counts(histories, started_by, messages, time.time())
         status.tasks = {k: counts.get(k, 0) for k in SHOWN} | {k: n for k, n in counts.items() if k not in SHOWN and n}
         status.failures, status.errors = failures(histories)
+        status.beats = [
+            beat_line(name, entries, time.time())
+            for name, role in self.state.programs.items()
+            if role == "beat" and infos.get(name, {}).get("statename") == "RUNNING"
+        ]
         return status
 
     def _queues(self) -> dict[str, dict[str, int | None]]:
@@ -192,6 +200,35 @@ class StatusReader:
             if depth.exists:
                 depths[name] = {"ready": depth.ready, "unacked": depth.unacked, "consumers": depth.consumers}
         return depths
+
+
+def next_due(steps: list, now: float) -> dict[str, tuple[float | None, float | None]]:
+    """Each entry of one beat's latest load: (its period, when it is next due; None: unknown), from its
+    ``beat-ready`` step and the ``beat-sent`` steps after it (the next run is one period after the latest send)."""
+    ready = [s for s in steps if s.type == "beat-ready"]
+    if not ready:
+        return {}
+    last = ready[-1]
+    due = {name: (e.get("every"), e.get("due")) for name, e in (last.fields.get("entries") or {}).items()}
+    for step in steps:
+        if step.type == "beat-sent" and step.t >= last.t and step.fields.get("entry") in due:
+            every = due[step.fields["entry"]][0]
+            due[step.fields["entry"]] = (every, float(step.fields.get("at") or step.t) + every if every else None)
+    return due
+
+
+def beat_line(name: str, entries: list, now: float) -> str:
+    """``beat: report every 60s next in 42s, cleanup (crontab) next ?``: one running beat's entries."""
+    steps = [e for e in entries if e.program == name and e.type in ("beat-ready", "beat-sent")]
+    due = next_due(steps, now)
+    if not due:
+        return f"{name}: loading its schedule"
+    parts = []
+    for entry, (every, at) in sorted(due.items()):
+        period = f"every {every:g}s" if every else "(not an interval)"
+        when = f"in {max(0.0, at - now):.0f}s" if at else "?"
+        parts.append(f"{entry} {period} next {when}")
+    return f"{name}: {', '.join(parts)}"
 
 
 def consumed_queues(online: Iterable[str], infos: Mapping[str, dict], entries: list) -> set[str] | None:

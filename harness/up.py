@@ -33,7 +33,7 @@ from harness.control import BrokerControls, ControlServer, socket_path
 from harness.errors import HarnessError
 from harness.introspect import routed_queues
 from harness.redeploy import parse_env
-from harness.spec import StackSpec
+from harness.spec import BeatSpec, StackSpec
 from harness.standalone import running
 from harness.state import STATE_HELP, StackState, path_for
 from harness.status import StatusReader
@@ -132,6 +132,8 @@ def up(args: argparse.Namespace) -> int:
             "cleans up after it"
         )
     spec = with_env(cli_options.stack_spec(args, folder), parse_env(args.env))
+    if getattr(args, "beat", False) and not spec.beats:
+        spec = spec.replace(beats=(BeatSpec(),))
     work_root = Path(tempfile.mkdtemp(prefix="harness-up-"))
     try:
         with stop_signals():
@@ -217,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE",
         help="set in every program's environment, over the stack's own (repeatable), e.g. HELLO_WORK_SECONDS=2",
+    )  # fmt: skip
+    parser.add_argument(
+        "--beat", action="store_true",
+        help="run celery beat too, on the app's own beat_schedule (a stack that has beats runs them anyway)",
     )  # fmt: skip
     parser.add_argument("--state", type=Path, help=STATE_HELP)
     parser.add_argument("--status-every", type=float, default=1.0, help="seconds between status lines (default 1)")
