@@ -168,6 +168,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             report.sections.append(("task ledger", verdict.explain() or "no tasks"))
             if verdict.children is not None and verdict.children.total():
                 report.sections.append(("tasks sent by tasks", verdict.children.explain() or "none"))
+            if verdict.periodic is not None:
+                report.sections.append(("periodic runs (celery beat)", str(verdict.periodic)))
+                if verdict.periodic_tasks is not None:
+                    report.sections.append(("tasks sent by beat", verdict.periodic_tasks.explain() or "none"))
         except Exception as exc:  # the stack may be what broke; the failure itself matters more
             report.sections.append(("harness", f"could not collect logs: {exc!r}"))
     return report

@@ -14,6 +14,7 @@ be redrawn; ``harness.shards`` merges the reports of a sharded run and writes py
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import inspect
 import json
@@ -81,10 +82,15 @@ def scenario_record(
     failure = {"failure": failure_text(call), **why_failed(stack)} if failed else {}
     verdict = stack.verdict()
     fate_of = {task_id: fate for fate, ids in verdict.fates.items() for task_id in ids}
+    histories = dict(verdict.histories)
+    if verdict.periodic_tasks is not None:  # the tasks a beat sent: judged apart, shown with the others
+        histories.update(verdict.periodic_tasks.histories)
+        fate_of.update({i: fate for fate, ids in verdict.periodic_tasks.fates.items() for i in ids})
     tasks = {
         task_id: {
             "fate": fate_of.get(task_id),
-            "reason": verdict.reasons.get(task_id),
+            "reason": verdict.reasons.get(task_id)
+            or (verdict.periodic_tasks.reasons.get(task_id) if verdict.periodic_tasks is not None else None),
             "events": [
                 {
                     "type": e.type,
@@ -98,8 +104,20 @@ def scenario_record(
                 for e in history.events
             ],
         }
-        for task_id, history in verdict.histories.items()
+        for task_id, history in histories.items()
     }
+    periodic = verdict.periodic
+    runs = (
+        {
+            "counts": periodic.counts(),
+            "origin": periodic.origin,
+            "runs": [dataclasses.asdict(run) for run in periodic.runs],
+            "overlaps": periodic.overlaps,
+            "unjudged": periodic.unjudged,
+        }
+        if periodic is not None
+        else None
+    )
     return {
         **_identity(item),
         "outcome": report.outcome,
@@ -111,6 +129,7 @@ def scenario_record(
         "witness_gaps": evidence.witness_gaps(verdict.histories),
         "sends": {i: {"at": send.at, "ok": send.ok, "error": send.error} for i, send in verdict.sends.items()},
         "fate_of": fate_of,
+        **({"periodic": runs} if runs is not None else {}),
         "ended": time.time(),
         "rabbitmq": broker_version(item),  # the broker's version (the key predates Redis; "broker" names it)
         "broker": broker_name(item),
@@ -235,6 +254,31 @@ def task_table(record: dict, anchor: str) -> str:
     )
 
 
+def periodic_table(record: dict) -> str:
+    """The due runs of a stack with a beat (``verdict.periodic``): each run's fate, when it was due, by which beat
+    and why; empty without one."""
+    periodic = record.get("periodic")
+    if not periodic:
+        return ""
+    e = html.escape
+    origin = record["timeline"]["started"]
+    counts = ", ".join(f"{n} {fate}" for fate, n in periodic["counts"].items() if n) or "none due"
+    rows = "".join(
+        f"<tr><td>{_dot(run['fate'])}{e(run['fate'])}</td><td>{e(run['entry'])}</td>"
+        f"<td>{run['due'] - origin:+.2f} s</td><td>{e(run['beat'] or '-')}</td>"
+        f"<td><code>{e(run['task_id'] or '-')}</code></td><td>{e(run['reason'])}</td></tr>"
+        for run in periodic["runs"]
+    )
+    notes = [f"{late} started while {early} still ran" for late, early in periodic["overlaps"].items()]
+    notes += periodic["unjudged"]
+    extra = "".join(f"<li>{e(note)}</li>" for note in notes)
+    return (
+        f"<details class=tasks open><summary>periodic runs: {e(counts)}</summary><table class=tasks><tr><th>fate</th>"
+        f"<th>entry</th><th>due</th><th>beat</th><th>task</th><th>why</th></tr>{rows}</table>"
+        f"{f'<ul>{extra}</ul>' if extra else ''}</details>"
+    )
+
+
 def _until(end: float | None, origin: float) -> str:
     return "the end" if end is None else f"{end - origin:.1f} s"
 
@@ -337,6 +381,7 @@ def section(record: dict, data_file: str) -> str:
   {gaps_line(record)}
   {f"<ul class='down'>{down}</ul>" if down else ""}
   {fate_tables(record["fates"])}
+  {periodic_table(record)}
   {task_table(record, anchor)}
 </section>"""
 
