@@ -95,13 +95,13 @@ shutil.which = _which_but_rabbitmq
 
 def stack_spec_conftest(spec: str = "demo()") -> str:
     """A conftest defining ``stack_spec`` as ``spec``: an expression over the demo's ``demo``, ``worker`` and
-    ``BUTTON``, and the harness's StackSpec, WebSpec, WorkerSpec, HttpProducer, JsonField."""
+    ``BUTTON``, and the harness's StackSpec, WebSpec, WorkerSpec, BeatSpec, HttpProducer, JsonField."""
     return f"""
 import pytest
 
 from app_under_test.stack import BUTTON, demo, worker
 from harness.producers import HttpProducer, JsonField
-from harness.spec import StackSpec, WebSpec, WorkerSpec
+from harness.spec import BeatSpec, StackSpec, WebSpec, WorkerSpec
 
 
 @pytest.fixture
@@ -562,3 +562,17 @@ def test_docker_container_that_never_becomes_ready(
         "its log ends",
     )
     assert run.seconds >= NEVER_READY_BOOT_TIMEOUT_S, f"the run gave up after {run.seconds:.1f}s, before its bound"
+
+
+@needs_system_broker
+def test_beat_whose_scheduler_does_not_import(run_scenario: RunScenario) -> None:
+    spec = 'demo().replace(beats=(BeatSpec(scheduler="no_such_package.schedulers:DatabaseScheduler"),))'
+    run = run_scenario(*SYSTEM, conftest=stack_spec_conftest(spec))
+    assert_ended_with_one_sentence(run, "beat exited while starting", "no_such_package.schedulers", "does not import")
+
+
+@needs_system_broker
+def test_beat_of_an_app_without_a_beat_schedule(run_scenario: RunScenario) -> None:
+    spec = 'demo().replace(beats=(BeatSpec(celery_config={"beat_schedule": {}}),))'
+    run = run_scenario(*SYSTEM, conftest=stack_spec_conftest(spec))
+    assert_ended_with_one_sentence(run, "beat exited while starting", "has no beat_schedule", "give the BeatSpec")

@@ -15,7 +15,17 @@ from harness.brokers.redis.space import RedisSpace
 from harness.errors import HarnessError
 from harness.journal import Entry
 from harness.state import StackState
-from harness.status import SETTLE_S, Status, consumed_queues, failures, saved_space, task_counts, unconsumed
+from harness.status import (
+    SETTLE_S,
+    Status,
+    beat_line,
+    consumed_queues,
+    failures,
+    next_due,
+    saved_space,
+    task_counts,
+    unconsumed,
+)
 from harness.verdict import TaskEvent, TaskHistory
 
 W = "worker@harness"
@@ -151,3 +161,31 @@ def test_a_state_file_without_a_url_is_one_sentence(tmp_path: Path) -> None:
     path.write_text(json.dumps(saved_state(tmp_path)))
     with pytest.raises(HarnessError, match=r"lacks url; remove it if no stack is up"):
         StackState.read(path)
+
+
+# -- a running beat on the status line ---------------------------------------------------------------------------
+
+
+def beat_step(kind: str, t: float, **fields: object) -> Entry:
+    return Entry(kind, fields.pop("uuid", None), None, t, "beat", 7, {"type": kind, "t": t, **fields})
+
+
+def test_a_beat_shows_each_entry_and_when_it_is_next_due() -> None:
+    ready = beat_step("beat-ready", 100.0, entries={"report": {"every": 60.0, "due": 160.0},
+                                                     "nightly": {"every": None, "due": None}})  # fmt: skip
+    sent = beat_step("beat-sent", 160.2, uuid="t1", entry="report", at=160.0)
+    assert (
+        beat_line("beat", [ready], now=118.0) == "beat: nightly (not an interval) next ?, report every 60s next in 42s"
+    )
+    assert beat_line("beat", [ready, sent], now=170.0).endswith("report every 60s next in 50s")
+
+
+def test_a_beat_that_has_not_loaded_its_schedule_says_so() -> None:
+    assert beat_line("beat", [], now=1.0) == "beat: loading its schedule"
+
+
+def test_only_the_latest_load_of_the_schedule_counts() -> None:
+    first = beat_step("beat-ready", 0.0, entries={"report": {"every": 10.0, "due": 10.0}})
+    old_send = beat_step("beat-sent", 10.0, uuid="t1", entry="report", at=10.0)
+    again = beat_step("beat-ready", 50.0, entries={"report": {"every": 10.0, "due": 60.0}})
+    assert next_due([first, old_send, again], now=55.0) == {"report": (10.0, 60.0)}
