@@ -172,7 +172,7 @@ def given(overrides: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
             task = (tasks.get(entry.get("task")) or {}).get("options") or {}
             entries[name] = {
                 "task": entry.get("task"), "every": float(every) if number else None,
-                "kind": "interval" if number else "given", "schedule": repr(every), "args": entry.get("args") or [],
+                "kind": "interval" if number else "schedule", "schedule": repr(every), "args": entry.get("args") or [],
                 "kwargs": entry.get("kwargs") or {}, "options": options, "task_expires": None,
                 "queue": options.get("queue") or task.get("queue"),
             }  # fmt: skip
@@ -195,8 +195,9 @@ def beat_plan(info: dict[str, Any], task: str = PROBE_NAME, overrides: dict[str,
     if not declared:
         if scheduler_key(scheduler) in CELERY_SCHEDULERS:
             return BeatPlan(scheduler, why_not=NO_BEAT)
-        return BeatPlan(scheduler, cannot=f"cannot judge: the app's beat_schedule is empty and its beat_scheduler "
-                        f"{scheduler} keeps its entries elsewhere (a database), which the audit cannot read")  # fmt: skip
+        why = (f"cannot judge: the app's beat_schedule is empty and its beat_scheduler {scheduler} keeps its entries "
+               "elsewhere (a database), which the audit cannot read")  # fmt: skip
+        return BeatPlan(scheduler, cannot=why)
     entries, left_out = [], []
     default_queue = info.get("default_queue") or "celery"
     for name, entry in declared.items():
@@ -231,7 +232,6 @@ def beat_plan(info: dict[str, Any], task: str = PROBE_NAME, overrides: dict[str,
         }
         entries.append(dataclasses.replace(audited, sent=sent))
     if not entries:
-        return BeatPlan(scheduler, left_out=tuple(left_out), cannot="cannot judge: no entry of the app's "
-                        "beat_schedule has an interval schedule the audit can run in seconds: " + "; ".join(left_out))  # fmt: skip
+        why = "cannot judge: no entry of the app's beat_schedule has an interval schedule the audit can run in seconds"
+        return BeatPlan(scheduler, left_out=tuple(left_out), cannot=f"{why}: " + "; ".join(left_out))
     return BeatPlan(scheduler, tuple(entries), tuple(left_out))
-

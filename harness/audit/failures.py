@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.brokers import TRANSPORTS
 from harness.audit.beat import OUTAGE_RUNS, OVERLAP_RUNS
+from harness.brokers import TRANSPORTS
 from harness.brokers.redis.settings import visibility
 
 CATALOGUE = "scenarios"

@@ -42,9 +42,9 @@ def test_periodic_tasks_behind_a_stopped_worker(stack, audit, ledger):
 
     periodic = stack.verdict().periodic
     runs = [r for r in periodic.runs if r.task_id in set(judged)]
-    audit.note("beat_worker_outage", f"the worker was down {back - stopped:.1f}s ({(back - stopped) / AUDIT_EVERY_S:.1f} "
-               "intervals); the table counts the first "
-               f"{OUTAGE_RUNS} runs of each entry sent meanwhile")  # fmt: skip
+    down = back - stopped
+    audit.note("beat_worker_outage", f"the worker was down {down:.1f}s ({down / AUDIT_EVERY_S:.1f} intervals); the "
+               f"table counts the first {OUTAGE_RUNS} runs of each entry sent meanwhile")  # fmt: skip
     audit.record_periodic(periodic, beat_worker_outage=runs)
 
 
