@@ -139,6 +139,61 @@ def describe(app: Any) -> dict[str, Any]:
         # The scheme of the broker the app configures itself (its own setting, not the URL the harness gave it
         # through CELERY_BROKER_URL): redis, amqp... The harness tests the app on that family by default.
         "own_broker_scheme": own_broker_scheme(app),
+        # Its periodic tasks (``beat_schedule``) and the scheduler beat would run them with (the audit's beat rows).
+        "beat": beat_info(app),
+    }
+
+
+def _data(value: Any) -> Any:
+    """``value`` as JSON data; what JSON cannot hold (a datetime, a crontab) as its repr."""
+    return json.loads(json.dumps(value, default=repr))
+
+
+def _scheduler_name(scheduler: Any) -> str:
+    if isinstance(scheduler, str):
+        return scheduler
+    return f"{getattr(scheduler, '__module__', '?')}:{getattr(scheduler, '__qualname__', repr(scheduler))}"
+
+
+def beat_entry(app: Any, entry: Any) -> dict[str, Any]:
+    """One ``beat_schedule`` entry as data: its task, its period (``every``, seconds, for an interval schedule;
+    None for crontab, solar or a custom schedule, ``kind`` says which), its arguments and options, the task's own
+    ``expires`` (beat's ``apply_async`` falls back on it) and the queue the send is routed to."""
+    from celery.schedules import maybe_schedule
+
+    from .beat_journal import every_of
+
+    entry = dict(entry) if isinstance(entry, dict) else {}
+    name = str(entry.get("task"))
+    try:
+        sched = maybe_schedule(entry.get("schedule"), entry.get("relative", False), app)
+        every = every_of(type("Entry", (), {"schedule": sched}))
+        kind = "interval" if every is not None else type(sched).__name__  # crontab, solar, a custom schedule
+    except Exception as exc:  # a schedule Celery itself would refuse: said, not audited
+        sched, every, kind = None, None, f"unreadable ({type(exc).__name__}: {exc})"[:200]
+    options = dict(entry.get("options") or {})
+    task = app.tasks.get(name)
+    queue = None
+    try:  # routed as beat routes it: the task's own options (if the app has it), the entry's, then the routes
+        own = dict(task._get_exec_options()) if task is not None else {}
+        route = app.amqp.router.route({**own, **options}, name, args=(), kwargs={}, task_type=task)
+        queue = route["queue"].name if route.get("queue") is not None else None
+    except Exception:  # an unusual router: unknown
+        pass
+    return {
+        "task": name, "known_task": task is not None, "every": every, "kind": kind,
+        "schedule": repr(sched if sched is not None else entry.get("schedule"))[:200],
+        "args": _data(list(entry.get("args") or ())), "kwargs": _data(dict(entry.get("kwargs") or {})),
+        "options": _data(options), "task_expires": _data(getattr(task, "expires", None)), "queue": queue,
+    }  # fmt: skip
+
+
+def beat_info(app: Any) -> dict[str, Any]:
+    """The app's ``beat_schedule`` (each entry: ``beat_entry``) and its ``beat_scheduler``."""
+    schedule = app.conf.beat_schedule or {}
+    return {
+        "scheduler": _scheduler_name(app.conf.beat_scheduler),
+        "entries": {str(name): beat_entry(app, entry) for name, entry in schedule.items()},
     }
 
 

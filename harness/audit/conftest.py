@@ -16,7 +16,7 @@ from harness import options
 from harness.app_info import introspect
 from harness.audit.failures import row_settings, select, visibility_of
 from harness.audit.plan import AuditPlan, make_plan
-from harness.audit.results import MARKER, AuditRecorder
+from harness.audit.results import MARKER, AuditRecorder, Row
 from harness.audit.runner import Audit
 from harness.brokers.base import Broker
 from harness.brokers.select import BrokerOptions
@@ -72,7 +72,7 @@ def audit_failures(request: pytest.FixtureRequest, broker_options: BrokerOptions
     anything starts."""
     marker = request.node.get_closest_marker(MARKER)
     keys = list(marker.args) if marker is not None else []
-    runs, not_applicable = select(keys, broker_options.transport)
+    runs, not_applicable = select(keys, broker_options.transport, audit_plan.not_for_app())
     recorder = _recorder(request.config)
     for key, why in not_applicable.items():
         if recorder is not None:
@@ -81,7 +81,15 @@ def audit_failures(request: pytest.FixtureRequest, broker_options: BrokerOptions
         pytest.skip(
             f"not applicable on {broker_options.transport}: " + "; ".join(dict.fromkeys(not_applicable.values()))
         )
-    return runs
+    # A failure that applies but that the audit cannot judge for this app (a crontab-only beat_schedule): its row
+    # says why, never a fate.
+    cannot = {f.key: why for f in runs if (why := audit_plan.cannot_judge(f.key))}
+    if cannot and len(cannot) == len(runs):
+        pytest.skip("; ".join(dict.fromkeys(cannot.values())))
+    for key, why in cannot.items():
+        if recorder is not None:
+            recorder.add(Row.of(key, outcome="skipped", notes=[why], nodeid=request.node.nodeid))
+    return [f for f in runs if f.key not in cannot]
 
 
 @pytest.fixture(autouse=True)
@@ -93,11 +101,15 @@ def _audit_applies(audit_failures: list) -> None:
 @pytest.fixture
 def stack_spec(audit_plan: AuditPlan, audit_failures: list) -> StackSpec:
     """The plan's stack, with the settings the scenario's failures run with on this family (on Redis, a short
-    ``visibility_timeout`` for a killed worker's messages), merged over the app's own."""
+    ``visibility_timeout`` for a killed worker's messages), merged over the app's own; for the beat rows, the
+    audit's beats on the app's periodic tasks (``harness.audit.beat``)."""
     extra = row_settings(audit_failures, audit_plan.transport_options)
-    if not extra:
-        return audit_plan.spec
-    return audit_plan.spec.replace(celery_config={**audit_plan.spec.celery_config, **extra})
+    spec = audit_plan.spec
+    if extra:
+        spec = spec.replace(celery_config={**spec.celery_config, **extra})
+    if any(f.periodic for f in audit_failures) and audit_plan.beat is not None:
+        spec = audit_plan.beat.stack(spec)  # the audit's beats on the app's entries, time compressed
+    return spec
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """What a team accepts from the audit: ``--audit-expect lost=0,duplicated=0`` (ini ``audit_expect``, one per
-line), and per failure ``worker_killed:duplicated=1``. A failure whose fates exceed what is accepted fails
-its test, so the run's exit status and JUnit report say so. Pure logic.
+line), and per failure ``worker_killed:duplicated=1`` (the beat rows count periodic fates: ``beat_two_beats:
+duplicated=0``). A failure whose fates exceed what is accepted fails its test, so the run's exit status and
+JUnit report say so. Pure logic.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from harness.errors import HarnessError
+from harness.periodic import PERIODIC_FATES
 from harness.verdict import FATES
+
+KNOWN = tuple(dict.fromkeys([*FATES, *PERIODIC_FATES]))  # a task's fates, and a periodic run's (the beat rows)
 
 _ENTRY = re.compile(r"^(?:(?P<failure>[\w-]+)\s*:\s*)?(?P<fate>\w+)\s*=\s*(?P<limit>\d+)$")
 
@@ -54,8 +58,8 @@ def parse(text: str | None, failures: Iterable[str]) -> Expectations:
                 f"--audit-expect {entry!r} is not fate=N or failure:fate=N (e.g. lost=0, worker_killed:duplicated=1)"
             )
         failure, fate, limit = match["failure"], match["fate"], int(match["limit"])
-        if fate not in FATES:
-            raise HarnessError(f"--audit-expect {entry!r}: {fate!r} is not a fate; fates: {', '.join(FATES)}")
+        if fate not in KNOWN:
+            raise HarnessError(f"--audit-expect {entry!r}: {fate!r} is not a fate; fates: {', '.join(KNOWN)}")
         if failure is None:
             everywhere[fate] = limit
         elif failure not in known:

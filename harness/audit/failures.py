@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.audit.beat import OUTAGE_RUNS, OVERLAP_RUNS
 from harness.brokers import TRANSPORTS
 from harness.brokers.redis.settings import visibility
 
@@ -78,6 +79,10 @@ REDIS_CRASH = scenario(
 REDIS_DOWN = scenario(
     "redis/test_redis_unavailable.py", "test_clicks_while_redis_is_down_fail_fast_and_clearly_then_work_again"
 )
+BEAT_STALE = scenario(
+    "test_beat.py", "test_a_worker_down_while_beat_fires_runs_the_pile_at_once_unless_the_runs_expire"
+)
+TWO_BEATS = scenario("test_beat.py", "test_two_beats_during_a_deploy_send_every_periodic_task_twice")
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,9 @@ class Failure:
     notes: tuple[str, ...] = ()
     differs: str | None = None
     persistence: bool = False
+    # A row of the app's periodic tasks (its beat_schedule): its fates are verdict.periodic's (ran, stale...), and
+    # an app with no beat_schedule makes it not applicable (``harness.audit.beat``).
+    periodic: bool = False
 
     def why_not(self, transport: str) -> str | None:
         """None if the failure applies on ``transport``; else why not, in the row's words."""
@@ -581,6 +589,46 @@ FAILURES: tuple[Failure, ...] = (
             )
         },
     ),
+    Failure(
+        "beat_worker_outage",
+        "periodic tasks behind a stopped worker",
+        f"the app's interval entries run every second (time compressed); the worker is stopped while beat sends "
+        f"{OUTAGE_RUNS} runs of each, then started again",
+        ("expires",),
+        (
+            Lever(
+                "expires in each entry's options (shorter than the interval; or the task's own expires)",
+                "a run that comes too late is dropped instead of run stale (on RabbitMQ the broker drops it at its "
+                "TTL): no burst of overdue runs when the worker is back",
+                BEAT_STALE,
+                {"every_entry_expires": False},
+            ),
+            Lever(
+                "expires above the longest worker outage you expect, or none, and a task that covers the time since "
+                "its last successful run",
+                "the runs sent while the worker was down would run, late, in a burst when it is back; with expires "
+                "they are dropped, and nothing runs for those intervals",
+                BEAT_STALE,
+            ),
+        ),
+        periodic=True,
+    ),
+    Failure(
+        "beat_two_beats",
+        "two beats at once (a deploy)",
+        f"a second beat starts while the first runs (a rolling deploy) and sends {OVERLAP_RUNS} runs of each entry "
+        "before the first stops",
+        ("beat_scheduler",),
+        (
+            Lever(
+                "run exactly one beat: stop the old one before the new starts (Kubernetes strategy Recreate, "
+                "replicas: 1), or a scheduler with a lock (celery-redbeat); or make the task safe to run twice",
+                "while two beats run, every due run is sent twice, under two task ids, and runs twice",
+                TWO_BEATS,
+            ),
+        ),
+        periodic=True,
+    ),
 )
 BY_KEY = {failure.key: failure for failure in FAILURES}
 
@@ -592,13 +640,16 @@ class _Facts(dict):
         return "unknown"
 
 
-def select(keys: Iterable[str], transport: str) -> tuple[list[Failure], dict[str, str]]:
+def select(
+    keys: Iterable[str], transport: str, for_app: Mapping[str, str] | None = None
+) -> tuple[list[Failure], dict[str, str]]:
     """Of the failures ``keys`` (a scenario's ``@pytest.mark.audit``), those that apply on ``transport`` as the
-    audit runs them there, and why each other one does not."""
+    audit runs them there, and why each other one does not (its family, else ``for_app``: failure key -> why it
+    does not apply to this app, e.g. a beat row for an app without a beat_schedule)."""
     runs, not_applicable = [], {}
     for key in keys:
         failure = BY_KEY[key]
-        why = failure.why_not(transport)
+        why = failure.why_not(transport) or (for_app or {}).get(key)
         if why is None:
             runs.append(failure.on_transport(transport))
         else:

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from harness.audit.beat import BeatPlan, beat_plan
 from harness.audit.expect import Expectations, parse
 from harness.audit.failures import FAILURES
 from harness.audit.producer import AuditProducer
@@ -38,6 +39,22 @@ class AuditPlan:
     # (a short visibility_timeout on Redis) are merged over, and what its notes compare with.
     transport_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     redis_persistence: str = "off"  # the Redis server's persistence for the broker-restart rows
+    beat: BeatPlan | None = None  # the app's periodic tasks as the beat rows run them (None: not read)
+
+    def not_for_app(self) -> dict[str, str]:
+        """The failures that do not apply to this app, and why (the beat rows, for an app without periodic tasks)."""
+        if self.beat is None:
+            return {}
+        return {f.key: why for f in FAILURES if f.periodic and (why := self.beat.not_applicable(f.key))}
+
+    def cannot_judge(self, key: str) -> str | None:
+        """Why the audit cannot judge this failure for this app, though it applies (None: it can)."""
+        failure = next((f for f in FAILURES if f.key == key), None)
+        if failure is None or not failure.periodic:
+            return None
+        if self.beat is None:
+            return "cannot judge: the app's beat_schedule was not read"
+        return self.beat.cannot_judge(key)
 
     @property
     def real_task(self) -> bool:
@@ -153,6 +170,7 @@ def make_plan(
     spec = base.replace(
         web=None,
         workers=(worker,),
+        beats=(),  # the beat rows add the audit's own beats on the app's entries (harness.audit.beat)
         producer=AuditProducer(base.celery_app, probe_like, sent, call_args),
         probe=ProbeSpec(like=probe_like),
         celery_config={**base.celery_config, **settings},
@@ -165,5 +183,5 @@ def make_plan(
     return AuditPlan(
         base.celery_app, spec, worker, queue, probe_like, sent, call_args, work, settings,
         parse(expect, [f.key for f in FAILURES]), concurrency_source(worker, layers), dict(own_options or {}),
-        persistence,
+        persistence, beat_plan(info, sent, settings),
     )  # fmt: skip

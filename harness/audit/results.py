@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from harness.audit.failures import BY_KEY, FAILURES, Lever, reference
+from harness.periodic import PERIODIC_FATES
 from harness.verdict import FATES
 
 MARKER = "audit"  # @pytest.mark.audit("failure_key", ...): the failures a scenario fills in
@@ -72,7 +73,10 @@ def lever_dict(lever: Lever | None, facts: Mapping[str, Any] | None = None) -> d
 
 
 def fates_text(fates: Mapping[str, int]) -> str:
-    return ", ".join(f"{fate} {fates[fate]}" for fate in FATES if fates.get(fate)) or "-"
+    """``succeeded 3, lost 1``; a beat row's periodic fates in their own order (``ran 3, duplicated 3``)."""
+    periodic = any(fate in fates for fate in PERIODIC_FATES if fate not in FATES)
+    order = dict.fromkeys([*PERIODIC_FATES, *FATES] if periodic else [*FATES, *PERIODIC_FATES])
+    return ", ".join(f"{fate} {fates[fate]}" for fate in order if fates.get(fate)) or "-"
 
 
 def value_text(value: Any, limit: int = 48) -> str:

@@ -21,6 +21,7 @@ from harness.audit.failures import BY_KEY, Failure, facts
 from harness.audit.plan import AuditPlan
 from harness.audit.results import AuditRecorder, Row, lever_dict
 from harness.ledger import Ledger
+from harness.periodic import PERIODIC_FATES, BeatSend, PeriodicRun, PeriodicVerdict
 from harness.sent import Sent, TaskIds, id_of, ids_of
 from harness.space import ScenarioSpace
 from harness.stack import AppStack
@@ -353,9 +354,58 @@ class Audit:
             if row.exceeded:
                 breaches.append(f"{row.title}: {', '.join(row.exceeded)}")
         self.recorder.meta.update(self.meta(config))
+        self._fail_on(breaches)
+
+    def _fail_on(self, breaches: list[str]) -> None:
         if breaches:
             accepted = self.plan.expectations.describe()
             pytest.fail(f"the audit accepts {accepted}; " + "; ".join(breaches), pytrace=False)
+
+    # -- periodic tasks (the beat rows) ----------------------------------------------------------
+    def beat_sends(self, count: int, beat: str | None = None, since: float = 0.0, timeout: float = 30.0
+                   ) -> dict[str, list[BeatSend]]:  # fmt: skip
+        """Wait until the beats (or ``beat``) have sent ``count`` runs of every audited entry since ``since``;
+        returns entry -> its first ``count`` sends, in order."""
+        names = [entry.name for entry in self.plan.beat.entries] if self.plan.beat else []
+
+        def sent() -> dict[str, list[BeatSend]]:
+            found = sorted(self.ledger.beat_sends().values(), key=lambda s: s.at)
+            mine = [s for s in found if s.at >= since and (beat is None or s.beat == beat)]
+            return {name: [s for s in mine if s.entry == name] for name in names}
+
+        who = beat or "the beats"
+        found = eventually(
+            sent, until=lambda by: all(len(each) >= count for each in by.values()), timeout=timeout,
+            what=f"{who} to send {count} run(s) of each of {', '.join(names) or 'no entry'}",
+        )  # fmt: skip
+        return {name: each[:count] for name, each in found.items()}
+
+    def record_periodic(self, periodic: PeriodicVerdict, **groups: list[PeriodicRun]) -> None:
+        """One beat row per failure (``failure_key=runs``, from ``verdict.periodic``): the runs' periodic fates
+        (ran, stale, not_run, duplicated, missed), the app's schedule settings that decided them, and the notes
+        on how its time was compressed; fails the scenario past what the team accepts, as ``record`` does."""
+        beat = self.plan.beat
+        known = {**self.facts(), **(beat.facts() if beat is not None else {}), **self.observed}
+        breaches = []
+        for key, runs in groups.items():
+            failure = self.failure(key)
+            if failure is None:
+                continue
+            counts = {fate: n for fate in PERIODIC_FATES if (n := sum(1 for r in runs if r.fate == fate))}
+            reasons = sorted({r.reason.split(":")[0] for r in runs if r.fate == "not_run" and r.reason})
+            if reasons:
+                self.note(key, f"not run: {'; '.join(reasons)}")
+            notes = [*(beat.notes() if beat is not None else []), *self.notes.get(key, [])]
+            row = Row.of(
+                key, tasks=len(runs), fates=counts, decided_by=failure.deciding(known),
+                lever=lever_dict(failure.lever(known), known), same_as=failure.same_as(known), notes=notes,
+                exceeded=self.plan.expectations.exceeded(key, counts), nodeid=self.nodeid, differs=failure.differs,
+            )  # fmt: skip
+            self.recorder.add(row)
+            if row.exceeded:
+                breaches.append(f"{row.title}: {', '.join(row.exceeded)}")
+        self.recorder.meta.update(self.meta(self.config()))
+        self._fail_on(breaches)
 
     def meta(self, config: dict[str, Any]) -> dict[str, Any]:
         worker = self.plan.worker

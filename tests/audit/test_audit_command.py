@@ -50,7 +50,7 @@ def test_the_projects_conftests_plugins_and_options_stay_out_of_the_audit(tmp_pa
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     collected = [line for line in done.stdout.splitlines() if "::test_" in line]
-    assert len(collected) == 9 and all(line.startswith("test_") for line in collected), done.stdout
+    assert len(collected) == 11 and all(line.startswith("test_") for line in collected), done.stdout
 
 
 def test_from_a_subfolder_the_rootdir_is_the_projects_as_pytest_would_choose_it(tmp_path: Path) -> None:
