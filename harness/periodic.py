@@ -184,7 +184,7 @@ def _judge_send(
     return run
 
 
-def _clusters(sends: list[BeatSend], window: float) -> list[list[BeatSend]]:
+def clusters(sends: list[BeatSend], window: float) -> list[list[BeatSend]]:
     """Sends grouped into due runs: each group holds the sends less than ``window`` seconds after its first."""
     groups: list[list[BeatSend]] = []
     for send in sorted(sends, key=lambda s: s.at):
@@ -241,7 +241,7 @@ def judge_periodic(
         entry = entries.get(name)
         every = entry.every if entry is not None else None
         mine = [s for s in sends if s.entry == name]
-        groups = _clusters(mine, DUPLICATE_WITHIN * every if every else CRON_DUPLICATE_S)
+        groups = clusters(mine, DUPLICATE_WITHIN * every if every else CRON_DUPLICATE_S)
         for group in groups:
             runs.append(_judge_send(group[0], entry, histories.get(group[0].task_id), tasks))
             for extra in group[1:]:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from harness.audit.beat import AUDIT_BEAT, AUDIT_EVERY_S, NEW_BEAT, OUTAGE_RUNS, OVERLAP_RUNS
-from harness.periodic import DUPLICATE_WITHIN, _clusters
+from harness.periodic import DUPLICATE_WITHIN, clusters
 
 pytestmark = [pytest.mark.beat]
 
@@ -68,7 +68,7 @@ def test_two_beats_during_a_deploy(stack, audit):
     judged = set()
     for entry, mine in new.items():
         sends = [s for s in audit.ledger.beat_sends().values() if s.entry == entry]
-        for group in _clusters(sends, DUPLICATE_WITHIN * AUDIT_EVERY_S):
+        for group in clusters(sends, DUPLICATE_WITHIN * AUDIT_EVERY_S):
             if any(s in mine for s in group):
                 judged |= {s.task_id for s in group}
     audit.settle(sorted(judged))
