@@ -39,10 +39,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from harness.periodic import PeriodicVerdict
+from typing import Any
 
 FATES = (
     "succeeded",
@@ -336,7 +333,7 @@ class Verdict:
     # The fates of the tasks a celery beat sent, judged alike (None: no beat sent any); ``periodic`` judges their
     # runs against the schedule (harness.periodic: ran, stale, missed, duplicated...), set by the stack.
     periodic_tasks: Verdict | None = None
-    periodic: PeriodicVerdict | None = None
+    periodic: Any = None  # a harness.periodic.PeriodicVerdict (which builds on this module: not imported here)
 
     def ids(self, fate: str) -> list[str]:
         """The ids of the tasks of this fate (``"lost"``...)."""

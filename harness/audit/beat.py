@@ -67,8 +67,8 @@ class AuditedEntry:
         return None if self.expires is None else max(MIN_EXPIRES_S, round(self.expires * self.ratio, 3))
 
     def compression(self) -> str:
-        """``hello-every-minute: every 60s ran as every 1s; expires 30s as 0.5s; the probe in place of say_hello,
-        sent to hello_queue``."""
+        """``nightly-report: every 60s ran as every 1s; expires 30s as 0.5s; the probe in place of proj.report,
+        sent to reports``."""
         said = [f"every {seconds(self.every)} ran as every {seconds(AUDIT_EVERY_S)}"]
         if self.expires is not None:
             floor = " (its share, shorter, would expire in transit)" if self.audit_expires == MIN_EXPIRES_S else ""
