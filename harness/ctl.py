@@ -51,11 +51,13 @@ class Controls:
 
     def wait_ready(self, name: str, since: float, timeout: float = READY_TIMEOUT_S) -> float:
         """Wait until ``name`` is ready; fail at once, with its stderr, if it exits. Returns the seconds it took."""
-        if self.state.programs[name] == "worker":
+        role = self.state.programs[name]
+        if role in ("worker", "beat"):  # a worker announced itself; a beat loaded its schedule
             journal = JournalReader(self.state.journal_dir)
+            step = "worker-online" if role == "worker" else "beat-ready"
 
             def ready() -> bool:
-                return any(e.type == "worker-online" and e.program == name and e.t >= since for e in journal.entries())
+                return any(e.type == step and e.program == name and e.t >= since for e in journal.entries())
         else:
             web = WebClient(self.state.web_url or "")
 

@@ -19,7 +19,7 @@ from harness.errors import HarnessError
 from harness.supervisor import Program, Supervisor
 
 # Which key of the launcher's configuration names the program's code, by role.
-APP_KEYS = {"worker": "celery_app", "web": "web_app"}
+APP_KEYS = {"worker": "celery_app", "beat": "celery_app", "web": "web_app"}
 
 
 def config_path(program: Program) -> Path:
@@ -56,7 +56,7 @@ def deploy(supervisor: Supervisor, name: str, env: Mapping[str, str] | None = No
         config = program_config(program)
         key = APP_KEYS.get(config.get("role", ""))
         if key is None:
-            raise HarnessError(f"{name} is a {config.get('role')!r} program: only a worker or the web app runs an app")
+            raise HarnessError(f"{name} is a {config.get('role')!r} program, which runs no app of its own")
         changes.append(f"{key}={app} (was {config.get(key)})")
         config[key] = app
         config_path(program).write_text(json.dumps(config, indent=1))

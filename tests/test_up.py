@@ -461,3 +461,22 @@ def test_down_cleans_up_after_an_up_on_redis_that_was_killed(up: Up) -> None:
     done = up.run(DOWN)
     assert done.returncode == 0 and "had died" in done.stdout, (done.stdout, done.stderr)
     up.assert_nothing_left()
+
+
+def test_up_with_beat_shows_its_next_due_run_and_ctl_stops_and_starts_it(up: Up) -> None:
+    state = up.start(f"{UP} --beat")
+    assert state["programs"]["beat"] == "beat"
+    shown = "beat: hello-every-minute every 60s next in"
+    status = eventually(
+        up.status, until=lambda s: any(b.startswith(shown) for b in s["beats"]), timeout=10,
+        what="the status to show beat's entry and when it is next due",
+    )  # fmt: skip
+    assert status["programs"]["beat"] == "RUNNING"
+    stopped = up.run("python -m harness ctl stop beat")
+    assert stopped.returncode == 0, stopped.stderr
+    assert up.status()["beats"] == [], "a stopped beat has no next due run"
+    started = up.run("python -m harness ctl start beat")
+    assert started.returncode == 0 and "beat: ready in" in started.stdout, (started.stdout, started.stderr)
+    os.kill(up.process.pid, signal.SIGINT)
+    assert up.wait_exit() == 0, up.output()
+    up.assert_nothing_left()
