@@ -33,6 +33,7 @@ _EXPORTS = {
     "StackSpec": "harness.spec",
     "WebSpec": "harness.spec",
     "WorkerSpec": "harness.spec",
+    "BeatSpec": "harness.spec",
     "HttpProducer": "harness.producers",
     "DirectProducer": "harness.producers",
     "JsonField": "harness.producers",

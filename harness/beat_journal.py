@@ -7,7 +7,8 @@ A periodic task's message does not say which schedule entry sent it, nor when it
 
 - ``beat-ready`` once the schedule is loaded: every entry, its task, its period (``every``: seconds, for an
   interval schedule; None for crontab or solar) and when it is next due;
-- ``beat-sent`` for each send: the entry, the task id, when it was due (``due``) and its ``expires`` option.
+- ``beat-sent`` for each send: the entry, the task id, when it was due (``due``), when beat decided to send it
+  (``at``), its ``expires`` option, and when it is due next (``next``).
 
 This module is imported by the launcher inside the user's program: it depends on the standard library and
 Celery only.
@@ -64,8 +65,10 @@ def journaled(scheduler_cls: type, writer: Any) -> type:
         def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
             due, at = due_of(entry) if advance else None, time.time()
             result = super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+            following = self.schedule.get(entry.name)  # the entry as reserved: when it is due next
             writer.write("beat-sent", getattr(result, "id", None), entry=entry.name, task=entry.task, due=due, at=at,
-                         every=every_of(entry), expires=expires_of(entry))  # fmt: skip
+                         every=every_of(entry), expires=expires_of(entry),
+                         next=due_of(following) if following is not None else None)  # fmt: skip
             return result
 
     Journaled.__name__ = Journaled.__qualname__ = scheduler_cls.__name__

@@ -393,20 +393,31 @@ def beat_argv(config: dict[str, Any]) -> list[str]:
 
 def run_beat(app: Any, config: dict[str, Any], writer: JournalWriter) -> int:
     """``celery beat`` on the app, with its own scheduler (or the spec's) journaled (``harness.beat_journal``)."""
-    from celery.utils.imports import symbol_by_name
+    from celery.beat import PersistentScheduler
+    from celery.utils.imports import load_extension_class_names, symbol_by_name
 
     from .beat_journal import journaled
 
     name = config.get("scheduler") or app.conf.beat_scheduler
-    try:
-        scheduler = symbol_by_name(name, aliases={})
-    except Exception as exc:
-        raise LaunchError(f"the beat scheduler {name} does not import: {_last_line(exc)}") from None
-    app.conf.beat_scheduler = journaled(scheduler, writer)  # -S not given: beat takes the app's, this one
-    if not app.conf.beat_schedule and not config.get("scheduler"):
+    default = name is PersistentScheduler or str(name).replace(":", ".") == "celery.beat.PersistentScheduler"
+    if default and not app.conf.beat_schedule:  # a database scheduler keeps its entries elsewhere
         raise LaunchError(
             f"the Celery app {app.main!r} has no beat_schedule: give the BeatSpec a schedule, or the app one"
         )
+    made: dict[str, type] = {}
+
+    def scheduler(**options: Any) -> Any:
+        # Resolved when beat asks for it, after its loader set the app up (Django's setup: django-celery-beat's
+        # models import only then), as `celery beat -S` resolves it; then journaled.
+        if "class" not in made:
+            try:
+                found = symbol_by_name(name, aliases=dict(load_extension_class_names("celery.beat_schedulers")))
+            except Exception as exc:
+                fail(f"the beat scheduler {name} does not import: {_last_line(exc)}")
+            made["class"] = journaled(found, writer)
+        return made["class"](**options)
+
+    app.conf.beat_scheduler = scheduler  # -S not given: beat calls the app's, this factory
     return app.start(beat_argv(config)) or 0
 
 

@@ -262,8 +262,11 @@ def judge_periodic(
             continue
         marks = [anchor - every, *firsts] if not firsts or anchor < firsts[0] - MISSED_AFTER * every else firsts
         ends = [*firsts[1:], until] if marks is firsts else [*firsts, until]
+        # Not before the first beat of the stack ran: a database scheduler remembers last runs from earlier processes.
+        start = spans[0].start if spans else origin
         for mark, end in zip(marks, ends, strict=True):
-            runs += _missed(name, _slots(mark + every, end - MISSED_AFTER * every, every), spans)
+            due = [t for t in _slots(mark + every, end - MISSED_AFTER * every, every) if t >= start]
+            runs += _missed(name, due, spans)
         # A run that started before the entry's previous run ended overlaps it.
         previous: tuple[str, float | None] | None = None
         for group in groups:

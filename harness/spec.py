@@ -90,7 +90,8 @@ class BeatSpec:
     ``schedule``: the entries to send, as Celery's ``beat_schedule`` with the schedule in seconds (plain data, e.g.
     ``{"report": {"task": "proj.tasks.report", "schedule": 2.0, "options": {"expires": 1.5}}}``); None runs the
     app's own ``beat_schedule``. ``scheduler``: Celery's ``-S`` (``django_celery_beat.schedulers:DatabaseScheduler``);
-    None: the app's ``beat_scheduler`` (Celery's default keeps its state in a schedule file, ``stack.schedule_file``).
+    None: the app's ``beat_scheduler`` (Celery's default keeps its state in a schedule file, ``stack.schedule_file``;
+    a database scheduler adds ``schedule`` to the entries of its database, and keeps them there).
     ``autostart=False`` leaves it stopped until ``stack.start(name)`` (a second beat started during a deploy).
     """
 

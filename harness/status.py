@@ -185,8 +185,10 @@ class StatusReader:
         status.failures, status.errors = failures(histories)
         status.beats = [
             beat_line(name, entries, time.time())
+            if infos.get(name, {}).get("statename") == "RUNNING"
+            else f"{name}: {infos.get(name, {}).get('statename', 'unknown').lower()}"
             for name, role in self.state.programs.items()
-            if role == "beat" and infos.get(name, {}).get("statename") == "RUNNING"
+            if role == "beat"
         ]
         return status
 
@@ -210,15 +212,17 @@ def next_due(steps: list, now: float) -> dict[str, tuple[float | None, float | N
         return {}
     last = ready[-1]
     due = {name: (e.get("every"), e.get("due")) for name, e in (last.fields.get("entries") or {}).items()}
-    for step in steps:
-        if step.type == "beat-sent" and step.t >= last.t and step.fields.get("entry") in due:
-            every = due[step.fields["entry"]][0]
-            due[step.fields["entry"]] = (every, float(step.fields.get("at") or step.t) + every if every else None)
+    for step in steps:  # each send says when its entry is next due (an entry added to a database since, too)
+        if step.type == "beat-sent" and step.t >= last.t:
+            name, sent = step.fields.get("entry", "?"), float(step.fields.get("at") or step.t)
+            every = step.fields.get("every", due.get(name, (None, None))[0])
+            following = step.fields.get("next") or (sent + every if every else None)
+            due[name] = (every, following)
     return due
 
 
 def beat_line(name: str, entries: list, now: float) -> str:
-    """``beat: report every 60s next in 42s, cleanup (crontab) next ?``: one running beat's entries."""
+    """``beat: cleanup (not an interval) next in 3s, report every 60s next in 42s``: one running beat's entries."""
     steps = [e for e in entries if e.program == name and e.type in ("beat-ready", "beat-sent")]
     due = next_due(steps, now)
     if not due:

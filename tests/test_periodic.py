@@ -95,6 +95,13 @@ def test_a_run_longer_than_its_interval_overlaps_the_next() -> None:
     assert verdict.overlaps == {"t1": "t0", "t2": "t1"}
 
 
+def test_runs_due_before_the_first_beat_of_the_stack_started_are_not_its_business() -> None:
+    # A database scheduler remembers a last run from an earlier process: its first due time lies in the past.
+    old = ScheduleEntry("report", "proj.report", every=EVERY, first_due=-30.0)
+    sends = sends_at(0.1, 2.1, 4.1)
+    judged(sends, [BeatSpan("beat", 0.0)], until=4.5, entry=old).assert_counts(ran=3)
+
+
 def test_a_beat_that_never_sent_misses_every_due_run_since_it_loaded() -> None:
     verdict = judged([], [BeatSpan("beat", 0.0)], until=7.5)
     verdict.assert_counts(missed=3)

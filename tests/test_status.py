@@ -189,3 +189,12 @@ def test_only_the_latest_load_of_the_schedule_counts() -> None:
     old_send = beat_step("beat-sent", 10.0, uuid="t1", entry="report", at=10.0)
     again = beat_step("beat-ready", 50.0, entries={"report": {"every": 10.0, "due": 60.0}})
     assert next_due([first, old_send, again], now=55.0) == {"report": (10.0, 60.0)}
+
+
+def test_a_send_tells_when_its_entry_is_next_due_even_one_loaded_later_or_not_an_interval() -> None:
+    ready = beat_step("beat-ready", 0.0, entries={"report": {"every": 10.0, "due": 10.0}})
+    cron = beat_step("beat-sent", 60.0, uuid="t1", entry="nightly", at=60.0, every=None, next=120.0)
+    added = beat_step("beat-sent", 61.0, uuid="t2", entry="from-the-database", at=61.0, every=3.0)
+    assert next_due([ready, cron, added], now=62.0) == {
+        "report": (10.0, 10.0), "nightly": (None, 120.0), "from-the-database": (3.0, 64.0),
+    }  # fmt: skip

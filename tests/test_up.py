@@ -474,7 +474,7 @@ def test_up_with_beat_shows_its_next_due_run_and_ctl_stops_and_starts_it(up: Up)
     assert status["programs"]["beat"] == "RUNNING"
     stopped = up.run("python -m harness ctl stop beat")
     assert stopped.returncode == 0, stopped.stderr
-    assert up.status()["beats"] == [], "a stopped beat has no next due run"
+    assert up.status()["beats"] == ["beat: stopped"], "a stopped beat says so, with no next due run"
     started = up.run("python -m harness ctl start beat")
     assert started.returncode == 0 and "beat: ready in" in started.stdout, (started.stdout, started.stderr)
     os.kill(up.process.pid, signal.SIGINT)
