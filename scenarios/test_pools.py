@@ -54,8 +54,9 @@ def test_a_killed_worker_loses_its_running_task_with_early_ack_but_not_on_solo(s
     What a user sees: on prefork, threads and gevent the running task is lost, whichever process, thread or greenlet
     ran it: it was acknowledged as it started. The tasks the worker held unstarted come back and run after the
     restart. On solo nothing is lost: the running task comes back too and runs again from the start, as if it were
-    acknowledged late (measured on every run here; why the early acknowledgement had not taken effect at the broker
-    was not traced). Counting on that is unwise: it is a side effect, not a setting.
+    acknowledged late. Celery's worker writes the early acknowledgement on the next turn of its event loop
+    (``hub.call_soon``), and a solo worker runs the task inside that loop: the ack leaves only once the task has
+    returned. Counting on it is unwise: it is a side effect of the pool, not a setting.
     """
     pool = pool_of(request)
     ids, running = busy(stack, producer, ledger, pool)
