@@ -173,6 +173,17 @@ class ProgramSignalled(ProgramFault):
         return f"SIG{self.signal} to {self.program}"
 
 
+@dataclass(frozen=True)
+class ContainerStopped(ProgramFault):
+    """A container's stop: SIGTERM to the main process, SIGKILL to what is left after ``grace`` seconds."""
+
+    grace: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.program} container stop (TERM, KILL after {self.grace:g}s)"
+
+
 # -- the network (between a program and the broker) ---------------------------------------------
 
 

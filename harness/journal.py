@@ -126,6 +126,16 @@ def bound_arguments(task: Any, args: Any, kwargs: Any) -> dict[str, str] | None:
     return {name: _short_repr(value, 120) for name, value in bound.arguments.items()}
 
 
+def pool_name(pool: Any) -> str | None:
+    """The pool a worker runs, as ``-P`` names it (Celery's ``celery.concurrency.thread`` is ``threads``); None
+    when there is none to read."""
+    if pool is None:
+        return None
+    module = type(pool).__module__
+    name = module.rsplit(".", 1)[-1]
+    return "threads" if name == "thread" else name if module.startswith("celery.concurrency.") else module
+
+
 def connect(writer: JournalWriter) -> None:
     """Connect the journal's handlers to Celery's signals (strong references: they live as long as the
     process)."""
@@ -209,7 +219,10 @@ def connect(writer: JournalWriter) -> None:
             queues = sorted(sender.app.amqp.queues.consume_from)
         except Exception:  # another sender than Celery's consumer: unknown
             queues = None
-        writer.write("worker-online", None, getattr(sender, "hostname", None), concurrency=concurrency, queues=queues)
+        writer.write(
+            "worker-online", None, getattr(sender, "hostname", None), concurrency=concurrency, queues=queues,
+            pool=pool_name(getattr(getattr(sender, "controller", None), "pool", None)),
+        )  # fmt: skip
 
     def stopping(sender=None, sig=None, how=None, **_: Any) -> None:
         writer.write("worker-stopping", None, signal=sig, how=how)

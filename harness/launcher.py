@@ -73,7 +73,9 @@ REPORTED_SETTINGS = (
     "worker_detect_quorum_queues",
     "worker_max_tasks_per_child",
     "worker_concurrency",
+    "worker_pool",
     "worker_soft_shutdown_timeout",
+    "worker_enable_soft_shutdown_on_idle",
     "task_default_rate_limit",
 )
 TASK_OPTIONS = (
@@ -377,7 +379,8 @@ def worker_argv(config: dict[str, Any]) -> list[str]:
     argv = ["worker", "-n", config["hostname"], "-E", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
     if config.get("concurrency") is not None:  # else the app's own worker_concurrency (Celery's default: the CPUs)
         argv += ["-c", str(config["concurrency"])]
-    argv += ["-P", config.get("pool", "prefork")]
+    if config.get("pool") is not None:  # else the app's own worker_pool (Celery's default: prefork)
+        argv += ["-P", config["pool"]]
     if config.get("queues"):
         argv += ["-Q", ",".join(config["queues"])]
     if config.get("fair"):
@@ -421,7 +424,24 @@ def run_beat(app: Any, config: dict[str, Any], writer: JournalWriter) -> int:
     return app.start(beat_argv(config)) or 0
 
 
+def patch_concurrency(pool: str | None) -> None:
+    """A green pool (gevent, eventlet) patches the standard library's sockets, threads and sleeps, as Celery's own
+    ``celery`` command does (``maybe_patch_concurrency``): before the user's app and kombu are imported, or their
+    sockets block the whole process. A pool whose package is missing is said in one line."""
+    if pool not in ("gevent", "eventlet"):
+        return
+    try:
+        importlib.import_module(pool)
+    except ImportError:
+        raise LaunchError(f"the worker's pool is {pool}, which is not installed: pip install {pool}") from None
+    from celery import maybe_patch_concurrency
+
+    maybe_patch_concurrency(["-P", pool])
+
+
 def launch(config: dict[str, Any]) -> int:
+    if config["role"] == "worker":
+        patch_concurrency(config.get("pool"))  # first: nothing of the app or kombu may be imported before it
     for path in reversed(config.get("sys_path", [])):
         if path not in sys.path:
             sys.path.insert(0, path)

@@ -35,6 +35,7 @@ MARKERS = (
     "celery_config(**settings): Celery settings the harness applies to the app in every program of the scenario",
     "audit(*failures): a scenario of the resilience audit, and the failures (rows of its table) it fills in",
     "worker_fault: failures of a worker (killed, stopped, shut down)",
+    "pools: the worker faults that differ by pool (prefork, threads, solo, gevent), and a container's stop",
     "broker_fault: failures of the broker (restarted, unreachable, its timeouts); skipped on a url broker",
     "beat: celery beat: periodic runs sent twice, missed, caught up or run stale (verdict.periodic)",
     "bad_message: undecodable or unaccepted messages",

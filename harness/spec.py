@@ -15,7 +15,8 @@ from typing import Any
 
 from harness.errors import HarnessError
 
-POOLS = ("prefork", "threads", "solo")
+# gevent needs its monkey patches before the app and kombu are imported: the launcher applies them.
+POOLS = ("prefork", "threads", "solo", "gevent")
 SERVERS = ("auto", "gunicorn", "uvicorn")
 
 
@@ -25,7 +26,8 @@ class WorkerSpec:
 
     ``celery_app`` defaults to the stack's; ``queues`` to the app's own (no ``-Q``: the worker consumes
     what the app declares); ``concurrency`` to the stack's ``worker_concurrency`` (1 in a scenario, the app's
-    own ``worker_concurrency`` in the resilience audit); ``hostname`` to ``<name>@harness``; ``cwd`` (the
+    own ``worker_concurrency`` in the resilience audit); ``pool`` to the stack's ``worker_pool`` (prefork in a
+    scenario, the app's own ``worker_pool`` in the audit); ``hostname`` to ``<name>@harness``; ``cwd`` (the
     program's folder and import path) to the stack's: give a worker another checkout to run another release of
     the code beside it.
     """
@@ -34,7 +36,7 @@ class WorkerSpec:
     celery_app: str | None = None
     queues: tuple[str, ...] | None = None
     concurrency: int | None = None  # -c; None: the stack's worker_concurrency
-    pool: str = "prefork"
+    pool: str | None = None  # -P; None: the stack's worker_pool
     fair: bool = False  # -O fair
     max_tasks_per_child: int | None = None
     hostname: str | None = None
@@ -44,7 +46,7 @@ class WorkerSpec:
     extra_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.pool not in POOLS:
+        if self.pool is not None and self.pool not in POOLS:
             raise HarnessError(f"WorkerSpec(pool={self.pool!r}) is not one of {', '.join(POOLS)}")
         if self.concurrency is not None and self.concurrency < 1:
             raise HarnessError(f"WorkerSpec(concurrency={self.concurrency}) must be at least 1")
@@ -149,6 +151,9 @@ class StackSpec:
     # on one known running task, as the catalogue arranges it); None for the app's own (no -c: its
     # worker_concurrency, else Celery's default, the CPUs it may use), which the resilience audit runs.
     worker_concurrency: int | None = 1
+    # The pool of a worker whose WorkerSpec gives none: prefork in a scenario (the catalogue's stories are told for
+    # it); None for the app's own (no -P: its worker_pool, else Celery's default, prefork), which the audit runs.
+    worker_pool: str | None = "prefork"
 
     def __post_init__(self) -> None:
         names = [w.name for w in self.workers] + [b.name for b in self.beats] + ([self.web.name] if self.web else [])
@@ -177,6 +182,10 @@ class StackSpec:
             if beat.name == name:
                 return beat
         raise HarnessError(f"the stack has no beat named {name!r}; its beats: {[b.name for b in self.beats]}")
+
+    def pool_of(self, worker: WorkerSpec) -> str | None:
+        """The ``-P`` a worker runs with: its own, else the stack's ``worker_pool``; None: the app's own."""
+        return worker.pool if worker.pool is not None else self.worker_pool
 
     def worker(self, name: str) -> WorkerSpec:
         for worker in self.workers:

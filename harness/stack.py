@@ -25,6 +25,7 @@ import psutil
 from harness.errors import HarnessError
 from harness.faults import (
     BROKER_DOWN,
+    ContainerStopped,
     Fault,
     PoolProcessKilled,
     ProgramDeployed,
@@ -209,7 +210,7 @@ class AppStack:
             "hostname": worker.nodename,
             "queues": list(worker.queues) if worker.queues else None,
             "concurrency": self.spec.concurrency_of(worker),  # None: no -c, the app's own
-            "pool": worker.pool,
+            "pool": self.spec.pool_of(worker),  # None: no -P, the app's own
             "fair": worker.fair,
             "max_tasks_per_child": worker.max_tasks_per_child,
             "extra_args": list(worker.extra_args),
@@ -452,18 +453,52 @@ class AppStack:
         state): ESTABLISHED while it believes it is connected, SYN_SENT while it tries to reconnect."""
         return self.net.sockets(self._known(name), self.supervisor.info(name)["pid"])
 
+    def pool_of(self, name: str) -> str:
+        """The pool the worker runs: its spec's, else (the app's own) what it said when it came online, else
+        Celery's default, prefork."""
+        worker = self.workers[self._known(name)]
+        pool = self.spec.pool_of(worker)
+        if pool is None:
+            said = [
+                e.fields.get("pool") for e in self.ledger.worker_events(worker.nodename, "worker-online", "journal")
+            ]
+            pool = next((p for p in reversed(said) if p), "prefork")
+        return pool
+
     def pool_pids(self, name: str) -> list[int]:
-        """The pids of the worker's pool processes (prefork children of its main process), sorted."""
-        return sorted(child.pid for child in psutil.Process(self.supervisor.info(self._known(name))["pid"]).children())
+        """The pids of the worker's pool processes (prefork children of its main process), sorted. Only prefork has
+        them: another pool runs its tasks in the worker's own process, and is refused in one line."""
+        pool = self.pool_of(name)
+        if pool != "prefork":
+            raise HarnessError(
+                f"{name} runs the {pool} pool, which has no pool processes: its tasks run in the worker's main "
+                "process, so the equivalent fault is the whole worker's (stack.kill)"
+            )
+        return sorted(child.pid for child in psutil.Process(self.supervisor.info(name)["pid"]).children())
 
     def kill_pool_process(self, name: str) -> int:
         """SIGKILL one pool process of a worker (as the kernel's OOM killer would); returns its pid."""
         pids = self.pool_pids(name)
         if not pids:
-            raise HarnessError(f"{name} has no pool process to kill (is it running with pool='prefork'?)")
+            raise HarnessError(f"{name} has no pool process to kill now (its pool processes are being replaced?)")
         self._record(PoolProcessKilled(program=name, pid=pids[0]))
         psutil.Process(pids[0]).kill()
         return pids[0]
+
+    def container_stop(self, name: str, grace: float) -> str:
+        """``docker stop -t GRACE`` (or Kubernetes' termination grace period): SIGTERM to the main process, and, if
+        it has not exited within ``grace`` seconds, SIGKILL to every process left. Returns how it ended:
+        ``"exited"`` (by itself within the grace) or ``"killed"``. Marked on the timeline."""
+        self._record(ContainerStopped(program=self._known(name), grace=grace))
+        self.supervisor.signal_program(name, "TERM")
+        try:
+            self.supervisor.wait_stopped(name, grace)
+            return "exited"
+        except WaitTimeout:
+            self._record(ProgramKilled(program=name))
+            self.supervisor.kill_group(name)
+            self.wait_exited(name)
+            return "killed"
 
     def wait_exited(self, name: str, timeout: float = 30.0) -> str:
         """Wait until the program has exited (stopped, exited or fatal, as supervisord says); returns that state."""

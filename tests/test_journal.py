@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from celery import Celery, signals
 
-from harness.journal import JournalReader, JournalWriter, connect
+from harness.journal import JournalReader, JournalWriter, connect, pool_name
 
 
 def test_the_reader_reads_each_line_once_as_it_is_written(tmp_path: Path) -> None:
@@ -97,3 +98,13 @@ def test_a_failure_is_journaled_with_its_real_type_and_message_whatever_wraps_it
         "unpicklable": ("GatewayError", "card declined"),
         "silent": ("KeyboardInterrupt", ""),
     }
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads", "solo", "gevent"])
+def test_a_worker_says_its_pool_as_its_P_option_names_it(pool: str) -> None:
+    """The worker-online entry names the pool the worker runs (the app's own when no -P was given): the audit
+    says which it audited."""
+    from celery.concurrency import get_implementation
+
+    assert pool_name(get_implementation(pool)(limit=1)) == pool
+    assert pool_name(None) is None

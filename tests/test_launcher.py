@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from celery import Celery
 
@@ -102,9 +105,15 @@ def test_worker_options_become_celery_worker_arguments() -> None:
 
 def test_a_worker_without_a_concurrency_runs_the_apps_own() -> None:
     """No ``-c``: Celery takes the app's worker_concurrency (else its default); the launcher used to say -c 1."""
-    argv = worker_argv({"hostname": "w@h", "concurrency": None})
+    argv = worker_argv({"hostname": "w@h", "concurrency": None, "pool": "prefork"})
     assert "-c" not in argv and argv[-2:] == ["-P", "prefork"]
     assert "-c" not in worker_argv({"hostname": "w@h"})
+
+
+def test_a_worker_without_a_pool_runs_the_apps_own() -> None:
+    """No ``-P``: Celery takes the app's worker_pool (else prefork); the launcher used to say -P prefork always."""
+    assert "-P" not in worker_argv({"hostname": "w@h", "pool": None})
+    assert "-P" not in worker_argv({"hostname": "w@h"})
 
 
 def test_a_celery_app_path_whose_attribute_is_missing_names_the_attribute(broker_env: None) -> None:
@@ -126,3 +135,22 @@ def test_things_that_are_not_web_apps_are_told_apart() -> None:
     assert "cannot be called as app(environ, start_response)" in not_a_web_app(lambda order_id: None)
     assert not_a_web_app("proj") == "is a str"
     assert not_a_web_app(wsgi) is None
+
+
+def test_a_gevent_worker_is_patched_before_the_app_is_imported(tmp_path) -> None:
+    """Celery's own command patches before anything imports kombu (``maybe_patch_concurrency``); the launcher runs
+    ``worker_main`` itself, so it must do the same, or every socket of the worker blocks the whole process."""
+    code = (
+        "from harness.launcher import patch_concurrency; patch_concurrency('gevent');"
+        "import socket, time, gevent.monkey;"
+        "assert gevent.monkey.is_module_patched('socket') and gevent.monkey.is_module_patched('time'), 'not patched';"
+        "patch_concurrency('threads')"  # another pool: nothing to do
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_green_pool_that_is_not_installed_is_one_sentence() -> None:
+    code = "from harness.launcher import launch; launch({'role': 'worker', 'pool': 'eventlet'})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "LaunchError: the worker's pool is eventlet, which is not installed: pip install eventlet" in done.stderr

@@ -20,6 +20,8 @@ from harness.probe import PROBE_NAME
 from harness.spec import ProbeSpec, StackSpec, WorkerSpec
 
 DEFAULT_WORK_S = 1.0
+DEFAULT_POOL = "prefork"  # Celery's worker_pool
+APP_LAYER = "the app's own"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class AuditPlan:
     settings: dict[str, Any]  # --audit-config, over the app's own settings
     expectations: Expectations
     concurrency_from: str = "the stack's WorkerSpec"  # who decides the worker's -c (see concurrency_source)
+    pool_from: str = "the stack's WorkerSpec"  # who decides the worker's -P (see pool_source)
     # The app's own broker_transport_options (--audit-config's if it sets them): what a row's transport settings
     # (a short visibility_timeout on Redis) are merged over, and what its notes compare with.
     transport_options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -81,7 +84,8 @@ class AuditPlan:
                 "queues": list(worker.queues or ()),
                 "concurrency": worker.concurrency,  # None: the app's own (the run's meta says which it was)
                 "concurrency_from": self.concurrency_from,
-                "pool": worker.pool,
+                "pool": worker.pool,  # None: the app's own (Celery's default, prefork), as pool_from says
+                "pool_from": self.pool_from,
             },
             "audit_config": self.settings,
             "expect": self.expectations.describe(),
@@ -138,6 +142,21 @@ def concurrency_source(worker: WorkerSpec, layers: list[tuple[str, dict[str, Any
     return "Celery's default (worker_concurrency unset: the CPUs the worker may use)"
 
 
+def pool_source(worker: WorkerSpec, layers: list[tuple[str, dict[str, Any]]]) -> tuple[str | None, str]:
+    """The audited worker's pool and who decides it: its WorkerSpec if it gives one, else the last of the settings
+    ``layers`` that sets ``worker_pool``, else Celery's default (None: no -P, prefork). A pool found in the settings
+    is passed as -P too: a green pool (gevent) must be known before the app is imported, to patch first."""
+    if worker.pool is not None:
+        return worker.pool, f"the stack's WorkerSpec(pool={worker.pool!r})"
+    for name, settings in reversed(layers):
+        pool = settings.get("worker_pool")
+        if pool == DEFAULT_POOL and name == APP_LAYER:  # the app's settings read back hold Celery's default too
+            break
+        if isinstance(pool, str) and pool:
+            return pool, f"{name} (worker_pool={pool!r})"
+    return None, f"Celery's default (worker_pool={DEFAULT_POOL!r})"
+
+
 def make_plan(
     base: StackSpec,
     info: dict[str, Any],
@@ -175,13 +194,23 @@ def make_plan(
         probe=ProbeSpec(like=probe_like),
         celery_config={**base.celery_config, **settings},
         worker_concurrency=None,  # what the app runs with, unless the stack's WorkerSpec says otherwise
+        worker_pool=None,  # the same for the pool
     )
     layers = [
-        ("the app's own", info.get("settings") or {}), ("the stack's celery_config", dict(base.celery_config)),
+        (APP_LAYER, info.get("settings") or {}), ("the stack's celery_config", dict(base.celery_config)),
         ("--audit-config", settings), ("the worker's celery_config", dict(worker.celery_config)),
     ]  # fmt: skip
+    pool, pool_from = pool_source(worker, layers)
+    if pool is not None and pool != worker.pool:
+        try:
+            worker = worker.replace(pool=pool)
+        except HarnessError:
+            raise HarnessError(
+                f"the audited worker's pool comes from {pool_from}, which the harness cannot run"
+            ) from None
+        spec = spec.replace(workers=(worker,))
     return AuditPlan(
         base.celery_app, spec, worker, queue, probe_like, sent, call_args, work, settings,
-        parse(expect, [f.key for f in FAILURES]), concurrency_source(worker, layers), dict(own_options or {}),
-        persistence, beat_plan(info, sent, settings),
+        parse(expect, [f.key for f in FAILURES]), concurrency_source(worker, layers), pool_from,
+        dict(own_options or {}), persistence, beat_plan(info, sent, settings),
     )  # fmt: skip

@@ -139,6 +139,11 @@ class Audit:
             return said[-1]
         return self.stack.spec.concurrency_of(self.plan.worker) or 1
 
+    @property
+    def pool(self) -> str:
+        """The worker's pool as it runs (its journal's worker-online: -P, else the app's worker_pool, else prefork)."""
+        return self.stack.pool_of(self.worker)
+
     def held(self) -> int:
         """How many tasks the worker takes at once: concurrency x prefetch multiplier (Celery's prefetch)."""
         multiplier = int((self.config().get("settings") or {}).get("worker_prefetch_multiplier") or 0)
@@ -308,7 +313,7 @@ class Audit:
 
     def facts(self) -> dict[str, Any]:
         """The facts the rows are decided by, as the worker ran the app (before any observation)."""
-        worker = {"concurrency": self.concurrency, "pool": self.plan.worker.pool}
+        worker = {"concurrency": self.concurrency, "pool": self.pool}
         return facts(self.config(), self.plan.task, worker, self.queue, None, self.broker)
 
     def note(self, failure: str, text: str) -> None:
@@ -328,7 +333,7 @@ class Audit:
         """One row per failure (``failure_key=task ids``); fails the scenario if a row's fates exceed what
         the team accepts (``--audit-expect``)."""
         config = self.config()
-        worker = {"concurrency": self.concurrency, "pool": self.plan.worker.pool}
+        worker = {"concurrency": self.concurrency, "pool": self.pool}
         known = {**facts(config, self.plan.task, worker, self.queue, self.queue_info(), self.broker), **self.observed}
         fate_of = {task_id: fate for fate, ids in verdict.fates.items() for task_id in ids}
         breaches = []
@@ -422,9 +427,10 @@ class Audit:
             "transport": self.transport,
             **self.plan.as_dict(),
             "describe": self.plan.describe(),
-            "worker": f"{worker.name} (-Q {','.join(worker.queues or ())} -c {self.concurrency} -P {worker.pool}; "
-            f"concurrency from {self.plan.concurrency_from})",
+            "worker": f"{worker.name} (-Q {','.join(worker.queues or ())} -c {self.concurrency} -P {self.pool}; "
+            f"concurrency from {self.plan.concurrency_from}; pool from {self.plan.pool_from})",
             "concurrency": self.concurrency,
+            "pool": self.pool,
             "settings": settings,
             "task_options": (config.get("tasks") or {}).get(self.plan.task),
             "broker": {**self.recorder.meta.get("broker", {}), **self.broker, "kind": self.vhost.broker.kind},

@@ -28,8 +28,8 @@ def test_pool_process_killed_mid_task(stack, audit):
     What the table tells: whether the task fails (``WorkerLostError``), is requeued and runs again
     (``task_reject_on_worker_lost``), or is retried (``task_retry_on_worker_lost``).
     """
-    if audit.plan.worker.pool != "prefork":
-        pytest.skip(f"the worker runs the {audit.plan.worker.pool} pool: no pool process of its own to kill")
+    if audit.pool != "prefork":
+        pytest.skip(f"the worker runs the {audit.pool} pool: no pool process of its own to kill")
     ids, _ = audit.busy()
     stack.kill_pool_process(audit.worker)
     audit.settle(ids)

@@ -79,3 +79,42 @@ def test_the_audited_worker_runs_the_apps_own_concurrency_unless_the_stack_says_
     plan = make_plan(BASE.replace(workers=(worker,)), {**INFO, "settings": app_settings}, config=audit_config)
     assert plan.spec.concurrency_of(plan.spec.workers[0]) == worker.concurrency, "no -c unless the stack gives one"
     assert plan.concurrency_from == said and plan.as_dict()["worker"]["concurrency_from"] == said
+
+
+@pytest.mark.parametrize(
+    ("worker", "app_settings", "audit_config", "pool", "said"),
+    [
+        (WorkerSpec("worker"), {}, None, None, "Celery's default (worker_pool='prefork')"),
+        (WorkerSpec("worker"), {"worker_pool": "prefork"}, None, None, "Celery's default (worker_pool='prefork')"),
+        (WorkerSpec("worker"), {"worker_pool": "threads"}, None, "threads", "the app's own (worker_pool='threads')"),
+        (
+            WorkerSpec("worker"),
+            {"worker_pool": "threads"},
+            '{"worker_pool": "gevent"}',
+            "gevent",
+            "--audit-config (worker_pool='gevent')",
+        ),
+        (
+            WorkerSpec("worker", pool="solo"),
+            {"worker_pool": "threads"},
+            None,
+            "solo",
+            "the stack's WorkerSpec(pool='solo')",
+        ),
+    ],
+    ids=["celery-default", "read-back-default", "the-apps", "audit-config", "the-stacks"],
+)
+def test_the_audited_worker_runs_the_apps_own_pool_and_says_which(
+    worker: WorkerSpec, app_settings: dict, audit_config: str | None, pool: str | None, said: str
+) -> None:
+    """The audit passed ``-P prefork`` whatever the app's ``worker_pool``: a team running threads or gevent was
+    audited on a pool it does not run. The pool found is passed as -P (a green pool is patched before the app is
+    imported), and the plan says where it came from."""
+    plan = make_plan(BASE.replace(workers=(worker,)), {**INFO, "settings": app_settings}, config=audit_config)
+    assert plan.spec.pool_of(plan.spec.workers[0]) == pool
+    assert plan.pool_from == said and plan.as_dict()["worker"]["pool_from"] == said
+
+
+def test_an_app_pool_the_harness_cannot_run_is_one_sentence() -> None:
+    with pytest.raises(HarnessError, match=r"pool comes from the app's own \(worker_pool='eventlet'\), which the"):
+        make_plan(BASE, {**INFO, "settings": {"worker_pool": "eventlet"}})

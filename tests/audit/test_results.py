@@ -118,5 +118,8 @@ def test_two_runs_of_some_rows_make_one_json_of_a_worker_with_the_apps_concurren
     runs = {row["failure"]: row["run"] for row in data["failures"]}
     assert runs == {"worker_outage": "-k worker_outage", "worker_killed": "-k worker_killed_mid"}, done.stdout[-3000:]
     assert data["concurrency"] == 3, data["worker"]
-    assert data["worker"] == "worker (-Q celery -c 3 -P prefork; concurrency from the app's own (worker_concurrency=3))"
+    assert data["worker"] == (
+        "worker (-Q celery -c 3 -P prefork; concurrency from the app's own (worker_concurrency=3); "
+        "pool from Celery's default (worker_pool='prefork'))"
+    )
     assert "kept from earlier runs: worker_outage (-k worker_outage)" in done.stdout
