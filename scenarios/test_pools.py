@@ -194,7 +194,7 @@ WARM_BACK = {"prefork": 3, "threads": 3, "gevent": 0, "solo": 0}
 # A cold shutdown: how the running task ends before the worker exits (None: it does not), and how many go back.
 COLD = {
     "prefork": (None, 3),
-    "threads": ("task-succeeded", 3),
+    "threads": ("task-succeeded", None),  # 3 when it stops at once; fewer when it ran on (see the story)
     "gevent": ("task-succeeded", 1),
     "solo": ("task-failed", 0),
 }
@@ -235,7 +235,10 @@ def test_a_cold_shutdown_cancels_the_running_task_only_on_prefork(stack, produce
 
     What a user sees: prefork terminates the pool process and reports the task cancelled; acknowledged at its
     start, it is lost. threads and gevent cannot terminate a running task: the worker waits for it and it succeeds
-    (gevent runs no other; the task waiting for its greenlet goes back to the queue). solo fails the task with
+    (gevent runs no other; the task waiting for its greenlet goes back to the queue). A threads worker usually gives
+    its three prefetched tasks back too; on a loaded machine (three scenarios at once on two cores) it was seen to go
+    on running them while it shut down, their early acknowledgements lost with its closing connection: they ran
+    again after the restart (``duplicated``). Nothing is lost either way. solo fails the task with
     ``NotImplementedError`` (the solo pool cannot terminate a task, and says so inside the very task its signal
     handler interrupted), after running the three tasks still unread in its connection during its shutdown. What
     the worker did not run goes back to the queue and runs after the restart.
@@ -248,7 +251,8 @@ def test_a_cold_shutdown_cancels_the_running_task_only_on_prefork(stack, produce
 
     terminal = ledger.history(running).terminal
     assert (terminal.type if terminal else None) == end, ledger.history(running).describe()
-    vhost.wait_for_ready(HELLO_QUEUE, back, timeout=5)
+    if back is not None:
+        vhost.wait_for_ready(HELLO_QUEUE, back, timeout=5)
     stack.start(WORKER)
     ledger.wait_settled([i for i in ids if i != running], timeout=20)
     stack.stop(WORKER)  # no consumer left: what is neither done nor queued is lost
@@ -259,6 +263,9 @@ def test_a_cold_shutdown_cancels_the_running_task_only_on_prefork(stack, produce
     elif pool == "solo":
         verdict.assert_counts(succeeded=TASKS - 1, failed=1)
         assert verdict.exception_types() == {"NotImplementedError": 1}
+    elif pool == "threads":
+        counts = verdict.counts()
+        assert counts["succeeded"] + counts["duplicated"] == TASKS == verdict.total(), verdict
     else:
         verdict.assert_counts(succeeded=TASKS)
 
