@@ -49,10 +49,14 @@ def engine_answers(timeout: float = 2.0) -> bool:
 
 def remove_leftovers(client) -> list[str]:
     """Remove harness containers whose run is gone (its pid no longer lives on this host)."""
+    import docker.errors
+
     removed = []
     host = socket.gethostname()
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=true"}):
-        labels = container.labels
+    # sparse: the labels as the listing gives them, with no inspection of each container, which fails for one that
+    # another run (a parallel xdist worker) removed meanwhile (seen in CI: "No such container" at a broker's start).
+    for container in client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL}=true"}):
+        labels = container.attrs.get("Labels") or {}
         if labels.get(LABEL_HOST) != host or not labels.get(LABEL_PID, "").isdigit():
             continue  # another machine's, or not made by this harness: not ours to judge
         try:
@@ -62,7 +66,10 @@ def remove_leftovers(client) -> list[str]:
             pass
         except PermissionError:
             continue
-        container.remove(force=True)
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:  # removed by another run meanwhile
+            continue
         removed.append(container.short_id)
     return removed
 
