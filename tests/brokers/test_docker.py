@@ -88,9 +88,19 @@ class FakeContainer:
     short_id: str
     labels: dict[str, str]
     removed: bool = False
+    gone: bool = False  # removed by another run between the listing and this one's removal
+
+    @property
+    def attrs(self) -> dict:
+        """What a sparse listing gives (docker's list API): the labels, no per-container inspection."""
+        return {"Labels": self.labels}
 
     def remove(self, force: bool = False) -> None:
         assert force, "a leftover may still be running: it must be removed by force"
+        if self.gone:
+            import docker.errors
+
+            raise docker.errors.NotFound("No such container")
         self.removed = True
 
 
@@ -99,7 +109,11 @@ class FakeContainers:
     items: list[FakeContainer]
     queries: list[tuple[bool, dict[str, str]]] = field(default_factory=list)
 
-    def list(self, all: bool = False, filters: dict[str, str] | None = None) -> list[FakeContainer]:
+    def list(
+        self, all: bool = False, filters: dict[str, str] | None = None, sparse: bool = False
+    ) -> list[FakeContainer]:
+        # Sparse, or docker-py inspects each container listed: one another run removes meanwhile fails the listing.
+        assert sparse, "the sweep must not inspect each container (a parallel run may remove one meanwhile)"
         self.queries.append((all, filters or {}))
         return self.items
 
@@ -159,3 +173,11 @@ def test_published_ports_are_reached_where_the_engine_publishes_them(
     network: str, environ: dict[str, str], host: str
 ) -> None:
     assert published_host(network, environ) == host
+
+
+def test_remove_leftovers_skips_a_container_another_run_removed_meanwhile(dead_pid: int) -> None:
+    here = socket.gethostname()
+    gone = harness_container("gone", dead_pid, here)
+    gone.gone = True
+    client = FakeClient(FakeContainers([gone, harness_container("dead-run", dead_pid, here)]))
+    assert remove_leftovers(client) == ["dead-run"]
