@@ -233,18 +233,19 @@ class Ledger:
         return entries
 
     def wait_beat_sends(
-        self, count: int, beat: str | None = None, since: float = 0.0, timeout: float = 30.0
+        self, count: int, beat: str | None = None, since: float = 0.0, timeout: float = 30.0, entry: str | None = None
     ) -> list[BeatSend]:
-        """Wait until the beats (or ``beat``) have sent ``count`` periodic tasks since ``since``; returns those
-        sends, in order."""
+        """Wait until the beats (or ``beat``) have sent ``count`` periodic tasks (of ``entry``, if named) since
+        ``since``; returns those sends, in order."""
 
         def sent() -> list[BeatSend]:
             found = sorted(self.beat_sends().values(), key=lambda s: s.at)
-            return [s for s in found if s.at >= since and (beat is None or s.beat == beat)]
+            return [s for s in found if s.at >= since and (beat is None or s.beat == beat)
+                    and (entry is None or s.entry == entry)]  # fmt: skip
 
-        who = beat or "the beats"
+        who, what = beat or "the beats", f" of {entry}" if entry else ""
         return eventually(sent, until=lambda found: len(found) >= count, timeout=timeout,
-                          what=f"{who} to send {count} periodic task(s)")[:count]  # fmt: skip
+                          what=f"{who} to send {count} periodic task(s){what}")[:count]  # fmt: skip
 
     def assert_beat_silent(self, for_: float, why: str) -> None:
         """Watch for ``for_`` seconds that no beat sends a periodic task (``why`` says why none should); returns

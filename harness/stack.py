@@ -37,7 +37,7 @@ from harness.faults import (
 )
 from harness.ledger import Ledger
 from harness.netfaults import NetFaults
-from harness.periodic import BeatSpan, judge_periodic
+from harness.periodic import BeatSend, BeatSpan, PeriodicVerdict, judge_periodic
 from harness.ports import free_ports
 from harness.redeploy import deploy
 from harness.sent import Sender
@@ -290,7 +290,7 @@ class AppStack:
         """Start supervisord (every program autostarts), wait until each program is ready, bind the producer;
         returns the stack. The ``stack`` fixture does this."""
         since = time.time()
-        self.supervisor.start()  # every program autostarts
+        self.supervisor.start()  # every program autostarts, but a beat left for the scenario to start
         self.wait_ready([n for n, p in self.supervisor.programs.items() if p.autostart], since)
         if self.spec.producer is not None:
             self.producer = self.spec.producer.bind(self)
@@ -612,6 +612,18 @@ class AppStack:
                               what="the unacknowledged count to match the tasks in flight")  # fmt: skip
         except WaitTimeout:
             return judged()
+
+    def periodic_verdict(self, last: BeatSend, after: float | None = None, timeout: float = 30.0) -> PeriodicVerdict:
+        """The due runs up to the send ``last`` (one a scenario waited for) and ``after`` seconds more (default: half
+        its entry's interval, so the next send is not judged yet), once the tasks sent up to it have ended: exact
+        counts while beat keeps sending. Returns ``verdict.periodic``."""
+        self.ledger.wait_settled([s.task_id for s in self.ledger.beat_sends().values() if s.at <= last.at], timeout)
+        if after is None:
+            every = self.ledger.schedule().get(last.entry)
+            after = every.every / 2 if every is not None and every.every else 0.0
+        periodic = self.verdict(periodic_until=last.at + after).periodic
+        assert periodic is not None  # a beat sent ``last``
+        return periodic
 
     def beat_spans(self) -> list[BeatSpan]:
         """When each beat ran: from each load of its schedule to the next stop, kill, exit signal or deploy of it

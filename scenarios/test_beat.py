@@ -15,13 +15,6 @@ EVERY = 1.0  # the entry's interval, seconds
 NEW_BEAT = "beat_v2"
 
 
-def judged_up_to(stack, ledger, last, after=EVERY / 2):
-    """The verdict over the runs sent up to ``last`` (a send waited for) and ``after`` seconds more, once their tasks
-    have settled."""
-    ledger.wait_settled([s.task_id for s in ledger.beat_sends().values() if s.at <= last.at], timeout=30)
-    return stack.verdict(periodic_until=last.at + after).periodic
-
-
 @pytest.mark.parametrize("stack_spec", [periodic(EVERY, beats=(BEAT, NEW_BEAT))], indirect=True, ids=["two-beats"])
 def test_two_beats_during_a_deploy_send_every_periodic_task_twice(stack, ledger):
     """A deploy starts the new beat before it stops the old one (a rolling update, or a second replica).
@@ -36,7 +29,7 @@ def test_two_beats_during_a_deploy_send_every_periodic_task_twice(stack, ledger)
     last_old = ledger.wait_beat_sends(1, beat=BEAT, since=overlap[-1].at)[0]  # the old beat has a send after each
     stack.stop(BEAT)
 
-    runs = judged_up_to(stack, ledger, last_old, after=0.01)  # not the new beat's next: its pair is not judged
+    runs = stack.periodic_verdict(last_old, after=0.01)  # not the new beat's next: its pair is not judged
     duplicates = runs.of("duplicated")
     assert len(duplicates) == 3, runs
     runs.assert_counts(ran=len(runs.runs) - 3, duplicated=3)
@@ -57,7 +50,7 @@ def test_beat_down_for_several_intervals_misses_those_runs_and_does_not_catch_up
     ledger.assert_beat_silent(4.5 * EVERY, "beat is stopped")
     back = ledger.wait_beat_sends(2, since=stack.start(BEAT))
 
-    runs = judged_up_to(stack, ledger, back[-1])
+    runs = stack.periodic_verdict(back[-1])
     down, up = stack.beat_spans()
     assert back[1].at - back[0].at >= EVERY * 0.99, "one overdue run at restart, then one interval on: no catch-up"
     assert runs.count("missed") >= 4, runs
@@ -89,7 +82,7 @@ def test_beat_restarted_sends_an_overdue_run_at_once_only_if_its_schedule_file_w
         assert waited < EVERY / 2, f"an overdue run sent at once: {waited:.2f}s after beat was up"
     else:
         assert EVERY * 0.95 <= waited < EVERY * 1.5, f"the first run a whole interval on: {waited:.2f}s"
-    runs = judged_up_to(stack, ledger, first)
+    runs = stack.periodic_verdict(first)
     assert runs.count("missed") >= 2, runs
     runs.assert_counts(ran=len(runs.runs) - runs.count("missed"), missed=runs.count("missed"))
 
@@ -140,15 +133,10 @@ def test_a_periodic_task_longer_than_its_interval_piles_up_or_overlaps_itself(st
     sends = ledger.wait_beat_sends(4)
     ledger.wait_started(sends[3].task_id, timeout=15)  # with -c 1, after three whole runs
 
-    runs = judged_up_to_started(stack, sends[3])
+    runs = stack.verdict(periodic_until=sends[3].at + EVERY / 2).periodic  # earlier runs may still run
     if concurrency == 1:
         runs.assert_counts(ran=1, stale=3)
         assert runs.overlaps == {}, "one pool process never runs two at once"
     else:
         runs.assert_counts(ran=4)
         assert list(runs.overlaps) == [s.task_id for s in sends[1:4]], runs
-
-
-def judged_up_to_started(stack, last):
-    """The verdict over the runs sent up to ``last``, which has started (the earlier ones may still run)."""
-    return stack.verdict(periodic_until=last.at + EVERY / 2).periodic

@@ -372,18 +372,7 @@ class Audit:
         """Wait until the beats (or ``beat``) have sent ``count`` runs of every audited entry since ``since``;
         returns entry -> its first ``count`` sends, in order."""
         names = [entry.name for entry in self.plan.beat.entries] if self.plan.beat else []
-
-        def sent() -> dict[str, list[BeatSend]]:
-            found = sorted(self.ledger.beat_sends().values(), key=lambda s: s.at)
-            mine = [s for s in found if s.at >= since and (beat is None or s.beat == beat)]
-            return {name: [s for s in mine if s.entry == name] for name in names}
-
-        who = beat or "the beats"
-        found = eventually(
-            sent, until=lambda by: all(len(each) >= count for each in by.values()), timeout=timeout,
-            what=f"{who} to send {count} run(s) of each of {', '.join(names) or 'no entry'}",
-        )  # fmt: skip
-        return {name: each[:count] for name, each in found.items()}
+        return {name: self.ledger.wait_beat_sends(count, beat, since, timeout, entry=name) for name in names}
 
     def record_periodic(self, periodic: PeriodicVerdict, **groups: list[PeriodicRun]) -> None:
         """One beat row per failure (``failure_key=runs``, from ``verdict.periodic``): the runs' periodic fates
